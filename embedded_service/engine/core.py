@@ -1,0 +1,596 @@
+"""The admission engine: queues, waiters, leases and devices on one event loop.
+
+All state is mutated from the loop that owns the engine, so nothing here takes
+a lock. Ownership of a slot moves to a waiter *at release time* (the grant is
+made inside `release`), which is what keeps a releaser that re-acquires at once
+from jumping the queue and keeps a woken-then-cancelled waiter from leaking
+the slot (the lost-wakeup class of CPython gh-90155).
+
+GPU fairness policy: within a queue, grants follow (priority, arrival) strictly.
+Across queues, waiters that need GPUs are considered in (priority, arrival)
+order too, and the first one that does not fit *reserves*: no GPU waiter behind
+it is admitted until it fits. A large request therefore cannot starve behind a
+stream of small ones; the price is that GPUs may sit idle while memory drains
+for it. Waiters without GPU needs are never held back by this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    LeaseGone,
+    QueueBusy,
+    QueueFull,
+    SlotCancelled,
+    SlotTimeout,
+    UnknownQueue,
+    UnknownWaiter,
+)
+from ..model import (
+    DeviceInfo,
+    DeviceSpec,
+    LeaseInfo,
+    QueueConfig,
+    QueueStats,
+    Totals,
+    WaiterInfo,
+)
+from .clock import Clock, RealClock, TimerHandle
+from .devices import DevicePool
+from .queues import QueueState, Waiter, percentile
+
+log = logging.getLogger("slotdeck.engine")
+
+ENDED_LEASES_KEPT = 10_000  # how many finished lease ids still answer "why is it gone"
+
+
+@dataclass(eq=False, slots=True)
+class Lease:
+    """A granted slot. `on_cancel` is how an operator's cancel reaches its holder."""
+
+    id: str
+    queue: str
+    owner: str | None
+    priority: int
+    fence: int
+    devices: tuple[int, ...]
+    gpu_mem_mib: int
+    granted_at: float
+    waited_s: float
+    ttl_s: float | None = None
+    expires_at: float | None = None
+    job_id: str | None = None
+    timer: TimerHandle | None = None
+    on_cancel: Callable[[], Any] | None = None
+    cancel_requested: bool = False
+
+    def info(self, now: float, stuck_after_s: float | None) -> LeaseInfo:
+        return LeaseInfo(
+            id=self.id,
+            queue=self.queue,
+            owner=self.owner,
+            priority=self.priority,
+            fence=self.fence,
+            devices=list(self.devices),
+            gpu_mem_mib=self.gpu_mem_mib,
+            granted_at=self.granted_at,
+            waited_s=self.waited_s,
+            expires_at=self.expires_at,
+            job_id=self.job_id,
+            stuck=stuck_after_s is not None and now - self.granted_at > stuck_after_s,
+        )
+
+
+class SlotEngine:
+    """Pure admission core. No I/O: stores, probes and HTTP live outside and call in."""
+
+    def __init__(self, clock: Clock | None = None, devices: list[DeviceSpec] | None = None) -> None:
+        self.clock: Clock = clock or RealClock()
+        self.queues: dict[str, QueueState] = {}
+        self.leases: dict[str, Lease] = {}
+        self.waiters: dict[str, Waiter] = {}
+        self.pool = DevicePool()
+        if devices:
+            self.pool.configure(devices)
+        self.version = 0  # bumped on every change; snapshots carry it as `seq`
+        self.fence = 0
+        self.unattributed_bad_releases = 0
+        self._prefix = secrets.token_hex(3)
+        self._waiter_ids = itertools.count(1)
+        self._arrivals = itertools.count()
+        self._ended: OrderedDict[str, tuple[str, str]] = OrderedDict()  # lease id -> (queue, reason)
+        self._gpu_waiting = 0
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # ----------------------------------------------------------------- queues
+
+    def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
+        """Create a queue or change some of its fields; a change that frees capacity admits at once."""
+        state = self.queues.get(name)
+        if state is None:
+            config = QueueConfig(name=name, **fields)
+            state = QueueState(config=config)
+            state.apply_rate(self.clock.time())
+            self.queues[name] = state
+        else:
+            config = QueueConfig.model_validate({**state.config.model_dump(), **fields, "name": name})
+            rate_changed = (config.rate, config.burst) != (state.config.rate, state.config.burst)
+            state.config = config
+            if rate_changed:
+                state.apply_rate(self.clock.time())
+        self._changed()
+        self._pump(state)
+        return config
+
+    def queue(self, name: str) -> QueueState:
+        state = self.queues.get(name)
+        if state is None:
+            raise UnknownQueue(name)
+        return state
+
+    def delete_queue(self, name: str, force: bool = False) -> None:
+        state = self.queue(name)
+        if (state.in_use or state.waiting) and not force:
+            raise QueueBusy(f"queue {name!r} has {state.in_use} holder(s) and {state.waiting} waiter(s)")
+        for waiter in state.live_waiters():
+            self._end_waiter(waiter, SlotCancelled(name, "queue deleted"))
+        for lease in [lease for lease in self.leases.values() if lease.queue == name]:
+            self._drop_lease(lease, "revoked")
+        del self.queues[name]
+        self._changed()
+
+    def set_limit(self, name: str, limit: int) -> QueueConfig:
+        return self.configure_queue(name, limit=limit)
+
+    def pause(self, name: str) -> QueueConfig:
+        return self.configure_queue(name, paused=True)
+
+    def resume(self, name: str) -> QueueConfig:
+        return self.configure_queue(name, paused=False)
+
+    def reset_marks(self, name: str) -> None:
+        self.queue(name).reset_marks(self.clock.time())
+        self._changed()
+
+    # ---------------------------------------------------------------- acquire
+
+    def enqueue(
+        self,
+        queue: str,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
+        ttl_s: float | None = None,
+        job_id: str | None = None,
+    ) -> Lease | Waiter:
+        """Grant at once when nobody is ahead and a slot is free, else join the line."""
+        state = self.queues.get(queue)
+        if state is None:
+            raise UnknownQueue(queue)
+        if gpu_mem_mib and not gpus:
+            gpus = 1
+        if gpus:
+            self.pool.check_possible(gpus, gpu_mem_mib)
+        now = self.clock.time()
+        config = state.config
+        if not gpus and not state.waiting and state.in_use < config.limit and not config.paused:
+            bucket = state.bucket
+            if bucket is None or bucket.available(now):
+                if bucket is not None:
+                    bucket.take(now)
+                return self._grant(state, owner, priority, (), 0, now, 0.0, ttl_s, job_id)
+        if config.max_waiting is not None and state.waiting >= config.max_waiting:
+            state.rejected += 1
+            self._changed()
+            raise QueueFull(queue, state.waiting, state.est_wait_s())
+        wait = config.timeout_s if timeout_s is None else timeout_s
+        waiter = Waiter(
+            id=f"w{self._prefix}{next(self._waiter_ids):x}",
+            queue=queue,
+            owner=owner,
+            priority=priority,
+            seq=next(self._arrivals),
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
+            enqueued_at=now,
+            deadline=now + wait,
+            ttl_s=ttl_s,
+            job_id=job_id,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        waiter.timer = self.clock.call_later(wait, self._time_out, waiter)
+        state.push(waiter)
+        self.waiters[waiter.id] = waiter
+        if gpus:
+            self._gpu_waiting += 1
+        state.note_waiting(now)
+        self._changed()
+        self._emit("waiting", waiter=waiter.id, queue=queue, owner=owner, priority=priority)
+        self._pump(state)
+        return waiter
+
+    async def wait(self, waiter: Waiter) -> Lease:
+        """Wait for a waiter's grant. If the caller is cancelled after the grant, the slot is given back."""
+        future = waiter.future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result().id)
+            elif not waiter.done:
+                state = self.queues.get(waiter.queue)
+                if state is not None:
+                    state.cancelled += 1
+                self._end_waiter(waiter, None)
+            raise
+
+    async def acquire(self, queue: str, **kwargs: Any) -> Lease:
+        result = self.enqueue(queue, **kwargs)
+        if isinstance(result, Lease):
+            return result
+        return await self.wait(result)
+
+    async def poll(self, waiter_id: str, wait_s: float) -> Lease | None:
+        """Wait up to `wait_s` for a waiter's grant without cancelling it (HTTP long-poll)."""
+        waiter = self.waiters.get(waiter_id)
+        if waiter is None:
+            raise UnknownWaiter(waiter_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), wait_s)
+        except TimeoutError:
+            return None
+
+    def expire_unpolled(self, waiter_id: str, ttl_s: float) -> None:
+        """Drop a remote waiter unless it is polled again within `ttl_s`."""
+        waiter = self.waiters.get(waiter_id)
+        if waiter is None:
+            return
+        if waiter.poll_timer is not None:
+            waiter.poll_timer.cancel()
+        waiter.poll_timer = self.clock.call_later(ttl_s, self._abandon, waiter)
+
+    def _abandon(self, waiter: Waiter) -> None:
+        if not waiter.done:
+            self.queues[waiter.queue].cancelled += 1
+            self._end_waiter(waiter, SlotCancelled(waiter.queue, "waiter was not polled in time"))
+
+    def _time_out(self, waiter: Waiter) -> None:
+        if waiter.done:
+            return
+        state = self.queues[waiter.queue]
+        state.timed_out += 1
+        waited = self.clock.time() - waiter.enqueued_at
+        self._end_waiter(waiter, SlotTimeout(waiter.queue, waited, state.est_wait_s()))
+        self._emit("timed_out", waiter=waiter.id, queue=waiter.queue, owner=waiter.owner, waited_s=waited)
+
+    def _end_waiter(self, waiter: Waiter, error: BaseException | None) -> None:
+        """Take a waiter out of line (timeout, cancel, abandon) and let the next ones in."""
+        if waiter.done:
+            return
+        state = self.queues.get(waiter.queue)
+        if state is not None:
+            state.forget(waiter)
+        else:
+            waiter.done = True
+        self._close_waiter(waiter)
+        if error is not None and not waiter.future.done():
+            waiter.future.set_exception(error)
+            waiter.future.exception()  # a remote waiter nobody awaits must not log "never retrieved"
+        self._changed()
+        if state is not None:
+            self._pump(state)
+
+    def _close_waiter(self, waiter: Waiter) -> None:
+        self.waiters.pop(waiter.id, None)
+        if waiter.gpus:
+            self._gpu_waiting -= 1
+        for timer in (waiter.timer, waiter.poll_timer):
+            if timer is not None:
+                timer.cancel()
+
+    # ----------------------------------------------------------------- grants
+
+    def _grant(
+        self,
+        state: QueueState,
+        owner: str | None,
+        priority: int,
+        devices: tuple[int, ...],
+        gpu_mem_mib: int,
+        now: float,
+        waited: float,
+        ttl_s: float | None,
+        job_id: str | None,
+    ) -> Lease:
+        self.fence += 1
+        fence = self.fence
+        lease = Lease(
+            id=f"L{self._prefix}{fence:x}",
+            queue=state.config.name,
+            owner=owner,
+            priority=priority,
+            fence=fence,
+            devices=devices,
+            gpu_mem_mib=gpu_mem_mib,
+            granted_at=now,
+            waited_s=waited,
+            job_id=job_id,
+        )
+        if ttl_s is not None:
+            lease.ttl_s = ttl_s
+            lease.expires_at = now + ttl_s
+            lease.timer = self.clock.call_later(ttl_s, self._expire, lease)
+        self.leases[lease.id] = lease
+        state.in_use += 1
+        state.granted += 1
+        state.wait_samples.append(waited)
+        state.note_in_use(now)
+        self.version += 1
+        if self.listeners:
+            self._emit("granted", lease=lease.id, queue=lease.queue, owner=owner, waited_s=waited, fence=fence)
+        return lease
+
+    def _grant_waiter(self, state: QueueState, waiter: Waiter, devices: tuple[int, ...], now: float) -> None:
+        state.pop_head()
+        waiter.done = True
+        self._close_waiter(waiter)
+        lease = self._grant(
+            state,
+            waiter.owner,
+            waiter.priority,
+            devices,
+            waiter.gpu_mem_mib,
+            now,
+            now - waiter.enqueued_at,
+            waiter.ttl_s,
+            waiter.job_id,
+        )
+        if devices:
+            self.pool.assign(lease.id, state.config.name, list(devices), waiter.gpu_mem_mib)
+        waiter.future.set_result(lease)
+
+    def _admissible(self, state: QueueState, now: float) -> bool:
+        """Whether the queue may admit its head now (capacity and rate); arms a rate timer if not."""
+        if not state.has_capacity():
+            return False
+        bucket = state.bucket
+        if bucket is not None and not bucket.available(now):
+            if state.rate_timer is None:
+                state.rate_timer = self.clock.call_later(bucket.delay_until_token(now), self._rate_refilled, state)
+            return False
+        return True
+
+    def _rate_refilled(self, state: QueueState) -> None:
+        state.rate_timer = None
+        if self.queues.get(state.config.name) is state:
+            self._pump(state)
+
+    def _pump(self, state: QueueState | None = None) -> None:
+        """Admit waiters while capacity allows. Called after every change that may free a slot."""
+        now = self.clock.time()
+        if self._gpu_waiting == 0 and state is not None:
+            self._pump_plain(state, now)
+            return
+        progress = True
+        while progress:
+            progress = False
+            gpu_heads: list[tuple[Waiter, QueueState]] = []
+            for queue_state in list(self.queues.values()):
+                head = self._pump_plain(queue_state, now)
+                if head is not None:
+                    gpu_heads.append((head, queue_state))
+            gpu_heads.sort(key=lambda pair: pair[0])
+            for head, queue_state in gpu_heads:
+                devices = self.pool.fit(head.gpus, head.gpu_mem_mib, queue_state.config.name, queue_state.config.per_gpu)
+                if devices is None:
+                    break  # it reserves: nothing behind it in GPU order goes first
+                if queue_state.bucket is not None:
+                    queue_state.bucket.take(now)
+                self._grant_waiter(queue_state, head, tuple(devices), now)
+                progress = True
+
+    def _pump_plain(self, state: QueueState, now: float) -> Waiter | None:
+        """Admit non-GPU heads of one queue; return an admissible GPU head left for the caller."""
+        while state.waiting:
+            if not self._admissible(state, now):
+                return None
+            head = state.head()
+            if head is None:
+                return None
+            if head.gpus:
+                return head
+            if state.bucket is not None:
+                state.bucket.take(now)
+            self._grant_waiter(state, head, (), now)
+        return None
+
+    # ---------------------------------------------------------------- release
+
+    def release(self, lease_id: str, owner: str | None = None) -> bool:
+        """Give a slot back. Double releases, releases by another owner and of dead leases do nothing and are counted."""
+        lease = self.leases.get(lease_id)
+        if lease is None or (owner is not None and lease.owner is not None and owner != lease.owner):
+            self._count_bad_release(lease_id, lease)
+            return False
+        self._drop_lease(lease, "released")
+        return True
+
+    def _count_bad_release(self, lease_id: str, lease: Lease | None) -> None:
+        queue = lease.queue if lease is not None else self._ended.get(lease_id, (None, None))[0]
+        state = self.queues.get(queue) if queue is not None else None
+        if state is not None:
+            state.bad_releases += 1
+        else:
+            self.unattributed_bad_releases += 1
+        self._changed()
+
+    def _drop_lease(self, lease: Lease, reason: str) -> None:
+        del self.leases[lease.id]
+        if lease.timer is not None:
+            lease.timer.cancel()
+        now = self.clock.time()
+        state = self.queues.get(lease.queue)
+        if lease.devices:
+            self.pool.unassign(lease.id, lease.queue, lease.devices, lease.gpu_mem_mib)
+        self._ended[lease.id] = (lease.queue, reason)
+        if len(self._ended) > ENDED_LEASES_KEPT:
+            self._ended.popitem(last=False)
+        self.version += 1
+        if self.listeners:
+            self._emit(reason, lease=lease.id, queue=lease.queue, owner=lease.owner, held_s=now - lease.granted_at)
+        if state is None:
+            return
+        state.in_use -= 1
+        state.hold_samples.append(now - lease.granted_at)
+        if reason == "released":
+            state.released += 1
+        elif reason == "expired":
+            state.expired += 1
+        elif reason == "revoked":
+            state.revoked += 1
+        if state.waiting or lease.devices:
+            self._pump(None if lease.devices else state)
+
+    def _expire(self, lease: Lease) -> None:
+        if self.leases.get(lease.id) is lease:
+            log.info("lease expired queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
+            self._drop_lease(lease, "expired")
+
+    def renew(self, lease_id: str, ttl_s: float | None = None) -> Lease:
+        """Extend a lease's TTL; a lease that is gone says why."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            raise LeaseGone(lease_id, self.ended_reason(lease_id) or "unknown lease")
+        ttl = ttl_s if ttl_s is not None else lease.ttl_s
+        if ttl is not None:
+            if lease.timer is not None:
+                lease.timer.cancel()
+            lease.ttl_s = ttl
+            lease.expires_at = self.clock.time() + ttl
+            lease.timer = self.clock.call_later(ttl, self._expire, lease)
+        return lease
+
+    def ended_reason(self, lease_id: str) -> str | None:
+        ended = self._ended.get(lease_id)
+        return ended[1] if ended else None
+
+    def revoke(self, lease_id: str) -> bool:
+        """Operator force-release: the slot comes back now; the holder learns at its next renew."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return False
+        self._drop_lease(lease, "revoked")
+        return True
+
+    def cancel(self, item_id: str) -> bool:
+        """Cancel a waiter (its acquire raises SlotCancelled) or a holder.
+
+        A holder with an `on_cancel` hook (a local task, a job's process) is told
+        to stop and its slot comes back when it has; one without (a remote
+        lease) is revoked at once.
+        """
+        waiter = self.waiters.get(item_id)
+        if waiter is not None:
+            self.queues[waiter.queue].cancelled += 1
+            self._end_waiter(waiter, SlotCancelled(waiter.queue))
+            self._emit("cancelled", waiter=waiter.id, queue=waiter.queue, owner=waiter.owner)
+            return True
+        lease = self.leases.get(item_id)
+        if lease is None:
+            return False
+        if not lease.cancel_requested:
+            lease.cancel_requested = True
+            state = self.queues.get(lease.queue)
+            if state is not None:
+                state.cancelled += 1
+        self._emit("cancelled", lease=lease.id, queue=lease.queue, owner=lease.owner)
+        if lease.on_cancel is None:
+            self._drop_lease(lease, "revoked")
+        else:
+            lease.on_cancel()
+        return True
+
+    # ---------------------------------------------------------------- devices
+
+    def update_devices(self, infos: list[DeviceInfo]) -> None:
+        self.pool.update(infos)
+        if self._gpu_waiting:
+            self._pump()
+
+    # ------------------------------------------------------------- observing
+
+    def queue_stats(self, state: QueueState, now: float) -> QueueStats:
+        config = state.config
+        owners = {lease.owner for lease in self.leases.values() if lease.queue == config.name}
+        owners.update(w.owner for w in state.heap if not w.done)
+        owners.discard(None)
+        stuck = 0
+        if config.stuck_after_s is not None:
+            stuck = sum(
+                1
+                for lease in self.leases.values()
+                if lease.queue == config.name and now - lease.granted_at > config.stuck_after_s
+            )
+        return QueueStats(
+            config=config,
+            in_use=state.in_use,
+            waiting=state.waiting,
+            owners=len(owners),
+            marks=state.marks.model_copy(),
+            totals=state.totals(),
+            wait_p50_s=percentile(state.wait_samples, 0.5),
+            wait_p95_s=percentile(state.wait_samples, 0.95),
+            hold_p50_s=percentile(state.hold_samples, 0.5),
+            hold_p95_s=percentile(state.hold_samples, 0.95),
+            est_wait_s=state.est_wait_s(),
+            stuck=stuck,
+        )
+
+    def lease_infos(self, now: float) -> list[LeaseInfo]:
+        return [
+            lease.info(now, self.queues[lease.queue].config.stuck_after_s if lease.queue in self.queues else None)
+            for lease in self.leases.values()
+        ]
+
+    def waiter_infos(self) -> list[WaiterInfo]:
+        infos: list[WaiterInfo] = []
+        for state in self.queues.values():
+            for position, w in enumerate(state.live_waiters(), start=1):
+                infos.append(
+                    WaiterInfo(
+                        id=w.id,
+                        queue=w.queue,
+                        owner=w.owner,
+                        priority=w.priority,
+                        gpus=w.gpus,
+                        gpu_mem_mib=w.gpu_mem_mib,
+                        enqueued_at=w.enqueued_at,
+                        deadline=w.deadline,
+                        position=position,
+                        job_id=w.job_id,
+                    )
+                )
+        return infos
+
+    def totals(self, name: str) -> Totals:
+        return self.queue(name).totals()
+
+    # --------------------------------------------------------------- plumbing
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        for listener in self.listeners:
+            listener(event, fields)

@@ -1,0 +1,191 @@
+"""Per-queue live state: the waiter heap, counters, marks, samples, rate bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Marks, QueueConfig, Totals
+from .clock import TimerHandle
+
+SAMPLE_WINDOW = 1024  # wait/hold samples kept per queue for percentiles and estimates
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """One pending acquire. Ordered by (priority, seq): lower priority number first, then arrival."""
+
+    id: str
+    queue: str
+    owner: str | None
+    priority: int
+    seq: int
+    gpus: int
+    gpu_mem_mib: int
+    enqueued_at: float
+    deadline: float | None
+    ttl_s: float | None
+    job_id: str | None
+    future: asyncio.Future[Any]
+    timer: TimerHandle | None = None
+    poll_timer: TimerHandle | None = None
+    done: bool = False
+
+    def __lt__(self, other: Waiter) -> bool:
+        if self.priority != other.priority:
+            return self.priority < other.priority
+        return self.seq < other.seq
+
+
+class TokenBucket:
+    """Admissions per second with a burst, refilled lazily from the clock."""
+
+    __slots__ = ("rate", "burst", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def available(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= 1.0 - 1e-9
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self.tokens -= 1.0
+
+    def delay_until_token(self, now: float) -> float:
+        self._refill(now)
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+def percentile(samples: deque[float], q: float) -> float | None:
+    """Nearest-rank percentile of the recent samples (None when there are none)."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(eq=False)
+class QueueState:
+    """Everything the engine tracks for one queue. Mutated only on the loop."""
+
+    config: QueueConfig
+    heap: list[Waiter] = field(default_factory=list)
+    waiting: int = 0
+    in_use: int = 0
+    bucket: TokenBucket | None = None
+    rate_timer: TimerHandle | None = None
+    marks: Marks = field(default_factory=Marks)
+    granted: int = 0
+    released: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    revoked: int = 0
+    bad_releases: int = 0
+    wait_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    hold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def head(self) -> Waiter | None:
+        """The next waiter in order, dropping entries that already left."""
+        heap = self.heap
+        while heap and heap[0].done:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def push(self, waiter: Waiter) -> None:
+        heapq.heappush(self.heap, waiter)
+        self.waiting += 1
+
+    def pop_head(self) -> Waiter:
+        waiter = heapq.heappop(self.heap)
+        self.waiting -= 1
+        return waiter
+
+    def forget(self, waiter: Waiter) -> None:
+        """Mark a waiter as gone; its heap entry is dropped lazily (compacted when mostly dead)."""
+        waiter.done = True
+        self.waiting -= 1
+        if len(self.heap) > 64 and len(self.heap) > 2 * self.waiting:
+            self.heap = [w for w in self.heap if not w.done]
+            heapq.heapify(self.heap)
+
+    def live_waiters(self) -> list[Waiter]:
+        """Waiters in grant order (a sorted copy; for snapshots, not the hot path)."""
+        return sorted(w for w in self.heap if not w.done)
+
+    def has_capacity(self) -> bool:
+        return not self.config.paused and self.in_use < self.config.limit
+
+    def note_in_use(self, now: float) -> None:
+        if self.in_use > self.marks.in_use:
+            self.marks.in_use = self.in_use
+            self.marks.in_use_at = now
+
+    def note_waiting(self, now: float) -> None:
+        if self.waiting > self.marks.waiting:
+            self.marks.waiting = self.waiting
+            self.marks.waiting_at = now
+
+    def reset_marks(self, now: float) -> None:
+        self.marks = Marks(
+            in_use=self.in_use,
+            in_use_at=now,
+            waiting=self.waiting,
+            waiting_at=now,
+            reset_at=now,
+        )
+
+    def apply_rate(self, now: float) -> None:
+        """Rebuild the token bucket after `rate`/`burst` changed."""
+        if self.config.rate is None:
+            self.bucket = None
+        else:
+            self.bucket = TokenBucket(self.config.rate, self.config.burst, now)
+
+    def totals(self) -> Totals:
+        return Totals(
+            granted=self.granted,
+            released=self.released,
+            timed_out=self.timed_out,
+            rejected=self.rejected,
+            cancelled=self.cancelled,
+            expired=self.expired,
+            revoked=self.revoked,
+            bad_releases=self.bad_releases,
+        )
+
+    def restore_totals(self, totals: Totals) -> None:
+        for name in Totals.model_fields:
+            setattr(self, name, getattr(totals, name))
+
+    def est_wait_s(self, extra_ahead: int = 0) -> float | None:
+        """Wait of a newcomer: position over throughput (limit / mean hold time)."""
+        if self.config.paused:
+            return None
+        ahead = self.waiting + extra_ahead
+        if ahead == 0 and self.in_use < self.config.limit:
+            return 0.0
+        if not self.hold_samples or self.config.limit == 0:
+            return None
+        mean_hold = sum(self.hold_samples) / len(self.hold_samples)
+        return (ahead + 1) * mean_hold / self.config.limit

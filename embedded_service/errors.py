@@ -1,0 +1,93 @@
+"""Errors raised by the service and, with the same types, by the remote client.
+
+Kept free of imports so that every layer (engine, API, client, desktop) can
+share them without breaking the one-way dependency rule.
+"""
+
+from __future__ import annotations
+
+
+class SlotDeckError(Exception):
+    """Base of every error SlotDeck raises on purpose."""
+
+
+class UnknownQueue(SlotDeckError, KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown queue {self.name!r}"
+
+
+class QueueFull(SlotDeckError):
+    """Raised at once when a queue already has `max_waiting` waiters."""
+
+    def __init__(self, queue: str, waiting: int, est_wait_s: float | None = None) -> None:
+        super().__init__(f"queue {queue!r} is full: {waiting} already waiting")
+        self.queue = queue
+        self.waiting = waiting
+        self.est_wait_s = est_wait_s
+
+
+class SlotTimeout(SlotDeckError, TimeoutError):
+    """The wait for a slot ran past its timeout; carries how long it waited."""
+
+    def __init__(self, queue: str, waited_s: float, est_wait_s: float | None = None) -> None:
+        super().__init__(f"no slot in queue {queue!r} after waiting {waited_s:.1f}s")
+        self.queue = queue
+        self.waited_s = waited_s
+        self.est_wait_s = est_wait_s
+
+
+class SlotCancelled(SlotDeckError):
+    """A waiter was cancelled by an operator (or its queue was deleted)."""
+
+    def __init__(self, queue: str, reason: str = "cancelled by operator") -> None:
+        super().__init__(f"wait in queue {queue!r} ended: {reason}")
+        self.queue = queue
+        self.reason = reason
+
+
+class LeaseGone(SlotDeckError):
+    """A lease that expired, was revoked or released can no longer be renewed."""
+
+    def __init__(self, lease_id: str, reason: str) -> None:
+        super().__init__(f"lease {lease_id} is gone: {reason}")
+        self.lease_id = lease_id
+        self.reason = reason
+
+
+class UnknownWaiter(SlotDeckError, KeyError):
+    def __init__(self, waiter_id: str) -> None:
+        super().__init__(waiter_id)
+        self.waiter_id = waiter_id
+
+    def __str__(self) -> str:
+        return f"unknown or finished waiter {self.waiter_id!r}"
+
+
+class NoFittingDevice(SlotDeckError):
+    """A GPU request that no device of this host could ever satisfy."""
+
+
+class QueueBusy(SlotDeckError):
+    """A queue with holders or waiters cannot be deleted without force."""
+
+
+class UnknownJob(SlotDeckError, KeyError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return f"unknown job {self.job_id!r}"
+
+
+class UnknownTask(SlotDeckError, KeyError):
+    def __init__(self, task: str) -> None:
+        super().__init__(task)
+        self.task = task
+
+    def __str__(self) -> str:
+        return f"no task registered as {self.task!r}"

@@ -1,0 +1,281 @@
+"""`SlotService`: the engine wired to a store, probes and a 1 Hz sampler.
+
+This is the public Python API. The engine decides; this object persists what
+must survive a restart, samples the host and GPUs without blocking the loop,
+and keeps the history ring that graphs backfill from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
+from .engine.history import DEFAULT_HISTORY_POINTS
+from .model import DeviceSpec, History, HostInfo, QueueConfig, Snapshot
+from .probes.base import GpuProbe, HostProbe
+from .stores import Store, open_store
+
+log = logging.getLogger("slotdeck.service")
+
+
+class _SlotContext:
+    """`async with svc.slot(...)`: a class, not a generator, to keep the uncontended path cheap."""
+
+    __slots__ = ("_engine", "_queue", "_kwargs", "lease")
+
+    def __init__(self, engine: SlotEngine, queue: str, kwargs: dict[str, Any]) -> None:
+        self._engine = engine
+        self._queue = queue
+        self._kwargs = kwargs
+        self.lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        lease = await self._engine.acquire(self._queue, **self._kwargs)
+        task = asyncio.current_task()
+        if task is not None:
+            lease.on_cancel = task.cancel
+        self.lease = lease
+        return lease
+
+    async def __aexit__(self, *exc: object) -> None:
+        lease = self.lease
+        if lease is not None:
+            self.lease = None
+            self._engine.release(lease.id)
+
+
+class SlotService:
+    """Named queues with slots, priority waiting, leases, GPUs and history.
+
+    `store` is a URL (`memory://`, ...) or a `Store`. `clock` is for tests.
+    Probes are optional: without a GPU probe, `devices` from configuration are
+    used as they are.
+    """
+
+    def __init__(
+        self,
+        store: str | Store = "memory://",
+        *,
+        devices: list[DeviceSpec] | None = None,
+        clock: Clock | None = None,
+        gpu_probe: GpuProbe | None = None,
+        host_probe: HostProbe | None = None,
+        sample_interval_s: float = 1.0,
+        history_points: int = DEFAULT_HISTORY_POINTS,
+    ) -> None:
+        self.clock = clock or RealClock()
+        self.engine = SlotEngine(self.clock, devices)
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self.gpu_probe = gpu_probe
+        self.host_probe = host_probe
+        self.sample_interval_s = sample_interval_s
+        self.history_ring = HistoryRing(history_points)
+        self.host: HostInfo | None = None
+        self.gpu_probe_reason: str | None = None if gpu_probe else "no GPU probe configured"
+        self.started_at: float | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._pending_saves: set[asyncio.Task[None]] = set()
+        self._unsaved_queues: set[str] = set()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> SlotService:
+        await self.store.open()
+        for config in await self.store.load_queues():
+            if config.name not in self.engine.queues:
+                self.engine.configure_queue(config.name, **config.model_dump(exclude={"name"}))
+        for name, (marks, totals) in (await self.store.load_queue_state()).items():
+            state = self.engine.queues.get(name)
+            if state is not None:
+                state.marks = marks
+                state.restore_totals(totals)
+        for name in list(self._unsaved_queues):
+            await self._save_queue(name)
+        self.started_at = self.clock.time()
+        await self.sample_once()
+        self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
+        return self
+
+    async def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
+        if self._pending_saves:
+            await asyncio.gather(*self._pending_saves, return_exceptions=True)
+        await self.save_queue_state()
+        await self.store.close()
+
+    async def __aenter__(self) -> SlotService:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- queues
+
+    def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
+        """Create or change a queue now; it is saved to the store in the background."""
+        config = self.engine.configure_queue(name, **fields)
+        self._save_soon(name)
+        return config
+
+    async def update_queue(self, name: str, **fields: Any) -> QueueConfig:
+        """Change an existing queue and return once the change is stored."""
+        self.engine.queue(name)
+        config = self.engine.configure_queue(name, **fields)
+        await self._save_queue(name)
+        return config
+
+    async def set_limit(self, name: str, limit: int) -> QueueConfig:
+        return await self.update_queue(name, limit=limit)
+
+    async def pause(self, name: str) -> QueueConfig:
+        return await self.update_queue(name, paused=True)
+
+    async def resume(self, name: str) -> QueueConfig:
+        return await self.update_queue(name, paused=False)
+
+    async def delete_queue(self, name: str, force: bool = False) -> None:
+        self.engine.delete_queue(name, force=force)
+        self._unsaved_queues.discard(name)
+        await self.store.delete_queue(name)
+
+    async def reset_marks(self, name: str) -> None:
+        self.engine.reset_marks(name)
+        await self.save_queue_state([name])
+
+    def queue_config(self, name: str) -> QueueConfig:
+        return self.engine.queue(name).config
+
+    def _save_soon(self, name: str) -> None:
+        self._unsaved_queues.add(name)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not started yet: start() saves it
+        if self.started_at is None:
+            return
+        task = loop.create_task(self._save_queue(name))
+        self._pending_saves.add(task)
+        task.add_done_callback(self._pending_saves.discard)
+
+    async def _save_queue(self, name: str) -> None:
+        self._unsaved_queues.discard(name)
+        state = self.engine.queues.get(name)
+        if state is not None:
+            await self.store.save_queue(state.config)
+
+    async def save_queue_state(self, names: list[str] | None = None) -> None:
+        """Persist marks and totals (done each sample tick and at close)."""
+        chosen = names if names is not None else list(self.engine.queues)
+        states = {
+            name: (self.engine.queues[name].marks.model_copy(), self.engine.queues[name].totals())
+            for name in chosen
+            if name in self.engine.queues
+        }
+        if states:
+            await self.store.save_queue_state(states)
+
+    # ----------------------------------------------------------------- slots
+
+    def slot(self, queue: str, **kwargs: Any) -> _SlotContext:
+        """`async with svc.slot("chat", owner=..., priority=0, timeout_s=..., gpus=..., gpu_mem_mib=...) as lease`."""
+        return _SlotContext(self.engine, queue, kwargs)
+
+    async def acquire(self, queue: str, **kwargs: Any) -> Lease:
+        return await self.engine.acquire(queue, **kwargs)
+
+    def release(self, lease: Lease | str, owner: str | None = None) -> bool:
+        return self.engine.release(lease if isinstance(lease, str) else lease.id, owner)
+
+    def renew(self, lease: Lease | str, ttl_s: float | None = None) -> Lease:
+        return self.engine.renew(lease if isinstance(lease, str) else lease.id, ttl_s)
+
+    def revoke(self, lease_id: str) -> bool:
+        return self.engine.revoke(lease_id)
+
+    def cancel(self, item_id: str) -> bool:
+        """Cancel a waiter or a holder by id."""
+        return self.engine.cancel(item_id)
+
+    # -------------------------------------------------------------- observing
+
+    def snapshot(self) -> Snapshot:
+        now = self.clock.time()
+        engine = self.engine
+        return Snapshot(
+            seq=engine.version,
+            at=now,
+            queues=[engine.queue_stats(state, now) for state in engine.queues.values()],
+            devices=engine.pool.infos(),
+            gpu_probe=self.gpu_probe_reason,
+            host=self.host,
+            leases=engine.lease_infos(now),
+            waiters=engine.waiter_infos(),
+        )
+
+    def history(self, seconds: float = 600) -> History:
+        return self.history_ring.series(seconds, self.clock.time())
+
+    async def sample_once(self) -> None:
+        """Read the probes (in a thread), feed devices to admission, add a history point."""
+        if self.gpu_probe is not None:
+            try:
+                devices, reason = await asyncio.to_thread(self.gpu_probe.sample)
+            except Exception as exc:  # a probe must never take the service down
+                devices, reason = [], f"GPU probe failed: {exc}"
+            self.gpu_probe_reason = reason
+            if devices:
+                self.engine.update_devices(devices)
+        if self.host_probe is not None:
+            try:
+                self.host = await asyncio.to_thread(self.host_probe.sample)
+            except Exception as exc:
+                log.warning("host probe failed: %s", exc)
+        self._record_sample()
+
+    def _record_sample(self) -> None:
+        engine = self.engine
+        host = self.host
+        self.history_ring.add(
+            Sample(
+                t=self.clock.time(),
+                queues={name: (s.in_use, s.waiting, s.config.limit) for name, s in engine.queues.items()},
+                devices={
+                    str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
+                    for index, d in engine.pool.devices.items()
+                },
+                host_cpu_pct=host.cpu_pct if host else None,
+                host_memory_used_mib=host.memory_used_mib if host else None,
+            )
+        )
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval_s)
+            try:
+                await self.sample_once()
+                await self.save_queue_state()
+            except Exception:
+                log.exception("sampling failed; will retry")
+
+    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Engine events (granted, released, timed_out, ...) as they happen."""
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
+
+        def listener(event: str, fields: dict[str, Any]) -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait((event, fields))
+
+        self.engine.listeners.append(listener)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.engine.listeners.remove(listener)
