@@ -7,7 +7,7 @@ dashboard draws them, so a field added here reaches every layer at once.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -197,7 +197,7 @@ class History(BaseModel):
     host_memory_used_mib: list[float | None] = Field(default_factory=list)
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -214,7 +214,7 @@ class JobState(str, Enum):
 FINISHED_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled, JobState.timed_out})
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     task = "task"
     command = "command"
 
@@ -286,6 +286,9 @@ class Job(BaseModel):
     devices: list[int] = Field(default_factory=list)
     pid: int | None = None
     lease_id: str | None = None
+    cpu_pct: float | None = Field(default=None, description="Live CPU of the job's process tree.")
+    rss_mib: float | None = Field(default=None, description="Live resident memory of the job's process tree.")
+    gpu_mem_used_mib: int | None = Field(default=None, description="Real GPU memory of its processes (NVML).")
 
 
 class JobPage(BaseModel):
@@ -293,7 +296,7 @@ class JobPage(BaseModel):
     next_cursor: str | None = None
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     viewer = "viewer"
     client = "client"
     operator = "operator"
@@ -304,6 +307,12 @@ class TokenInfo(BaseModel):
     name: str
     role: Role
     created_at: float
+
+
+class StoredToken(TokenInfo):
+    """A token as kept at rest: only its hash, never the token itself."""
+
+    token_hash: str
 
 
 class AuditEntry(BaseModel):

@@ -25,7 +25,7 @@ log = logging.getLogger("slotdeck.service")
 class _SlotContext:
     """`async with svc.slot(...)`: a class, not a generator, to keep the uncontended path cheap."""
 
-    __slots__ = ("_engine", "_queue", "_kwargs", "lease")
+    __slots__ = ("_engine", "_kwargs", "_queue", "lease")
 
     def __init__(self, engine: SlotEngine, queue: str, kwargs: dict[str, Any]) -> None:
         self._engine = engine

@@ -37,7 +37,7 @@ class RealClock:
 
 
 class _ManualTimer:
-    __slots__ = ("when", "order", "callback", "args", "cancelled")
+    __slots__ = ("args", "callback", "cancelled", "order", "when")
 
     def __init__(self, when: float, order: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.when = when

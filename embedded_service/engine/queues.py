@@ -44,7 +44,7 @@ class Waiter:
 class TokenBucket:
     """Admissions per second with a burst, refilled lazily from the clock."""
 
-    __slots__ = ("rate", "burst", "tokens", "updated")
+    __slots__ = ("burst", "rate", "tokens", "updated")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
