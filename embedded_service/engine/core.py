@@ -405,7 +405,7 @@ class SlotEngine:
         while state.waiting:
             if not self._admissible(state, now):
                 return None
-            head = state.head()
+            head = self._live_head(state)
             if head is None:
                 return None
             if head.gpus:
@@ -414,6 +414,22 @@ class SlotEngine:
                 state.bucket.take(now)
             self._grant_waiter(state, head, (), now)
         return None
+
+    def _live_head(self, state: QueueState) -> Waiter | None:
+        """The head that can still take a grant.
+
+        A waiter whose task was cancelled has a cancelled future but runs its
+        cleanup only on a later loop turn; granting to it would raise and leak
+        the slot, so it leaves the line here and is counted as cancelled.
+        """
+        head = state.head()
+        while head is not None and head.future.done():
+            state.cancelled += 1
+            state.forget(head)
+            self._close_waiter(head)
+            self._changed()
+            head = state.head()
+        return head
 
     # ---------------------------------------------------------------- release
 
