@@ -1,0 +1,41 @@
+"""Route helpers shared by the route modules: role checks that show in the OpenAPI schema."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..model import QUEUE_NAME_PATTERN, Role
+from .auth import Principal
+from .state import ApiState
+
+bearer = HTTPBearer(auto_error=False, description="A SlotDeck token (`slotdeck token create`).")
+
+QueueName = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="Queue name")]
+ItemId = Annotated[str, Path(min_length=1, max_length=200)]
+
+Need = Callable[[Role], Callable[..., Awaitable[Principal]]]
+
+
+def role_checker(state: ApiState) -> Need:
+    """`Depends(need(Role.operator))` resolves the caller and enforces the role on the route."""
+
+    def need(role: Role) -> Callable[..., Awaitable[Principal]]:
+        async def check(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
+            return await state.auth.require(request, role)
+
+        return check
+
+    return need
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password, fit for /health and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

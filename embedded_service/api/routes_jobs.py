@@ -1,0 +1,151 @@
+"""Jobs: submit, list, read, cancel, and the log tail (optionally followed as it grows).
+
+A `client` token sees and cancels only the jobs it submitted; the job's owner
+is always the submitting token's name.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from ..errors import UnknownJob
+from ..model import CommandSubmit, Job, JobPage, JobState, Role, TaskSubmit
+from .auth import Principal
+from .deps import ItemId, Need
+from .problems import problems
+from .state import ApiState
+
+FOLLOW_POLL_S = 0.2
+READ_CHUNK = 64 * 1024
+
+
+def only_own(who: Principal) -> bool:
+    return who.role is Role.client
+
+
+def tail_lines(path: Path, tail: int) -> tuple[bytes, int]:
+    """The last `tail` lines of a file and the offset where new data will start."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return b"", 0
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-tail:]) if tail else b"", len(data)
+
+
+def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
+    svc = st.service
+    Viewer = Annotated[Principal, Depends(need(Role.viewer))]
+    Client = Annotated[Principal, Depends(need(Role.client))]
+
+    async def visible_job(job_id: str, who: Principal) -> Job:
+        job = await svc.get_job(job_id)
+        if only_own(who) and job.owner != who.name:
+            raise UnknownJob(job_id)  # a client does not learn that others' jobs exist
+        return job
+
+    @r.post("/v1/jobs", response_model=Job, status_code=201, responses=problems(401, 403, 404, 409, 422, 503), tags=["jobs"])
+    async def submit(body: TaskSubmit | CommandSubmit, who: Client) -> Job:
+        """Submit a registered task or a command; answered once the store has committed it."""
+        st.check_admitting()
+        if isinstance(body, TaskSubmit):
+            return await svc.submit(
+                body.task,
+                args=body.args,
+                kwargs=body.kwargs,
+                owner=who.name,
+                priority=body.priority,
+                max_attempts=body.max_attempts,
+                max_runtime_s=body.max_runtime_s,
+            )
+        return await svc.submit_command(
+            body.argv,
+            queue=body.queue,
+            env=body.env,
+            cwd=body.cwd,
+            gpus=body.gpus,
+            gpu_mem_mib=body.gpu_mem_mib,
+            priority=body.priority,
+            max_runtime_s=body.max_runtime_s,
+            max_attempts=body.max_attempts,
+            owner=who.name,
+        )
+
+    @r.get("/v1/jobs", response_model=JobPage, responses=problems(401, 403, 422), tags=["jobs"])
+    async def list_jobs(
+        who: Viewer,
+        state: JobState | None = None,
+        queue: Annotated[str | None, Query(max_length=64)] = None,
+        owner: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> JobPage:
+        """Jobs newest first, filtered; follow `next_cursor` for more. Clients see their own only."""
+        if only_own(who):
+            owner = who.name
+        return await svc.list_jobs(state=state, queue=queue, owner=owner, limit=limit, cursor=cursor)
+
+    @r.get("/v1/jobs/{job_id}", response_model=Job, responses=problems(401, 403, 404, 422), tags=["jobs"])
+    async def get_job(job_id: ItemId, who: Viewer) -> Job:
+        """One job with its state, outcome and live figures."""
+        return await visible_job(job_id, who)
+
+    @r.post("/v1/jobs/{job_id}/cancel", response_model=Job, responses=problems(401, 403, 404, 409, 422), tags=["jobs"])
+    async def cancel_job(job_id: ItemId, who: Client) -> Job:
+        """Cancel a queued job, or stop a running one (its process group gets SIGTERM, then SIGKILL)."""
+        before = await visible_job(job_id, who)
+        job = await svc.cancel_job(job_id)
+        if job.owner != who.name:
+            await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value)
+        return job
+
+    async def follow(job_id: str, path: Path | None, tail: int) -> AsyncIterator[bytes]:
+        if path is None:  # nothing on disk to follow: the tail, then wait for the end
+            yield (await svc.job_log(job_id, tail=tail)).encode()
+            while not (await svc.get_job(job_id)).state.finished and not st.draining:
+                await asyncio.sleep(FOLLOW_POLL_S)
+            return
+        head, offset = await asyncio.to_thread(tail_lines, path, tail)
+        if head:
+            yield head
+        while True:
+            finished = (await svc.get_job(job_id)).state.finished  # read before the file: no last line is lost
+            chunk = await asyncio.to_thread(read_from, path, offset)
+            if chunk:
+                offset += len(chunk)
+                yield chunk
+                continue
+            if finished or st.draining:
+                return
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    @r.get(
+        "/v1/jobs/{job_id}/log",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "Log tail"}, **problems(401, 403, 404, 422)},
+        tags=["jobs"],
+    )
+    async def job_log(
+        job_id: ItemId,
+        who: Viewer,
+        tail: Annotated[int, Query(ge=0, le=100_000)] = 200,
+        follow_: Annotated[bool, Query(alias="follow", description="Keep streaming new lines until the job ends.")] = False,
+    ) -> Response:
+        """The last `tail` lines of the job's output; with `follow`, new lines as they are written."""
+        await visible_job(job_id, who)
+        if follow_:
+            return StreamingResponse(follow(job_id, svc.job_log_path(job_id), tail), media_type="text/plain; charset=utf-8")
+        return PlainTextResponse(await svc.job_log(job_id, tail=tail))
+
+
+def read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(READ_CHUNK)
+    except FileNotFoundError:
+        return b""

@@ -1,0 +1,173 @@
+"""Running the API under uvicorn: startup checks, the local token, and a graceful drain on SIGTERM/SIGINT.
+
+The first signal stops admission, tells waiting clients (503, "shutting
+down"), lets running leases finish for the grace period and only then stops
+listening; a second signal cuts the grace short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from ..config import ConfigError, Settings
+from ..localmode import write_local_endpoint
+from ..model import Role
+from ..service import SlotService
+from .app import api_state, create_app
+from .auth import create_token
+from .deps import redact_url
+from .state import ApiState
+
+log = logging.getLogger("slotdeck.server")
+
+DEFAULT_QUEUE = "default"
+LOCAL_TOKEN_NAME = "local"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SlotDeckServer(uvicorn.Server):
+    """uvicorn, but the first exit signal drains the API before the listener closes."""
+
+    def __init__(self, config: uvicorn.Config, state: ApiState) -> None:
+        super().__init__(config)
+        self.state = state
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None:
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)
+        self._loop.call_soon_threadsafe(self.request_drain)
+
+    def request_drain(self) -> None:
+        """Begin the graceful stop (loop thread only); asked again, stop waiting for running work."""
+        if self._drain_task is None:
+            log.info(
+                "stopping: no new admissions, waiting clients are told, running work gets %.0fs", self.state.settings.grace_s
+            )
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            log.warning("asked again: not waiting for running work any longer")
+            self.state.hurry = True
+
+    async def _drain(self) -> None:
+        try:
+            await self.state.drain()
+        finally:
+            self.should_exit = True
+
+
+def _probes() -> dict[str, Any]:
+    from ..probes import default_probes  # lazy: NVML is only touched by a real server
+
+    gpu, host = default_probes()
+    return {"gpu_probe": gpu, "host_probe": host}
+
+
+async def open_service(store: str, *, probes: bool = True, default_limit: int | None = None, **kwargs: Any) -> SlotService:
+    """Start a service on `store` with a `default` queue (its limit from settings when given)."""
+    svc = SlotService(store=store, **(_probes() if probes else {}), **kwargs)
+    await svc.start()
+    if DEFAULT_QUEUE not in svc.engine.queues:
+        svc.configure_queue(DEFAULT_QUEUE, limit=1 if default_limit is None else default_limit)
+        await svc.store.save_queue(svc.queue_config(DEFAULT_QUEUE))
+    elif default_limit is not None:
+        await svc.set_limit(DEFAULT_QUEUE, default_limit)
+    return svc
+
+
+async def write_local_token(svc: SlotService, url: str) -> str:
+    """(Re)create the `local` admin token and leave it with the URL in the 0600 local-mode file."""
+    token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
+    path = write_local_endpoint(url, token)
+    log.info("local admin token for %s written to %s", url, path)
+    return token
+
+
+async def check_bind(svc: SlotService, settings: Settings) -> None:
+    """Refuse a non-loopback listener without tokens (or with auth off)."""
+    if is_loopback(settings.host):
+        return
+    if not settings.auth:
+        raise ConfigError(f"refusing to serve {settings.host} without authentication; drop --no-auth or bind 127.0.0.1")
+    if not await svc.store.list_tokens():
+        raise ConfigError(
+            f"refusing to serve {settings.host} with no tokens configured; "
+            "create one first: slotdeck token create --role admin --name NAME"
+        )
+
+
+def uvicorn_config(app: Any, settings: Settings, port: int | None = None) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        log_config=None,
+        access_log=settings.access_log,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+
+
+def base_url(settings: Settings, port: int) -> str:
+    scheme = "https" if settings.ssl_certfile else "http"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{scheme}://{host}:{port}"
+
+
+async def serve(settings: Settings) -> None:
+    """`slotdeck serve`: run until SIGTERM/SIGINT, then drain and close the store cleanly."""
+    svc = await open_service(settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit)
+    try:
+        await check_bind(svc, settings)
+        app = create_app(
+            svc,
+            auth=settings.auth,
+            snapshot_hz=settings.snapshot_hz,
+            max_poll_s=settings.max_poll_s,
+            grace_s=settings.grace_s,
+        )
+        server = SlotDeckServer(uvicorn_config(app, settings), api_state(app))
+        announce = asyncio.get_running_loop().create_task(_after_start(server, svc, settings))
+        await server.serve()
+        announce.cancel()
+    finally:
+        await svc.close()
+        log.info("stopped; store closed")
+
+
+async def _after_start(server: SlotDeckServer, svc: SlotService, settings: Settings) -> None:
+    while not server.started and not server.should_exit:
+        await asyncio.sleep(0.02)
+    if server.started:
+        url = base_url(settings, server.port)
+        if settings.local_token and settings.auth and is_loopback(settings.host):
+            await write_local_token(svc, url)
+        log.info("serving %s (store %s, auth %s)", url, redact_url(svc.store.url), "on" if settings.auth else "OFF")

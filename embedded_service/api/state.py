@@ -1,0 +1,99 @@
+"""What one mounted API keeps besides the service: auth, the event broker, the
+snapshot cache, metrics, who holds which remote lease, and the drain switch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import AuditEntry
+from ..service import SlotService
+from .auth import Authenticator, Principal
+from .events import EventBroker
+from .metrics import Metrics
+from .problems import ShuttingDown
+from .snapshots import SnapshotCache
+
+log = logging.getLogger("slotdeck.api")
+
+
+@dataclass(slots=True)
+class ApiSettings:
+    """Knobs of the HTTP layer (the service has its own)."""
+
+    auth: bool = True
+    snapshot_hz: float = 2.0
+    max_poll_s: float = 30.0
+    grace_s: float = 30.0
+
+
+class ApiState:
+    def __init__(self, service: SlotService, settings: ApiSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.auth = Authenticator(service.store, enabled=settings.auth)
+        self.snapshots = SnapshotCache(service)
+        self.metrics = Metrics(self.snapshots)
+        self.broker = EventBroker(service, self.snapshots, settings.snapshot_hz, observers=[self.metrics.observe])
+        self.holders: dict[str, str] = {}  # remote lease or waiter id -> token name that made it
+        self.draining = False
+        self.hurry = False  # a second signal: stop waiting for running work
+        self.stopping = asyncio.Event()
+
+    # ---------------------------------------------------------------- audit
+
+    async def audit(self, who: Principal, action: str, target: str, before: Any = None, after: Any = None) -> None:
+        """Record an operator action in the store and on the event stream."""
+        entry = await self.service.store.add_audit(
+            AuditEntry(at=time.time(), actor=who.name, action=action, target=target, before=before, after=after)
+        )
+        log.info("audit %s %s by %s", action, target, who.name, extra={"slotdeck": {"event": "audit", "action": action}})
+        self.broker.publish("audit", entry.model_dump(mode="json"))
+
+    # ------------------------------------------------------------ ownership
+
+    def remember(self, item_id: str, who: Principal) -> None:
+        self.holders[item_id] = who.name
+        if len(self.holders) > 4 * (len(self.service.engine.leases) + len(self.service.engine.waiters)) + 1024:
+            self._prune()
+
+    def _prune(self) -> None:
+        engine = self.service.engine
+        self.holders = {k: v for k, v in self.holders.items() if k in engine.leases or k in engine.waiters}
+
+    def owns(self, item_id: str, who: Principal) -> bool:
+        """Whether a client token made this lease/waiter (operators act on any)."""
+        return self.holders.get(item_id) == who.name
+
+    def check_admitting(self) -> None:
+        if self.draining:
+            raise ShuttingDown()
+
+    # ---------------------------------------------------------------- drain
+
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Stop admitting, end long-polls and streams, give running leases `grace_s` to finish,
+        then revoke what remains (each logged), so a restart starts clean."""
+        if self.draining:
+            return
+        grace = self.settings.grace_s if grace_s is None else grace_s
+        self.draining = True
+        self.stopping.set()
+        engine = self.service.engine
+        for waiter_id in [w for w in self.holders if w in engine.waiters]:
+            engine.cancel(waiter_id)
+        await self.broker.close()
+        deadline = time.monotonic() + grace
+        if engine.leases:
+            log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(engine.leases))
+        while engine.leases and time.monotonic() < deadline and not self.hurry:
+            await asyncio.sleep(0.05)
+        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders]:
+            lease = engine.leases[lease_id]
+            log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
+            engine.revoke(lease_id)
+        if engine.leases:
+            log.warning("shutting down with %d running job lease(s); the job runner interrupts them", len(engine.leases))

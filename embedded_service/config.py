@@ -1,0 +1,113 @@
+"""Server settings from CLI flags, then `SLOTDECK_*` environment, then a TOML file.
+
+`MAX_CONCURRENT_REQUESTS` / `MAX_CONCURRENT_JOBS` (the names existing
+deployments already use) set the limit of the `default` queue.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .localmode import data_dir
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used, said in one line."""
+
+
+class Settings(BaseModel):
+    """Everything `slotdeck serve` needs; every field can come from a flag, the environment or the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    store: str | None = Field(default=None, description="Store URL; default sqlite:///<data_dir>/slotdeck.db")
+    data_dir: Path | None = None
+    default_limit: int | None = Field(default=None, ge=0, description="Limit of the `default` queue.")
+    auth: bool = Field(default=True, description="False serves without tokens (loopback only).")
+    local_token: bool = Field(default=True, description="On loopback, write a local admin token for the CLI.")
+    log_level: str = "INFO"
+    log_json: bool = False
+    access_log: bool = False
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    grace_s: float = Field(default=30.0, ge=0, description="Shutdown grace for running work.")
+    snapshot_hz: float = Field(default=2.0, gt=0, le=50, description="SSE snapshot rate.")
+    max_poll_s: float = Field(default=30.0, gt=0, le=30, description="Longest acquire long-poll.")
+    probes: bool = True
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or data_dir()
+
+    def resolved_store(self) -> str:
+        return self.store or f"sqlite:///{self.resolved_data_dir() / 'slotdeck.db'}"
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_value(name: str, raw: str) -> Any:
+    """Turn an environment string into what the field expects (pydantic does the rest)."""
+    annotation = Settings.model_fields[name].annotation
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in _BOOL_TRUE:
+            return True
+        if lowered in _BOOL_FALSE:
+            return False
+        raise ConfigError(f"SLOTDECK_{name.upper()}={raw!r} is not a yes/no value")
+    return raw
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for legacy in ("MAX_CONCURRENT_JOBS", "MAX_CONCURRENT_REQUESTS"):  # the later one wins
+        if env.get(legacy):
+            values["default_limit"] = env[legacy]
+    for name in Settings.model_fields:
+        raw = env.get(f"SLOTDECK_{name.upper()}")
+        if raw is not None:
+            values[name] = _env_value(name, raw)
+    return values
+
+
+def from_file(path: Path) -> dict[str, Any]:
+    """Read a TOML file; its keys are the settings' names (a `[server]` table is accepted too)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    section = data.get("server", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [server] must be a table")
+    return dict(section)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the three sources (flags > environment > file); unset flags are None and do not count."""
+    env = os.environ if env is None else env
+    path = config_file or (Path(env["SLOTDECK_CONFIG"]) if env.get("SLOTDECK_CONFIG") else None)
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged.update(from_file(path))
+    merged.update(from_env(env))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None

@@ -1,0 +1,57 @@
+"""Where a local service leaves its address and token for local tools.
+
+The desktop's embedded server and `slotdeck serve` on loopback write
+`local.json` (mode 0600) so that the CLI and scripts of the same user find the
+service without copying a token around.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("slotdeck.localmode")
+
+LOCAL_FILE = "local.json"
+
+
+def data_dir() -> Path:
+    """The user's SlotDeck data directory: `$SLOTDECK_HOME`, else `$XDG_DATA_HOME/slotdeck`, else `~/.local/share/slotdeck`."""
+    home = os.environ.get("SLOTDECK_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "slotdeck"
+
+
+def local_endpoint_path() -> Path:
+    return data_dir() / LOCAL_FILE
+
+
+def write_local_endpoint(url: str, token: str) -> Path:
+    """Write the local service's URL and token, readable by this user only; returns the file's path."""
+    path = local_endpoint_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def read_local_endpoint() -> tuple[str, str] | None:
+    """The (url, token) a local service left, or None when there is none or it is unreadable."""
+    path = local_endpoint_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return str(data["url"]), str(data["token"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable local endpoint file %s: %s", path, exc)
+        return None
