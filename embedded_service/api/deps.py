@@ -23,7 +23,7 @@ def role_checker(state: ApiState) -> Need:
     """`Depends(need(Role.operator))` resolves the caller and enforces the role on the route."""
 
     def need(role: Role) -> Callable[..., Awaitable[Principal]]:
-        async def check(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
+        async def check(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Principal:
             return await state.auth.require(request, role)
 
         return check

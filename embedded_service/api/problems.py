@@ -112,15 +112,26 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+# attributes of SlotDeck errors sent along so the client can raise the same error type
+ERROR_FIELDS = ("queue", "waited_s", "est_wait_s", "waiting", "lease_id", "reason", "waiter_id", "job_id", "task", "name")
+
+
 def slotdeck_error_response(exc: SlotDeckError) -> JSONResponse:
+    fields = {name: getattr(exc, name) for name in ERROR_FIELDS if getattr(exc, name, None) is not None}
     for error_type, status, title, code in _ERRORS:
         if isinstance(exc, error_type):
             if status == 503:
                 seconds = retry_after(getattr(exc, "est_wait_s", None))
                 return problem_response(
-                    status, title, str(exc), code=code, retry_after_s=seconds, headers={"Retry-After": str(seconds)}
+                    status,
+                    title,
+                    str(exc),
+                    code=code,
+                    retry_after_s=seconds,
+                    headers={"Retry-After": str(seconds)},
+                    **fields,
                 )
-            return problem_response(status, title, str(exc), code=code)
+            return problem_response(status, title, str(exc), code=code, **fields)
     return problem_response(409, "Request conflicts with the service's state", str(exc), code="conflict")
 
 

@@ -1,0 +1,297 @@
+"""The request/response mapping of every API operation, written once.
+
+Each function returns a `Call`: what to send and how to read the answer. The
+async and the sync client only differ in how they send it, so the two can
+never drift apart on paths, parameters or parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter
+
+from ..model import (
+    AcquireResponse,
+    AuditEntry,
+    CommandSubmit,
+    Health,
+    History,
+    Job,
+    JobPage,
+    JobState,
+    LeaseInfo,
+    QueueConfig,
+    QueueStats,
+    Snapshot,
+    TaskSubmit,
+    TokenInfo,
+    WaiterInfo,
+)
+
+T = TypeVar("T")
+
+CONNECT_SLACK_S = 10.0  # added to a long-poll's wait for the HTTP timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    body: Any = None
+    timeout: float | None = None  # None: the client's default
+
+    def request_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.params:
+            kwargs["params"] = {k: v for k, v in self.params.items() if v is not None}
+        if self.body is not None:
+            kwargs["json"] = self.body
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """One server-sent event: `snapshot`, `lease`, `job` or `audit`; `id` is what to resume from."""
+
+    id: str | None
+    type: str
+    data: dict[str, Any]
+
+
+class SseParser:
+    """Turns the lines of a text/event-stream into ServerEvents."""
+
+    def __init__(self) -> None:
+        self._id: str | None = None
+        self._type = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> ServerEvent | None:
+        if line == "":
+            if not self._data:
+                return None
+            event = ServerEvent(self._id, self._type, json.loads("\n".join(self._data)))
+            self._id, self._type, self._data = None, "message", []
+            return event
+        if line.startswith(":"):
+            return None
+        key, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if key == "id":
+            self._id = value
+        elif key == "event":
+            self._type = value
+        elif key == "data":
+            self._data.append(value)
+        return None
+
+
+def _model(model: type[T]) -> Callable[[httpx.Response], T]:
+    adapter = TypeAdapter(model)
+    return lambda response: adapter.validate_json(response.content)
+
+
+def _nothing(_: httpx.Response) -> None:
+    return None
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ------------------------------------------------------------------ observe
+
+
+def health() -> Call[Health]:
+    return Call("GET", "/v1/health", _model(Health))
+
+
+def snapshot() -> Call[Snapshot]:
+    return Call("GET", "/v1/snapshot", _model(Snapshot))
+
+
+def history(seconds: float) -> Call[History]:
+    return Call("GET", "/v1/history", _model(History), params={"seconds": seconds})
+
+
+def audit(limit: int, before_id: int | None) -> Call[list[AuditEntry]]:
+    return Call("GET", "/v1/audit", _model(list[AuditEntry]), params={"limit": limit, "before_id": before_id})
+
+
+def metrics() -> Call[str]:
+    return Call("GET", "/metrics", _text)
+
+
+# ------------------------------------------------------------------- queues
+
+
+def queues() -> Call[list[QueueConfig]]:
+    return Call("GET", "/v1/queues", _model(list[QueueConfig]))
+
+
+def queue(name: str) -> Call[QueueStats]:
+    return Call("GET", f"/v1/queues/{_q(name)}", _model(QueueStats))
+
+
+def configure_queue(name: str, fields: dict[str, Any]) -> Call[QueueConfig]:
+    return Call("PUT", f"/v1/queues/{_q(name)}", _model(QueueConfig), body=fields)
+
+
+def update_queue(name: str, fields: dict[str, Any]) -> Call[QueueConfig]:
+    return Call("PATCH", f"/v1/queues/{_q(name)}", _model(QueueConfig), body=fields)
+
+
+def delete_queue(name: str, force: bool) -> Call[None]:
+    return Call("DELETE", f"/v1/queues/{_q(name)}", _nothing, params={"force": str(force).lower()})
+
+
+def queue_action(name: str, action: str) -> Call[QueueConfig]:
+    return Call("POST", f"/v1/queues/{_q(name)}/{action}", _model(QueueConfig))
+
+
+def reset_marks(name: str) -> Call[QueueStats]:
+    return Call("POST", f"/v1/queues/{_q(name)}/reset-marks", _model(QueueStats))
+
+
+# ------------------------------------------------------------------- leases
+
+
+def acquire(queue: str, request: dict[str, Any], wait_s: float) -> Call[AcquireResponse]:
+    return Call(
+        "POST",
+        f"/v1/queues/{_q(queue)}/leases",
+        _model(AcquireResponse),
+        body={**request, "wait_s": wait_s},
+        timeout=wait_s + CONNECT_SLACK_S,
+    )
+
+
+def renew(lease_id: str, ttl_s: float | None = None) -> Call[LeaseInfo]:
+    return Call("POST", f"/v1/leases/{_q(lease_id)}/renew", _model(LeaseInfo), body=_fields(ttl_s=ttl_s))
+
+
+def release(lease_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/leases/{_q(lease_id)}", _nothing)
+
+
+def revoke(lease_id: str) -> Call[LeaseInfo]:
+    return Call("POST", f"/v1/leases/{_q(lease_id)}/revoke", _model(LeaseInfo))
+
+
+def cancel_waiter(waiter_id: str) -> Call[WaiterInfo]:
+    return Call("POST", f"/v1/waiters/{_q(waiter_id)}/cancel", _model(WaiterInfo))
+
+
+# --------------------------------------------------------------------- jobs
+
+
+def submit_task(task: str, **fields: Any) -> Call[Job]:
+    body = TaskSubmit(task=task, **_fields(**fields)).model_dump(mode="json", exclude_defaults=True)
+    return Call("POST", "/v1/jobs", _model(Job), body=body)
+
+
+def submit_command(argv: list[str], **fields: Any) -> Call[Job]:
+    body = CommandSubmit(argv=argv, **_fields(**fields)).model_dump(mode="json", exclude_defaults=True)
+    return Call("POST", "/v1/jobs", _model(Job), body=body)
+
+
+def jobs(
+    state: JobState | str | None, queue: str | None, owner: str | None, limit: int, cursor: str | None
+) -> Call[JobPage]:
+    params = {
+        "state": JobState(state).value if state else None,
+        "queue": queue,
+        "owner": owner,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return Call("GET", "/v1/jobs", _model(JobPage), params=params)
+
+
+def job(job_id: str) -> Call[Job]:
+    return Call("GET", f"/v1/jobs/{_q(job_id)}", _model(Job))
+
+
+def cancel_job(job_id: str) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{_q(job_id)}/cancel", _model(Job))
+
+
+def job_log(job_id: str, tail: int) -> Call[str]:
+    return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _text, params={"tail": tail})
+
+
+def follow_log(job_id: str, tail: int) -> Call[None]:
+    return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _nothing, params={"tail": tail, "follow": "true"})
+
+
+def events(last_event_id: str | None) -> Call[None]:
+    return Call("GET", "/v1/events", _nothing, params={"since": last_event_id})
+
+
+# ------------------------------------------------------------------- tokens
+
+
+def tokens() -> Call[list[TokenInfo]]:
+    return Call("GET", "/v1/tokens", _model(list[TokenInfo]))
+
+
+def create_token(name: str, role: str) -> Call[dict[str, Any]]:
+    return Call("POST", "/v1/tokens", lambda r: dict(r.json()), body={"name": name, "role": role})
+
+
+def delete_token(name: str) -> Call[None]:
+    return Call("DELETE", f"/v1/tokens/{_q(name)}", _nothing)
+
+
+# ----------------------------------------------------------- acquire flow
+
+
+@dataclass(slots=True)
+class AcquireFlow:
+    """The long-poll loop of an acquire, as data: each answer says what to send next."""
+
+    queue: str
+    request: dict[str, Any]
+    poll_s: float = 20.0
+    waiter_id: str | None = None
+    waiter: WaiterInfo | None = field(default=None)
+
+    def first(self) -> Call[AcquireResponse]:
+        return acquire(self.queue, self.request, self.poll_s)
+
+    def step(self, answer: AcquireResponse) -> Call[AcquireResponse] | LeaseInfo:
+        """The lease when granted, else the next poll."""
+        if answer.lease is not None:
+            return answer.lease
+        if answer.waiter is None:
+            raise ValueError(f"acquire answered {answer.status!r} with neither lease nor waiter")
+        self.waiter, self.waiter_id = answer.waiter, answer.waiter.id
+        return acquire(self.queue, {**self.request, "waiter_id": self.waiter_id}, self.poll_s)
+
+    def abandon(self) -> Call[WaiterInfo] | None:
+        """What to send when the caller gives up (cancelled, interrupted) while waiting."""
+        return cancel_waiter(self.waiter_id) if self.waiter_id else None
+
+
+def acquire_request(
+    owner: str | None, priority: int, gpus: int, gpu_mem_mib: int, timeout_s: float | None, ttl_s: float
+) -> dict[str, Any]:
+    return _fields(owner=owner, priority=priority, gpus=gpus, gpu_mem_mib=gpu_mem_mib, timeout_s=timeout_s, ttl_s=ttl_s)
