@@ -18,7 +18,10 @@ LOCAL_FILE = "local.json"
 
 
 def data_dir() -> Path:
-    """The user's SlotDeck data directory: `$SLOTDECK_HOME`, else `$XDG_DATA_HOME/slotdeck`, else `~/.local/share/slotdeck`."""
+    """The user's SlotDeck data directory.
+
+    `$SLOTDECK_HOME`, else `$XDG_DATA_HOME/slotdeck`, else `~/.local/share/slotdeck`.
+    """
     home = os.environ.get("SLOTDECK_HOME")
     if home:
         return Path(home).expanduser()
