@@ -61,7 +61,7 @@ class SlotDeckServer(uvicorn.Server):
         if self._loop is None:
             super().handle_exit(sig, frame)
             return
-        self._captured_signals.append(sig)
+        # not recorded for uvicorn to re-raise after serving: the store must close first, then we exit 0
         self._loop.call_soon_threadsafe(self.request_drain)
 
     def request_drain(self) -> None:
