@@ -126,6 +126,9 @@ class SlotEngine:
             state.config = config
             if rate_changed:
                 state.apply_rate(self.clock.time())
+                if state.rate_timer is not None:  # armed for the old rate; the pump below re-arms it
+                    state.rate_timer.cancel()
+                    state.rate_timer = None
         self._changed()
         self._pump(state)
         return config
@@ -535,6 +538,19 @@ class SlotEngine:
             self._drop_lease(lease, "revoked")
         else:
             lease.on_cancel()
+        return True
+
+    def withdraw(self, waiter_id: str) -> bool:
+        """Take a waiter out of line without counting it as cancelled; its future is cancelled.
+
+        For a durable job handing its place back to its store (it stays queued
+        there and will be offered again), not for an operator's cancel.
+        """
+        waiter = self.waiters.get(waiter_id)
+        if waiter is None:
+            return False
+        self._end_waiter(waiter, None)
+        waiter.future.cancel()
         return True
 
     # ---------------------------------------------------------------- devices

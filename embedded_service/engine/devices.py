@@ -41,9 +41,7 @@ class DevicePool:
 
     def configure(self, specs: list[DeviceSpec]) -> None:
         for spec in specs:
-            self._merge(
-                DeviceInfo(index=spec.index, name=spec.name, uuid=spec.uuid, memory_total_mib=spec.memory_total_mib)
-            )
+            self._merge(DeviceInfo(index=spec.index, name=spec.name, uuid=spec.uuid, memory_total_mib=spec.memory_total_mib))
 
     def update(self, infos: list[DeviceInfo]) -> None:
         """Take fresh probe figures; reservations and lease placement are kept."""

@@ -13,6 +13,10 @@ from ..model import Marks, QueueConfig, Totals
 from .clock import TimerHandle
 
 SAMPLE_WINDOW = 1024  # wait/hold samples kept per queue for percentiles and estimates
+# Epoch seconds as floats are exact only to ~0.24 us, so a refill timer can fire a
+# hair early: a token due within this much time counts as there, and a refill
+# timer is never shorter (else it could re-arm at the same instant forever).
+TOKEN_SLACK_S = 1e-6
 
 
 @dataclass(eq=False, slots=True)
@@ -59,7 +63,7 @@ class TokenBucket:
 
     def available(self, now: float) -> bool:
         self._refill(now)
-        return self.tokens >= 1.0 - 1e-9
+        return self.tokens >= 1.0 - min(0.01, self.rate * TOKEN_SLACK_S)
 
     def take(self, now: float) -> None:
         self._refill(now)
@@ -67,7 +71,7 @@ class TokenBucket:
 
     def delay_until_token(self, now: float) -> float:
         self._refill(now)
-        return max(0.0, (1.0 - self.tokens) / self.rate)
+        return max(TOKEN_SLACK_S, (1.0 - self.tokens) / self.rate)
 
 
 def percentile(samples: deque[float], q: float) -> float | None:
