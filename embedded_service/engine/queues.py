@@ -13,8 +13,8 @@ from ..model import Marks, QueueConfig, Totals
 from .clock import TimerHandle
 
 SAMPLE_WINDOW = 1024  # wait/hold samples kept per queue for percentiles and estimates
-# Epoch seconds as floats are exact only to ~0.24 us, so a refill timer can fire a
-# hair early: a token due within this much time counts as there, and a refill
+# Epoch seconds as floats are exact only to ~0.24 us, so a rate timer can fire a
+# hair early: an admission due within this much time may go now, and a rate
 # timer is never shorter (else it could re-arm at the same instant forever).
 TOKEN_SLACK_S = 1e-6
 
@@ -46,32 +46,28 @@ class Waiter:
 
 
 class TokenBucket:
-    """Admissions per second with a burst, refilled lazily from the clock."""
+    """Admissions per second with a burst, kept as a GCRA (a token bucket's exact twin).
 
-    __slots__ = ("burst", "rate", "tokens", "updated")
+    It tracks the theoretical arrival time of the next admission, which moves by
+    exactly 1/rate per admission; unlike refilling a float token count from
+    clock differences, rounding errors never accumulate into a drifting rate.
+    """
+
+    __slots__ = ("interval", "tat", "tolerance")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.updated = now
-
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
+        self.interval = 1.0 / rate
+        self.tolerance = (burst - 1) * self.interval  # how far ahead of schedule a burst may run
+        self.tat = now
 
     def available(self, now: float) -> bool:
-        self._refill(now)
-        return self.tokens >= 1.0 - min(0.01, self.rate * TOKEN_SLACK_S)
+        return self.tat - self.tolerance <= now + TOKEN_SLACK_S
 
     def take(self, now: float) -> None:
-        self._refill(now)
-        self.tokens -= 1.0
+        self.tat = max(self.tat, now) + self.interval
 
     def delay_until_token(self, now: float) -> float:
-        self._refill(now)
-        return max(TOKEN_SLACK_S, (1.0 - self.tokens) / self.rate)
+        return max(TOKEN_SLACK_S, self.tat - self.tolerance - now)
 
 
 def percentile(samples: deque[float], q: float) -> float | None:

@@ -261,3 +261,15 @@ async def test_rate_admits_one_per_period_at_epoch_float_precision(
         clock.advance(1 / rate)
         await settle(2)
         assert sum(t.done() for t in tasks) == admitted
+
+
+async def test_rate_idle_time_saves_up_only_the_burst(svc: SlotService, clock: ManualClock, settle) -> None:
+    svc.configure_queue("q", limit=1000, rate=1.0, burst=3)
+    clock.advance(100)
+    for _ in range(3):
+        await svc.acquire("q")
+    tasks = await _waiters(svc, settle, "q", 1)
+    assert not tasks[0].done()
+    clock.advance(1)
+    await settle()
+    assert tasks[0].done()
