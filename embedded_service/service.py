@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.history import DEFAULT_HISTORY_POINTS
-from .model import DeviceSpec, History, HostInfo, QueueConfig, Snapshot
+from .jobs import JobRunner, JobSettings
+from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
 from .probes.base import GpuProbe, HostProbe
 from .stores import Store, open_store
 
@@ -53,7 +56,8 @@ class SlotService:
 
     `store` is a URL (`memory://`, ...) or a `Store`. `clock` is for tests.
     Probes are optional: without a GPU probe, `devices` from configuration are
-    used as they are.
+    used as they are. Jobs keep their logs in `log_dir` (default: next to the
+    SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
     """
 
     def __init__(
@@ -66,6 +70,8 @@ class SlotService:
         host_probe: HostProbe | None = None,
         sample_interval_s: float = 1.0,
         history_points: int = DEFAULT_HISTORY_POINTS,
+        log_dir: str | Path | None = None,
+        jobs: JobSettings | None = None,
     ) -> None:
         self.clock = clock or RealClock()
         self.engine = SlotEngine(self.clock, devices)
@@ -80,6 +86,7 @@ class SlotService:
         self._sampler: asyncio.Task[None] | None = None
         self._pending_saves: set[asyncio.Task[None]] = set()
         self._unsaved_queues: set[str] = set()
+        self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -96,6 +103,7 @@ class SlotService:
         for name in list(self._unsaved_queues):
             await self._save_queue(name)
         self.started_at = self.clock.time()
+        await self.jobs.start()
         await self.sample_once()
         self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
         return self
@@ -106,6 +114,7 @@ class SlotService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
             self._sampler = None
+        await self.jobs.close()
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
         await self.save_queue_state()
@@ -201,8 +210,81 @@ class SlotService:
         return self.engine.revoke(lease_id)
 
     def cancel(self, item_id: str) -> bool:
-        """Cancel a waiter or a holder by id."""
-        return self.engine.cancel(item_id)
+        """Cancel a waiter or a holder by id, or a job that waits or runs by its job id."""
+        return self.engine.cancel(item_id) or self.jobs.cancel_held(item_id)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _make_job_runner(self, log_dir: str | Path | None, settings: JobSettings | None) -> JobRunner:
+        settings = settings or JobSettings()
+        if log_dir is not None:
+            settings = dataclasses.replace(settings, log_dir=Path(log_dir))
+        return JobRunner(self.engine, self.store, self.clock, settings, host_probe=self.host_probe)
+
+    def task(self, name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """`@svc.task("resize", queue="cpu")`: register an async or sync callable that jobs can run."""
+        return self.jobs.task(name, queue)
+
+    async def submit(
+        self,
+        task: str,
+        args: list[Any] | tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 1,
+        max_runtime_s: float | None = None,
+    ) -> Job:
+        """Queue a registered task as a durable job; returns once the store has committed it."""
+        return await self.jobs.submit(
+            task, args, kwargs, owner=owner, priority=priority, max_attempts=max_attempts, max_runtime_s=max_runtime_s
+        )
+
+    async def submit_command(
+        self,
+        argv: list[str],
+        queue: str = "default",
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
+        priority: int = 0,
+        max_runtime_s: float | None = None,
+        max_attempts: int = 1,
+        owner: str | None = None,
+    ) -> Job:
+        """Queue a command (argv, no shell) as a durable job; returns once the store has committed it."""
+        return await self.jobs.submit_command(
+            argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner
+        )
+
+    async def get_job(self, job_id: str) -> Job:
+        """A job with live figures while it runs; raises `UnknownJob`."""
+        return await self.jobs.get_job(job_id)
+
+    async def list_jobs(
+        self,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Newest first; pass `next_cursor` back for the next page."""
+        return await self.jobs.list_jobs(state, queue, owner, limit, cursor)
+
+    async def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued or running job (a command's whole process group); returns it once stopped."""
+        return await self.jobs.cancel_job(job_id)
+
+    async def job_log(self, job_id: str, tail: int = 200) -> str:
+        """The last `tail` lines of a command job's output."""
+        return await self.jobs.job_log(job_id, tail)
+
+    def job_log_path(self, job_id: str) -> Path | None:
+        """The job's log file, for following it; None when it has none (yet)."""
+        return self.jobs.log_path(job_id)
 
     # -------------------------------------------------------------- observing
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from .base import Store
+from .base import TERMINAL_STATES, Store
 from .memory import MemoryStore
+from .sqlite import SqliteStore
 
 
 def open_store(url: str) -> Store:
-    """Build the store a URL names: `memory://` (more schemes join as backends land)."""
+    """Build the store a URL names: `memory://` or `sqlite:///path/to.db` (Redis joins with its own backend)."""
     if url.startswith("memory://"):
         return MemoryStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use memory://")
+    if url.startswith("sqlite:"):
+        return SqliteStore(url)
+    raise ValueError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to.db")
 
 
-__all__ = ["MemoryStore", "Store", "open_store"]
+__all__ = ["TERMINAL_STATES", "MemoryStore", "SqliteStore", "Store", "open_store"]

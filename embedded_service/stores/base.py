@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from pathlib import Path
 from typing import Protocol
 
-from ..model import AuditEntry, Marks, QueueConfig, StoredToken, Totals
+from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
+
+# A job in one of these states will not run again; retention may prune it.
+TERMINAL_STATES = frozenset(
+    {JobState.succeeded, JobState.failed, JobState.cancelled, JobState.timed_out, JobState.interrupted}
+)
 
 
 class Store(Protocol):
@@ -13,6 +20,9 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    def default_log_dir(self) -> Path | None:
+        """Where job logs live unless configured (next to a database file); None: a temp dir."""
 
     # queues
     async def load_queues(self) -> list[QueueConfig]: ...
@@ -25,6 +35,34 @@ class Store(Protocol):
         """High-water marks and totals per queue, as last saved."""
 
     async def save_queue_state(self, states: dict[str, tuple[Marks, Totals]]) -> None: ...
+
+    # jobs
+    async def add_job(self, job: Job) -> Job:
+        """Store a new job and return once it is durable; the copy returned carries its `seq` (arrival order)."""
+
+    async def save_job(self, job: Job) -> None:
+        """Replace a known job's stored state (its `seq` is kept)."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self,
+        state: JobState | None = None,
+        queue: str | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Newest first; `next_cursor` continues after the last job of the page."""
+
+    async def claim_jobs(self, queue: str, limit: int, now: float, skip: Collection[str] = ()) -> list[Job]:
+        """Up to `limit` queued jobs of `queue` due at `now`, in (priority, seq) order, leaving out `skip`.
+
+        Served by an index, so the cost does not grow with the number waiting.
+        """
+
+    async def prune_jobs(self, finished_before: float | None, keep: int | None) -> list[str]:
+        """Delete terminal jobs finished before a time and beyond the newest `keep`; return their ids."""
 
     # audit log of operator actions
     async def add_audit(self, entry: AuditEntry) -> AuditEntry:
@@ -41,3 +79,16 @@ class Store(Protocol):
     async def list_tokens(self) -> list[StoredToken]: ...
 
     async def delete_token(self, name: str) -> bool: ...
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """A page cursor is the `seq` of the last job shown; anything else is a clear error."""
+    if cursor is None:
+        return None
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise ValueError(f"invalid cursor {cursor!r}") from None
+    if value < 0:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return value

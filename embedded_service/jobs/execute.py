@@ -1,0 +1,130 @@
+"""Running one granted job to an outcome: a task callable or a command, stoppable either way.
+
+A run ends in exactly one `Outcome`. Stopping (operator cancel, max runtime,
+service shutdown) goes through `RunControl`; the run returns only once the
+work has really stopped, which is when its slot may be handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..model import Job, JobState
+from .logs import CappedLog
+from .process import command_env, copy_output, describe_exit, spawn, stop_group
+from .registry import TaskSpec
+
+log = logging.getLogger("slotdeck.jobs")
+
+PIPE_DRAIN_S = 1.0  # after the group is gone, how long output from escaped processes is still read
+
+
+@dataclass
+class Outcome:
+    state: JobState
+    result: Any = None
+    error: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass
+class RunControl:
+    """The handle a running job is stopped through; `reason` is cancelled, timed_out or shutdown."""
+
+    reason: str | None = None
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    pid: int | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.event.set()
+
+    def stopped(self, why_not_requested: str = "timed_out") -> Outcome:
+        reason = self.reason or why_not_requested
+        state = {"cancelled": JobState.cancelled, "shutdown": JobState.interrupted}.get(reason, JobState.timed_out)
+        messages = {
+            JobState.cancelled: "cancelled",
+            JobState.interrupted: "interrupted: the service shut down while it ran",
+            JobState.timed_out: "ran past its max_runtime_s",
+        }
+        return Outcome(state, error=messages[state])
+
+
+def storable(result: Any) -> Any:
+    """Results are kept as JSON; anything else is kept as its repr rather than lost."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return repr(result)
+    return result
+
+
+async def _wait_or_stop(work: asyncio.Future[Any], control: RunControl, limit_s: float | None) -> bool:
+    """Wait for the work, a stop request or the runtime limit; True when the work finished by itself."""
+    stop = asyncio.ensure_future(control.event.wait())
+    try:
+        await asyncio.wait({work, stop}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    return work.done()
+
+
+async def run_task(spec: TaskSpec, job: Job, control: RunControl, pool: Executor) -> Outcome:
+    loop = asyncio.get_running_loop()
+    if spec.is_async:
+        work: asyncio.Future[Any] = asyncio.ensure_future(spec.fn(*job.args, **job.kwargs))
+    else:
+        work = loop.run_in_executor(pool, functools.partial(spec.fn, *job.args, **job.kwargs))
+    if not await _wait_or_stop(work, control, job.max_runtime_s):
+        if spec.is_async:
+            work.cancel()
+        else:
+            log.warning("job %s: a sync task cannot be interrupted; its slot is held until it returns", job.id)
+        await asyncio.wait({work})
+        if not work.cancelled():
+            work.exception()  # retrieved: the outcome is the stop, not what it raised afterwards
+        return control.stopped()
+    if work.cancelled():
+        return Outcome(JobState.failed, error="the task cancelled itself")
+    error = work.exception()
+    if error is not None:
+        return Outcome(JobState.failed, error=f"{type(error).__name__}: {error}")
+    return Outcome(JobState.succeeded, result=storable(work.result()))
+
+
+async def run_command(
+    job: Job, devices: tuple[int, ...], control: RunControl, log_path: Path, log_max_bytes: int, grace_s: float
+) -> Outcome:
+    assert job.argv is not None
+    sink = CappedLog(log_path, log_max_bytes)
+    try:
+        try:
+            proc = await spawn(job.argv, command_env(job.env, devices), job.cwd)
+        except OSError as exc:
+            sink.write(f"slotdeck: cannot start {job.argv[0]!r}: {exc}\n".encode())
+            return Outcome(JobState.failed, error=f"cannot start {job.argv[0]!r}: {exc}")
+        control.pid = proc.pid
+        assert proc.stdout is not None
+        output = asyncio.ensure_future(copy_output(proc.stdout, sink))
+        exited = asyncio.ensure_future(proc.wait())
+        finished = await _wait_or_stop(exited, control, job.max_runtime_s)
+        # the leader may be gone while its children live on: the whole group is the job
+        await stop_group(proc.pid, grace_s)
+        code = await exited
+        await asyncio.wait({output}, timeout=PIPE_DRAIN_S)  # a process that left the group may hold the pipe
+        output.cancel()
+        if not finished:
+            return control.stopped()
+        if code == 0:
+            return Outcome(JobState.succeeded, exit_code=0)
+        return Outcome(JobState.failed, exit_code=code, error=describe_exit(code))
+    finally:
+        sink.close()

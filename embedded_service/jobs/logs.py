@@ -1,0 +1,77 @@
+"""Per-job log files: size-capped while written, tail served on request.
+
+A file that reaches its cap is renamed to `<id>.log.1` (replacing an older
+one) and a fresh `<id>.log` starts, so a chatty job keeps its latest output
+and never uses more than twice the cap on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+_BLOCK = 64 * 1024
+
+
+class CappedLog:
+    """Appends a job's output; written from the event loop in small chunks."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by close(); lives as long as the job)
+        self._size = self._file.tell()
+
+    def write(self, data: bytes) -> None:
+        if self._size + len(data) > self.max_bytes and self._size > 0:
+            self._rotate()
+        self._file.write(data)
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        os.replace(self.path, previous_path(self.path))
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
+def _tail_lines(path: Path, wanted: int) -> list[bytes]:
+    """The last `wanted` lines of a file, reading backwards in blocks (never the whole file)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return []
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        data = b""
+        position = end
+        while position > 0 and data.count(b"\n") <= wanted:
+            step = min(_BLOCK, position)
+            position -= step
+            f.seek(position)
+            data = f.read(step) + data
+    lines = data.splitlines(keepends=True)
+    return lines[-wanted:] if wanted else []
+
+
+def read_tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of a job's output, across the current and the rotated file."""
+    recent = _tail_lines(path, lines)
+    if len(recent) < lines:
+        recent = _tail_lines(previous_path(path), lines - len(recent)) + recent
+    return b"".join(recent).decode("utf-8", errors="replace")
+
+
+def remove_log(path: Path) -> None:
+    for candidate in (path, previous_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()

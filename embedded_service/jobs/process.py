@@ -1,0 +1,112 @@
+"""Command jobs as processes: own process group, GPU visibility, output capture, group stop.
+
+Each command starts a new session (so it leads its own process group) and
+everything it spawns is stopped together: SIGTERM to the group, SIGKILL after
+a grace period. "Gone" means no live (non-zombie) process is left in the
+group, so a slot is handed back only when the work has really stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .logs import CappedLog
+
+log = logging.getLogger("slotdeck.jobs.process")
+
+_POLL_S = 0.02
+
+
+def command_env(job_env: Mapping[str, str], devices: Sequence[int]) -> dict[str, str]:
+    """The service's environment, the job's own variables, and only the granted GPUs visible."""
+    env = dict(os.environ)
+    env.update(job_env)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in devices)
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers GPUs as NVML (and the engine) do
+    return env
+
+
+async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> asyncio.subprocess.Process:
+    """Start a command in a new session with stdout and stderr on one pipe; OSError says why it could not."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
+async def copy_output(stream: asyncio.StreamReader, sink: CappedLog) -> None:
+    """Copy a process's output to its log until every writer closed the pipe."""
+    while chunk := await stream.read(65536):
+        sink.write(chunk)
+
+
+def _live_member(pid: int, pgid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting to be reaped do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    return any(name.isdigit() and _live_member(int(name), pgid) for name in os.listdir("/proc"))
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+async def wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_S)
+    return True
+
+
+async def stop_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the whole group, SIGKILL what is left after `grace_s`, return once none is left."""
+    if not group_alive(pgid):
+        return
+    signal_group(pgid, signal.SIGTERM)
+    if await wait_group_gone(pgid, grace_s):
+        return
+    log.info("process group %d ignored SIGTERM for %.1fs; sending SIGKILL", pgid, grace_s)
+    signal_group(pgid, signal.SIGKILL)
+    while not await wait_group_gone(pgid, 5.0):
+        log.error("process group %d survives SIGKILL (uninterruptible sleep?); still waiting", pgid)
+        signal_group(pgid, signal.SIGKILL)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exited with code {code}"

@@ -1,0 +1,600 @@
+"""`JobRunner`: durable jobs on top of the engine.
+
+A submit is stored (and committed) first, then offered to its queue's window
+of engine waiters; the engine decides when it runs, exactly as for any other
+slot. A granted job is marked running in the store before its work starts, so
+a service that dies leaves a trace: on the next start such jobs are
+`interrupted` and re-queued while attempts remain. Everything here runs on the
+service's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..engine import Clock, Lease, SlotEngine
+from ..errors import NoFittingDevice, QueueFull, UnknownJob, UnknownQueue, UnknownTask
+from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
+from ..probes.base import HostProbe
+from ..stores import Store
+from .execute import Outcome, run_command, run_task
+from .logs import read_tail, remove_log
+from .registry import TaskRegistry
+from .settings import JobSettings
+from .window import Held, QueueWindow, order_key
+
+log = logging.getLogger("slotdeck.jobs")
+
+JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
+MAX_WINDOW = 4096
+
+
+class JobRunner:
+    """Submits, feeds, runs, cancels, recovers and prunes jobs for one `SlotService`."""
+
+    def __init__(
+        self,
+        engine: SlotEngine,
+        store: Store,
+        clock: Clock,
+        settings: JobSettings,
+        host_probe: HostProbe | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.host_probe = host_probe
+        self.tasks = TaskRegistry()
+        self._held: dict[str, Held] = {}
+        self._by_lease: dict[str, Held] = {}
+        self._windows: dict[str, QueueWindow] = {}
+        self._wake = asyncio.Event()
+        self._claiming = False
+        self._left_during_claim: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._feeder: asyncio.Task[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._log_dir: Path | None = settings.log_dir
+        self._temp_log_dir: Path | None = None
+        self._last_prune = float("-inf")
+        self._started = False
+        engine.listeners.append(self._engine_event)
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self._recover()
+        await self._prune()
+        self._pool = ThreadPoolExecutor(self.settings.task_threads, thread_name_prefix="slotdeck-task")
+        self._started = True
+        self._feeder = asyncio.create_task(self._feed_forever(), name="slotdeck-job-feeder")
+
+    async def close(self) -> None:
+        """Stop feeding, stop running jobs (interrupted, re-queued while attempts remain), wait for them."""
+        self._started = False
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+            self._feeder = None
+        for window in self._windows.values():
+            for held in list(window.waiting.values()):
+                window.remove(held.job.id)
+                if held.waiter is not None:
+                    self.engine.withdraw(held.waiter.id)
+                self._held.pop(held.job.id, None)
+        running = [held.run for held in self._held.values() if held.run is not None]
+        for held in self._held.values():
+            held.control.request("shutdown")
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=self.settings.kill_grace_s + 5.0)
+            for task in pending:
+                log.warning("a job did not stop in time at shutdown; it will be found interrupted at the next start")
+                task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._engine_event in self.engine.listeners:
+            self.engine.listeners.remove(self._engine_event)
+        if self._temp_log_dir is not None:
+            shutil.rmtree(self._temp_log_dir, ignore_errors=True)
+            self._temp_log_dir = None
+
+    async def _recover(self) -> None:
+        """Jobs the store says were running belong to a service that died: interrupted, re-queued per policy."""
+        now = self.clock.time()
+        cursor = None
+        while True:
+            page = await self.store.list_jobs(state=JobState.running, limit=500, cursor=cursor)
+            for job in page.jobs:
+                note = f"interrupted: the service stopped while attempt {job.attempts} of {job.max_attempts} ran"
+                updates: dict[str, Any] = {"error": note, "pid": None, "lease_id": None}
+                if job.attempts < job.max_attempts:
+                    updates.update(state=JobState.queued, not_before=None)
+                else:
+                    updates.update(state=JobState.interrupted, finished_at=now)
+                await self.store.save_job(job.model_copy(update=updates))
+                log.warning("job %s %s", job.id, note)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # ---------------------------------------------------------------- submit
+
+    def task(self, name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: register a callable as a task that jobs can run."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.tasks.register(name, fn, queue)
+            return fn
+
+        return register
+
+    async def submit(
+        self,
+        task: str,
+        args: list[Any] | tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 1,
+        max_runtime_s: float | None = None,
+    ) -> Job:
+        """Queue a registered task; returns once the job is committed to the store."""
+        spec = self.tasks.get(task)
+        request = TaskSubmit(
+            task=task,
+            args=list(args or ()),
+            kwargs=kwargs or {},
+            priority=priority,
+            max_attempts=max_attempts,
+            max_runtime_s=max_runtime_s,
+        )
+        try:
+            json.dumps([request.args, request.kwargs])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
+        job = self._new_job(JobKind.task, spec.queue, owner, request.model_dump())
+        return await self._submit(job)
+
+    async def submit_command(
+        self,
+        argv: list[str],
+        queue: str = "default",
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
+        priority: int = 0,
+        max_runtime_s: float | None = None,
+        max_attempts: int = 1,
+        owner: str | None = None,
+    ) -> Job:
+        """Queue a command (argv, no shell); returns once the job is committed to the store."""
+        request = CommandSubmit(
+            argv=argv,
+            queue=queue,
+            env=env or {},
+            cwd=cwd,
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
+            priority=priority,
+            max_runtime_s=max_runtime_s,
+            max_attempts=max_attempts,
+        )
+        fields = request.model_dump(exclude={"queue"})
+        if fields["gpu_mem_mib"] and not fields["gpus"]:
+            fields["gpus"] = 1
+        if fields["gpus"]:
+            self.engine.pool.check_possible(fields["gpus"], fields["gpu_mem_mib"])
+        return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields))
+
+    def _new_job(self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any]) -> Job:
+        self.engine.queue(queue)  # UnknownQueue before anything is stored
+        job_id = f"j{secrets.token_hex(8)}"
+        return Job(id=job_id, kind=kind, queue=queue, owner=owner, created_at=self.clock.time(), **fields)
+
+    async def _submit(self, job: Job) -> Job:
+        stored = await self.store.add_job(job)
+        self._emit(stored)
+        if self._started:
+            self._offer(stored)
+        return stored
+
+    # ---------------------------------------------------------------- window
+
+    def _window(self, queue: str) -> QueueWindow:
+        window = self._windows.get(queue)
+        if window is None:
+            window = self._windows[queue] = QueueWindow()
+        return window
+
+    def _target(self, queue: str) -> int:
+        state = self.engine.queues.get(queue)
+        limit = state.config.limit if state is not None else 0
+        return max(self.settings.window, min(2 * limit, MAX_WINDOW))
+
+    def _offer(self, job: Job) -> None:
+        """A queued job joins its window now if the store holds nothing that should run before it."""
+        window = self._window(job.queue)
+        if job.id in self._held or job.queue not in self.engine.queues:
+            return
+        if job.not_before is not None and job.not_before > self.clock.time():
+            window.complete = False  # the poll picks it up once due
+            return
+        target = self._target(job.queue)
+        if window.complete and len(window.waiting) < target:
+            self._load(job, window)
+            return
+        tail = window.tail()
+        if tail is not None and order_key(job) < order_key(tail.job):
+            if self._load(job, window) and len(window.waiting) > target:
+                self._evict(tail, window)
+            return
+        window.complete = False
+        self._wake.set()
+
+    def _evict(self, held: Held, window: QueueWindow) -> None:
+        """Hand a waiting job's place back to the store (it stays queued there)."""
+        window.remove(held.job.id)
+        window.complete = False
+        if held.waiter is not None:
+            self.engine.withdraw(held.waiter.id)
+        self._forget(held)
+
+    def _load(self, job: Job, window: QueueWindow) -> bool:
+        """Make a queued job an engine waiter (or grant it at once); False when the queue takes no more."""
+        try:
+            result = self.engine.enqueue(
+                job.queue,
+                owner=job.owner,
+                priority=job.priority,
+                timeout_s=JOB_WAIT_S,
+                gpus=job.gpus,
+                gpu_mem_mib=job.gpu_mem_mib,
+                job_id=job.id,
+            )
+        except QueueFull:
+            window.complete = False
+            return False
+        except (NoFittingDevice, UnknownQueue) as exc:
+            held = self._hold(job)
+            self._spawn(self._settle(held, state=JobState.failed, error=str(exc), finished_at=self.clock.time()))
+            return True
+        held = self._hold(job)
+        if isinstance(result, Lease):
+            self._start(held, result)
+        else:
+            held.waiter = result
+            window.add(held)
+            result.future.add_done_callback(partial(self._granted, held))
+        return True
+
+    def _hold(self, job: Job) -> Held:
+        held = Held(job=job)
+        self._held[job.id] = held
+        return held
+
+    def _forget(self, held: Held) -> None:
+        if self._held.get(held.job.id) is held:
+            del self._held[held.job.id]
+            if self._claiming:
+                self._left_during_claim.add(held.job.id)
+        if held.lease is not None:
+            self._by_lease.pop(held.lease.id, None)
+
+    def _granted(self, held: Held, future: asyncio.Future[Lease]) -> None:
+        if future.cancelled():
+            return  # withdrawn: handled by whoever withdrew it
+        self._window(held.job.queue).remove(held.job.id)
+        held.waiter = None
+        self._wake.set()
+        error = future.exception()
+        if error is not None:  # an operator cancelled the waiter, or its queue was deleted
+            self._spawn(self._settle(held, state=JobState.cancelled, error=str(error), finished_at=self.clock.time()))
+            return
+        self._start(held, future.result())
+
+    async def _feed_forever(self) -> None:
+        last_poll = self.clock.time()
+        while True:
+            polled = False
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            except TimeoutError:
+                polled = True
+            self._wake.clear()
+            try:
+                now = self.clock.time()
+                if polled or now - last_poll >= self.settings.poll_s:
+                    polled, last_poll = True, now
+                    await self._sample_running()
+                for queue in list(self.engine.queues):
+                    await self._refill(queue, polled)
+                if now - self._last_prune >= self.settings.prune_every_s:
+                    await self._prune()
+            except Exception:
+                log.exception("job feeder failed; retrying")
+                await asyncio.sleep(self.settings.poll_s)
+
+    async def _refill(self, queue: str, polled: bool) -> None:
+        """Top up a queue's window from the store once it has drained to half (or on the poll)."""
+        window = self._window(queue)
+        target = self._target(queue)
+        room = target - len(window.waiting)
+        if room <= 0 or (window.complete and not polled) or len(window.waiting) > target // 2:
+            return
+        skip = {job_id for job_id, held in self._held.items() if held.job.queue == queue}
+        self._claiming = True
+        self._left_during_claim.clear()
+        try:
+            jobs = await self.store.claim_jobs(queue, room, self.clock.time(), skip)
+        finally:
+            self._claiming = False
+        stale = self._left_during_claim
+        complete = len(jobs) < room
+        for job in jobs:
+            if job.id in stale:  # settled while the claim ran: the claim may have read its old state
+                complete = False
+                continue
+            if job.id in self._held:
+                continue
+            if not self._load(job, window):
+                complete = False
+                break
+        window.complete = complete and queue in self.engine.queues
+        stale.clear()
+
+    # --------------------------------------------------------------- running
+
+    def _start(self, held: Held, lease: Lease) -> None:
+        held.lease = lease
+        self._by_lease[lease.id] = held
+        lease.on_cancel = partial(held.control.request, "cancelled")
+        held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
+
+    async def _run(self, held: Held, lease: Lease) -> None:
+        job = held.job
+        try:
+            if lease.id not in self.engine.leases:  # revoked between the grant and now
+                held.control.request("cancelled")
+            job = held.job = job.model_copy(
+                update={
+                    "state": JobState.running,
+                    "started_at": self.clock.time(),
+                    "attempts": job.attempts + 1,
+                    "devices": list(lease.devices),
+                    "lease_id": lease.id,
+                    "not_before": None,
+                }
+            )
+            await self.store.save_job(job)
+            self._emit(job)
+            outcome = await self._execute(held, lease)
+        except Exception as exc:
+            log.exception("job %s failed in the runner", job.id)
+            outcome = Outcome(JobState.failed, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if lease.id in self.engine.leases:
+                self.engine.release(lease.id)  # only now: the work has stopped
+            self._by_lease.pop(lease.id, None)
+        await self._conclude(held, outcome)
+
+    async def _execute(self, held: Held, lease: Lease) -> Outcome:
+        job = held.job
+        if held.control.reason is not None:
+            return held.control.stopped()
+        if job.kind is JobKind.task:
+            assert job.task is not None and self._pool is not None
+            try:
+                spec = self.tasks.get(job.task)
+            except UnknownTask as exc:
+                return Outcome(JobState.failed, error=str(exc))
+            return await run_task(spec, job, held.control, self._pool)
+        outcome = await run_command(
+            job,
+            lease.devices,
+            held.control,
+            self._log_path(job.id),
+            self.settings.log_max_bytes,
+            self.settings.kill_grace_s,
+        )
+        held.job = held.job.model_copy(update={"pid": held.control.pid})
+        return outcome
+
+    async def _conclude(self, held: Held, outcome: Outcome) -> None:
+        """Record an outcome; a failure, time-out or interruption with attempts left is queued again."""
+        job = held.job
+        now = self.clock.time()
+        updates: dict[str, Any] = {
+            "result": outcome.result,
+            "error": outcome.error,
+            "exit_code": outcome.exit_code,
+            "lease_id": None,
+        }
+        retry = outcome.state in (JobState.failed, JobState.timed_out, JobState.interrupted)
+        if retry and job.attempts < job.max_attempts:
+            if outcome.state is JobState.interrupted:
+                delay = 0.0
+            else:
+                delay = min(self.settings.retry_backoff_max_s, self.settings.retry_backoff_s * 2 ** (job.attempts - 1))
+            updates.update(state=JobState.queued, not_before=now + delay if delay else None)
+        else:
+            updates.update(state=outcome.state, finished_at=now)
+        await self._settle(held, **updates)
+
+    async def _settle(self, held: Held, **updates: Any) -> None:
+        """Store a job's new state, then let go of it (and offer it again if it is queued)."""
+        job = held.job = held.job.model_copy(update=updates)
+        try:
+            await self.store.save_job(job)
+        except Exception:
+            log.exception("could not store the new state of job %s", job.id)
+        finally:
+            self._forget(held)
+            held.settled.set()
+        self._emit(job)
+        self._wake.set()
+        if job.state is JobState.queued and self._started:
+            self._offer(job)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _engine_event(self, event: str, fields: dict[str, Any]) -> None:
+        """A job's lease revoked by an operator stops the job as a cancel would."""
+        if event == "revoked":
+            held = self._by_lease.get(fields.get("lease", ""))
+            if held is not None:
+                held.control.request("cancelled")
+
+    # ---------------------------------------------------------------- cancel
+
+    def cancel_held(self, job_id: str) -> bool:
+        """Cancel a job that waits in the engine or runs; False for any other id."""
+        held = self._held.get(job_id)
+        if held is None:
+            return False
+        if held.waiter is not None:
+            return self.engine.cancel(held.waiter.id)
+        if held.lease is not None and held.lease.id in self.engine.leases:
+            return self.engine.cancel(held.lease.id)
+        held.control.request("cancelled")
+        return True
+
+    async def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued or running job and return it once it has stopped (or after the kill grace)."""
+        held = self._held.get(job_id)
+        if held is not None:
+            self.cancel_held(job_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.settled.wait(), self.settings.kill_grace_s + 2.0)
+            return await self.get_job(job_id)
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise UnknownJob(job_id)
+        if job.state is not JobState.queued or job_id in self._held:
+            return await self.get_job(job_id)
+        held = self._hold(job)  # keeps the feeder from claiming it while the cancel is stored
+        await self._settle(held, state=JobState.cancelled, error="cancelled", finished_at=self.clock.time())
+        return held.job
+
+    # --------------------------------------------------------------- reading
+
+    async def get_job(self, job_id: str) -> Job:
+        held = self._held.get(job_id)
+        if held is not None and held.job.state is JobState.running:
+            return self._live(held)
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise UnknownJob(job_id)
+        return job
+
+    async def list_jobs(
+        self,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        chosen = JobState(state) if state is not None else None
+        page = await self.store.list_jobs(chosen, queue, owner, limit, cursor)
+        jobs = []
+        for job in page.jobs:
+            held = self._held.get(job.id)
+            jobs.append(self._live(held) if held is not None and held.job.state is JobState.running else job)
+        return JobPage(jobs=jobs, next_cursor=page.next_cursor)
+
+    def _live(self, held: Held) -> Job:
+        return held.job.model_copy(
+            update={
+                "pid": held.control.pid,
+                "cpu_pct": held.cpu_pct,
+                "rss_mib": held.rss_mib,
+                "gpu_mem_used_mib": held.gpu_mem_used_mib,
+            }
+        )
+
+    def log_path(self, job_id: str) -> Path | None:
+        """The job's log file if it has one (for following it)."""
+        directory = self._log_dir or self._temp_log_dir or self.store.default_log_dir()
+        if directory is None:
+            return None
+        path = directory / f"{job_id}.log"
+        return path if path.exists() else None
+
+    async def job_log(self, job_id: str, tail: int = 200) -> str:
+        if not 0 <= tail <= 100_000:
+            raise ValueError("tail must be between 0 and 100000 lines")
+        await self.get_job(job_id)  # UnknownJob for an unknown id
+        path = self.log_path(job_id)
+        if path is None:
+            return ""
+        return await asyncio.to_thread(read_tail, path, tail)
+
+    def _log_path(self, job_id: str) -> Path:
+        if self._log_dir is None:
+            self._log_dir = self.store.default_log_dir()
+        if self._log_dir is None:
+            self._temp_log_dir = self._log_dir = Path(tempfile.mkdtemp(prefix="slotdeck-logs-"))
+        return self._log_dir / f"{job_id}.log"
+
+    # ------------------------------------------------------ upkeep and events
+
+    async def _prune(self) -> None:
+        self._last_prune = self.clock.time()
+        settings = self.settings
+        if settings.keep_finished_s is None and settings.keep_finished is None:
+            return
+        cutoff = self._last_prune - settings.keep_finished_s if settings.keep_finished_s is not None else None
+        pruned = await self.store.prune_jobs(cutoff, settings.keep_finished)
+        directory = self._log_dir or self.store.default_log_dir()
+        if pruned and directory is not None:
+            await asyncio.to_thread(lambda: [remove_log(directory / f"{job_id}.log") for job_id in pruned])
+        if pruned:
+            log.info("pruned %d finished job(s)", len(pruned))
+
+    async def _sample_running(self) -> None:
+        """Live CPU, RSS and GPU memory of running command jobs' process trees."""
+        probe = self.host_probe
+        if probe is None or not hasattr(probe, "process_tree_usage"):
+            return
+        running = [h for h in self._held.values() if h.control.pid is not None and h.job.state is JobState.running]
+        if not running:
+            return
+        figures = await asyncio.to_thread(lambda: [probe.process_tree_usage(h.control.pid) for h in running])
+        gpu_by_pid: dict[int, int] = {}
+        for device in self.engine.pool.devices.values():
+            for process in device.info.processes:
+                gpu_by_pid[process.pid] = gpu_by_pid.get(process.pid, 0) + (process.used_mib or 0)
+        for held, usage in zip(running, figures, strict=True):
+            held.cpu_pct, held.rss_mib = usage if usage is not None else (None, None)
+            if gpu_by_pid and held.control.pid is not None and hasattr(probe, "tree_pids"):
+                held.gpu_mem_used_mib = sum(gpu_by_pid.get(pid, 0) for pid in probe.tree_pids(held.control.pid))
+
+    def _emit(self, job: Job) -> None:
+        listeners = [listener for listener in self.engine.listeners if listener != self._engine_event]
+        if listeners:
+            data = {"job": job.model_dump(mode="json")}
+            for listener in listeners:
+                listener("job", data)
