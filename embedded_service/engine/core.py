@@ -143,12 +143,15 @@ class SlotEngine:
         state = self.queue(name)
         if (state.in_use or state.waiting) and not force:
             raise QueueBusy(f"queue {name!r} has {state.in_use} holder(s) and {state.waiting} waiter(s)")
+        del self.queues[name]  # first, so that nothing below grants inside the queue on its way out
+        if state.rate_timer is not None:
+            state.rate_timer.cancel()
         for waiter in state.live_waiters():
             self._end_waiter(waiter, SlotCancelled(name, "queue deleted"))
         for lease in [lease for lease in self.leases.values() if lease.queue == name]:
             self._drop_lease(lease, "revoked")
-        del self.queues[name]
         self._changed()
+        self._pump()  # freed devices, or a GPU waiter that reserved them, may let other queues in
 
     def set_limit(self, name: str, limit: int) -> QueueConfig:
         return self.configure_queue(name, limit=limit)
@@ -395,7 +398,10 @@ class SlotEngine:
                     gpu_heads.append((head, queue_state))
             gpu_heads.sort(key=lambda pair: pair[0])
             for head, queue_state in gpu_heads:
-                devices = self.pool.fit(head.gpus, head.gpu_mem_mib, queue_state.config.name, queue_state.config.per_gpu)
+                name, per_gpu = queue_state.config.name, queue_state.config.per_gpu
+                if not self.pool.within_cap(head.gpus, name, per_gpu):
+                    continue  # held by its own queue's per-GPU cap, like a limit: it reserves nothing
+                devices = self.pool.fit(head.gpus, head.gpu_mem_mib, name, per_gpu)
                 if devices is None:
                     break  # it reserves: nothing behind it in GPU order goes first
                 if queue_state.bucket is not None:

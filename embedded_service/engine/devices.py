@@ -68,6 +68,12 @@ class DevicePool:
             if len(big_enough) < gpus:
                 raise NoFittingDevice(f"asked for {gpus} GPU(s) with {gpu_mem_mib} MiB each; too few devices that large")
 
+    def within_cap(self, gpus: int, queue: str, per_gpu: int | None) -> bool:
+        """Whether enough devices are below this queue's per-GPU cap to place `gpus` at all."""
+        if per_gpu is None:
+            return True
+        return sum(1 for state in self.devices.values() if state.per_queue.get(queue, 0) < per_gpu) >= gpus
+
     def fit(self, gpus: int, gpu_mem_mib: int, queue: str, per_gpu: int | None) -> list[int] | None:
         """Pick devices for a request, best fit first (least free memory that suffices), or None."""
         candidates: list[tuple[int, int]] = []
