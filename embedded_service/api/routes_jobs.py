@@ -103,22 +103,22 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value)
         return job
 
-    async def follow(job_id: str, path: Path | None, tail: int) -> AsyncIterator[bytes]:
-        if path is None:  # nothing on disk to follow: the tail, then wait for the end
-            yield (await svc.job_log(job_id, tail=tail)).encode()
-            while not (await svc.get_job(job_id)).state.finished and not st.draining:
-                await asyncio.sleep(FOLLOW_POLL_S)
-            return
-        head, offset = await asyncio.to_thread(tail_lines, path, tail)
-        if head:
-            yield head
+    async def follow(job_id: str, tail: int) -> AsyncIterator[bytes]:
+        offset: int | None = None  # None until the log file exists (a queued job has none yet)
         while True:
             finished = (await svc.get_job(job_id)).state.finished  # read before the file: no last line is lost
-            chunk = await asyncio.to_thread(read_from, path, offset)
-            if chunk:
-                offset += len(chunk)
-                yield chunk
+            path = svc.job_log_path(job_id)
+            if path is not None and offset is None:
+                head, offset = await asyncio.to_thread(tail_lines, path, tail)
+                if head:
+                    yield head
                 continue
+            if path is not None and offset is not None:
+                chunk = await asyncio.to_thread(read_from, path, offset)
+                if chunk:
+                    offset += len(chunk)
+                    yield chunk
+                    continue
             if finished or st.draining:
                 return
             await asyncio.sleep(FOLLOW_POLL_S)
@@ -138,7 +138,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """The last `tail` lines of the job's output; with `follow`, new lines as they are written."""
         await visible_job(job_id, who)
         if follow_:
-            return StreamingResponse(follow(job_id, svc.job_log_path(job_id), tail), media_type="text/plain; charset=utf-8")
+            return StreamingResponse(follow(job_id, tail), media_type="text/plain; charset=utf-8")
         return PlainTextResponse(await svc.job_log(job_id, tail=tail))
 
 

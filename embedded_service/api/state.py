@@ -87,9 +87,10 @@ class ApiState:
             engine.cancel(waiter_id)
         await self.broker.close()
         deadline = time.monotonic() + grace
-        if engine.leases:
-            log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(engine.leases))
-        while engine.leases and time.monotonic() < deadline and not self.hurry:
+        running = set(engine.leases)  # the work running now gets the grace period, nothing admitted later
+        if running:
+            log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(running))
+        while running & engine.leases.keys() and time.monotonic() < deadline and not self.hurry:
             await asyncio.sleep(0.05)
         for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders]:
             lease = engine.leases[lease_id]
