@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -83,13 +83,34 @@ class BlockingSlotService:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a coroutine on the service's loop and block this thread for its result."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def call(
+        self, coro: Coroutine[Any, Any, T], timeout: float | None = None, undo: Callable[[T], object] | None = None
+    ) -> T:
+        """Run a coroutine on the service's loop and block this thread for its result.
+
+        If this thread stops waiting (timeout, KeyboardInterrupt) the coroutine is
+        cancelled, so a waiter does not stay behind. A result that was already
+        produced but never reached this thread (a lease granted in that instant)
+        is passed to `undo` on the loop, so it is not leaked either.
+        """
+        produced: list[T] = []
+
+        async def run() -> T:
+            result = await coro
+            produced.append(result)
+            return result
+
+        def undo_undelivered() -> None:
+            if produced and undo is not None:
+                undo(produced[0])
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
         try:
             return future.result(timeout)
         except BaseException:
-            future.cancel()  # a thread interrupted while waiting must not leave its waiter behind
+            if future.cancel():
+                # Runs after the task's own cancellation (callbacks keep their order).
+                self.loop.call_soon_threadsafe(undo_undelivered)
             raise
 
     def run_sync(self, fn: Any, *args: Any) -> Any:
@@ -102,14 +123,15 @@ class BlockingSlotService:
 
     @contextmanager
     def slot(self, queue: str, **kwargs: Any) -> Iterator[Lease]:
-        lease = self.call(self.service.acquire(queue, **kwargs))
+        """`with svc.slot("chat", owner=..., priority=..., timeout_s=...) as lease:` from any thread."""
+        lease = self.acquire(queue, **kwargs)
         try:
             yield lease
         finally:
             self.run_sync(self.service.release, lease.id)
 
     def acquire(self, queue: str, **kwargs: Any) -> Lease:
-        return self.call(self.service.acquire(queue, **kwargs))
+        return self.call(self.service.acquire(queue, **kwargs), undo=self.service.release)
 
     def release(self, lease: Lease | str) -> bool:
         return self.run_sync(self.service.release, lease)
