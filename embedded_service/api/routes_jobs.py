@@ -16,7 +16,7 @@ from ..errors import UnknownJob
 from ..model import CommandSubmit, Job, JobPage, JobState, Role, TaskSubmit
 from .auth import Principal
 from .deps import ItemId, Need
-from .problems import problems
+from .problems import ApiProblem, problems
 from .state import ApiState
 
 FOLLOW_POLL_S = 0.2
@@ -87,7 +87,10 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Jobs newest first, filtered; follow `next_cursor` for more. Clients see their own only."""
         if only_own(who):
             owner = who.name
-        return await svc.list_jobs(state=state, queue=queue, owner=owner, limit=limit, cursor=cursor)
+        try:
+            return await svc.list_jobs(state=state, queue=queue, owner=owner, limit=limit, cursor=cursor)
+        except ValueError as exc:  # a cursor this server never gave out
+            raise ApiProblem(422, "Invalid request", str(exc), code="invalid") from None
 
     @r.get("/v1/jobs/{job_id}", response_model=Job, responses=problems(401, 403, 404, 422), tags=["jobs"])
     async def get_job(job_id: ItemId, who: Viewer) -> Job:
