@@ -18,7 +18,7 @@ from typing import Any
 
 from ..model import Job, JobState
 from .logs import CappedLog
-from .process import command_env, copy_output, describe_exit, spawn, stop_group
+from .process import command_env, describe_exit, start_command, stop_group
 from .registry import TaskSpec
 
 log = logging.getLogger("slotdeck.jobs")
@@ -107,24 +107,25 @@ async def run_command(
     sink = CappedLog(log_path, log_max_bytes)
     try:
         try:
-            proc = await spawn(job.argv, command_env(job.env, devices), job.cwd)
+            command = await start_command(job.argv, command_env(job.env, devices), job.cwd, sink)
         except OSError as exc:
             sink.write(f"slotdeck: cannot start {job.argv[0]!r}: {exc}\n".encode())
             return Outcome(JobState.failed, error=f"cannot start {job.argv[0]!r}: {exc}")
-        control.pid = proc.pid
-        assert proc.stdout is not None
-        output = asyncio.ensure_future(copy_output(proc.stdout, sink))
-        exited = asyncio.ensure_future(proc.wait())
-        finished = await _wait_or_stop(exited, control, job.max_runtime_s)
-        # the leader may be gone while its children live on: the whole group is the job
-        await stop_group(proc.pid, grace_s)
-        code = await exited
-        await asyncio.wait({output}, timeout=PIPE_DRAIN_S)  # a process that left the group may hold the pipe
-        output.cancel()
+        control.pid = command.pid
+        try:
+            finished = await _wait_or_stop(command.exited, control, job.max_runtime_s)
+            # the leader may be gone while its children live on: the whole group is the job
+            await stop_group(command.pid, grace_s)
+            await command.exited
+            await asyncio.wait({command.pipe_closed}, timeout=PIPE_DRAIN_S)  # a process that left the group
+        finally:
+            command.close()
         if not finished:
             return control.stopped()
+        code = command.returncode
         if code == 0:
             return Outcome(JobState.succeeded, exit_code=0)
+        assert code is not None
         return Outcome(JobState.failed, exit_code=code, error=describe_exit(code))
     finally:
         sink.close()

@@ -25,6 +25,9 @@ class CappedLog:
         self._size = self._file.tell()
 
     def write(self, data: bytes) -> None:
+        if len(data) > self.max_bytes:  # only the end of an oversized chunk fits; start it at a line
+            cut = data.find(b"\n", len(data) - self.max_bytes)
+            data = data[cut + 1 :] if cut >= 0 else data[-self.max_bytes :]
         if self._size + len(data) > self.max_bytes and self._size > 0:
             self._rotate()
         self._file.write(data)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,23 +34,63 @@ def command_env(job_env: Mapping[str, str], devices: Sequence[int]) -> dict[str,
     return env
 
 
-async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> asyncio.subprocess.Process:
-    """Start a command in a new session with stdout and stderr on one pipe; OSError says why it could not."""
-    return await asyncio.create_subprocess_exec(
+class RunningCommand(asyncio.SubprocessProtocol):
+    """A started command: its output goes straight to the log; `exited` resolves when the leader exits.
+
+    The leader's exit is watched on its own: children that inherited the pipe
+    may keep it open long after, and they are the group's business.
+    """
+
+    def __init__(self, sink: CappedLog) -> None:
+        loop = asyncio.get_running_loop()
+        self.sink = sink
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipe_closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self.sink.write(data if isinstance(data, bytes) else data.encode())
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.pipe_closed.done():
+            self.pipe_closed.set_result(None)
+
+    @property
+    def pid(self) -> int:
+        assert self.transport is not None
+        return self.transport.get_pid()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.transport.get_returncode() if self.transport is not None else None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def start_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None, sink: CappedLog) -> RunningCommand:
+    """Start a command in a new session, stdout and stderr into `sink`; OSError says why it could not start."""
+    loop = asyncio.get_running_loop()
+    _transport, command = await loop.subprocess_exec(
+        lambda: RunningCommand(sink),
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         cwd=cwd,
         env=dict(env),
         start_new_session=True,
     )
-
-
-async def copy_output(stream: asyncio.StreamReader, sink: CappedLog) -> None:
-    """Copy a process's output to its log until every writer closed the pipe."""
-    while chunk := await stream.read(65536):
-        sink.write(chunk)
+    return command
 
 
 def _live_member(pid: int, pgid: int) -> bool:
