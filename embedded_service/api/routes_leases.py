@@ -65,11 +65,11 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 await asyncio.wait((future, stop), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.cancel()
+        if st.draining and (not future.done() or future.exception() is not None):
+            pending.pop(waiter.id, None)
+            engine.cancel(waiter.id)  # no-op when the drain already took it out of line
+            st.check_admitting()  # raises: tell the client plainly that the server is going away
         if not future.done():
-            if st.draining:
-                pending.pop(waiter.id, None)
-                engine.cancel(waiter.id)
-                st.check_admitting()
             return None
         pending.pop(waiter.id, None)
         return future.result()  # raises SlotTimeout / SlotCancelled as the engine decided
