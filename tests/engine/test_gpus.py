@@ -221,3 +221,17 @@ async def test_devices_without_memory_figures_are_limited_by_caps_only(clock) ->
         await asyncio.sleep(0)
         assert not third.done()
         third.cancel()
+
+
+async def test_plain_newcomer_does_not_pass_a_gpu_waiter_of_its_own_queue(gpu_svc: SlotService, settle) -> None:
+    """Within a queue grants follow (priority, arrival) strictly, GPU or not."""
+    gpu_svc.configure_queue("q", limit=5)
+    hog = await gpu_svc.acquire("q", gpus=2, gpu_mem_mib=16_000)
+    gpu_waiter = asyncio.create_task(gpu_svc.acquire("q", gpus=1, gpu_mem_mib=8_000))
+    await settle()
+    plain = asyncio.create_task(gpu_svc.acquire("q"))
+    await settle()
+    assert not gpu_waiter.done() and not plain.done(), "the plain newcomer jumped the line"
+    gpu_svc.release(hog)
+    await settle()
+    assert gpu_waiter.done() and plain.done()
