@@ -110,7 +110,8 @@ class EventBroker:
                     continue
                 for observe in self.observers:
                     observe(event, fields)
-                log.info(describe(event, fields), extra={"slotdeck": {"event": event, **fields}})
+                if log.isEnabledFor(logging.INFO):
+                    log.info(describe(event, fields), extra={"slotdeck": {"event": event, **fields}})
                 self.publish("lease", {"event": event, **fields})
             except Exception:
                 log.exception("could not publish event %s", event)

@@ -1,0 +1,215 @@
+"""HTTP throughput and latency of SlotDeck's API beside a bare FastAPI endpoint, in one run.
+
+    .venv/bin/python benchmarks/http.py [--seconds 3] [--connections 1,50,500]
+
+Two servers run in their own processes (uvicorn, same settings): SlotDeck's app
+(memory store, auth on, a bearer token on every request) and a bare FastAPI app
+whose endpoints return the same JSON. One load generator (raw asyncio HTTP/1.1
+keep-alive connections, in this process) measures both the same way:
+  - GET snapshot: requests/s and p50/p99 latency at each connection count;
+  - acquire + release round trips (POST then DELETE) per second.
+Ratios are SlotDeck / bare, measured in this run. Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the stdlib's `http` package; run as a script, its folder must not shadow it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import time
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ servers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_slotdeck(port: int, token_file: Path) -> None:
+    import uvicorn
+
+    from embedded_service.api import create_app
+    from embedded_service.api.auth import create_token
+    from embedded_service.model import Role
+    from embedded_service.service import SlotService
+
+    async def main() -> None:
+        svc = SlotService("memory://")
+        await svc.start()
+        for name, limit in (("default", 1_000_000), ("chat", 3), ("train", 1), ("render", 8)):
+            svc.configure_queue(name, limit=limit, max_waiting=100)
+        token_file.write_text(await create_token(svc.store, "bench", Role.admin))
+        app = create_app(svc, grace_s=0)
+        await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)).serve()
+
+    asyncio.run(main())
+
+
+def serve_bare(port: int, snapshot_file: Path) -> None:
+    import uvicorn
+    from fastapi import FastAPI, Response
+
+    snapshot = json.loads(snapshot_file.read_text())
+    granted = json.loads(snapshot_file.with_suffix(".lease.json").read_text())
+    app = FastAPI()
+
+    @app.get("/v1/snapshot")
+    async def snap() -> dict:
+        return snapshot
+
+    @app.post("/v1/queues/{queue}/leases", status_code=201)
+    async def acquire(queue: str) -> dict:
+        return granted
+
+    @app.delete("/v1/leases/{lease_id}", status_code=204, response_class=Response)
+    async def release(lease_id: str):  # type: ignore[no-untyped-def]
+        return Response(status_code=204)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start(kind: str, port: int, path: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port), str(path)], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{kind} server did not start") from None
+            time.sleep(0.05)
+
+
+# ------------------------------------------------------------ load generator
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def request(self, raw: bytes) -> bytes:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return await self.reader.readexactly(length) if length else b""
+
+
+def http_request(method: str, path: str, token: str | None, body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def run_load(port: int, connections: int, seconds: float, work) -> tuple[int, list[float]]:  # type: ignore[no-untyped-def]
+    conns = [Conn(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(connections)]
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def loop(conn: Conn) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await work(conn)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(loop(c) for c in conns))
+    for c in conns:
+        c.writer.close()
+    return len(latencies), latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def measure(port: int, token: str | None, connections: int, seconds: float, kind: str) -> dict[str, float]:
+    get = http_request("GET", "/v1/snapshot", token)
+    acquire = http_request("POST", "/v1/queues/default/leases", token, b"{}")
+
+    async def snapshot(conn: Conn) -> None:
+        await conn.request(get)
+
+    async def round_trip(conn: Conn) -> None:
+        lease = json.loads(await conn.request(acquire))["lease"]["id"]
+        await conn.request(http_request("DELETE", f"/v1/leases/{lease}", token))
+
+    count, lat = await run_load(port, connections, seconds, snapshot if kind == "snapshot" else round_trip)
+    return {"per_s": count / seconds, "p50_ms": statistics.median(lat) * 1000, "p99_ms": pct(lat, 0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", default="1,50,500")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        kind, port, path = args.serve
+        (serve_slotdeck if kind == "slotdeck" else serve_bare)(int(port), Path(path))
+        return
+
+    import httpx
+
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"slotdeck-bench-{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    token_file, snapshot_file = work / "token", work / "snapshot.json"
+    sd_port, bare_port = _free_port(), _free_port()
+    servers = [start("slotdeck", sd_port, token_file)]
+    try:
+        token = token_file.read_text()
+        with httpx.Client(base_url=f"http://127.0.0.1:{sd_port}", headers={"Authorization": f"Bearer {token}"}) as c:
+            held = [
+                c.post(f"/v1/queues/{q}/leases", json={"owner": f"user{i}"}).json()
+                for i, q in enumerate(["chat", "chat", "render"])
+            ]
+            snapshot_file.write_text(c.get("/v1/snapshot").text)
+            snapshot_file.with_suffix(".lease.json").write_text(json.dumps(held[0]))
+        servers.append(start("bare", bare_port, snapshot_file))
+        print(
+            f"snapshot JSON: {snapshot_file.stat().st_size} bytes; {args.seconds:.0f} s per measurement; cpus={os.cpu_count()}"
+        )
+        print(
+            f"{'test':<28}{'conns':>6}{'slotdeck/s':>12}{'bare/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'bare p99':>10}"
+        )
+        plan = [("snapshot", int(n)) for n in args.connections.split(",")] + [
+            ("acquire+release", 1),
+            ("acquire+release", 50),
+        ]
+        for kind, n in plan:
+            ours = asyncio.run(measure(sd_port, token, n, args.seconds, kind))
+            bare = asyncio.run(measure(bare_port, None, n, args.seconds, kind))
+            print(
+                f"{kind:<28}{n:>6}{ours['per_s']:>12.0f}{bare['per_s']:>10.0f}{ours['per_s'] / bare['per_s']:>7.2f}"
+                f"{ours['p50_ms']:>9.2f}{ours['p99_ms']:>9.2f}{bare['p99_ms']:>10.2f}",
+                flush=True,
+            )
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
