@@ -19,14 +19,14 @@ from pathlib import Path
 # This file is named like the stdlib's `http` package; run as a script, its folder must not shadow it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse
-import asyncio
-import json
-import os
-import socket
-import statistics
-import subprocess
-import time
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,7 +188,8 @@ def main() -> None:
             snapshot_file.with_suffix(".lease.json").write_text(json.dumps(held[0]))
         servers.append(start("bare", bare_port, snapshot_file))
         print(
-            f"snapshot JSON: {snapshot_file.stat().st_size} bytes; {args.seconds:.0f} s per measurement; cpus={os.cpu_count()}"
+            f"snapshot JSON: {snapshot_file.stat().st_size} bytes; {args.seconds:.0f} s per measurement; "
+            f"cpus={os.cpu_count()}"
         )
         print(
             f"{'test':<28}{'conns':>6}{'slotdeck/s':>12}{'bare/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'bare p99':>10}"
