@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -70,6 +71,9 @@ class JobRunner:
         self._temp_log_dir: Path | None = None
         self._last_prune = float("-inf")
         self._started = False
+        # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
+        self._id_prefix = secrets.token_hex(6)
+        self._ids = itertools.count(1)
         engine.listeners.append(self._engine_event)
 
     # ------------------------------------------------------------- lifecycle
@@ -206,7 +210,7 @@ class JobRunner:
 
     def _new_job(self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any]) -> Job:
         self.engine.queue(queue)  # UnknownQueue before anything is stored
-        job_id = f"j{secrets.token_hex(8)}"
+        job_id = f"j{self._id_prefix}{next(self._ids):x}"
         return Job(id=job_id, kind=kind, queue=queue, owner=owner, created_at=self.clock.time(), **fields)
 
     async def _submit(self, job: Job) -> Job:
@@ -312,10 +316,11 @@ class JobRunner:
 
     async def _feed_forever(self) -> None:
         last_poll = self.clock.time()
-        while True:
+        while self._started:
             polled = False
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+                async with asyncio.timeout(self.settings.poll_s):  # not wait_for: it can swallow a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 polled = True
             self._wake.clear()
@@ -485,7 +490,8 @@ class JobRunner:
         if held is not None:
             self.cancel_held(job_id)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(held.settled.wait(), self.settings.kill_grace_s + 2.0)
+                async with asyncio.timeout(self.settings.kill_grace_s + 2.0):
+                    await held.settled.wait()
             return await self.get_job(job_id)
         job = await self.store.get_job(job_id)
         if job is None:

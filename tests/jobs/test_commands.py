@@ -173,3 +173,18 @@ async def test_memory_store_logs_live_in_a_temp_dir_removed_at_close() -> None:
         assert path is not None and path.read_text() == "x\n"
     assert not path.exists()
     assert os.path.isdir(path.parent) is False
+
+
+async def test_a_running_command_shows_its_process_tree_figures(tmp_path: Path) -> None:
+    from embedded_service.probes.host import HostProbe
+
+    settings = JobSettings(poll_s=0.05, kill_grace_s=1.0)
+    busy = "import time\nblob = bytearray(64 * 1024 * 1024)\nend = time.time() + 30\nwhile time.time() < end: pass"
+    async with SlotService(store=f"sqlite:///{tmp_path}/live.db", host_probe=HostProbe(), jobs=settings) as svc:
+        svc.configure_queue("default", limit=1)
+        job = await svc.submit_command(py(busy))
+        live = await wait_job(svc, job.id, lambda j: (j.rss_mib or 0) > 64 and (j.cpu_pct or 0) > 10)
+        assert live.state is JobState.running and live.pid is not None
+        await svc.cancel_job(job.id)
+        stored = await svc.get_job(job.id)
+        assert stored.cpu_pct is None  # live figures are shown while it runs, not stored

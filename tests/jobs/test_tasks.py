@@ -249,3 +249,49 @@ async def test_finished_jobs_are_pruned_by_count(store_url: str) -> None:
         assert [j.id for j in left] == [j.id for j in reversed(jobs[-3:])]  # the newest finished are kept
         with pytest.raises(UnknownJob):
             await svc.get_job(jobs[0].id)
+
+
+async def test_a_job_beyond_the_window_can_be_cancelled_and_never_runs(svc: SlotService) -> None:
+    ran: list[int] = []
+
+    @svc.task("note")
+    async def note(n: int) -> None:
+        ran.append(n)
+
+    await svc.pause("default")
+    jobs = [await svc.submit("note", [n]) for n in range(20)]
+    await wait_until(lambda: svc.snapshot().queues[0].waiting == 8, what="a full window")
+    assert (await svc.cancel_job(jobs[15].id)).state is JobState.cancelled
+    await svc.resume("default")
+    await wait_until(lambda: len(ran) == 19, what="the other jobs run")
+    await asyncio.sleep(0.1)
+    assert sorted(ran) == [n for n in range(20) if n != 15]
+
+
+async def test_a_sync_task_past_its_runtime_keeps_its_slot_until_it_returns(svc: SlotService) -> None:
+    returned = threading.Event()
+
+    @svc.task("stubborn")
+    def stubborn() -> None:
+        time.sleep(0.6)
+        returned.set()
+
+    job = await svc.submit("stubborn", max_runtime_s=0.1)
+    await wait_job(svc, job.id, lambda j: j.state is JobState.running)
+    await asyncio.sleep(0.3)
+    assert not returned.is_set() and svc.snapshot().queues[0].in_use == 1
+    done = await wait_job(svc, job.id)
+    assert returned.is_set() and done.state is JobState.timed_out
+    assert svc.snapshot().queues[0].in_use == 0
+
+
+async def test_deleting_a_queue_cancels_the_jobs_waiting_in_it(svc: SlotService) -> None:
+    @svc.task("noop")
+    async def noop() -> None: ...
+
+    await svc.pause("default")
+    job = await svc.submit("noop")
+    await wait_until(lambda: svc.snapshot().queues[0].waiting == 1, what="the job waiting")
+    await svc.delete_queue("default", force=True)
+    done = await wait_job(svc, job.id)
+    assert done.state is JobState.cancelled and "queue deleted" in (done.error or "")
