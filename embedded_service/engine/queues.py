@@ -13,10 +13,10 @@ from ..model import Marks, QueueConfig, Totals
 from .clock import TimerHandle
 
 SAMPLE_WINDOW = 1024  # wait/hold samples kept per queue for percentiles and estimates
-# Epoch seconds as floats are exact only to ~0.24 us, so a rate timer can fire a
-# hair early: an admission due within this much time may go now, and a rate
-# timer is never shorter (else it could re-arm at the same instant forever).
-TOKEN_SLACK_S = 1e-6
+# Epoch seconds as floats are exact only to ~0.24 us, so a timer can fire a hair
+# early: a deadline or an admission due within this much time counts as due, and
+# no timer is armed shorter (else it could re-arm at the same instant forever).
+TIMER_SLACK_S = 1e-6
 
 
 @dataclass(eq=False, slots=True)
@@ -35,7 +35,6 @@ class Waiter:
     ttl_s: float | None
     job_id: str | None
     future: asyncio.Future[Any]
-    timer: TimerHandle | None = None
     poll_timer: TimerHandle | None = None
     done: bool = False
 
@@ -61,13 +60,13 @@ class TokenBucket:
         self.tat = now
 
     def available(self, now: float) -> bool:
-        return self.tat - self.tolerance <= now + TOKEN_SLACK_S
+        return self.tat - self.tolerance <= now + TIMER_SLACK_S
 
     def take(self, now: float) -> None:
         self.tat = max(self.tat, now) + self.interval
 
     def delay_until_token(self, now: float) -> float:
-        return max(TOKEN_SLACK_S, self.tat - self.tolerance - now)
+        return max(TIMER_SLACK_S, self.tat - self.tolerance - now)
 
 
 def percentile(samples: deque[float], q: float) -> float | None:
@@ -84,7 +83,7 @@ class QueueState:
     """Everything the engine tracks for one queue. Mutated only on the loop."""
 
     config: QueueConfig
-    heap: list[Waiter] = field(default_factory=list)
+    heap: list[tuple[int, int, Waiter]] = field(default_factory=list)  # (priority, seq, waiter): C-speed compares
     waiting: int = 0
     in_use: int = 0
     bucket: TokenBucket | None = None
@@ -108,33 +107,25 @@ class QueueState:
     def head(self) -> Waiter | None:
         """The next waiter in order, dropping entries that already left."""
         heap = self.heap
-        while heap and heap[0].done:
+        while heap and heap[0][2].done:
             heapq.heappop(heap)
-        return heap[0] if heap else None
+        return heap[0][2] if heap else None
 
     def push(self, waiter: Waiter) -> None:
-        heapq.heappush(self.heap, waiter)
+        heapq.heappush(self.heap, (waiter.priority, waiter.seq, waiter))
         self.waiting += 1
-
-    def pop_head(self) -> Waiter:
-        waiter = heapq.heappop(self.heap)
-        self.waiting -= 1
-        return waiter
 
     def forget(self, waiter: Waiter) -> None:
         """Mark a waiter as gone; its heap entry is dropped lazily (compacted when mostly dead)."""
         waiter.done = True
         self.waiting -= 1
         if len(self.heap) > 64 and len(self.heap) > 2 * self.waiting:
-            self.heap = [w for w in self.heap if not w.done]
+            self.heap = [entry for entry in self.heap if not entry[2].done]
             heapq.heapify(self.heap)
 
     def live_waiters(self) -> list[Waiter]:
         """Waiters in grant order (a sorted copy; for snapshots, not the hot path)."""
-        return sorted(w for w in self.heap if not w.done)
-
-    def has_capacity(self) -> bool:
-        return not self.config.paused and self.in_use < self.config.limit
+        return [entry[2] for entry in sorted(entry for entry in self.heap if not entry[2].done)]
 
     def note_in_use(self, now: float) -> None:
         if self.in_use > self.marks.in_use:

@@ -117,3 +117,18 @@ async def test_fences_only_increase_across_queues_and_paths(svc: SlotService, cl
     fences.append((await svc.acquire("b")).fence)
     assert fences == sorted(set(fences))
     assert len(set(fences)) == 4
+
+
+async def test_ended_leases_remember_why_for_a_bounded_while(svc: SlotService) -> None:
+    from embedded_service.engine.core import ENDED_LEASES_KEPT
+
+    svc.configure_queue("q", limit=1)
+    ids = []
+    for _ in range(ENDED_LEASES_KEPT * 3):
+        lease = await svc.acquire("q")
+        svc.release(lease)
+        ids.append(lease.id)
+    for lease_id in ids[-ENDED_LEASES_KEPT:]:
+        assert svc.engine.ended_reason(lease_id) == "released"
+    assert svc.engine.ended_reason(ids[0]) is None
+    assert len(svc.engine._ended) + len(svc.engine._ended_old) <= 2 * ENDED_LEASES_KEPT

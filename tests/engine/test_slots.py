@@ -185,3 +185,39 @@ async def test_owners_counts_distinct_holders_and_waiters(svc: SlotService, sett
         task.cancel()
     await settle()
     assert stats("q").owners == 1
+
+
+async def test_mixed_timeouts_each_fire_at_their_own_instant(svc: SlotService, clock: ManualClock, settle) -> None:
+    """One deadline timer serves every waiter: a shorter timeout arriving later must still fire first."""
+    svc.configure_queue("q", limit=1)
+    await svc.acquire("q")
+    long = asyncio.create_task(svc.acquire("q", timeout_s=10))
+    await settle()
+    short = asyncio.create_task(svc.acquire("q", timeout_s=2))
+    default = asyncio.create_task(svc.acquire("q"))
+    await settle()
+    clock.advance(2)
+    await settle()
+    assert short.done() and not long.done() and not default.done()
+    clock.advance(7.9)
+    await settle()
+    assert not long.done()
+    clock.advance(0.1)
+    await settle()
+    assert long.exception().waited_s == pytest.approx(10)
+    clock.advance(290)
+    await settle()
+    assert default.exception().waited_s == pytest.approx(300)
+    assert clock.pending() == 0, "no timer left armed once nobody waits"
+
+
+async def test_granted_waiters_do_not_pile_up_deadline_entries(svc: SlotService, settle) -> None:
+    svc.configure_queue("q", limit=1)
+    holder = await svc.acquire("q")
+    for _ in range(2_000):  # each round: one waiter, granted at once by the release
+        task = asyncio.create_task(svc.acquire("q"))
+        await settle(1)
+        svc.release(holder)
+        await settle(1)
+        holder = task.result()
+    assert len(svc.engine._deadlines) <= 2 * len(svc.engine.waiters) + 65
