@@ -74,7 +74,6 @@ class JobRunner:
         # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
-        engine.listeners.append(self._engine_event)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -112,8 +111,6 @@ class JobRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-        if self._engine_event in self.engine.listeners:
-            self.engine.listeners.remove(self._engine_event)
         if self._temp_log_dir is not None:
             shutil.rmtree(self._temp_log_dir, ignore_errors=True)
             self._temp_log_dir = None
@@ -300,7 +297,7 @@ class JobRunner:
             if self._claiming:
                 self._left_during_claim.add(held.job.id)
         if held.lease is not None:
-            self._by_lease.pop(held.lease.id, None)
+            self._unwatch_lease(held.lease.id)
 
     def _granted(self, held: Held, future: asyncio.Future[Lease]) -> None:
         if future.cancelled():
@@ -369,6 +366,8 @@ class JobRunner:
 
     def _start(self, held: Held, lease: Lease) -> None:
         held.lease = lease
+        if not self._by_lease:
+            self.engine.listeners.append(self._engine_event)
         self._by_lease[lease.id] = held
         lease.on_cancel = partial(held.control.request, "cancelled")
         held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
@@ -397,7 +396,7 @@ class JobRunner:
         finally:
             if lease.id in self.engine.leases:
                 self.engine.release(lease.id)  # only now: the work has stopped
-            self._by_lease.pop(lease.id, None)
+            self._unwatch_lease(lease.id)
         await self._conclude(held, outcome)
 
     async def _execute(self, held: Held, lease: Lease) -> Outcome:
@@ -462,6 +461,11 @@ class JobRunner:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _unwatch_lease(self, lease_id: str) -> None:
+        # listening only while jobs hold leases keeps the engine's no-listener fast path for slot() users
+        if self._by_lease.pop(lease_id, None) is not None and not self._by_lease:
+            self.engine.listeners.remove(self._engine_event)
 
     def _engine_event(self, event: str, fields: dict[str, Any]) -> None:
         """A job's lease revoked by an operator stops the job as a cancel would."""

@@ -295,3 +295,16 @@ async def test_deleting_a_queue_cancels_the_jobs_waiting_in_it(svc: SlotService)
     await svc.delete_queue("default", force=True)
     done = await wait_job(svc, job.id)
     assert done.state is JobState.cancelled and "queue deleted" in (done.error or "")
+
+
+async def test_revoking_a_jobs_lease_stops_the_job(svc: SlotService) -> None:
+    @svc.task("block")
+    async def block() -> None:
+        await asyncio.sleep(30)
+
+    job = await svc.submit("block")
+    running = await wait_job(svc, job.id, lambda j: j.state is JobState.running)
+    assert running.lease_id is not None and svc.revoke(running.lease_id)
+    done = await wait_job(svc, job.id)
+    assert done.state is JobState.cancelled
+    assert svc.engine.listeners == []  # nothing left listening once no job holds a lease
