@@ -37,6 +37,10 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
+class StoreUnavailable(RuntimeError):
+    """The database file cannot be opened (a directory, no permission, not a database)."""
+
+
 def _job_from_row(seq: int, data: str) -> Job:
     job = Job.model_validate_json(data)
     job.seq = seq
@@ -69,7 +73,10 @@ class SqliteStore:
         path, sync = str(self.path), self._synchronous
 
         def open_writer() -> sqlite3.Connection:
-            conn = connect(path, sync)
+            try:
+                conn = connect(path, sync)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
             try:
                 migrate(conn)
             except BaseException:

@@ -108,3 +108,14 @@ def test_store_urls_name_a_file_or_fail_clearly(tmp_path: Path) -> None:
 async def test_job_logs_default_to_a_directory_next_to_the_database(tmp_path: Path) -> None:
     assert SqliteStore(f"sqlite:///{tmp_path}/a.db").default_log_dir() == tmp_path / "a.db-logs"
     assert open_store("memory://").default_log_dir() is None
+
+
+async def test_a_path_that_is_not_a_database_fails_clearly(tmp_path: Path) -> None:
+    from embedded_service.stores.sqlite import StoreUnavailable
+
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreUnavailable, match="cannot open SQLite store"):
+        await SqliteStore(f"sqlite:///{tmp_path}/dir.db").open()
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        await SqliteStore(f"sqlite:///{tmp_path}/junk.db").open()
