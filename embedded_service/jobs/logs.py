@@ -23,15 +23,23 @@ class CappedLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by close(); lives as long as the job)
         self._size = self._file.tell()
+        self._mid_line = False
 
     def write(self, data: bytes) -> None:
+        if not data:
+            return
         if len(data) > self.max_bytes:  # only the end of an oversized chunk fits; start it at a line
             cut = data.find(b"\n", len(data) - self.max_bytes)
             data = data[cut + 1 :] if cut >= 0 else data[-self.max_bytes :]
-        if self._size + len(data) > self.max_bytes and self._size > 0:
+            if self._mid_line:  # what followed the cut-off line is gone: end it where it stops
+                self._file.write(b"\n")
+            if self._size > 0:
+                self._rotate()
+        elif self._size + len(data) > self.max_bytes and self._size > 0:
             self._rotate()
         self._file.write(data)
         self._size += len(data)
+        self._mid_line = not data.endswith(b"\n")
 
     def _rotate(self) -> None:
         self._file.close()
@@ -70,7 +78,9 @@ def read_tail(path: Path, lines: int) -> str:
     """The last `lines` lines of a job's output, across the current and the rotated file."""
     recent = _tail_lines(path, lines)
     if len(recent) < lines:
-        recent = _tail_lines(previous_path(path), lines - len(recent)) + recent
+        # one line more from the older file: a line cut by the rotation is joined back below
+        older = _tail_lines(previous_path(path), lines - len(recent) + 1)
+        recent = b"".join(older + recent).splitlines(keepends=True)[-lines:]
     return b"".join(recent).decode("utf-8", errors="replace")
 
 
