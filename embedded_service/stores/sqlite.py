@@ -107,10 +107,10 @@ class SqliteStore:
                 await asyncio.get_running_loop().run_in_executor(reader, conn.close)
             reader.shutdown(wait=True)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], *, several_statements: bool = False) -> asyncio.Future[T]:
         if self._writer is None:
             raise RuntimeError(f"store {self.url} is not open")
-        return self._writer.run(fn)
+        return self._writer.run(fn, several_statements=several_statements)
 
     async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None or self._read_conn is None:
@@ -135,7 +135,7 @@ class SqliteStore:
             c.execute("DELETE FROM queues WHERE name = ?", (name,))
             c.execute("DELETE FROM queue_state WHERE name = ?", (name,))
 
-        await self._write(delete)
+        await self._write(delete, several_statements=True)
 
     async def load_queue_state(self) -> dict[str, tuple[Marks, Totals]]:
         rows = await self._read("SELECT name, marks, totals FROM queue_state")
@@ -241,7 +241,7 @@ class SqliteStore:
                 ]
             return doomed
 
-        return await self._write(prune)
+        return await self._write(prune, several_statements=True)
 
     # ----------------------------------------------------------------- audit
 

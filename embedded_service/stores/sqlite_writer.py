@@ -40,15 +40,21 @@ class BatchWriter:
     def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
         self._loop = loop
-        self._inbox: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Op, asyncio.Future[Any], bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="slotdeck-sqlite-writer", daemon=True)
         self._thread.start()
         self.commits = 0  # transactions so far (for benchmarks: writes per commit)
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue `fn(conn)` for the next transaction; the future resolves after its commit."""
+    def run(self, fn: Callable[[sqlite3.Connection], T], *, several_statements: bool = False) -> asyncio.Future[T]:
+        """Queue `fn(conn)` for the next transaction; the future resolves after its commit.
+
+        A failing statement undoes only itself (SQLite's statement atomicity), so
+        a one-statement `fn` needs nothing more; one of several statements runs
+        in a savepoint, so that its failure undoes all of its own writes and
+        none of the batch's others.
+        """
         future: asyncio.Future[T] = self._loop.create_future()
-        self._inbox.put((fn, future))
+        self._inbox.put((fn, future, several_statements))
         return future
 
     async def close(self) -> None:
@@ -76,28 +82,31 @@ class BatchWriter:
             self._commit(batch)
         self._conn.close()
 
-    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         conn = self._conn
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
-                conn.execute("SAVEPOINT op")
+            for fn, future, several in batch:
+                if several:
+                    conn.execute("SAVEPOINT op")
                 try:
                     result = fn(conn)
                 except Exception as exc:  # this caller's error only; the rest of the batch still commits
-                    conn.execute("ROLLBACK TO op")
+                    if several:
+                        conn.execute("ROLLBACK TO op")
                     outcomes.append((future, None, exc))
                 else:
                     outcomes.append((future, result, None))
-                conn.execute("RELEASE op")
+                if several:
+                    conn.execute("RELEASE op")
             conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:  # the commit itself failed (disk full, I/O): nobody's write is durable
             log.error("SQLite commit of %d write(s) failed: %s", len(batch), exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(future, None, exc) for _fn, future in batch]
+            outcomes = [(future, None, exc) for _fn, future, _several in batch]
         try:
             self._loop.call_soon_threadsafe(_deliver, outcomes)
         except RuntimeError:

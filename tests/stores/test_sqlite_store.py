@@ -119,3 +119,27 @@ async def test_a_path_that_is_not_a_database_fails_clearly(tmp_path: Path) -> No
     (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreUnavailable, match="not a database"):
         await SqliteStore(f"sqlite:///{tmp_path}/junk.db").open()
+
+
+async def test_a_write_of_several_statements_that_fails_undoes_only_itself(tmp_path: Path) -> None:
+    from embedded_service.stores.sqlite_writer import BatchWriter, connect
+
+    conn = connect(str(tmp_path / "w.db"), "FULL")
+    conn.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+    writer = BatchWriter(conn, asyncio.get_running_loop())
+
+    def half_done(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (1)")
+        c.execute("INSERT INTO t VALUES (2)")
+        c.execute("INSERT INTO t VALUES (2)")  # fails after two writes of its own
+
+    results = await asyncio.gather(
+        writer.run(lambda c: c.execute("INSERT INTO t VALUES (0)")),
+        writer.run(half_done, several_statements=True),
+        writer.run(lambda c: c.execute("INSERT INTO t VALUES (3)")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    await writer.close()
+    with sqlite3.connect(tmp_path / "w.db") as check:
+        assert [x for (x,) in check.execute("SELECT x FROM t ORDER BY x")] == [0, 3]
