@@ -17,7 +17,6 @@ for it. Waiters without GPU needs are never held back by this.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import logging
 import secrets
@@ -44,8 +43,9 @@ from ..model import (
     WaiterInfo,
 )
 from .clock import Clock, RealClock, TimerHandle
+from .deadlines import Deadlines
 from .devices import DevicePool
-from .queues import TIMER_SLACK_S, QueueState, Waiter, percentile
+from .queues import QueueState, Waiter, percentile
 
 log = logging.getLogger("slotdeck.engine")
 
@@ -104,17 +104,12 @@ class SlotEngine:
         self.fence = 0
         self.unattributed_bad_releases = 0
         self._prefix = secrets.token_hex(3)
-        self._waiter_ids = itertools.count(1)
-        self._arrivals = itertools.count()
+        self._arrivals = itertools.count(1)  # a waiter's place in line, also its id
         # lease id -> (queue, reason), in two generations: when the young one is full
         # it becomes the old one, so between N and 2N ids are kept at O(1) per lease.
         self._ended: dict[str, tuple[str, str]] = {}
         self._ended_old: dict[str, tuple[str, str]] = {}
-        # Wait deadlines of all waiters, one loop timer for the earliest: a timer per
-        # waiter would be armed and cancelled on every hand-off.
-        self._deadlines: list[tuple[float, int, Waiter]] = []
-        self._deadline_timer: TimerHandle | None = None
-        self._deadline_at = float("inf")
+        self.deadlines = Deadlines(self.clock, self._time_out)
         self._gpu_waiting = 0
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -209,12 +204,13 @@ class SlotEngine:
             self._changed()
             raise QueueFull(queue, state.waiting, state.est_wait_s())
         wait = config.timeout_s if timeout_s is None else timeout_s
+        seq = next(self._arrivals)
         waiter = Waiter(  # positional: this is the hot path of every wait
-            f"w{self._prefix}{next(self._waiter_ids):x}",
+            f"w{self._prefix}{seq:x}",
             queue,
             owner,
             priority,
-            next(self._arrivals),
+            seq,
             gpus,
             gpu_mem_mib,
             now,
@@ -223,7 +219,7 @@ class SlotEngine:
             job_id,
             asyncio.get_running_loop().create_future(),
         )
-        self._watch_deadline(waiter, now)
+        self.deadlines.watch(waiter, now, len(self.waiters))
         state.push(waiter)
         self.waiters[waiter.id] = waiter
         if gpus:
@@ -290,39 +286,6 @@ class SlotEngine:
         if not waiter.done:
             self.queues[waiter.queue].cancelled += 1
             self._end_waiter(waiter, SlotCancelled(waiter.queue, "waiter was not polled in time"))
-
-    def _watch_deadline(self, waiter: Waiter, now: float) -> None:
-        deadlines = self._deadlines
-        heapq.heappush(deadlines, (waiter.deadline, waiter.seq, waiter))
-        if waiter.deadline < self._deadline_at:
-            self._arm_deadline_timer(now)
-        elif len(deadlines) > 64 and len(deadlines) > 2 * len(self.waiters):
-            # granted waiters linger here until their deadline; drop them in bulk
-            self._deadlines = [entry for entry in deadlines if not entry[2].done]
-            heapq.heapify(self._deadlines)
-
-    def _arm_deadline_timer(self, now: float) -> None:
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][2].done:
-            heapq.heappop(deadlines)
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
-        self._deadline_at = deadlines[0][0] if deadlines else float("inf")
-        if deadlines:
-            delay = max(TIMER_SLACK_S, self._deadline_at - now)
-            self._deadline_timer = self.clock.call_later(delay, self._deadlines_due)
-
-    def _deadlines_due(self) -> None:
-        """Time out every waiter whose deadline has come, then wait for the next deadline."""
-        self._deadline_timer = None
-        now = self.clock.time()
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now + TIMER_SLACK_S:
-            waiter = heapq.heappop(deadlines)[2]
-            if not waiter.done:
-                self._time_out(waiter, now)
-        self._arm_deadline_timer(now)
 
     def _time_out(self, waiter: Waiter, now: float) -> None:
         state = self.queues[waiter.queue]
@@ -396,9 +359,8 @@ class SlotEngine:
         return lease
 
     def _grant_waiter(self, state: QueueState, waiter: Waiter, devices: tuple[int, ...], now: float) -> None:
-        """Hand the slot to the head of the line (called with `waiter` at the heap's top)."""
-        heapq.heappop(state.heap)
-        state.waiting -= 1
+        """Hand the slot to the head of the line (`waiter` is what `state.head()` just returned)."""
+        state.pop_head()
         waiter.done = True
         self._close_waiter(waiter)
         lease = self._grant(
@@ -416,11 +378,8 @@ class SlotEngine:
             self.pool.assign(lease.id, state.config.name, list(devices), waiter.gpu_mem_mib)
         waiter.future.set_result(lease)
 
-    def _admissible(self, state: QueueState, now: float) -> bool:
-        """Whether the queue may admit its head now (capacity and rate); arms a rate timer if not."""
-        config = state.config
-        if config.paused or state.in_use >= config.limit:
-            return False
+    def _rate_allows(self, state: QueueState, now: float) -> bool:
+        """Whether the queue's rate lets one more in now; arms a timer for when it will if not."""
         bucket = state.bucket
         if bucket is not None and not bucket.available(now):
             if state.rate_timer is None:
@@ -463,10 +422,12 @@ class SlotEngine:
 
     def _pump_plain(self, state: QueueState, now: float) -> Waiter | None:
         """Admit non-GPU heads of one queue; return an admissible GPU head left for the caller."""
-        while state.waiting:
-            if not self._admissible(state, now):
+        while state.waiting and not state.config.paused and state.in_use < state.config.limit:
+            if state.bucket is not None and not self._rate_allows(state, now):
                 return None
-            head = self._live_head(state)
+            head = state.head()
+            if head is not None and head.future.done():
+                head = self._live_head(state)
             if head is None:
                 return None
             if head.gpus:
@@ -477,25 +438,20 @@ class SlotEngine:
         return None
 
     def _live_head(self, state: QueueState) -> Waiter | None:
-        """The head that can still take a grant, left at the heap's top.
+        """The head that can still take a grant.
 
         A waiter whose task was cancelled has a cancelled future but runs its
         cleanup only on a later loop turn; granting to it would raise and leak
         the slot, so it leaves the line here and is counted as cancelled.
         """
-        heap = state.heap
-        while heap:
-            head = heap[0][2]
-            if head.done:
-                heapq.heappop(heap)
-            elif head.future.done():
-                state.cancelled += 1
-                state.forget(head)
-                self._close_waiter(head)
-                self._changed()
-            else:
-                return head
-        return None
+        head = state.head()
+        while head is not None and head.future.done():
+            state.cancelled += 1
+            state.forget(head)
+            self._close_waiter(head)
+            self._changed()
+            head = state.head()
+        return head
 
     # ---------------------------------------------------------------- release
 
@@ -635,7 +591,7 @@ class SlotEngine:
     def queue_stats(self, state: QueueState, now: float) -> QueueStats:
         config = state.config
         owners = {lease.owner for lease in self.leases.values() if lease.queue == config.name}
-        owners.update(entry[2].owner for entry in state.heap if not entry[2].done)
+        owners.update(w.owner for w in state.live_waiters())
         owners.discard(None)
         stuck = 0
         if config.stuck_after_s is not None:

@@ -1,9 +1,9 @@
-"""Per-queue live state: the waiter heap, counters, marks, samples, rate bucket."""
+"""Per-queue live state: the line of waiters, counters, marks, samples, rate bucket."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -83,7 +83,11 @@ class QueueState:
     """Everything the engine tracks for one queue. Mutated only on the loop."""
 
     config: QueueConfig
-    heap: list[tuple[int, int, Waiter]] = field(default_factory=list)  # (priority, seq, waiter): C-speed compares
+    # The line: one FIFO lane per priority in use, lanes in priority order. Pushing
+    # and taking the head are O(1) (few priorities are ever in use at once), where a
+    # heap pays log(n) compares and a key tuple on every wait.
+    lanes: dict[int, deque[Waiter]] = field(default_factory=dict)
+    priorities: list[int] = field(default_factory=list)
     waiting: int = 0
     in_use: int = 0
     bucket: TokenBucket | None = None
@@ -105,27 +109,42 @@ class QueueState:
         return self.config.name
 
     def head(self) -> Waiter | None:
-        """The next waiter in order, dropping entries that already left."""
-        heap = self.heap
-        while heap and heap[0][2].done:
-            heapq.heappop(heap)
-        return heap[0][2] if heap else None
+        """The next waiter in order, dropping entries that already left and emptied lanes."""
+        priorities = self.priorities
+        while priorities:
+            lane = self.lanes[priorities[0]]
+            while lane:
+                if not lane[0].done:
+                    return lane[0]
+                lane.popleft()
+            del self.lanes[priorities.pop(0)]
+        return None
+
+    def pop_head(self) -> None:
+        """Take out the waiter `head()` just returned."""
+        self.lanes[self.priorities[0]].popleft()
+        self.waiting -= 1
 
     def push(self, waiter: Waiter) -> None:
-        heapq.heappush(self.heap, (waiter.priority, waiter.seq, waiter))
+        lane = self.lanes.get(waiter.priority)
+        if lane is None:
+            self.lanes[waiter.priority] = deque((waiter,))
+            bisect.insort(self.priorities, waiter.priority)
+        else:
+            lane.append(waiter)
         self.waiting += 1
 
     def forget(self, waiter: Waiter) -> None:
-        """Mark a waiter as gone; its heap entry is dropped lazily (compacted when mostly dead)."""
+        """Mark a waiter as gone; its entry is dropped lazily (lanes compacted when mostly dead)."""
         waiter.done = True
         self.waiting -= 1
-        if len(self.heap) > 64 and len(self.heap) > 2 * self.waiting:
-            self.heap = [entry for entry in self.heap if not entry[2].done]
-            heapq.heapify(self.heap)
+        if sum(len(lane) for lane in self.lanes.values()) > 2 * self.waiting + 64:
+            for priority, lane in self.lanes.items():
+                self.lanes[priority] = deque(w for w in lane if not w.done)
 
     def live_waiters(self) -> list[Waiter]:
-        """Waiters in grant order (a sorted copy; for snapshots, not the hot path)."""
-        return [entry[2] for entry in sorted(entry for entry in self.heap if not entry[2].done)]
+        """Waiters in grant order (a copy; for snapshots, not the hot path)."""
+        return [w for priority in self.priorities for w in self.lanes[priority] if not w.done]
 
     def note_in_use(self, now: float) -> None:
         if self.in_use > self.marks.in_use:

@@ -220,4 +220,4 @@ async def test_granted_waiters_do_not_pile_up_deadline_entries(svc: SlotService,
         svc.release(holder)
         await settle(1)
         holder = task.result()
-    assert len(svc.engine._deadlines) <= 2 * len(svc.engine.waiters) + 65
+    assert len(svc.engine.deadlines) <= 2 * len(svc.engine.waiters) + 65
