@@ -173,26 +173,27 @@ async def test_gpu_waiters_follow_priority_within_a_queue(gpu_svc: SlotService, 
     assert order[:2] == ["first", "second"] and order[2] == "late"
 
 
-async def test_cancelled_gpu_waiter_unblocks_the_line(gpu_svc: SlotService, settle) -> None:
+async def _reserving_line(gpu_svc: SlotService, settle) -> tuple[asyncio.Task, asyncio.Task]:
+    """A 2-GPU waiter that does not fit (it reserves) and a small one that would fit, behind it."""
     gpu_svc.configure_queue("q", limit=10)
     await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=10_000)
     big = asyncio.create_task(gpu_svc.acquire("q", gpus=2, gpu_mem_mib=10_000))
     await settle()
     small = asyncio.create_task(gpu_svc.acquire("q", gpus=1, gpu_mem_mib=1_000))
     await settle()
-    assert not small.done()  # behind the reservation
+    assert not big.done() and not small.done()
+    return big, small
+
+
+async def test_cancelled_gpu_waiter_unblocks_the_line(gpu_svc: SlotService, settle) -> None:
+    big, small = await _reserving_line(gpu_svc, settle)
     big.cancel()
     await settle()
     assert small.done()
 
 
 async def test_force_delete_of_a_reserving_queue_grants_nothing_inside_it(gpu_svc: SlotService, settle) -> None:
-    gpu_svc.configure_queue("q", limit=10)
-    await gpu_svc.acquire("q", gpus=2, gpu_mem_mib=10_000)
-    big = asyncio.create_task(gpu_svc.acquire("q", gpus=2, gpu_mem_mib=10_000))
-    await settle()
-    small = asyncio.create_task(gpu_svc.acquire("q", gpus=1, gpu_mem_mib=1_000))
-    await settle()
+    big, small = await _reserving_line(gpu_svc, settle)
     await gpu_svc.delete_queue("q", force=True)
     await settle()
     assert isinstance(big.exception(), SlotCancelled)
