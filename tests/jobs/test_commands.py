@@ -50,7 +50,8 @@ async def pids_in_log(svc: SlotService, job_id: str, count: int) -> list[int]:
         found = [int(p) for p in re.findall(r"^pid (\d+)$", await svc.job_log(job_id), re.MULTILINE)]
         return len(found) >= count
 
-    for _ in range(500):
+    deadline = asyncio.get_running_loop().time() + 30  # interpreters start slowly on a busy 2-core box
+    while asyncio.get_running_loop().time() < deadline:
         if await enough():
             return found
         await asyncio.sleep(0.02)
