@@ -301,7 +301,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_gui(_: argparse.Namespace) -> int:
+def cmd_gui(args: argparse.Namespace) -> int:
     try:
         from desktop.app import main as desktop_main
     except ImportError as exc:
@@ -310,8 +310,11 @@ def cmd_gui(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    result = desktop_main()
-    return int(result) if isinstance(result, int) else EXIT_OK
+    argv = ["--no-local"] if getattr(args, "no_local", False) else []
+    for flag in ("store", "theme"):
+        if getattr(args, flag, None):
+            argv += [f"--{flag}", getattr(args, flag)]
+    return desktop_main(argv)
 
 
 # ------------------------------------------------------------------ parser
@@ -346,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-hz", type=float, help="snapshot events per second on /v1/events (default 2)")
     p.set_defaults(func=cmd_serve)
 
-    sub.add_parser("gui", help="open the desktop app").set_defaults(func=cmd_gui)
+    p = sub.add_parser("gui", help="open the desktop app")
+    p.add_argument("--no-local", action="store_true", help="only remote servers: do not start the local service")
+    p.add_argument("--store", help="store URL of the local service (default: SQLite in the data directory)")
+    p.add_argument("--theme", choices=("light", "dark"), help="colour theme (remembered)")
+    p.set_defaults(func=cmd_gui)
     sub.add_parser("status", parents=[common], help="queues, GPUs and host now").set_defaults(func=cmd_status)
 
     p = sub.add_parser("submit", parents=[common], help="submit a command (after --) or a registered task")

@@ -1,0 +1,288 @@
+"""`Connection`: one SlotDeck server seen from the dashboard.
+
+It is the only place the desktop does I/O. Under the qasync loop it backfills
+history, jobs and audit, then follows `/v1/events` and turns each event into a
+Qt signal. When the server goes away it says so, greys out (stale), reconnects
+with backoff and resumes the event stream where it left off. Operator actions
+are queued as tasks; their outcome comes back as `action_done` or
+`action_failed` with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from embedded_service.client import AsyncClient, AuthError, ConnectionFailed
+from embedded_service.errors import SlotDeckError
+from embedded_service.model import AuditEntry, CommandSubmit, Job, Snapshot
+
+log = logging.getLogger("slotdeck.desktop.connection")
+
+HISTORY_BACKFILL_S = 3600
+JOBS_BACKFILL_PAGES = 20  # 20 pages of 1,000: the newest 20,000 jobs; later ones arrive as events
+AUDIT_BACKFILL = 200
+LOG_TAIL_LINES = 500
+STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+ClientFactory = Callable[["ConnectionSpec", "str | None"], AsyncClient]
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """What the operator configured for one server; never holds the token (that lives in the keyring)."""
+
+    name: str
+    url: str
+    ca_file: str | None = None
+    local: bool = False
+
+
+class LinkState(StrEnum):
+    connecting = "connecting"
+    live = "live"
+    reconnecting = "reconnecting"
+    unauthorized = "unauthorized"
+    closed = "closed"
+
+
+def default_client(spec: ConnectionSpec, token: str | None) -> AsyncClient:
+    return AsyncClient(spec.url, token, verify=spec.ca_file or True)
+
+
+def backoff_delays(first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> Callable[[int], float]:
+    """Delay before reconnect attempt n (0-based): doubling from `first_s` up to `max_s`, with +-20% jitter
+    so that many dashboards do not hammer a restarted server in step."""
+
+    def delay(attempt: int) -> float:
+        base = min(max_s, first_s * (2 ** min(attempt, 16)))
+        return base * random.uniform(0.8, 1.2)
+
+    return delay
+
+
+class Connection(QObject):
+    """Signals carry model objects; slots are plain methods that schedule asyncio work."""
+
+    state_changed = Signal(str, str)  # LinkState value, a sentence for the operator
+    stale_changed = Signal(bool)
+    snapshot_received = Signal(object)  # Snapshot
+    history_received = Signal(object)  # History
+    jobs_received = Signal(object)  # list[Job]
+    audit_received = Signal(object)  # list[AuditEntry], oldest first
+    log_reset = Signal(str, str)  # job id, text so far
+    log_lines = Signal(str, object)  # job id, list[str]
+    action_done = Signal(str)  # what was done, in words
+    action_failed = Signal(str, str)  # what was tried, why it failed
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        token: str | None,
+        *,
+        client_factory: ClientFactory = default_client,
+        clock: Callable[[], float] = time.monotonic,
+        delays: Callable[[int], float] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self._token = token
+        self._client_factory = client_factory
+        self._clock = clock
+        self._delay = delays or backoff_delays()
+        self.state = LinkState.closed
+        self.detail = ""
+        self.stale = True
+        self.last_snapshot: Snapshot | None = None
+        self._last_seen: float | None = None
+        self._last_event_id: str | None = None
+        self._client: AsyncClient | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._log_task: asyncio.Task[None] | None = None
+        self._actions: set[asyncio.Task[None]] = set()
+        self._stale_timer = QTimer(self)
+        self._stale_timer.setInterval(500)
+        self._stale_timer.timeout.connect(self._check_stale)
+
+    # ---------------------------------------------------------------- life
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def data_age_s(self) -> float | None:
+        """Seconds since the last snapshot arrived (None: never)."""
+        return None if self._last_seen is None else self._clock() - self._last_seen
+
+    def start(self) -> None:
+        """Connect and keep connected until `close()`; needs a running asyncio (qasync) loop."""
+        if self._main is not None and not self._main.done():
+            return
+        self._client = self._client_factory(self.spec, self._token)
+        self._main = asyncio.ensure_future(self._run())
+        self._stale_timer.start()
+
+    async def close(self) -> None:
+        self._stale_timer.stop()
+        tasks = [t for t in (self._main, self._log_task, *self._actions) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        self._set_state(LinkState.closed, "closed")
+
+    def _set_state(self, state: LinkState, detail: str) -> None:
+        if (state, detail) == (self.state, self.detail):
+            return
+        self.state, self.detail = state, detail
+        log.info("%s: %s (%s)", self.spec.name, state.value, detail)
+        self.state_changed.emit(state.value, detail)
+
+    def _set_stale(self, stale: bool) -> None:
+        if stale != self.stale:
+            self.stale = stale
+            self.stale_changed.emit(stale)
+
+    def _check_stale(self) -> None:
+        age = self.data_age_s()
+        self._set_stale(age is None or age > STALE_AFTER_S or self.state is not LinkState.live)
+
+    # ---------------------------------------------------------- the stream
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            self._set_state(LinkState.connecting if attempt == 0 else LinkState.reconnecting, self.detail or "connecting")
+            try:
+                await self._session()
+                reason = "the server ended the event stream"
+            except AuthError as exc:
+                self._set_state(LinkState.unauthorized, f"the server refused the token: {exc}")
+                self._set_stale(True)
+                return
+            except (ConnectionFailed, SlotDeckError, ValidationError, OSError) as exc:
+                reason = str(exc) or exc.__class__.__name__
+            if self.state is LinkState.live:
+                attempt = 0
+            delay = self._delay(attempt)
+            attempt += 1
+            self._set_stale(True)
+            self._set_state(LinkState.reconnecting, f"{reason}; retrying in {delay:.0f} s")
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        client = self._require_client()
+        await client.health()
+        self.history_received.emit(await client.history(HISTORY_BACKFILL_S))
+        await self._backfill_jobs(client)
+        self.audit_received.emit(list(reversed(await client.audit(AUDIT_BACKFILL))))
+        async for event in client.events(self._last_event_id):
+            if event.id:
+                self._last_event_id = event.id
+            self._dispatch(event.type, event.data)
+
+    async def _backfill_jobs(self, client: AsyncClient) -> None:
+        cursor: str | None = None
+        for _ in range(JOBS_BACKFILL_PAGES):
+            page = await client.jobs(limit=1000, cursor=cursor)
+            if page.jobs:
+                self.jobs_received.emit(page.jobs)
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "snapshot":
+            snap = Snapshot.model_validate(data)
+            self.last_snapshot = snap
+            self._last_seen = self._clock()
+            self._set_state(LinkState.live, f"live, {len(snap.queues)} queues")
+            self._set_stale(False)
+            self.snapshot_received.emit(snap)
+        elif kind == "job":
+            self.jobs_received.emit([Job.model_validate(data["job"])])
+        elif kind == "audit":
+            self.audit_received.emit([AuditEntry.model_validate(data)])
+
+    def _require_client(self) -> AsyncClient:
+        if self._client is None:
+            raise ConnectionFailed(f"{self.spec.name} is not connected")
+        return self._client
+
+    # ----------------------------------------------------------- job logs
+
+    def follow_log(self, job_id: str) -> None:
+        """Stream the log of `job_id` (its tail, then new lines) until another job is chosen; "" stops."""
+        if self._log_task is not None:
+            self._log_task.cancel()
+            self._log_task = None
+        if job_id and self._client is not None:
+            self._log_task = asyncio.ensure_future(self._follow(job_id))
+
+    async def _follow(self, job_id: str) -> None:
+        client = self._require_client()
+        self.log_reset.emit(job_id, "")
+        try:
+            async for line in client.follow_log(job_id, LOG_TAIL_LINES):
+                self.log_lines.emit(job_id, [line])
+        except SlotDeckError as exc:
+            self.log_lines.emit(job_id, [f"[log unavailable: {exc}]"])
+
+    # ------------------------------------------------------------ actions
+
+    def _act(self, what: str, work: Callable[[AsyncClient], Awaitable[Any]]) -> None:
+        async def run() -> None:
+            try:
+                await work(self._require_client())
+            except AuthError as exc:
+                self.action_failed.emit(what, f"not allowed with this connection's token ({exc.title})")
+            except SlotDeckError as exc:
+                self.action_failed.emit(what, str(exc))
+            else:
+                self.action_done.emit(what)
+
+        task = asyncio.ensure_future(run())
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+
+    def set_limit(self, queue: str, limit: int) -> None:
+        self._act(f"set the limit of {queue} to {limit}", lambda c: c.set_limit(queue, limit))
+
+    def pause(self, queue: str) -> None:
+        self._act(f"pause {queue}", lambda c: c.pause(queue))
+
+    def resume(self, queue: str) -> None:
+        self._act(f"resume {queue}", lambda c: c.resume(queue))
+
+    def reset_marks(self, queue: str) -> None:
+        self._act(f"reset the high-water marks of {queue}", lambda c: c.reset_marks(queue))
+
+    def cancel_job(self, job_id: str) -> None:
+        self._act(f"cancel job {job_id}", lambda c: c.cancel_job(job_id))
+
+    def cancel_waiter(self, waiter_id: str) -> None:
+        self._act(f"cancel waiter {waiter_id}", lambda c: c.cancel_waiter(waiter_id))
+
+    def revoke(self, lease_id: str) -> None:
+        self._act(f"force-release lease {lease_id}", lambda c: c.revoke(lease_id))
+
+    def submit_command(self, command: CommandSubmit) -> None:
+        fields = command.model_dump(exclude={"argv"})
+        self._act(f"submit {' '.join(command.argv)}", lambda c: c.submit_command(command.argv, **fields))

@@ -1,0 +1,66 @@
+"""`AuditModel`: operator actions (who, what, before -> after), newest first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+
+from embedded_service.model import AuditEntry
+
+Index = QModelIndex | QPersistentModelIndex
+
+COLUMNS = ("When", "Who", "Action", "Target", "Before", "After")
+MAX_ROWS = 10_000
+
+
+def _compact(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "), default=str)
+
+
+class AuditModel(QAbstractTableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[AuditEntry] = []  # newest first
+        self._ids: set[int] = set()
+
+    def add(self, entries: list[AuditEntry]) -> None:
+        """Add entries (any order; ones already shown, e.g. replayed after a reconnect, are skipped)."""
+        fresh = sorted((e for e in entries if e.id not in self._ids), key=lambda e: (e.at, e.id), reverse=True)
+        if not fresh:
+            return
+        self.beginResetModel()
+        self._rows = sorted(fresh + self._rows, key=lambda e: (e.at, e.id), reverse=True)[:MAX_ROWS]
+        self._ids = {e.id for e in self._rows}
+        self.endResetModel()
+
+    def entry(self, row: int) -> AuditEntry:
+        return self._rows[row]
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return None
+        e = self._rows[index.row()]
+        return (
+            dt.datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            e.target,
+            _compact(e.before),
+            _compact(e.after),
+        )[index.column()]

@@ -1,0 +1,133 @@
+"""`QueuesModel`: one row per queue of the latest snapshot; the limit column is editable in place.
+
+Editing a limit does not change anything by itself: it emits `limit_edited`
+so that the view can confirm a risky change and the connection can send it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+
+from embedded_service.model import QueueStats, Snapshot
+
+Index = QModelIndex | QPersistentModelIndex
+
+COLUMNS = ("Queue", "Limit", "State", "In use", "Waiting", "Peak in use", "Peak waiting", "Est. wait", "Stuck", "Granted")
+LIMIT_COLUMN = 1
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+class QueuesModel(QAbstractTableModel):
+    limit_edited = Signal(str, int)  # queue, new limit
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[QueueStats] = []
+        self.editable = True
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        rows = sorted(snap.queues, key=lambda q: q.config.name)
+        if [q.config.name for q in rows] != [q.config.name for q in self._rows]:
+            self.beginResetModel()
+            self._rows = rows
+            self.endResetModel()
+            return
+        self._rows = rows
+        if rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+
+    def queue(self, row: int) -> QueueStats:
+        return self._rows[row]
+
+    def stats(self, name: str) -> QueueStats | None:
+        return next((q for q in self._rows if q.config.name == name), None)
+
+    def names(self) -> list[str]:
+        return [q.config.name for q in self._rows]
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        if index.column() == LIMIT_COLUMN and self.editable:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        q = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.EditRole and col == LIMIT_COLUMN:
+            return q.config.limit
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(q, col)
+        if role == Qt.ItemDataRole.ToolTipRole and col in (5, 6):
+            return self._mark_tooltip(q, col)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col > 0 and col != 2:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2 and q.config.paused:
+            return Qt.GlobalColor.darkYellow
+        if role == Qt.ItemDataRole.ForegroundRole and col == 8 and q.stuck:
+            return Qt.GlobalColor.red
+        return None
+
+    @staticmethod
+    def _display(q: QueueStats, col: int) -> str:
+        match col:
+            case 0:
+                return q.config.name
+            case 1:
+                return str(q.config.limit)
+            case 2:
+                return "paused" if q.config.paused else "running"
+            case 3:
+                return f"{q.in_use} / {q.config.limit}"
+            case 4:
+                return str(q.waiting) if q.config.max_waiting is None else f"{q.waiting} / {q.config.max_waiting}"
+            case 5:
+                return str(q.marks.in_use)
+            case 6:
+                return str(q.marks.waiting)
+            case 7:
+                return _seconds(q.est_wait_s)
+            case 8:
+                return str(q.stuck)
+            case _:
+                return str(q.totals.granted)
+
+    @staticmethod
+    def _mark_tooltip(q: QueueStats, col: int) -> str:
+        at = q.marks.in_use_at if col == 5 else q.marks.waiting_at
+        return "reached " + dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at else "not reached yet"
+
+    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or index.column() != LIMIT_COLUMN:
+            return False
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            return False
+        if limit < 0:
+            return False
+        name = self._rows[index.row()].config.name
+        if limit != self._rows[index.row()].config.limit:
+            self.limit_edited.emit(name, limit)
+        return False  # the snapshot that follows the change shows the new limit

@@ -1,0 +1,112 @@
+"""`ConnectionPage`: everything the dashboard shows of one server, wired to its `Connection`.
+
+The page only connects signals: the connection's data signals feed the views,
+the views' operator signals call the connection's actions. No I/O here.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from embedded_service.model import Snapshot
+
+from .connection import Connection, LinkState
+from .views.audit import AuditView
+from .views.devices import DevicesView
+from .views.jobs import JobsView
+from .views.overview import OverviewView
+from .views.queues import QueuesView
+from .views.work import WorkView
+
+TABS = ("Overview", "Queues", "Waiting && holding", "Jobs", "Devices", "Audit")
+
+
+class ConnectionPage(QWidget):
+    def __init__(self, conn: Connection, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.conn = conn
+        self.title = QLabel(conn.name)
+        self.title.setObjectName("connectionTitle")
+        self.link = QLabel("connecting")
+        self.link.setObjectName("linkState")
+        self.link.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.age = QLabel("")
+        header = QHBoxLayout()
+        header.addWidget(self.title)
+        header.addWidget(QLabel(conn.spec.url))
+        header.addStretch(1)
+        header.addWidget(self.link)
+        header.addWidget(self.age)
+
+        self.overview = OverviewView()
+        self.queues = QueuesView()
+        self.work = WorkView()
+        self.jobs = JobsView()
+        self.devices = DevicesView()
+        self.audit = AuditView()
+        self.tabs = QTabWidget()
+        views = (self.overview, self.queues, self.work, self.jobs, self.devices, self.audit)
+        for view, label in zip(views, TABS, strict=True):
+            self.tabs.addTab(view, label)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(header)
+        layout.addWidget(self.tabs)
+        self._wire()
+        self._show_state(conn.state.value, conn.detail)
+
+    def _wire(self) -> None:
+        c = self.conn
+        c.snapshot_received.connect(self._on_snapshot)
+        c.history_received.connect(self.overview.backfill)
+        c.jobs_received.connect(self.jobs.apply_jobs)
+        c.audit_received.connect(self.audit.add_entries)
+        c.log_reset.connect(self.jobs.show_log)
+        c.log_lines.connect(self.jobs.append_log)
+        c.state_changed.connect(self._show_state)
+        c.stale_changed.connect(self._show_stale)
+
+        self.queues.limit_requested.connect(c.set_limit)
+        self.queues.pause_requested.connect(c.pause)
+        self.queues.resume_requested.connect(c.resume)
+        self.queues.reset_marks_requested.connect(c.reset_marks)
+        self.work.cancel_waiter_requested.connect(c.cancel_waiter)
+        self.work.revoke_requested.connect(c.revoke)
+        self.jobs.cancel_requested.connect(c.cancel_job)
+        self.jobs.submit_requested.connect(c.submit_command)
+        self.jobs.log_wanted.connect(c.follow_log)
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self.overview.apply_snapshot(snap)
+        self.queues.apply_snapshot(snap)
+        self.work.apply_snapshot(snap)
+        self.devices.apply_snapshot(snap)
+        self.jobs.apply_snapshot(snap)
+
+    def _show_state(self, state: str, detail: str) -> None:
+        self.link.setText(f"● {state}")
+        self.link.setToolTip(detail)
+        self.link.setProperty("state", state)
+        self.link.style().unpolish(self.link)
+        self.link.style().polish(self.link)
+        read_only = state == LinkState.unauthorized.value
+        self.queues.set_read_only(read_only)
+        self.jobs.set_read_only(read_only)
+
+    def _show_stale(self, stale: bool) -> None:
+        self.setProperty("stale", stale)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.overview.set_stale(stale)
+        self.queues.set_read_only(stale)
+        self.jobs.set_read_only(stale)
+        self.work.set_read_only(stale)
+
+    def refresh_age(self) -> None:
+        age = self.conn.data_age_s()
+        self.age.setText("no data yet" if age is None else f"data {age:.0f} s old" if age >= 2 else "data fresh")
+
+    def show_tab(self, index: int) -> None:
+        if 0 <= index < self.tabs.count():
+            self.tabs.setCurrentIndex(index)

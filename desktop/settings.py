@@ -1,0 +1,61 @@
+"""What the dashboard remembers between runs (QSettings): window layout, theme and the list of
+remote connections. Tokens are never written here; `credentials.TokenVault` keeps them."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from .connection import ConnectionSpec
+
+
+class AppSettings:
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self._s = qsettings or QSettings("SlotDeck", "SlotDeck")
+
+    def remote_connections(self) -> list[ConnectionSpec]:
+        specs: list[ConnectionSpec] = []
+        count = self._s.beginReadArray("connections")
+        for i in range(count):
+            self._s.setArrayIndex(i)
+            name, url = str(self._s.value("name", "")), str(self._s.value("url", ""))
+            if name and url:
+                ca = self._s.value("ca_file", "")
+                specs.append(ConnectionSpec(name=name, url=url, ca_file=str(ca) or None))
+        self._s.endArray()
+        return specs
+
+    def save_remote_connections(self, specs: list[ConnectionSpec]) -> None:
+        self._s.remove("connections")
+        self._s.beginWriteArray("connections", len(specs))
+        for i, spec in enumerate(specs):
+            self._s.setArrayIndex(i)
+            self._s.setValue("name", spec.name)
+            self._s.setValue("url", spec.url)
+            self._s.setValue("ca_file", spec.ca_file or "")
+        self._s.endArray()
+        self._s.sync()
+
+    def theme(self) -> str:
+        return str(self._s.value("theme", "light"))
+
+    def set_theme(self, theme: str) -> None:
+        self._s.setValue("theme", theme)
+
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geometry, state = self._s.value("window/geometry"), self._s.value("window/state")
+        return (
+            geometry if isinstance(geometry, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._s.setValue("window/geometry", geometry)
+        self._s.setValue("window/state", state)
+        self._s.sync()
+
+    def waiting_alert(self) -> int:
+        """Waiters in one queue above which the operator is notified."""
+        try:
+            return max(1, int(self._s.value("alerts/waiting", 20)))
+        except (TypeError, ValueError):
+            return 20

@@ -1,0 +1,161 @@
+"""`QueuesView`: the queues table with the limit editable in place, pause/resume and mark resets.
+
+Risky changes ask first: a limit of 0, a limit below the slots in use (running
+work is not preempted, so the queue stays over its limit for a while), pausing
+a queue that has waiters, and resetting high-water marks (the record is lost).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QSpinBox,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from embedded_service.model import QueueStats, Snapshot
+
+from ..models.queues import LIMIT_COLUMN, QueuesModel
+from . import confirm
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def limit_risk(q: QueueStats, limit: int) -> str | None:
+    """Why setting `limit` on `q` deserves a second look, or None."""
+    if limit == 0:
+        return f"A limit of 0 admits nobody to {q.config.name}: {q.waiting} waiting will keep waiting."
+    if limit < q.in_use:
+        return (
+            f"{q.config.name} has {q.in_use} slots in use. Running work is not stopped: "
+            f"new work waits until fewer than {limit} are in use."
+        )
+    return None
+
+
+class LimitDelegate(QStyledItemDelegate):
+    """A spin box for the limit cell (whole numbers, 0 to 1,000,000)."""
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index: Index) -> QWidget:
+        editor = QSpinBox(parent)
+        editor.setRange(0, 1_000_000)
+        editor.setFrame(False)
+        return editor
+
+
+class QueuesView(QWidget):
+    limit_requested = Signal(str, int)
+    pause_requested = Signal(str)
+    resume_requested = Signal(str)
+    reset_marks_requested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = QueuesModel()
+        self.model.limit_edited.connect(self._on_limit_edited)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(LIMIT_COLUMN, LimitDelegate(self.table))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.SelectedClicked
+        )
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setAlternatingRowColors(True)
+
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.reset_button = QPushButton("Reset peaks")
+        self.pause_button.setToolTip("Stop admitting; running work continues and waiters keep their place")
+        self.reset_button.setToolTip("Forget the high-water marks of the selected queue")
+        self.pause_button.clicked.connect(self._pause)
+        self.resume_button.clicked.connect(self._resume)
+        self.reset_button.clicked.connect(self._reset_marks)
+        buttons = QHBoxLayout()
+        for b in (self.pause_button, self.resume_button, self.reset_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.model.modelReset.connect(self._update_buttons)
+        self.model.dataChanged.connect(self._update_buttons)
+        self._read_only = False
+        self._update_buttons()
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        selected = self.selected_queue()
+        self.model.apply_snapshot(snap)
+        if selected is not None and self.selected_queue() != selected:
+            self.select_queue(selected)  # a new set of queues resets the model and its selection
+
+    def set_read_only(self, read_only: bool) -> None:
+        self._read_only = read_only
+        self.model.editable = not read_only
+        self._update_buttons()
+
+    def select_queue(self, name: str) -> None:
+        if name in self.model.names():
+            self.table.selectRow(self.model.names().index(name))
+
+    def selected_queue(self) -> str | None:
+        stats = self._selected_stats()
+        return stats.config.name if stats else None
+
+    def _selected_stats(self) -> QueueStats | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.queue(rows[0].row()) if rows else None
+
+    def _update_buttons(self, *_: object) -> None:
+        q = self._selected_stats()
+        can_act = q is not None and not self._read_only
+        self.pause_button.setEnabled(can_act and q is not None and not q.config.paused)
+        self.resume_button.setEnabled(can_act and q is not None and q.config.paused)
+        self.reset_button.setEnabled(can_act)
+
+    def _on_limit_edited(self, name: str, limit: int) -> None:
+        stats = self.model.stats(name)
+        risk = limit_risk(stats, limit) if stats else None
+        if risk and not confirm.confirm(self, f"Change the limit of {name}?", risk):
+            return
+        self.limit_requested.emit(name, limit)
+
+    def _pause(self) -> None:
+        q = self._selected_stats()
+        if q is None:
+            return
+        if q.waiting and not confirm.confirm(
+            self, f"Pause {q.config.name}?", f"{q.waiting} waiting will not be admitted until you resume it."
+        ):
+            return
+        self.pause_requested.emit(q.config.name)
+
+    def _resume(self) -> None:
+        q = self._selected_stats()
+        if q is not None:
+            self.resume_requested.emit(q.config.name)
+
+    def _reset_marks(self) -> None:
+        q = self._selected_stats()
+        if q is not None and confirm.confirm(
+            self,
+            f"Reset the peaks of {q.config.name}?",
+            f"The recorded peaks (in use {q.marks.in_use}, waiting {q.marks.waiting}) will be forgotten.",
+        ):
+            self.reset_marks_requested.emit(q.config.name)

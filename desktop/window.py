@@ -1,0 +1,289 @@
+"""`MainWindow`: connections on the left, one page per shown connection side by side.
+
+The window owns the connections and the optional local service. Closing it
+with work running on the local service asks first: quitting interrupts that
+work, which is recorded and re-queued when the service next starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QSystemTrayIcon,
+)
+
+from .connection import Connection, ConnectionSpec, LinkState
+from .credentials import TokenVault
+from .local import LocalService
+from .notify import Notifier
+from .page import TABS, ConnectionPage
+from .settings import AppSettings
+from .theme import THEMES, app_icon, apply_theme
+from .views import confirm
+from .views.connect_dialog import ConnectDialog
+
+log = logging.getLogger("slotdeck.desktop.window")
+
+STATE_MARKS = {
+    LinkState.live.value: "🟢",
+    LinkState.connecting.value: "🟡",
+    LinkState.reconnecting.value: "🟠",
+    LinkState.unauthorized.value: "🔴",
+    LinkState.closed.value: "⚪",
+}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings, vault: TokenVault, local: LocalService | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.vault = vault
+        self.local = local
+        self.pages: dict[str, ConnectionPage] = {}
+        self._closed = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._closing = False
+        self.setWindowTitle("SlotDeck")
+        self.setWindowIcon(app_icon())
+        self.resize(1400, 880)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+        self.connections = QListWidget()
+        self.connections.itemChanged.connect(self._on_item_toggled)
+        dock = QDockWidget("Connections", self)
+        dock.setObjectName("connectionsDock")
+        dock.setWidget(self.connections)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+        self.tray = QSystemTrayIcon(app_icon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
+        if self.tray is not None:
+            self.tray.setToolTip("SlotDeck")
+            self.tray.show()
+        self.notifier = Notifier(settings.waiting_alert(), self.tray)
+        self.notifier.notified.connect(lambda title, text: self.statusBar().showMessage(f"{title}: {text}", 15000))
+        self._build_menus(dock)
+
+        self._ages = QTimer(self)
+        self._ages.setInterval(1000)
+        self._ages.timeout.connect(self._refresh_list)
+        self._ages.start()
+        geometry, state = settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        if vault.problem:
+            self.statusBar().showMessage(vault.problem, 20000)
+
+    # ------------------------------------------------------------- menus
+
+    def _build_menus(self, dock: QDockWidget) -> None:
+        def action(menu_name: str, text: str, shortcut: QKeySequence | str | None, slot: object) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menus[menu_name].addAction(act)
+            return act
+
+        bar = self.menuBar()
+        menus = {name: bar.addMenu(name) for name in ("&File", "&View", "&Help")}
+        action("&File", "&Add server…", QKeySequence.StandardKey.New, self.add_connection_dialog)
+        action("&File", "&Remove selected server", None, self._remove_selected)
+        action("&File", "&Submit command job…", "Ctrl+J", self._submit_on_current)
+        menus["&File"].addSeparator()
+        action("&File", "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        for i, label in enumerate(TABS):
+            action("&View", label.replace("&&", "&"), f"Ctrl+{i + 1}", lambda _=False, i=i: self._show_tab(i))
+        menus["&View"].addSeparator()
+        action("&View", "&Dark theme / light theme", "Ctrl+T", self.toggle_theme)
+        action("&View", "Pause / resume &live graphs", "Ctrl+L", self._toggle_live)
+        menus["&View"].addAction(dock.toggleViewAction())
+        action("&Help", "&About SlotDeck", None, self._about)
+
+    def _current_page(self) -> ConnectionPage | None:
+        focused = QApplication.focusWidget()
+        for page in self.pages.values():
+            if focused is not None and page.isAncestorOf(focused):
+                return page
+        visible = [p for p in self.pages.values() if p.isVisible()]
+        return visible[0] if visible else None
+
+    def _show_tab(self, index: int) -> None:
+        for page in self.pages.values():
+            page.show_tab(index)
+
+    def _submit_on_current(self) -> None:
+        page = self._current_page()
+        if page is not None:
+            page.show_tab(TABS.index("Jobs"))
+            page.jobs.open_submit_dialog()
+
+    def _toggle_live(self) -> None:
+        for page in self.pages.values():
+            page.overview.toggle_live()
+
+    def toggle_theme(self) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            current = self.settings.theme()
+            chosen = apply_theme(app, THEMES[(THEMES.index(current) + 1) % len(THEMES)] if current in THEMES else "dark")
+            self.settings.set_theme(chosen)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About SlotDeck",
+            "SlotDeck: queues with concurrency slots for slow GPU and LLM work, and this dashboard to watch and steer them.",
+        )
+
+    # ------------------------------------------------------- connections
+
+    def add_connection(self, spec: ConnectionSpec, token: str | None) -> ConnectionPage:
+        """Create the connection and its page, show it, and start connecting."""
+        conn = Connection(spec, token, parent=self)
+        page = ConnectionPage(conn)
+        self.pages[spec.name] = page
+        self.splitter.addWidget(page)
+        conn.action_done.connect(lambda what: self.statusBar().showMessage(f"{spec.name}: done: {what}", 8000))
+        conn.action_failed.connect(lambda what, why: self._action_failed(spec.name, what, why))
+        conn.state_changed.connect(lambda *_: self._refresh_list())
+        self.notifier.watch(conn)
+        item = QListWidgetItem(spec.name)
+        item.setData(Qt.ItemDataRole.UserRole, spec.name)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked)
+        self.connections.addItem(item)
+        conn.start()
+        self._refresh_list()
+        return page
+
+    def _action_failed(self, server: str, what: str, why: str) -> None:
+        self.statusBar().showMessage(f"{server}: could not {what}: {why}", 15000)
+        QMessageBox.warning(self, "SlotDeck", f"Could not {what} on {server}:\n\n{why}")
+
+    def add_connection_dialog(self) -> None:
+        dialog = ConnectDialog(set(self.pages), self.vault.problem, self)
+        if dialog.exec():
+            spec, token = dialog.spec(), dialog.token_text()
+            if token:
+                self.vault.put(spec.url, token)
+            self.add_connection(spec, token)
+            self._save_remotes()
+
+    def _remove_selected(self) -> None:
+        item = self.connections.currentItem()
+        if item is None:
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        page = self.pages.get(name)
+        if page is None or page.conn.spec.local:
+            self.statusBar().showMessage("The local service cannot be removed; it stops when you quit.", 8000)
+            return
+        if not confirm.confirm(self, f"Remove {name}?", f"Stop watching {page.conn.spec.url} and forget its token?"):
+            return
+        self.pages.pop(name)
+        self.connections.takeItem(self.connections.row(item))
+        self.vault.forget(page.conn.spec.url)
+        self._spawn(page.conn.close())
+        page.setParent(None)
+        page.deleteLater()
+        self._save_remotes()
+
+    def _save_remotes(self) -> None:
+        self.settings.save_remote_connections([p.conn.spec for p in self.pages.values() if not p.conn.spec.local])
+
+    def _on_item_toggled(self, item: QListWidgetItem) -> None:
+        page = self.pages.get(item.data(Qt.ItemDataRole.UserRole))
+        if page is not None:
+            page.setVisible(item.checkState() == Qt.CheckState.Checked)
+
+    def _refresh_list(self) -> None:
+        self.connections.blockSignals(True)
+        for row in range(self.connections.count()):
+            item = self.connections.item(row)
+            page = self.pages.get(item.data(Qt.ItemDataRole.UserRole))
+            if page is None:
+                continue
+            page.refresh_age()
+            conn = page.conn
+            age = conn.data_age_s()
+            age_text = "" if age is None else f" · {age:.0f} s ago" if age >= 2 else " · now"
+            item.setText(f"{STATE_MARKS.get(conn.state.value, '')} {conn.name} — {conn.state.value}{age_text}")
+            item.setToolTip(f"{conn.spec.url}\n{conn.detail}")
+        self.connections.blockSignals(False)
+
+    # -------------------------------------------------------------- life
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        """Start the local service (if any) and saved remotes, then wait until the window is closed."""
+        if self.local is not None:
+            self.statusBar().showMessage("Starting the local service…")
+            try:
+                spec, token = await self.local.start()
+            except Exception as exc:  # a broken data dir or store must leave the remotes usable
+                log.exception("the local service did not start")
+                self.local = None
+                QMessageBox.critical(self, "SlotDeck", f"The local service did not start:\n\n{exc}")
+            else:
+                self.add_connection(spec, token)
+                self.statusBar().showMessage(f"Local service at {spec.url}", 8000)
+        for spec in self.settings.remote_connections():
+            if spec.name not in self.pages:
+                self.add_connection(spec, self.vault.get(spec.url))
+        await self._closed.wait()
+
+    def running_local_jobs(self) -> int:
+        page = next((p for p in self.pages.values() if p.conn.spec.local), None)
+        snap = page.conn.last_snapshot if page is not None else None
+        return 0 if snap is None else sum(1 for lease in snap.leases if lease.job_id)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closed.is_set():
+            event.accept()
+            return
+        event.ignore()
+        if self._closing:
+            return
+        running = self.running_local_jobs()
+        if running and not confirm.confirm(
+            self,
+            "Quit with jobs running?",
+            f"{running} job(s) are running on the local service. Quitting stops them after a short grace period; "
+            "they are recorded as interrupted and re-queued (if attempts remain) when SlotDeck next starts.",
+        ):
+            return
+        self._closing = True
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self._spawn(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        self.statusBar().showMessage("Stopping…")
+        for page in self.pages.values():
+            await page.conn.close()
+        if self.local is not None:
+            await self.local.stop()
+        if self.tray is not None:
+            self.tray.hide()
+        self._closed.set()
+        self.close()

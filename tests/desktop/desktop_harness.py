@@ -1,0 +1,40 @@
+"""Shared by the desktop tests: a qasync loop runner and real SlotDeck servers over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import qasync
+
+from embedded_service.api.embedded import EmbeddedServer
+
+T = TypeVar("T")
+
+
+class QtLoop:
+    """Runs coroutines on the qasync loop, so Qt widgets and asyncio work interleave as in the app."""
+
+    def __init__(self, loop: qasync.QEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def until(self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+        async def wait() -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                await asyncio.sleep(0.02)
+
+        self.run(wait(), timeout + 5)
+
+
+def start_server(store: str = "memory://", **kwargs: Any) -> EmbeddedServer:
+    options: dict[str, Any] = {"probes": False, "write_local": False, "grace_s": 0.5, "snapshot_hz": 20}
+    options.update(kwargs)
+    return EmbeddedServer(store, sample_interval_s=0.1, **options).start()

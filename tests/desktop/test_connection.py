@@ -1,0 +1,114 @@
+"""The dashboard's Connection against real servers over loopback: data signals, actions, loss and return."""
+
+from __future__ import annotations
+
+import socket
+
+from desktop_harness import QtLoop, start_server
+
+from desktop.connection import Connection, ConnectionSpec, LinkState, backoff_delays
+from embedded_service.api.auth import create_token
+from embedded_service.model import CommandSubmit, Role
+
+
+def connect(url: str, token: str | None, **kwargs) -> Connection:  # type: ignore[no-untyped-def]
+    conn = Connection(ConnectionSpec(name="test", url=url), token, delays=lambda attempt: 0.2, **kwargs)
+    conn.start()
+    return conn
+
+
+def test_live_connection_delivers_snapshots_history_jobs_and_audit(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    got: dict[str, list] = {"snap": [], "history": [], "jobs": [], "audit": []}
+    conn = Connection(ConnectionSpec(name="local", url=server.url), server.token, delays=lambda a: 0.2)
+    conn.snapshot_received.connect(got["snap"].append)
+    conn.history_received.connect(got["history"].append)
+    conn.jobs_received.connect(got["jobs"].extend)
+    conn.audit_received.connect(got["audit"].extend)
+    conn.start()
+    qloop.until(lambda: conn.state is LinkState.live and got["snap"], what="first snapshot")
+    assert got["history"], "history is backfilled before the stream"
+    assert [q.config.name for q in got["snap"][-1].queues] == ["default"]
+    assert conn.stale is False
+
+    conn.set_limit("default", 4)
+    qloop.until(lambda: got["snap"][-1].queues[0].config.limit == 4, what="the new limit in a snapshot")
+    qloop.until(lambda: any(e.action.startswith("queue.") or "limit" in e.action for e in got["audit"]), what="audit event")
+
+    conn.submit_command(CommandSubmit(argv=["true"], queue="default"))
+    qloop.until(lambda: any(j.state == "succeeded" for j in got["jobs"]), what="job events up to success")
+    qloop.run(conn.close())
+    assert conn.state is LinkState.closed
+
+
+def test_failed_action_says_why(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    failures: list[tuple[str, str]] = []
+    conn = connect(server.url, server.token)
+    conn.action_failed.connect(lambda what, why: failures.append((what, why)))
+    qloop.until(lambda: conn.state is LinkState.live, what="live")
+    conn.pause("no-such-queue")
+    qloop.until(lambda: failures, what="a failure report")
+    assert failures[0][0] == "pause no-such-queue"
+    assert "no-such-queue" in failures[0][1]
+    qloop.run(conn.close())
+
+
+def test_viewer_token_cannot_act_and_is_told_so(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    viewer = server.call(create_token(server.service.store, "watcher", Role.viewer))
+    failures: list[str] = []
+    conn = connect(server.url, viewer)
+    conn.action_failed.connect(lambda what, why: failures.append(why))
+    qloop.until(lambda: conn.state is LinkState.live, what="live with a viewer token")
+    conn.set_limit("default", 9)
+    qloop.until(lambda: failures, what="a refusal")
+    assert "not allowed" in failures[0]
+    assert server.service.queue_config("default").limit != 9
+    qloop.run(conn.close())
+
+
+def test_unknown_token_stops_retrying_and_says_unauthorized(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    conn = connect(server.url, "not-a-token")
+    qloop.until(lambda: conn.state is LinkState.unauthorized, what="unauthorized")
+    assert "refused the token" in conn.detail
+    assert conn.stale is True
+    qloop.run(conn.close())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_goes_away_and_comes_back(qloop: QtLoop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = f"sqlite:///{tmp_path / 'slots.db'}"
+    port = free_port()
+    first = start_server(store, port=port, auth=False)
+    states: list[str] = []
+    stale: list[bool] = []
+    conn = connect(first.url, None)
+    conn.state_changed.connect(lambda state, detail: states.append(state))
+    conn.stale_changed.connect(stale.append)
+    qloop.until(lambda: conn.state is LinkState.live, what="live")
+    first.call(first.service.set_limit("default", 3))
+    qloop.until(lambda: conn.last_snapshot and conn.last_snapshot.queues[0].config.limit == 3, what="limit 3 seen")
+
+    first.stop()
+    qloop.until(lambda: conn.state is LinkState.reconnecting, what="the loss noticed")
+    qloop.until(lambda: conn.stale, what="figures marked stale")
+    assert "retrying" in conn.detail
+
+    second = start_server(store, port=port, auth=False)
+    try:
+        qloop.until(lambda: conn.state is LinkState.live and not conn.stale, timeout=20, what="reconnected")
+        assert conn.last_snapshot is not None and conn.last_snapshot.queues[0].config.limit == 3
+        assert states.count("live") >= 1 and "reconnecting" in states
+        assert stale[-1] is False
+    finally:
+        qloop.run(conn.close())
+        second.stop()
+
+
+def test_backoff_doubles_to_a_cap_with_jitter() -> None:
+    delay = backoff_delays(first_s=1, max_s=8)
+    for attempt, base in [(0, 1), (1, 2), (2, 4), (3, 8), (10, 8)]:
+        assert 0.8 * base <= delay(attempt) <= 1.2 * base
