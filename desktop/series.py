@@ -1,0 +1,218 @@
+"""Fixed-size numpy ring buffers that hold the dashboard's time series.
+
+Graphs redraw up to ten times a second from these, so a read must be cheap: each
+ring keeps every point twice (a mirrored buffer), which makes the newest N points
+one contiguous slice at all times, with no copy and no Python loop per point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from embedded_service.model import History, Snapshot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 36_000  # one hour at 10 Hz
+
+QUEUE_COLUMNS = ("in_use", "limit", "waiting", "waiting_hwm")
+DEVICE_COLUMNS = ("memory_used_mib", "memory_reserved_mib", "memory_total_mib", "utilization_pct")
+HOST_COLUMNS = ("cpu_pct", "memory_used_mib", "memory_total_mib")
+HOST_KEY = "host"
+
+
+def queue_key(name: str) -> str:
+    return f"queue:{name}"
+
+
+def device_key(index: int | str) -> str:
+    return f"gpu:{index}"
+
+
+def _columns_for(key: str) -> tuple[str, ...]:
+    if key.startswith("queue:"):
+        return QUEUE_COLUMNS
+    if key.startswith("gpu:"):
+        return DEVICE_COLUMNS
+    if key == HOST_KEY:
+        return HOST_COLUMNS
+    raise KeyError(f"no series layout for {key!r}")
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+class RingSeries:
+    """Time stamps plus named float64 columns (NaN where missing), newest `capacity` points kept.
+
+    Time stamps are kept strictly increasing, so a window is found by binary search.
+    """
+
+    def __init__(self, columns: Sequence[str], capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.columns = tuple(columns)
+        self.capacity = capacity
+        self._t = np.empty(2 * capacity, dtype=np.float64)
+        self._v = np.empty((len(self.columns), 2 * capacity), dtype=np.float64)
+        self._next = 0  # slot the next point goes to, in [0, capacity)
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def column(self, name: str) -> int:
+        """Row index of a named column in the `values` that `view` returns."""
+        return self.columns.index(name)
+
+    @property
+    def last_t(self) -> float | None:
+        return float(self._t[self._next - 1 + self.capacity]) if self._len else None
+
+    def append(self, t: float, values: Sequence[float | None]) -> None:
+        """Add one point; a point at the newest time replaces it, an older one is dropped."""
+        row = np.asarray(values, dtype=np.float64)
+        last = self.last_t
+        if last is not None and t <= last:
+            if t == last:
+                self._write(self._next - 1, t, row)
+            else:
+                log.debug("dropped a point at %.3f older than the newest %.3f", t, last)
+            return
+        self._write(self._next, t, row)
+        self._next = (self._next + 1) % self.capacity
+        self._len = min(self._len + 1, self.capacity)
+
+    def _write(self, slot: int, t: float, row: np.ndarray) -> None:
+        slot %= self.capacity
+        self._t[slot] = self._t[slot + self.capacity] = t
+        self._v[:, slot] = self._v[:, slot + self.capacity] = row
+
+    def extend(self, ts: Sequence[float] | np.ndarray, rows: Sequence[Sequence[float | None]] | np.ndarray) -> int:
+        """Merge a backfill: points older than the oldest or newer than the newest held are taken,
+        points inside the held span are ignored (live points win), so nothing is duplicated.
+
+        `rows` has one row per time stamp and one column per series column. Returns how many were taken.
+        """
+        t_new = np.asarray(ts, dtype=np.float64).reshape(-1)
+        v_new = np.asarray(rows, dtype=np.float64).reshape(len(t_new), len(self.columns))
+        t_new, first = np.unique(t_new, return_index=True)  # sorted, one point per time stamp
+        v_new = v_new[first]
+        t_old, v_old = self.view()
+        if len(t_old):
+            before = t_new < t_old[0]
+            after = t_new > t_old[-1]
+            t_all = np.concatenate((t_new[before], t_old, t_new[after]))
+            v_all = np.concatenate((v_new[before].T, v_old, v_new[after].T), axis=1)
+            taken = int(before.sum() + after.sum())
+        else:
+            t_all, v_all, taken = t_new, v_new.T, len(t_new)
+        self._load(t_all[-self.capacity :], v_all[:, -self.capacity :])
+        return taken
+
+    def _load(self, t: np.ndarray, v: np.ndarray) -> None:
+        n, cap = len(t), self.capacity
+        self._t[:n] = self._t[cap : cap + n] = t
+        self._v[:, :n] = self._v[:, cap : cap + n] = v
+        self._next = n % cap
+        self._len = n
+
+    def view(self, since_t: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only views `(t, values)` of the points at or after `since_t` (all when None), oldest first.
+
+        `values` has shape (columns, n): each column is one contiguous row, ready for plotting.
+        The views share memory with the ring: read them before `capacity` more points arrive.
+        """
+        end = self._next + self.capacity
+        start = end - self._len
+        t = self._t[start:end]
+        if since_t is not None:
+            start += int(np.searchsorted(t, since_t, side="left"))
+        return _read_only(self._t[start:end]), _read_only(self._v[:, start:end])
+
+    def latest(self, column: str) -> float | None:
+        """The newest finite value of a column (for slowly changing figures such as totals)."""
+        _, v = self.view()
+        finite = v[self.column(column)][np.isfinite(v[self.column(column)])]
+        return float(finite[-1]) if len(finite) else None
+
+    def clear(self) -> None:
+        self._next = 0
+        self._len = 0
+
+
+class SeriesBook:
+    """The rings of one connection, keyed "queue:<name>", "gpu:<index>" and "host", created on first use."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._rings: dict[str, RingSeries] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._rings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rings)
+
+    def get(self, key: str) -> RingSeries | None:
+        return self._rings.get(key)
+
+    def ring(self, key: str) -> RingSeries:
+        ring = self._rings.get(key)
+        if ring is None:
+            ring = self._rings[key] = RingSeries(_columns_for(key), self.capacity)
+        return ring
+
+    def discard(self, key: str) -> None:
+        self._rings.pop(key, None)
+
+    def clear(self) -> None:
+        self._rings.clear()
+
+    @property
+    def last_t(self) -> float | None:
+        """Newest time stamp held by any ring."""
+        times = [t for ring in self._rings.values() if (t := ring.last_t) is not None]
+        return max(times, default=None)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """One point per queue, device and the host, at `snap.at`."""
+        for q in snap.queues:
+            self.ring(queue_key(q.config.name)).append(snap.at, (q.in_use, q.config.limit, q.waiting, q.marks.waiting))
+        for d in snap.devices:
+            self.ring(device_key(d.index)).append(
+                snap.at, (d.memory_used_mib, d.memory_reserved_mib, d.memory_total_mib, d.utilization_pct)
+            )
+        host = snap.host
+        row = (None, None, None) if host is None else (host.cpu_pct, host.memory_used_mib, host.memory_total_mib)
+        self.ring(HOST_KEY).append(snap.at, row)
+
+    def backfill(self, history: History) -> None:
+        """Fill from /v1/history. Figures it lacks (waiting high-water mark, memory totals) stay NaN."""
+        t = np.asarray(history.t, dtype=np.float64)
+        if not len(t):
+            return
+        n = len(t)
+        missing = np.full(n, np.nan)
+        for name, qs in history.queues.items():
+            cols = (_fit(qs.in_use, n), _fit(qs.limit, n), _fit(qs.waiting, n), missing)
+            self.ring(queue_key(name)).extend(t, np.column_stack(cols))
+        for index, ds in history.devices.items():
+            cols = (_fit(ds.memory_used_mib, n), _fit(ds.memory_reserved_mib, n), missing, _fit(ds.utilization_pct, n))
+            self.ring(device_key(index)).extend(t, np.column_stack(cols))
+        cols = (_fit(history.host_cpu_pct, n), _fit(history.host_memory_used_mib, n), missing)
+        self.ring(HOST_KEY).extend(t, np.column_stack(cols))
+
+
+def _fit(values: Sequence[float | None], n: int) -> np.ndarray:
+    """A history list as float64 of length n (None -> NaN; a short or absent list is NaN-padded)."""
+    out = np.full(n, np.nan)
+    a = np.asarray(values[:n], dtype=np.float64)
+    out[: len(a)] = a
+    return out
