@@ -254,7 +254,7 @@ class OverviewView(QWidget):
         self.live_button.setToolTip("Live: graphs follow new data. Paused: drag or scroll a graph to look back.")
         self.live_button.toggled.connect(self.set_live)
         self.stale_label = QLabel("Stale: these figures are not live")
-        self.stale_label.setStyleSheet(f"color: {_AMBER}; font-weight: bold;")
+        self.stale_label.setStyleSheet("color: #bf8700; font-weight: bold;")
         self.stale_label.hide()
         self.empty_label = QLabel("Waiting for the first figures from the service…")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
