@@ -1,0 +1,68 @@
+"""The API as a router mounted into someone else's FastAPI app under /slots, served over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from embedded_service.api import router
+from embedded_service.service import SlotService
+from embedded_service.stores import SqliteStore
+
+
+def test_router_under_a_prefix_starts_serves_and_closes_the_service(tmp_path: Path) -> None:
+    svc = SlotService(store=f"sqlite:///{tmp_path}/mounted.db", sample_interval_s=3600)
+    host = FastAPI()
+
+    @host.get("/own")
+    async def own() -> dict[str, str]:
+        return {"app": "host"}
+
+    host.include_router(router(svc, auth=False, grace_s=0), prefix="/slots")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(host, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    assert svc.started_at is None
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        assert svc.started_at is not None, "the router's lifespan started the service"
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as http:
+            assert http.get("/own").json() == {"app": "host"}
+            assert http.get("/slots/v1/health").json()["status"] == "ok"
+            assert http.put("/slots/v1/queues/chat", json={"limit": 2}).json()["limit"] == 2
+            granted = http.post("/slots/v1/queues/chat/leases", json={})
+            assert granted.status_code == 201
+            assert http.delete(f"/slots/v1/leases/{granted.json()['lease']['id']}").status_code == 204
+            unknown = http.patch("/slots/v1/queues/nope", json={"limit": 1})
+            assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+            assert unknown.json()["code"] == "unknown_queue"
+            assert [e["action"] for e in http.get("/slots/v1/audit").json()] == ["queue.create"]
+            assert "/slots/v1/snapshot" in http.get("/openapi.json").json()["paths"]
+    finally:
+        server.should_exit = True
+        thread.join(20)
+    assert not thread.is_alive()
+
+    async def saved() -> tuple[int, int]:
+        store = SqliteStore(f"sqlite:///{tmp_path}/mounted.db")
+        await store.open()
+        try:
+            limits = {q.name: q.limit for q in await store.load_queues()}
+            return limits["chat"], (await store.load_queue_state())["chat"][1].released
+        finally:
+            await store.close()
+
+    # totals are saved on a sample tick (hourly here) or at close: the lifespan closed the service it started
+    assert asyncio.run(saved()) == (2, 1)
