@@ -1,0 +1,64 @@
+"""Prometheus per-device gauges, counters and hold histograms; job events and snapshot rate on /v1/events;
+the CLI finding its server through SLOTDECK_URL / SLOTDECK_TOKEN."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from embedded_service.api.embedded import EmbeddedServer
+from embedded_service.model import DeviceSpec
+from tests.api.conftest import Running
+from tests.api.test_routes import _read_events
+
+
+def test_metrics_carry_device_gauges_counters_and_hold_histograms() -> None:
+    devices = [DeviceSpec(index=0, name="cfg", memory_total_mib=8_000)]
+    with EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0, devices=devices) as server:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as http:
+            lease = http.post("/v1/queues/default/leases", json={"gpus": 1, "gpu_mem_mib": 3_000}).json()["lease"]
+            held = http.get("/metrics").text
+            http.delete(f"/v1/leases/{lease['id']}")
+            after = http.get("/metrics").text
+    assert 'slotdeck_gpu_memory_total_mib{gpu="0",name="cfg"} 8000.0' in held
+    assert 'slotdeck_gpu_memory_reserved_mib{gpu="0",name="cfg"} 3000.0' in held
+    assert 'slotdeck_gpu_memory_reserved_mib{gpu="0",name="cfg"} 0.0' in after
+    assert 'slotdeck_queue_granted_total{queue="default"} 1.0' in after
+    assert 'slotdeck_queue_released_total{queue="default"} 1.0' in after
+    assert 'slotdeck_hold_seconds_count{end="released",queue="default"} 1.0' in after
+
+
+def test_events_carry_job_states_and_snapshots_at_the_configured_rate(running: Running) -> None:
+    with running.http("client") as c:
+        job = c.post("/v1/jobs", json={"argv": [sys.executable, "-c", "pass"]}).json()
+        deadline = time.monotonic() + 30
+        while c.get(f"/v1/jobs/{job['id']}").json()["state"] != "succeeded":
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.05)
+        replay = _read_events(c, 10, {"Last-Event-ID": "old-0"})  # a snapshot, what the server kept, snapshots
+        states = [e[2]["job"]["state"] for e in replay if e[1] == "job" and e[2]["job"]["id"] == job["id"]]
+        assert states == ["queued", "running", "succeeded"]
+        started = time.monotonic()
+        assert {e[1] for e in _read_events(c, 6)} == {"snapshot"}
+    assert time.monotonic() - started < 2.0  # 6 snapshots at the fixture's 20 Hz; the 2 Hz default would take 2.5 s
+
+
+def test_cli_takes_url_and_token_from_the_environment(running: Running, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTDECK_")}
+    env |= {"SLOTDECK_HOME": str(tmp_path), "SLOTDECK_URL": running.url, "SLOTDECK_TOKEN": running.tokens["viewer"]}
+
+    def status(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "embedded_service.cli", "status", "--json"]
+        return subprocess.run(command, env=env | extra, capture_output=True, text=True, timeout=60)
+
+    shown = status({})
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["queues"][0]["config"]["name"] == "default"
+    assert status({"SLOTDECK_TOKEN": "sdk_wrong"}).returncode == 4
