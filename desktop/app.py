@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from urllib.parse import urlparse
 
 import qasync
 from PySide6.QtWidgets import QApplication
 
+from .connection import ConnectionSpec
 from .credentials import TokenVault
 from .local import LocalService
 from .settings import AppSettings
 from .theme import app_icon, apply_theme
+from .views.connect_dialog import check_url
 from .window import MainWindow
 
 
@@ -22,26 +26,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-local", action="store_true", help="do not start the embedded local service")
     parser.add_argument("--store", help="store URL of the local service (default: SQLite in the data directory)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (remembered)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--connect", metavar="URL", action="append", default=[], help="also watch this server (token: SLOTDECK_TOKEN)"
+    )
+    args = parser.parse_args(argv)
+    for url in args.connect:
+        problem = check_url(url)
+        if problem:
+            parser.error(f"--connect {url}: {problem}")
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]:
+    """The application, its qasync loop and the main window (shown), ready for `window.run()`."""
+    args = parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
     app.setApplicationName("SlotDeck")
     app.setOrganizationName("SlotDeck")
     app.setWindowIcon(app_icon())
     settings = AppSettings()
-    if args.theme:
-        settings.set_theme(args.theme)
-    settings.set_theme(apply_theme(app, settings.theme()))
-
+    settings.set_theme(apply_theme(app, args.theme or settings.theme()))
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     local = None if args.no_local else LocalService(args.store)
-    window = MainWindow(settings, TokenVault(), local)
+    vault = TokenVault()
+    window = MainWindow(settings, vault, local)
+    token = os.environ.get("SLOTDECK_TOKEN")
+    for url in args.connect:
+        parsed = urlparse(url)
+        window.add_connection(ConnectionSpec(name=f"{parsed.hostname}:{parsed.port}", url=url), token or vault.get(url))
     window.show()
+    return app, loop, window
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _, loop, window = build(sys.argv[1:] if argv is None else argv)
     with loop:
         loop.run_until_complete(window.run())
     return 0

@@ -302,6 +302,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    return run_gui([])
+
+
+def run_gui(gui_argv: list[str]) -> int:
+    """The desktop app with its own options (`slotdeck gui --help`)."""
     try:
         from desktop.app import main as desktop_main
     except ImportError as exc:
@@ -310,11 +315,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    argv = ["--no-local"] if getattr(args, "no_local", False) else []
-    for flag in ("store", "theme"):
-        if getattr(args, flag, None):
-            argv += [f"--{flag}", getattr(args, flag)]
-    return desktop_main(argv)
+    return desktop_main(gui_argv)
 
 
 # ------------------------------------------------------------------ parser
@@ -349,11 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-hz", type=float, help="snapshot events per second on /v1/events (default 2)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("gui", help="open the desktop app")
-    p.add_argument("--no-local", action="store_true", help="only remote servers: do not start the local service")
-    p.add_argument("--store", help="store URL of the local service (default: SQLite in the data directory)")
-    p.add_argument("--theme", choices=("light", "dark"), help="colour theme (remembered)")
-    p.set_defaults(func=cmd_gui)
+    sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
     sub.add_parser("status", parents=[common], help="queues, GPUs and host now").set_defaults(func=cmd_status)
 
     p = sub.add_parser("submit", parents=[common], help="submit a command (after --) or a registered task")
@@ -433,6 +430,9 @@ def exit_code(exc: SlotDeckError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `slotdeck` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gui"]:
+        return run_gui(argv[1:])  # the desktop app parses its own options
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,0 +1,54 @@
+"""Run the real dashboard (desktop.app.build, as `slotdeck gui` does) against a server and save screenshots.
+
+Usage: python grab_app.py URL OUT_DIR [--theme dark]  (token in SLOTDECK_TOKEN). Used by test_xvfb.py under
+Xvfb: waits until the connection is live and a few seconds of graphs are drawn, grabs the main window
+(widget render) and the X screen (what a person would see), then closes the window as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from desktop.app import build
+
+SETTLE_S = 6.0
+
+
+async def scenario(window, out: Path) -> None:  # type: ignore[no-untyped-def]
+    running = asyncio.ensure_future(window.run())
+    deadline = time.monotonic() + 60
+    page = None
+    while page is None or page.conn.last_snapshot is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the dashboard never got a snapshot")
+        page = next(iter(window.pages.values()), None)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(SETTLE_S)
+    window.grab().save(str(out / "window.png"))
+    screen = window.screen().grabWindow(0)
+    screen.save(str(out / "screen.png"))
+    for tab in (1, 2, 3, 4):
+        page.show_tab(tab)
+        await asyncio.sleep(0.5)
+        window.grab().save(str(out / f"tab{tab}.png"))
+    page.show_tab(0)
+    print(f"state={page.conn.state.value} queues={len(page.conn.last_snapshot.queues)}", flush=True)
+    window.close()
+    await running
+
+
+def main() -> int:
+    url, out = sys.argv[1], Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    _, loop, window = build(["--no-local", "--connect", url, *sys.argv[3:]])
+    window.resize(1600, 1000)
+    with loop:
+        loop.run_until_complete(scenario(window, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
