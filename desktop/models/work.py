@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
-from desktop.models.jobs import STUCK_BRUSH, contiguous_runs, format_duration
 from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
+
+from .jobs import STUCK_BRUSH, contiguous_runs, format_duration
 
 Index = QModelIndex | QPersistentModelIndex
 Item = TypeVar("Item", WaiterInfo, LeaseInfo)

@@ -1,0 +1,325 @@
+"""`JobsView`: the jobs table with filters, a details pane and the selected job's live log.
+
+Nothing here talks to a server: jobs and log text come in through `apply_jobs`,
+`show_log` and `append_log`; operator actions leave as signals (`cancel_requested`,
+`submit_requested`) and so does the wish to follow a job's log (`log_wanted`,
+"" when nothing is selected), so the connection streams one log at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFontDatabase
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from embedded_service.model import Job, JobState, Snapshot
+
+from ..models.jobs import Column, JobsFilter, JobsModel, command_text
+from . import confirm
+from .submit_dialog import SubmitDialog
+
+LOG_MAX_LINES = 5000
+FILTER_DELAY_MS = 250  # typing pauses this long before 100,000 rows are filtered again
+REPAINT_MS = 1000  # ages, runtimes and the time-based stuck highlight move on without new data
+
+_DETAILS = (
+    "Id",
+    "State",
+    "Queue",
+    "Owner",
+    "Command",
+    "Priority",
+    "Attempts",
+    "Created",
+    "Started",
+    "Finished",
+    "Exit code",
+    "Error",
+    "GPUs",
+    "Process",
+)
+
+
+def _when(at: float | None) -> str:
+    return "" if at is None else dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def job_details(job: Job) -> tuple[str, ...]:
+    """The details pane's values for a job, in the order of `_DETAILS`."""
+    gpus = f"{job.gpus} × {job.gpu_mem_mib} MiB" if job.gpu_mem_mib else str(job.gpus)
+    if job.devices:
+        gpus += f" on {', '.join(map(str, job.devices))}"
+    if job.gpu_mem_used_mib is not None:
+        gpus += f", {job.gpu_mem_used_mib} MiB used"
+    process = [f"pid {job.pid}"] if job.pid is not None else []
+    if job.cpu_pct is not None:
+        process.append(f"CPU {job.cpu_pct:.0f}%")
+    if job.rss_mib is not None:
+        process.append(f"RSS {job.rss_mib:.0f} MiB")
+    return (
+        job.id,
+        job.state.value,
+        job.queue,
+        job.owner or "",
+        command_text(job),
+        str(job.priority),
+        f"{job.attempts} of {job.max_attempts}",
+        _when(job.created_at),
+        _when(job.started_at),
+        _when(job.finished_at),
+        "" if job.exit_code is None else str(job.exit_code),
+        job.error or "",
+        gpus,
+        ", ".join(process),
+    )
+
+
+class JobsView(QWidget):
+    """Jobs of one connection: filter bar, sortable table, details and log tail, cancel and submit."""
+
+    cancel_requested = Signal(str)  # job id
+    submit_requested = Signal(object)  # CommandSubmit
+    log_wanted = Signal(str)  # job id whose log to follow, "" for none
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = JobsModel(parent=self)
+        self.filter = JobsFilter(self.model, self)
+        self._queues: list[str] = []
+        self._selected = ""
+        self._read_only = False
+
+        self.states_button = QToolButton()
+        self.states_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        states_menu = QMenu(self.states_button)
+        self.state_actions: dict[JobState, QAction] = {}
+        for state in JobState:
+            action = states_menu.addAction(state.value.replace("_", " "))
+            action.setCheckable(True)
+            action.toggled.connect(self._apply_states)
+            self.state_actions[state] = action
+        self.states_button.setMenu(states_menu)
+        self.states_button.setText("All states")
+        self.queue_filter = QComboBox()
+        self.queue_filter.addItem("All queues", "")
+        self.queue_filter.currentIndexChanged.connect(lambda _: self.filter.set_queue(self.queue_filter.currentData()))
+        self.owner_filter = QLineEdit()
+        self.owner_filter.setPlaceholderText("Owner (exact)")
+        self.owner_filter.setClearButtonEnabled(True)
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Search id, owner, queue, command")
+        self.text_filter.setClearButtonEnabled(True)
+        self._typing = QTimer(self)
+        self._typing.setSingleShot(True)
+        self._typing.setInterval(FILTER_DELAY_MS)
+        self._typing.timeout.connect(self._apply_typed_filters)
+        self.owner_filter.textChanged.connect(self._typing.start)
+        self.text_filter.textChanged.connect(self._typing.start)
+        self.count = QLabel()
+
+        self.table = QTableView()
+        self.table.setModel(self.filter)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        self.table.setAlternatingRowColors(True)
+        rows = self.table.verticalHeader()
+        rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # uniform heights: nothing measures 100k rows
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setSectionsClickable(True)
+        header.setSortIndicatorShown(True)
+        header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        header.setSortIndicatorClearable(True)  # a third click goes back to arrival order
+        # Not setSortingEnabled: QTableView would sort twice per click, and each sort of 100k rows costs.
+        header.sortIndicatorChanged.connect(self.filter.sort)
+        header.resizeSection(Column.ID, 120)
+        header.resizeSection(Column.COMMAND, 260)
+
+        self.details: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for name in _DETAILS:
+            label = QLabel()
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            self.details[name] = label
+            form.addRow(name, label)
+        details = QWidget()
+        details.setLayout(form)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(LOG_MAX_LINES)
+        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setPlaceholderText("Select a job to follow its log.")
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(details)
+        lower.addWidget(self.log)
+        lower.setStretchFactor(1, 2)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(lower)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+
+        self.cancel_button = QPushButton("Cancel job")
+        self.cancel_button.clicked.connect(self._cancel)
+        self.submit_button = QPushButton("Submit command…")
+        self.submit_button.clicked.connect(self._open_submit)
+
+        bar = QHBoxLayout()
+        for widget in (self.states_button, self.queue_filter, self.owner_filter, self.text_filter):
+            bar.addWidget(widget)
+        bar.addWidget(self.count, 1)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.submit_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.splitter)
+
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        for signal in (self.filter.rowsInserted, self.filter.rowsRemoved, self.filter.modelReset, self.filter.layoutChanged):
+            signal.connect(self._on_rows)
+        self._repaint = QTimer(self)
+        self._repaint.setInterval(REPAINT_MS)
+        self._repaint.timeout.connect(self.table.viewport().update)
+        self._repaint.start()
+        self._on_rows()
+
+    # Data in
+
+    def apply_jobs(self, jobs: list[Job]) -> None:
+        """New and changed jobs from the connection."""
+        self.model.upsert(jobs)
+        if self._selected and any(job.id == self._selected for job in jobs):
+            self._show_selected()
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Stuck thresholds and stuck leases for the highlight, and the queue names for the choices."""
+        self.model.apply_snapshot(snap)
+        names = [q.config.name for q in snap.queues]
+        if names != self._queues:
+            self.set_queues(names)
+
+    def set_queues(self, names: Sequence[str]) -> None:
+        """Queue names offered by the queue filter and the submit dialog."""
+        self._queues = list(names)
+        current = self.queue_filter.currentData()
+        self.queue_filter.blockSignals(True)
+        self.queue_filter.clear()
+        self.queue_filter.addItem("All queues", "")
+        for name in self._queues:
+            self.queue_filter.addItem(name, name)
+        self.queue_filter.setCurrentIndex(max(0, self.queue_filter.findData(current)))
+        self.queue_filter.blockSignals(False)
+        self.filter.set_queue(self.queue_filter.currentData())
+
+    def show_log(self, job_id: str, text: str) -> None:
+        """Replace the log pane with `text` if `job_id` is still the selected job."""
+        if job_id and job_id == self._selected:
+            self.log.setPlainText(text)
+            self._scroll_log_to_end()
+
+    def append_log(self, job_id: str, lines: list[str]) -> None:
+        """Append lines to the log pane if `job_id` is still selected; follows the end unless scrolled up."""
+        if not lines or not job_id or job_id != self._selected:
+            return
+        bar = self.log.verticalScrollBar()
+        following = bar.value() >= bar.maximum() - 1
+        self.log.appendPlainText("\n".join(line.rstrip("\n") for line in lines))
+        if following:
+            self._scroll_log_to_end()
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Disable cancel and submit (a viewer token, or data too old to act on)."""
+        self._read_only = read_only
+        self._update_buttons()
+
+    # Queries
+
+    def selected_job(self) -> Job | None:
+        row = self.model.row_of(self._selected) if self._selected else None
+        return None if row is None else self.model.job(row)
+
+    # Internals
+
+    def _apply_states(self) -> None:
+        states = [state for state, action in self.state_actions.items() if action.isChecked()]
+        self.states_button.setText(", ".join(s.value for s in states) if states else "All states")
+        self.filter.set_states(states)
+
+    def _apply_typed_filters(self) -> None:
+        self.filter.set_owner(self.owner_filter.text().strip())
+        self.filter.set_text(self.text_filter.text())
+
+    def _on_selection(self, _selected: QItemSelection | None = None, _deselected: QItemSelection | None = None) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        job_id = self.filter.job(rows[0].row()).id if rows else ""
+        if job_id != self._selected:
+            self._selected = job_id
+            self.log.clear()
+            self.log_wanted.emit(job_id)
+        self._show_selected()
+
+    def _on_rows(self) -> None:
+        shown, total = self.filter.rowCount(), self.model.rowCount()
+        self.count.setText(f"{total:,} jobs" if shown == total else f"{shown:,} of {total:,} jobs")
+        self._on_selection()
+
+    def _show_selected(self) -> None:
+        job = self.selected_job()
+        values = job_details(job) if job else ("",) * len(_DETAILS)
+        for name, value in zip(_DETAILS, values, strict=True):
+            self.details[name].setText(value)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        job = self.selected_job()
+        self.cancel_button.setEnabled(not self._read_only and job is not None and not job.state.finished)
+        self.submit_button.setEnabled(not self._read_only)
+
+    def _scroll_log_to_end(self) -> None:
+        bar = self.log.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _cancel(self) -> None:
+        job = self.selected_job()
+        if job is None or job.state.finished:
+            return
+        what = "Its process group is stopped." if job.state == JobState.running else "It will not start."
+        text = f"Cancel job {job.id} in {job.queue}?\n\n{command_text(job)}\n\n{what}"
+        if confirm.confirm(self, "Cancel job", text):
+            self.cancel_requested.emit(job.id)
+
+    def _open_submit(self) -> None:
+        dialog = SubmitDialog(self._queues, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._submit(dialog))
+        dialog.open()
+
+    def _submit(self, dialog: SubmitDialog) -> None:
+        command = dialog.command()
+        if command is not None and not self._read_only:
+            self.submit_requested.emit(command)
