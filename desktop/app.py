@@ -45,6 +45,7 @@ def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]
     app.setApplicationName("SlotDeck")
     app.setOrganizationName("SlotDeck")
     app.setWindowIcon(app_icon())
+    app.setQuitOnLastWindowClosed(False)  # MainWindow.run() decides when the app ends, after a clean shutdown
     settings = AppSettings()
     settings.set_theme(apply_theme(app, args.theme or settings.theme()))
     loop = qasync.QEventLoop(app)

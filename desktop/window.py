@@ -8,12 +8,13 @@ work, which is recorded and re-queued when the service next starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -37,13 +38,27 @@ from .views.connect_dialog import ConnectDialog
 
 log = logging.getLogger("slotdeck.desktop.window")
 
-STATE_MARKS = {
-    LinkState.live.value: "🟢",
-    LinkState.connecting.value: "🟡",
-    LinkState.reconnecting.value: "🟠",
-    LinkState.unauthorized.value: "🔴",
-    LinkState.closed.value: "⚪",
+STATE_COLOURS = {
+    LinkState.live.value: "#2da44e",
+    LinkState.connecting.value: "#d4a72c",
+    LinkState.reconnecting.value: "#e16f24",
+    LinkState.unauthorized.value: "#cf222e",
+    LinkState.closed.value: "#8c959f",
 }
+
+
+@functools.cache
+def state_icon(state: str) -> QIcon:
+    """A filled dot in the state's colour (drawn, so it needs no emoji font and stays sharp)."""
+    pixmap = QPixmap(32, 32)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(STATE_COLOURS.get(state, "#8c959f")))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(6, 6, 20, 20)
+    painter.end()
+    return QIcon(pixmap)
 
 
 class MainWindow(QMainWindow):
@@ -132,11 +147,11 @@ class MainWindow(QMainWindow):
         page = self._current_page()
         if page is not None:
             page.show_tab(TABS.index("Jobs"))
-            page.jobs.open_submit_dialog()
+            page.jobs.submit_button.click()
 
     def _toggle_live(self) -> None:
         for page in self.pages.values():
-            page.overview.toggle_live()
+            page.overview.set_live(not page.overview.live)
 
     def toggle_theme(self) -> None:
         app = QApplication.instance()
@@ -224,7 +239,8 @@ class MainWindow(QMainWindow):
             conn = page.conn
             age = conn.data_age_s()
             age_text = "" if age is None else f" · {age:.0f} s ago" if age >= 2 else " · now"
-            item.setText(f"{STATE_MARKS.get(conn.state.value, '')} {conn.name} — {conn.state.value}{age_text}")
+            item.setIcon(state_icon(conn.state.value))
+            item.setText(f"{conn.name} — {conn.state.value}{age_text}")
             item.setToolTip(f"{conn.spec.url}\n{conn.detail}")
         self.connections.blockSignals(False)
 
@@ -286,4 +302,4 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         self._closed.set()
-        self.close()
+        self.hide()  # not close(): Qt would quit the app and stop the loop before run() returns

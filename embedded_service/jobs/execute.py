@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,12 @@ class RunControl:
     reason: str | None = None
     event: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int | None = None
+    on_start: Callable[[], None] | None = None  # told once the process exists, so watchers learn its pid
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        if self.on_start is not None:
+            self.on_start()
 
     def request(self, reason: str) -> None:
         if self.reason is None:
@@ -111,7 +118,7 @@ async def run_command(
         except OSError as exc:
             sink.write(f"slotdeck: cannot start {job.argv[0]!r}: {exc}\n".encode())
             return Outcome(JobState.failed, error=f"cannot start {job.argv[0]!r}: {exc}")
-        control.pid = command.pid
+        control.started(command.pid)
         try:
             finished = await _wait_or_stop(command.exited, control, job.max_runtime_s)
             # the leader may be gone while its children live on: the whole group is the job

@@ -370,6 +370,7 @@ class JobRunner:
             self.engine.listeners.append(self._engine_event)
         self._by_lease[lease.id] = held
         lease.on_cancel = partial(held.control.request, "cancelled")
+        held.control.on_start = lambda: self._emit(self._live(held))
         held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
 
     async def _run(self, held: Held, lease: Lease) -> None:

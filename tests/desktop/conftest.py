@@ -14,6 +14,7 @@ from embedded_service.api.embedded import EmbeddedServer
 
 @pytest.fixture
 def qloop(qapp) -> Iterator[QtLoop]:  # type: ignore[no-untyped-def]
+    qapp.setQuitOnLastWindowClosed(False)  # as desktop.app.build() does: the window's run() decides when to stop
     loop = qasync.QEventLoop(qapp, already_running=False)
     asyncio.set_event_loop(loop)
     try:
