@@ -200,8 +200,13 @@ class JobsView(QWidget):
         layout.addWidget(self.splitter)
 
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        # Filtering can emit thousands of row signals at once: count and re-check the selection once after them.
+        self._rows_changed = QTimer(self)
+        self._rows_changed.setSingleShot(True)
+        self._rows_changed.setInterval(0)
+        self._rows_changed.timeout.connect(self._on_rows)
         for signal in (self.filter.rowsInserted, self.filter.rowsRemoved, self.filter.modelReset, self.filter.layoutChanged):
-            signal.connect(self._on_rows)
+            signal.connect(self._rows_changed.start)
         self._repaint = QTimer(self)
         self._repaint.setInterval(REPAINT_MS)
         self._repaint.timeout.connect(self.table.viewport().update)
