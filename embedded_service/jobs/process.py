@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import psutil
+
 from .logs import CappedLog
 
 log = logging.getLogger("slotdeck.jobs.process")
@@ -127,6 +129,19 @@ async def wait_group_gone(pgid: int, timeout_s: float) -> bool:
             return False
         await asyncio.sleep(_POLL_S)
     return True
+
+
+def group_started_since(pgid: int, since: float) -> bool:
+    """Whether a live member of group `pgid` was created at or after wall time `since` (less a little slack).
+
+    Tells a job's own process group, left running by a service that died, from an unrelated group that
+    reuses the number later (after a reboot, say): only the job's own is stopped on recovery.
+    """
+    for proc in psutil.process_iter(["create_time"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= since - 2.0:
+                return True
+    return False
 
 
 async def stop_group(pgid: int, grace_s: float) -> None:

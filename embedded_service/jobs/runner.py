@@ -31,6 +31,7 @@ from ..probes.base import HostProbe
 from ..stores import Store
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
+from .process import group_alive, group_started_since, stop_group
 from .registry import TaskRegistry
 from .settings import JobSettings
 from .window import Held, QueueWindow, order_key
@@ -115,6 +116,16 @@ class JobRunner:
             shutil.rmtree(self._temp_log_dir, ignore_errors=True)
             self._temp_log_dir = None
 
+    async def _stop_orphan(self, job: Job) -> None:
+        """A command has its own process group, so it outlives a killed service. Left alone it would keep its
+        GPUs and, once re-queued, run twice: stop it (only if the group is still the job's own)."""
+        if job.pid is None or job.started_at is None or not group_alive(job.pid):
+            return
+        if not await asyncio.to_thread(group_started_since, job.pid, job.started_at):
+            return
+        log.warning("job %s: stopping process group %d left running by the previous service", job.id, job.pid)
+        await stop_group(job.pid, self.settings.kill_grace_s)
+
     async def _recover(self) -> None:
         """Jobs the store says were running belong to a service that died: interrupted, re-queued per policy."""
         now = self.clock.time()
@@ -122,6 +133,7 @@ class JobRunner:
         while True:
             page = await self.store.list_jobs(state=JobState.running, limit=500, cursor=cursor)
             for job in page.jobs:
+                await self._stop_orphan(job)
                 note = f"interrupted: the service stopped while attempt {job.attempts} of {job.max_attempts} ran"
                 updates: dict[str, Any] = {"error": note, "pid": None, "lease_id": None}
                 if job.attempts < job.max_attempts:
@@ -370,7 +382,7 @@ class JobRunner:
             self.engine.listeners.append(self._engine_event)
         self._by_lease[lease.id] = held
         lease.on_cancel = partial(held.control.request, "cancelled")
-        held.control.on_start = lambda: self._emit(self._live(held))
+        held.control.on_start = partial(self._process_started, held)
         held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
 
     async def _run(self, held: Held, lease: Lease) -> None:
@@ -419,8 +431,13 @@ class JobRunner:
             self.settings.log_max_bytes,
             self.settings.kill_grace_s,
         )
-        held.job = held.job.model_copy(update={"pid": held.control.pid})
         return outcome
+
+    def _process_started(self, held: Held) -> None:
+        """Store a command's process group as soon as it exists: a service that dies then leaves a trail to it."""
+        held.job = held.job.model_copy(update={"pid": held.control.pid})
+        self._spawn(self.store.save_job(held.job))
+        self._emit(self._live(held))
 
     async def _conclude(self, held: Held, outcome: Outcome) -> None:
         """Record an outcome; a failure, time-out or interruption with attempts left is queued again."""

@@ -12,20 +12,27 @@ from desktop_harness import QtLoop, start_server
 from embedded_service.api.embedded import EmbeddedServer
 
 
-@pytest.fixture
-def qloop(qapp) -> Iterator[QtLoop]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="session")
+def qasync_loop(qapp) -> Iterator[qasync.QEventLoop]:  # type: ignore[no-untyped-def]
+    """One qasync loop for the whole session, as the app has one for its life (a new loop per test on the
+    same QApplication crashed Qt when a later loop ran)."""
     qapp.setQuitOnLastWindowClosed(False)  # as desktop.app.build() does: the window's run() decides when to stop
     loop = qasync.QEventLoop(qapp, already_running=False)
-    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def qloop(qasync_loop: qasync.QEventLoop) -> Iterator[QtLoop]:
+    asyncio.set_event_loop(qasync_loop)
     try:
-        yield QtLoop(loop)
+        yield QtLoop(qasync_loop)
     finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        pending = [t for t in asyncio.all_tasks(qasync_loop) if not t.done()]
         for task in pending:
             task.cancel()
         if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+            qasync_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         asyncio.set_event_loop(None)
 
 
