@@ -1,8 +1,8 @@
 """Run the real dashboard (desktop.app.build, as `slotdeck gui` does) against a server and save screenshots.
 
-Usage: python grab_app.py URL OUT_DIR [--theme dark]  (token in SLOTDECK_TOKEN). Used by test_xvfb.py under
-Xvfb: waits until the connection is live and a few seconds of graphs are drawn, grabs the main window
-(widget render) and the X screen (what a person would see), then closes the window as a user would.
+Usage: python grab_app.py URL OUT_DIR [SETTLE_S [app options, e.g. --theme dark]]  (token in SLOTDECK_TOKEN).
+Used by test_xvfb.py under Xvfb: waits until the connection is live and a few seconds of graphs are drawn,
+grabs the main window (widget render) and the X screen (what a person would see), then closes the window as a user would.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from desktop.app import build
 SETTLE_S = 6.0
 
 
-async def scenario(window, out: Path) -> None:  # type: ignore[no-untyped-def]
+async def scenario(window, out: Path, settle_s: float) -> None:  # type: ignore[no-untyped-def]
     running = asyncio.ensure_future(window.run())
     deadline = time.monotonic() + 60
     page = None
@@ -26,7 +26,7 @@ async def scenario(window, out: Path) -> None:  # type: ignore[no-untyped-def]
             raise SystemExit("the dashboard never got a snapshot")
         page = next(iter(window.pages.values()), None)
         await asyncio.sleep(0.1)
-    await asyncio.sleep(SETTLE_S)
+    await asyncio.sleep(settle_s)
     window.grab().save(str(out / "window.png"))
     screen = window.screen().grabWindow(0)
     screen.save(str(out / "screen.png"))
@@ -42,11 +42,12 @@ async def scenario(window, out: Path) -> None:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     url, out = sys.argv[1], Path(sys.argv[2])
+    settle_s = float(sys.argv[3]) if len(sys.argv) > 3 else SETTLE_S
     out.mkdir(parents=True, exist_ok=True)
-    _, loop, window = build(["--no-local", "--connect", url, *sys.argv[3:]])
+    _, loop, window = build(["--no-local", "--connect", url, *sys.argv[4:]])
     window.resize(1600, 1000)
     with loop:
-        loop.run_until_complete(scenario(window, out))
+        loop.run_until_complete(scenario(window, out, settle_s))
     return 0
 
 
