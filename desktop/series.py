@@ -136,12 +136,6 @@ class RingSeries:
             start += int(np.searchsorted(t, since_t, side="left"))
         return _read_only(self._t[start:end]), _read_only(self._v[:, start:end])
 
-    def latest(self, column: str) -> float | None:
-        """The newest finite value of a column (for slowly changing figures such as totals)."""
-        _, v = self.view()
-        finite = v[self.column(column)][np.isfinite(v[self.column(column)])]
-        return float(finite[-1]) if len(finite) else None
-
     def clear(self) -> None:
         self._next = 0
         self._len = 0

@@ -7,12 +7,14 @@ each redraw handing pyqtgraph contiguous numpy views of the visible window only.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from embedded_service.model import History, Snapshot
@@ -20,7 +22,8 @@ from embedded_service.model import History, Snapshot
 from ..series import HOST_KEY, RingSeries, SeriesBook, device_key, queue_key
 
 WINDOWS_S = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 h": 3600.0}
-MAX_REDRAWS_PER_S = 10
+MAX_REDRAWS_PER_S = 5  # new points move a 1-minute graph by 1-2 px per redraw; enough to look live
+SCROLL_STEPS = 20  # live graphs move by 1/20 of the window at a time
 COLUMNS = 2
 _MARGIN_S = 5.0  # one point left of the window, so a step reaches the left edge
 _MIB_PER_GIB = 1024.0
@@ -36,14 +39,14 @@ class _Curve:
     color: str
     dashed: bool = False
     step: bool = False
-    fill: bool = False
     right: bool = False  # against the right-hand percent axis
     scale: float = 1.0
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """What one kind of plot shows: its curves, axis labels, and the column whose latest value tops the left axis."""
+    """What one kind of plot shows: its curves (the first drawn on top), axis labels, and the column whose
+    latest value tops the left axis."""
 
     curves: tuple[_Curve, ...]
     left_label: str
@@ -60,7 +63,7 @@ _GIB = 1 / _MIB_PER_GIB
 
 QUEUE_LAYOUT = _Layout(
     curves=(
-        _Curve("in use", "in_use", _BLUE, step=True, fill=True),
+        _Curve("in use", "in_use", _BLUE, step=True),
         _Curve("limit", "limit", _RED, dashed=True, step=True),
         _Curve("waiting", "waiting", _AMBER, step=True),
         _Curve("waiting high-water", "waiting_hwm", _AMBER, dashed=True, step=True),
@@ -70,7 +73,7 @@ QUEUE_LAYOUT = _Layout(
 )
 GPU_LAYOUT = _Layout(
     curves=(
-        _Curve("used", "memory_used_mib", _GREEN, fill=True, scale=_GIB),
+        _Curve("used", "memory_used_mib", _GREEN, scale=_GIB),
         _Curve("reserved", "memory_reserved_mib", _PURPLE, step=True, scale=_GIB),
         _Curve("utilisation", "utilization_pct", _TEAL, right=True),
     ),
@@ -81,7 +84,7 @@ GPU_LAYOUT = _Layout(
 )
 HOST_LAYOUT = _Layout(
     curves=(
-        _Curve("memory used", "memory_used_mib", _GREEN, fill=True, scale=_GIB),
+        _Curve("memory used", "memory_used_mib", _GREEN, scale=_GIB),
         _Curve("CPU", "cpu_pct", _TEAL, right=True),
     ),
     left_label="memory",
@@ -95,19 +98,6 @@ def _axis_label(label: str, units: str) -> str:
     return f"{label} ({units})"
 
 
-class _LegendSample(pg.ItemSample):
-    """A line over a filled band for filled curves (pyqtgraph's own sample draws a triangle)."""
-
-    def paint(self, p: QPainter, *args: object) -> None:
-        opts = self.item.opts
-        if not self.item.isVisible() or opts.get("fillLevel") is None:
-            super().paint(p, *args)
-            return
-        p.fillRect(QRectF(0, 11, 20, 7), pg.mkBrush(opts["fillBrush"]))
-        p.setPen(pg.mkPen(opts["pen"]))
-        p.drawLine(0, 11, 20, 11)
-
-
 class _Panel:
     """One PlotWidget: a clock-time x axis, curves against a left axis and optionally a 0-100 % right axis."""
 
@@ -118,12 +108,11 @@ class _Panel:
         self.plot = self.widget.getPlotItem()
         self.plot.setTitle(title)
         self.plot.setLabel("left", _axis_label(layout.left_label, layout.left_units))
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.setMouseEnabled(x=True, y=False)  # drag and wheel move through time only
         self.plot.hideButtons()
         self.vb = self.plot.getViewBox()
-        self.vb.setAutoVisible(y=True)
-        self.vb.enableAutoRange(y=True)
+        self.vb.disableAutoRange()  # draw() sets both ranges: autoranging at paint time repaints the whole plot
+        self._y_top = 0.0
         self.legend = self._add_legend(len(layout.curves))
         self.percent_vb = self._add_percent_axis(layout.right_label) if layout.right_label else None
         self.total_line: pg.InfiniteLine | None = None
@@ -137,12 +126,13 @@ class _Panel:
             self.total_line.hide()
             self.plot.addItem(self.total_line, ignoreBounds=True)
         self.curves: dict[str, pg.PlotDataItem] = {}
-        for spec in layout.curves:
-            self.curves[spec.label] = self._add_curve(spec)
+        for i, spec in enumerate(layout.curves):
+            self.curves[spec.label] = item = self._add_curve(spec)
+            item.setZValue(len(layout.curves) - i)  # the first on top: "in use" stays visible at the limit
 
     def _add_legend(self, columns: int) -> pg.LegendItem:
         """A one-row legend in the (hidden) top axis' row, above the data rather than over it."""
-        legend = pg.LegendItem(colCount=columns, labelTextSize="8pt", frame=False, sampleType=_LegendSample)
+        legend = pg.LegendItem(colCount=columns, labelTextSize="8pt", frame=False)
         self.plot.layout.removeItem(self.plot.getAxis("top"))
         self.plot.layout.addItem(legend, 1, 1)
         self.plot.layout.setAlignment(legend, Qt.AlignmentFlag.AlignLeft)
@@ -156,25 +146,20 @@ class _Panel:
         self.plot.setLabel("right", _axis_label(label, "%"))
         self.plot.scene().addItem(vb)
         self.plot.getAxis("right").linkToView(vb)
-        vb.setYRange(0, 100, padding=0.02)
-        vb.enableAutoRange(x=False, y=False)
+        vb.disableAutoRange()
+        vb.setYRange(-3, 105, padding=0)
         self.vb.sigResized.connect(lambda: vb.setGeometry(self.vb.sceneBoundingRect()))
         self.vb.sigXRangeChanged.connect(lambda _vb, r: vb.setXRange(r[0], r[1], padding=0))
         return vb
 
     def _add_curve(self, spec: _Curve) -> pg.PlotDataItem:
-        pen = pg.mkPen(spec.color, width=2 if not spec.dashed else 1.5)
+        pen = pg.mkPen(spec.color, width=1)  # wider lines cost several times more to draw in Qt's raster engine
         if spec.dashed:
             pen.setStyle(Qt.PenStyle.DashLine)
-        item = pg.PlotDataItem(
-            pen=pen, name=spec.label, antialias=False, clipToView=True, autoDownsample=True, downsampleMethod="peak",
-            stepMode="left" if spec.step else None,
-        )  # fmt: skip
-        if spec.fill:
-            color = pg.mkColor(spec.color)
-            color.setAlpha(45)
-            item.setFillLevel(0)
-            item.setBrush(color)
+        item = pg.PlotDataItem(pen=pen, name=spec.label, antialias=False, stepMode="left" if spec.step else None)
+        # Set after construction: without data, PlotDataItem's constructor ignores these two options.
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, method="peak")
         if spec.right and self.percent_vb is not None:
             self.percent_vb.addItem(item)
             self.legend.addItem(item, spec.label)
@@ -186,6 +171,10 @@ class _Panel:
         if self.plot.titleLabel.text != title:
             self.plot.setTitle(title)
 
+    def on_screen(self) -> bool:
+        """Whether any of the plot is visible (not scrolled away, not on a hidden tab)."""
+        return self.widget.isVisible() and not self.widget.viewport().visibleRegion().isEmpty()
+
     def set_x_range(self, x0: float, x1: float) -> None:
         self.vb.setXRange(x0, x1, padding=0)
 
@@ -193,29 +182,45 @@ class _Panel:
         x0, x1 = self.vb.viewRange()[0]
         return float(x0), float(x1)
 
-    def draw(self, ring: RingSeries | None, since_t: float | None) -> None:
-        """Push the ring's points at or after `since_t` into the curves."""
+    def draw(self, ring: RingSeries | None, since_t: float | None, x_range: tuple[float, float]) -> None:
+        """Push the ring's points at or after `since_t` into the curves and fit the left axis to those in `x_range`."""
         if ring is None:
             return
         t, values = ring.view(since_t)
+        lo, hi = np.searchsorted(t, x_range)
+        peak = -np.inf
         for spec in self.layout.curves:
             y = values[ring.column(spec.column)]
-            self.curves[spec.label].setData(t, y * spec.scale if spec.scale != 1.0 else y)
+            if spec.scale != 1.0:
+                y = y * spec.scale
+            self.curves[spec.label].setData(t, y)
+            if not spec.right:
+                peak = max(peak, float(np.fmax.reduce(y[lo:hi], initial=-np.inf)))  # fmax skips NaN
         if self.layout.total_column:
-            self._show_total(ring.latest(self.layout.total_column))
+            totals = values[ring.column(self.layout.total_column)]
+            known = totals[np.isfinite(totals)]
+            if len(known):
+                self._show_total(float(known[-1]) / _MIB_PER_GIB)
+        self._fit_y(peak)
 
-    def _show_total(self, total_mib: float | None) -> None:
-        total = None if total_mib is None else total_mib / _MIB_PER_GIB
-        if total == self._total or self.total_line is None:
+    def _show_total(self, total: float) -> None:
+        if total != self._total and self.total_line is not None:
+            self._total = total
+            self.total_line.show()  # before setValue: a hidden line's label keeps its old text
+            self.total_line.setValue(total)
+
+    def _fit_y(self, peak: float) -> None:
+        """Left axis from 0 to the total, or to a little above the visible peak. It changes only when the
+        data leaves it or falls far below, since every change repaints the whole plot."""
+        if self._total is not None:
+            top = self._total * 1.08
+        elif peak * 1.05 > self._y_top or peak < self._y_top * 0.4:
+            top = max(peak * 1.2, 1.0)
+        else:
             return
-        self._total = total
-        if total is None:
-            self.total_line.hide()
-            self.vb.enableAutoRange(y=True)
-            return
-        self.total_line.show()  # before setValue: a hidden line's label keeps its old text
-        self.total_line.setValue(total)
-        self.vb.setYRange(0, total * 1.08, padding=0)
+        if top != self._y_top:
+            self._y_top = top
+            self.vb.setYRange(-0.03 * top, top, padding=0)  # a little below 0, so lines at 0 clear the axis
 
     def set_stale(self, stale: bool) -> None:
         opacity = _STALE_OPACITY if stale else 1.0
@@ -233,11 +238,11 @@ class OverviewView(QWidget):
         self._panels: dict[str, _Panel] = {}
         self._order: list[str] = []
         self._window_s = WINDOWS_S["5 min"]
+        self._x_range: tuple[float, float] | None = None  # what every plot shows (once drawn)
         self._live = True
         self._stale = False
         self._seen_snapshot = False
         self._dirty = False
-        self._syncing_range = False
         self._last_redraw = 0.0
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
@@ -270,18 +275,19 @@ class OverviewView(QWidget):
         self._grid = QGridLayout(self._grid_host)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.addWidget(self.empty_label, 0, 0, 1, COLUMNS)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self._grid_host)
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setWidget(self._grid_host)
+        self._scroll.verticalScrollBar().valueChanged.connect(self._request_redraw)  # plots scrolled into view
 
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self._scroll, 1)
 
     # --- data in -------------------------------------------------------------
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        """Record one snapshot; the graphs follow within 1 / MAX_REDRAWS_PER_S seconds."""
+        """Record one snapshot; the graphs follow at the next throttled redraw."""
         self.book.apply_snapshot(snap)
         self._seen_snapshot = True
         wanted = {queue_key(name): f"Queue {name}" for name in sorted(q.config.name for q in snap.queues)}
@@ -327,9 +333,9 @@ class OverviewView(QWidget):
         label = next((k for k, v in WINDOWS_S.items() if v == seconds), None)
         if label is not None and self.window_box.currentText() != label:
             self.window_box.setCurrentText(label)
-        if not self._live and self._order:
-            right = self._panels[self._order[0]].x_range()[1]
-            self._set_x_range(right - seconds, right)
+        if not self._live and self._x_range is not None:
+            right = self._x_range[1]
+            self._show_range(right - seconds, right)
         self.redraw()
 
     def set_live(self, live: bool) -> None:
@@ -354,49 +360,67 @@ class OverviewView(QWidget):
         return self._panels[key].curves[label]
 
     def x_range(self) -> tuple[float, float] | None:
-        return self._panels[self._order[0]].x_range() if self._order else None
+        """The time span (wall-clock seconds) every plot shows; None before any data."""
+        return self._x_range
 
     # --- drawing -----------------------------------------------------------------
 
     def redraw(self) -> None:
-        """Push ring views into every curve now and, when live, move the window to the newest data."""
+        """Push ring views into the plots on screen and, when live, keep the newest data in view.
+
+        Drawing is most of the dashboard's CPU, so plots scrolled out of sight or on a hidden
+        tab are skipped (scrolling or showing the view draws them), and live plots scroll in
+        steps of 1/SCROLL_STEPS of the window: moving the time axis repaints a whole plot,
+        while new points alone repaint a sliver at its right.
+        """
         self._dirty = False
         self._last_redraw = time.monotonic()
         now = self.book.last_t
         if now is None:
             return
-        since = now - self._window_s - _MARGIN_S if self._live else None
-        if self._live:
-            self._set_x_range(now - self._window_s, now)
+        if self._live or self._x_range is None:
+            step = self._window_s / SCROLL_STEPS
+            right = math.ceil(now / step) * step
+            self._x_range = (right - self._window_s, right)
+        since = self._x_range[0] - _MARGIN_S if self._live else None  # paused: all of it, to look back
         for key in self._order:
-            self._panels[key].draw(self.book.get(key), since)
+            panel = self._panels[key]
+            if panel.on_screen():
+                panel.set_x_range(*self._x_range)
+                panel.draw(self.book.get(key), since, self._x_range)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._request_redraw()
+
+    def _redraw_interval_s(self) -> float:
+        """Seconds between redraws: redrawing before the graphs move by a pixel only costs CPU,
+        so 0.1 s for short windows, longer for long ones, never more than a second."""
+        plot_px = max(self._scroll.viewport().width() / COLUMNS - 80, 100)
+        return min(max(self._window_s / plot_px, 1.0 / MAX_REDRAWS_PER_S), 1.0)
 
     def _request_redraw(self) -> None:
         self._dirty = True
         if not self._redraw_timer.isActive():
-            wait_s = self._last_redraw + 1.0 / MAX_REDRAWS_PER_S - time.monotonic()
+            wait_s = self._last_redraw + self._redraw_interval_s() - time.monotonic()
             self._redraw_timer.start(max(0, int(wait_s * 1000)))
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
             self.redraw()
 
-    def _set_x_range(self, x0: float, x1: float) -> None:
-        self._syncing_range = True
-        try:
-            for panel in self._panels.values():
-                panel.set_x_range(x0, x1)
-        finally:
-            self._syncing_range = False
+    def _show_range(self, x0: float, x1: float) -> None:
+        self._x_range = (x0, x1)
+        for panel in self._panels.values():
+            panel.set_x_range(x0, x1)
 
     def _on_user_range(self, panel: _Panel) -> None:
         """A drag or wheel on any graph pauses following and moves every graph to the same time span."""
-        if self._syncing_range:
-            return
+        self._show_range(*panel.x_range())
         if self._live:
             self.set_live(False)
-        x0, x1 = panel.x_range()
-        self._set_x_range(x0, x1)
+        else:
+            self._request_redraw()  # fit the y axes to what is now in view
 
     # --- plots appearing and disappearing ------------------------------------------
 
@@ -427,9 +451,6 @@ class OverviewView(QWidget):
         layout = QUEUE_LAYOUT if key.startswith("queue:") else GPU_LAYOUT if key.startswith("gpu:") else HOST_LAYOUT
         panel = _Panel(title, layout)
         panel.set_stale(self._stale)
-        x = self.x_range()
-        if x is not None:
-            panel.set_x_range(*x)
         panel.vb.sigRangeChangedManually.connect(lambda _mask, p=panel: self._on_user_range(p))
         return panel
 
@@ -438,7 +459,10 @@ class OverviewView(QWidget):
             self._grid.removeWidget(panel.widget)
         self.empty_label.setVisible(not self._order)
         for i, key in enumerate(self._order):
-            self._grid.addWidget(self._panels[key].widget, 1 + i // COLUMNS, i % COLUMNS)
+            widget = self._panels[key].widget
+            self._grid.addWidget(widget, 1 + i // COLUMNS, i % COLUMNS)
+            widget.show()  # now, not from Qt's queued show, so the next redraw already draws it
+        self._grid.activate()
 
 
 def _host_title(snap: Snapshot) -> str:
