@@ -153,6 +153,7 @@ class DevicesView(QWidget):
         return list(self._cards)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
+        """Show the snapshot's GPUs, reusing the cards of those still there (no flicker at 10 snapshots/s)."""
         devices = sorted(snap.devices, key=lambda d: d.index)
         self.reason.setVisible(not devices)
         self.legend.setVisible(bool(devices))
@@ -162,13 +163,15 @@ class DevicesView(QWidget):
         for index in [i for i in self._cards if i not in wanted]:
             card = self._cards.pop(index)
             self._list.removeWidget(card)
+            card.setParent(None)
             card.deleteLater()
         if wanted != list(self._cards):
             for card in self._cards.values():
                 self._list.removeWidget(card)
-            self._cards = {i: self._cards.get(i) or DeviceCard() for i in wanted}
+            self._cards = {i: self._cards[i] if i in self._cards else DeviceCard() for i in wanted}
             for card in self._cards.values():
                 self._list.addWidget(card)
+                card.show()  # now, not from Qt's queued show, so the view is complete when this returns
         leases = {lease.id: lease for lease in snap.leases}
         for d in devices:
             self._cards[d.index].show_device(d, leases)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QScrollArea
 
 from desktop.views.overview import SCROLL_STEPS, OverviewView
 from embedded_service.model import (
@@ -108,6 +108,18 @@ def test_redraws_follow_snapshots_without_an_explicit_redraw(view: OverviewView,
         view.apply_snapshot(snapshot(T0 + i / 10, [queue("chat", in_use=i % 5)]))
     qtbot.waitUntil(lambda: curve_data(view, "queue:chat", "in use")[0][-1] == T0 + 4.9)
     assert curve_data(view, "queue:chat", "in use")[1][-1] == 49 % 5
+
+
+def test_plots_scrolled_into_view_get_drawn(view: OverviewView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    view.apply_snapshot(snapshot(T0, [queue(f"q{i:02}", in_use=i) for i in range(12)]))
+    QApplication.processEvents()  # the scroll area sizes its grid of 13 plots
+    view.redraw()
+    assert curve_data(view, "queue:q00", "in use")[1].tolist() == [0]
+    assert view.curve("host", "CPU").getOriginalDataset() == (None, None)  # below the fold: not drawn yet
+    scroll = view.findChild(QScrollArea)
+    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: view.curve("host", "CPU").getOriginalDataset()[1] is not None)
+    assert curve_data(view, "host", "CPU")[1].tolist() == [20.0]
 
 
 def test_backfill_then_live_draws_each_instant_once_in_order(view: OverviewView) -> None:
