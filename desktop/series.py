@@ -98,7 +98,8 @@ class RingSeries:
         """Merge a backfill: points older than the oldest or newer than the newest held are taken,
         points inside the held span are ignored (live points win), so nothing is duplicated.
 
-        `rows` has one row per time stamp and one column per series column. Returns how many were taken.
+        `rows` has one row per time stamp and one column per series column. Returns how many were merged
+        (the oldest points then fall off a ring that is over capacity).
         """
         t_new = np.asarray(ts, dtype=np.float64).reshape(-1)
         v_new = np.asarray(rows, dtype=np.float64).reshape(len(t_new), len(self.columns))
@@ -124,17 +125,21 @@ class RingSeries:
         self._len = n
 
     def view(self, since_t: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Read-only views `(t, values)` of the points at or after `since_t` (all when None), oldest first.
+        """Read-only arrays `(t, values)` of the points at or after `since_t` (all when None), oldest first.
 
         `values` has shape (columns, n): each column is one contiguous row, ready for plotting.
-        The views share memory with the ring: read them before `capacity` more points arrive.
+        They share memory with the ring and stay as they are for `capacity - n` more points
+        (a graph redraws long before); n == capacity, which the next point would overwrite, is a copy.
         """
         end = self._next + self.capacity
         start = end - self._len
         t = self._t[start:end]
         if since_t is not None:
             start += int(np.searchsorted(t, since_t, side="left"))
-        return _read_only(self._t[start:end]), _read_only(self._v[:, start:end])
+        t, v = self._t[start:end], self._v[:, start:end]
+        if end - start == self.capacity:
+            t, v = t.copy(), v.copy()
+        return _read_only(t), _read_only(v)
 
     def clear(self) -> None:
         self._next = 0
@@ -165,9 +170,6 @@ class SeriesBook:
 
     def discard(self, key: str) -> None:
         self._rings.pop(key, None)
-
-    def clear(self) -> None:
-        self._rings.clear()
 
     @property
     def last_t(self) -> float | None:

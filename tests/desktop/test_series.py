@@ -51,6 +51,17 @@ def test_view_since_returns_only_the_last_60_seconds() -> None:
     assert v[0].tolist() == list(range(539, 600))
 
 
+def test_a_view_is_not_changed_by_the_points_after_it() -> None:
+    ring = RingSeries(("x",), capacity=4)
+    for i in range(4):
+        ring.append(float(i), (i,))
+    whole = ring.view()
+    window = ring.view(since_t=2.0)
+    ring.append(4.0, (4,))
+    assert whole[0].tolist() == [0.0, 1.0, 2.0, 3.0] and whole[1][0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert window[0].tolist() == [2.0, 3.0]
+
+
 def test_view_is_read_only_and_none_becomes_nan() -> None:
     ring = RingSeries(("x", "y"))
     ring.append(1.0, (None, 2.0))
