@@ -6,11 +6,11 @@ import datetime as dt
 import json
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 
 from embedded_service.model import AuditEntry
 
-Index = QModelIndex | QPersistentModelIndex
+from .table import HeaderedTable, Index
 
 COLUMNS = ("When", "Who", "Action", "Target", "Before", "After")
 MAX_ROWS = 10_000
@@ -22,10 +22,11 @@ def _compact(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "), default=str)
 
 
-class AuditModel(QAbstractTableModel):
+class AuditModel(HeaderedTable):
+    headers = COLUMNS
+
     def __init__(self) -> None:
-        super().__init__()
-        self._rows: list[AuditEntry] = []  # newest first
+        super().__init__()  # rows: AuditEntry, newest first
         self._ids: set[int] = set()
 
     def add(self, entries: list[AuditEntry]) -> None:
@@ -40,17 +41,6 @@ class AuditModel(QAbstractTableModel):
 
     def entry(self, row: int) -> AuditEntry:
         return self._rows[row]
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor
 
 from embedded_service.model import Job, JobKind, JobState, Snapshot
+
+from .table import HeaderedTable
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +191,10 @@ def contiguous_runs(rows: list[int]) -> Iterator[tuple[int, int]]:
     yield start, prev
 
 
-class JobsModel(QAbstractTableModel):
+class JobsModel(HeaderedTable):
     """Jobs keyed by id, one row each, updated in place by `upsert` and kept in the requested sort order."""
+
+    headers = tuple(HEADERS[column] for column in Column)
 
     def __init__(self, clock: Callable[[], float] = time.time, parent: Any = None) -> None:
         super().__init__(parent)
@@ -208,17 +212,6 @@ class JobsModel(QAbstractTableModel):
         self._resort_timer.timeout.connect(self._resort)
 
     # Qt interface
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's own default
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(Column)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[Column(section)]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         job = self._rows[index.row()].job

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 
 from embedded_service.model import QueueStats, Snapshot
 
-Index = QModelIndex | QPersistentModelIndex
+from .table import HeaderedTable, Index
 
 COLUMNS = ("Queue", "Limit", "State", "In use", "Waiting", "Peak in use", "Peak waiting", "Est. wait", "Stuck", "Granted")
 LIMIT_COLUMN = 1
@@ -25,12 +25,12 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.0f} min"
 
 
-class QueuesModel(QAbstractTableModel):
+class QueuesModel(HeaderedTable):
+    headers = COLUMNS
     limit_edited = Signal(str, int)  # queue, new limit
 
     def __init__(self) -> None:
-        super().__init__()
-        self._rows: list[QueueStats] = []
+        super().__init__()  # rows: QueueStats, by name
         self.editable = True
 
     def apply_snapshot(self, snap: Snapshot) -> None:
@@ -52,17 +52,6 @@ class QueuesModel(QAbstractTableModel):
 
     def names(self) -> list[str]:
         return [q.config.name for q in self._rows]
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
         flags = super().flags(index)

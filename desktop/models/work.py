@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt
 
 from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
 
 from .jobs import STUCK_BRUSH, contiguous_runs, format_duration
+from .table import HeaderedTable, Index
 
-Index = QModelIndex | QPersistentModelIndex
 Item = TypeVar("Item", WaiterInfo, LeaseInfo)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -31,30 +31,18 @@ def _remaining(at: float | None, now: float) -> float | None:
     return None if at is None else max(0.0, at - now)
 
 
-class _ByIdTable(QAbstractTableModel, Generic[Item]):
+class _ByIdTable(HeaderedTable, Generic[Item]):
     """Rows of items with an `id`, replaced wholesale by `_replace` but updated row by row."""
 
-    headers: ClassVar[tuple[str, ...]] = ()
     numeric: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, clock: Callable[[], float] = time.time, parent: Any = None) -> None:
         super().__init__(parent)
         self._clock = clock
-        self._items: list[Item] = []
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's own default
-        return 0 if parent.isValid() else len(self._items)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.headers)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.headers[section]
-        return None
+        self._rows: list[Item] = []
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        item = self._items[index.row()]
+        item = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(item, index.column(), self._clock())
         if role == SORT_ROLE:
@@ -66,27 +54,27 @@ class _ByIdTable(QAbstractTableModel, Generic[Item]):
         return self._extra(item, role)
 
     def item(self, row: int) -> Item:
-        return self._items[row]
+        return self._rows[row]
 
     def row_of(self, item_id: str) -> int | None:
-        return next((row for row, item in enumerate(self._items) if item.id == item_id), None)
+        return next((row for row, item in enumerate(self._rows) if item.id == item_id), None)
 
     def _replace(self, items: Sequence[Item]) -> None:
         incoming = {item.id: item for item in items}
-        gone = [row for row, item in enumerate(self._items) if item.id not in incoming]
+        gone = [row for row, item in enumerate(self._rows) if item.id not in incoming]
         for first, last in reversed(list(contiguous_runs(gone))):
             self.beginRemoveRows(QModelIndex(), first, last)
-            del self._items[first : last + 1]
+            del self._rows[first : last + 1]
             self.endRemoveRows()
-        for row, item in enumerate(self._items):
+        for row, item in enumerate(self._rows):
             new = incoming.pop(item.id)
             if new != item:
-                self._items[row] = new
+                self._rows[row] = new
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.headers) - 1))
         if incoming:
-            first = len(self._items)
+            first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(incoming) - 1)
-            self._items.extend(incoming.values())
+            self._rows.extend(incoming.values())
             self.endInsertRows()
 
     def _display(self, item: Item, column: int, now: float) -> str:
