@@ -31,6 +31,6 @@ def apply_theme(app: QApplication, name: str) -> str:
     for widget in app.allWidgets():
         if isinstance(widget, pg.PlotWidget):
             widget.setBackground(background)
-            for axis in ("left", "bottom"):
+            for axis in ("left", "bottom", "right"):
                 widget.getPlotItem().getAxis(axis).setTextPen(foreground)
     return name

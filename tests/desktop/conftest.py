@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 import qasync
-from desktop_harness import QtLoop, start_server
+from desktop_harness import Confirmations, QtLoop, start_server
 
+from desktop.views import confirm
 from embedded_service.api.embedded import EmbeddedServer
 
 
@@ -43,3 +44,12 @@ def server() -> Iterator[EmbeddedServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> Confirmations:
+    """The operator's answers to confirmation dialogs (yes unless told otherwise)."""
+    stand_in = Confirmations()
+    monkeypatch.setattr(confirm, "confirm", stand_in)
+    return stand_in
+

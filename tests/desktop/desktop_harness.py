@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import qasync
 
 from embedded_service.api.embedded import EmbeddedServer
+from embedded_service.model import Marks, QueueConfig, QueueStats, Totals
 
 T = TypeVar("T")
 
@@ -38,3 +39,33 @@ def start_server(store: str = "memory://", **kwargs: Any) -> EmbeddedServer:
     options: dict[str, Any] = {"probes": False, "write_local": False, "grace_s": 0.5, "snapshot_hz": 20}
     options.update(kwargs)
     return EmbeddedServer(store, sample_interval_s=0.1, **options).start()
+
+
+class Confirmations:
+    """Stands in for the modal confirmation dialog, the one thing the desktop tests fake: answers from
+    `replies` in order, then `default`; keeps every (title, text) it was asked."""
+
+    def __init__(self, default: bool = True) -> None:
+        self.replies: list[bool] = []
+        self.default = default
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, parent: object, title: str, text: str) -> bool:
+        self.asked.append((title, text))
+        return self.replies.pop(0) if self.replies else self.default
+
+
+def queue_stats(
+    name: str, limit: int = 4, in_use: int = 0, waiting: int = 0, hwm: int = 0, paused: bool = False, stuck: int = 0
+) -> QueueStats:
+    """A queue as a snapshot shows it (its peaks default to what it has now, the waiting peak to `hwm` if higher)."""
+    return QueueStats(
+        config=QueueConfig(name=name, limit=limit, paused=paused),
+        in_use=in_use,
+        waiting=waiting,
+        owners=1,
+        marks=Marks(in_use=in_use, waiting=max(waiting, hwm)),
+        totals=Totals(granted=7),
+        stuck=stuck,
+    )
+

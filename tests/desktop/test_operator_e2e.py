@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from desktop_harness import QtLoop
+from desktop_harness import Confirmations, QtLoop
 from keyring.backends import fail
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QTableView
@@ -26,7 +26,6 @@ from desktop.local import LOCAL_NAME, LocalService
 from desktop.models.queues import LIMIT_COLUMN
 from desktop.page import ConnectionPage
 from desktop.settings import AppSettings
-from desktop.views import confirm
 from desktop.views.jobs import JobsView
 from desktop.views.submit_dialog import SubmitDialog
 from desktop.window import MainWindow
@@ -35,25 +34,10 @@ from embedded_service.localmode import local_endpoint_path
 from embedded_service.model import Job, JobState
 
 
-class Operator:
-    def __init__(self) -> None:
-        self.answer = True
-        self.asked: list[str] = []
-
-    def __call__(self, parent: object, title: str, text: str) -> bool:
-        self.asked.append(title)
-        return self.answer
-
-
 @pytest.fixture
-def operator(monkeypatch: pytest.MonkeyPatch) -> Operator:
-    person = Operator()
-    monkeypatch.setattr(confirm, "confirm", person)
-    return person
-
-
-@pytest.fixture
-def window(qloop: QtLoop, qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+def window(  # type: ignore[no-untyped-def]
+    qloop: QtLoop, qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: Confirmations
+) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("SLOTDECK_HOME", str(tmp_path / "home"))
     settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     local = LocalService(f"sqlite:///{tmp_path / 'slots.db'}", probes=False, grace_s=0.5, sample_interval_s=0.2)
@@ -63,11 +47,9 @@ def window(qloop: QtLoop, qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     qloop.until(lambda: LOCAL_NAME in win.pages and win.pages[LOCAL_NAME].conn.last_snapshot, timeout=30, what="local data")
     yield win
     if not win._run_task.done():  # type: ignore[attr-defined]
-        operator_answer = confirm.confirm
-        confirm.confirm = lambda *a: True  # type: ignore[assignment]
+        answers.default = True
         win.close()
         qloop.run(win._run_task, 60)  # type: ignore[attr-defined]
-        confirm.confirm = operator_answer  # type: ignore[assignment]
     win.deleteLater()
 
 
@@ -92,7 +74,7 @@ def test_local_mode_leaves_a_private_token_file(window: MainWindow) -> None:
     assert local_page(window).conn.spec.url in path.read_text()
 
 
-def test_limit_pause_and_resume_from_the_queues_table(window: MainWindow, qloop: QtLoop, operator: Operator) -> None:
+def test_limit_pause_and_resume_from_the_queues_table(window: MainWindow, qloop: QtLoop, answers: Confirmations) -> None:
     page = local_page(window)
     service = window.local.server.service  # type: ignore[union-attr]
     row = page.queues.model.names().index("default")
@@ -109,7 +91,7 @@ def test_limit_pause_and_resume_from_the_queues_table(window: MainWindow, qloop:
     qloop.until(lambda: page.audit.model.rowCount() >= 3, what="the three actions in the audit view")
 
 
-def test_submit_follow_log_and_cancel_a_running_command(window: MainWindow, qloop: QtLoop, operator: Operator) -> None:
+def test_submit_follow_log_and_cancel_a_running_command(window: MainWindow, qloop: QtLoop, answers: Confirmations) -> None:
     page = local_page(window)
     jobs = page.jobs
     jobs.submit_button.click()
@@ -126,18 +108,18 @@ def test_submit_follow_log_and_cancel_a_running_command(window: MainWindow, qloo
     select_source_row(jobs.table, jobs.model.row_of(job.id))  # type: ignore[arg-type]
     qloop.until(lambda: "started" in jobs.log.toPlainText(), what="the log tail followed live")
 
-    operator.answer = False
+    answers.default = False
     jobs.cancel_button.click()
     qloop.run(asyncio.sleep(0.5))
     assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE, "'no' leaves the job alone"
-    operator.answer = True
+    answers.default = True
     jobs.cancel_button.click()
     qloop.until(lambda: jobs.selected_job() and jobs.selected_job().state is JobState.cancelled, what="cancelled")
     qloop.until(lambda: not process.is_running() or process.status() == psutil.STATUS_ZOMBIE, what="process ended")
-    assert operator.asked[-1].lower().startswith("cancel")
+    assert answers.asked[-1][0].lower().startswith("cancel")
 
 
-def test_force_release_a_holder_and_cancel_a_waiter(window: MainWindow, qloop: QtLoop, operator: Operator) -> None:
+def test_force_release_a_holder_and_cancel_a_waiter(window: MainWindow, qloop: QtLoop, answers: Confirmations) -> None:
     page = local_page(window)
     server = window.local.server  # type: ignore[union-attr]
     service = server.service
@@ -159,17 +141,17 @@ def test_force_release_a_holder_and_cancel_a_waiter(window: MainWindow, qloop: Q
     assert not any(lease.id == holder.id for lease in service.snapshot().leases)
 
 
-def test_closing_with_running_jobs_asks_first(window: MainWindow, qloop: QtLoop, operator: Operator) -> None:
+def test_closing_with_running_jobs_asks_first(window: MainWindow, qloop: QtLoop, answers: Confirmations) -> None:
     server = window.local.server  # type: ignore[union-attr]
     server.call(server.service.submit_command([sys.executable, "-c", "import time; time.sleep(600)"]))
     page = local_page(window)
     qloop.until(lambda: window.running_local_jobs() == 1, what="a running job seen")
-    operator.answer = False
+    answers.default = False
     window.close()
     qloop.run(asyncio.sleep(0.3))
-    assert window.isVisible() and "Quit with jobs running?" in operator.asked
+    assert window.isVisible() and "Quit with jobs running?" in [title for title, _ in answers.asked]
     assert page.conn.state.value == "live"
-    operator.answer = True
+    answers.default = True
     window.close()
     qloop.run(window._run_task, 60)  # type: ignore[attr-defined]
     assert not window.isVisible()

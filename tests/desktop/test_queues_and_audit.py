@@ -2,69 +2,37 @@
 
 from __future__ import annotations
 
-import pytest
+from desktop_harness import queue_stats
 from PySide6.QtCore import Qt
 
 from desktop.models.audit import AuditModel
 from desktop.models.queues import LIMIT_COLUMN, QueuesModel
-from desktop.views import confirm
 from desktop.views.queues import QueuesView, limit_risk
-from embedded_service.model import AuditEntry, Marks, QueueConfig, QueueStats, Snapshot, Totals
-
-
-def stats(name: str, limit: int = 4, in_use: int = 0, waiting: int = 0, paused: bool = False, stuck: int = 0) -> QueueStats:
-    return QueueStats(
-        config=QueueConfig(name=name, limit=limit, paused=paused),
-        in_use=in_use,
-        waiting=waiting,
-        owners=0,
-        marks=Marks(in_use=in_use, waiting=waiting),
-        totals=Totals(granted=7),
-        stuck=stuck,
-    )
+from embedded_service.model import AuditEntry, QueueStats, Snapshot
 
 
 def snap(*queues: QueueStats, seq: int = 1) -> Snapshot:
     return Snapshot(seq=seq, at=1_700_000_000.0, queues=list(queues))
 
 
-class Operator:
-    """Answers confirmation dialogs from a list of replies and records each question asked."""
-
-    def __init__(self) -> None:
-        self.replies: list[bool] = []
-        self.asked: list[str] = []
-
-    def __call__(self, parent: object, title: str, text: str) -> bool:
-        self.asked.append(title)
-        return self.replies.pop(0)
-
-
-@pytest.fixture
-def answers(monkeypatch: pytest.MonkeyPatch) -> Operator:
-    operator = Operator()
-    monkeypatch.setattr(confirm, "confirm", operator)
-    return operator
-
-
 def test_rows_follow_snapshots_without_reset_when_queues_stay(qtbot) -> None:  # type: ignore[no-untyped-def]
     model = QueuesModel()
-    model.apply_snapshot(snap(stats("train", 1), stats("chat", 3)))
+    model.apply_snapshot(snap(queue_stats("train", 1), queue_stats("chat", 3)))
     assert model.names() == ["chat", "train"]
     resets: list[int] = []
     model.modelReset.connect(lambda: resets.append(1))
-    model.apply_snapshot(snap(stats("train", 1, in_use=1), stats("chat", 3, waiting=5)))
+    model.apply_snapshot(snap(queue_stats("train", 1, in_use=1), queue_stats("chat", 3, waiting=5)))
     assert resets == []
     assert model.data(model.index(0, 4)) == "5"
     assert model.data(model.index(1, 3)) == "1 / 1"
-    model.apply_snapshot(snap(stats("chat", 3)))
+    model.apply_snapshot(snap(queue_stats("chat", 3)))
     assert resets == [1] and model.names() == ["chat"]
 
 
 def test_editing_the_limit_asks_the_connection_not_the_model(qtbot) -> None:  # type: ignore[no-untyped-def]
     view = QueuesView()
     qtbot.addWidget(view)
-    view.apply_snapshot(snap(stats("chat", 3)))
+    view.apply_snapshot(snap(queue_stats("chat", 3)))
     requested: list[tuple[str, int]] = []
     view.limit_requested.connect(lambda q, n: requested.append((q, n)))
     index = view.model.index(0, LIMIT_COLUMN)
@@ -80,7 +48,7 @@ def test_editing_the_limit_asks_the_connection_not_the_model(qtbot) -> None:  # 
 def test_risky_limit_changes_ask_first(qtbot, answers) -> None:  # type: ignore[no-untyped-def]
     view = QueuesView()
     qtbot.addWidget(view)
-    view.apply_snapshot(snap(stats("chat", 4, in_use=3, waiting=2)))
+    view.apply_snapshot(snap(queue_stats("chat", 4, in_use=3, waiting=2)))
     requested: list[tuple[str, int]] = []
     view.limit_requested.connect(lambda q, n: requested.append((q, n)))
     index = view.model.index(0, LIMIT_COLUMN)
@@ -94,7 +62,7 @@ def test_risky_limit_changes_ask_first(qtbot, answers) -> None:  # type: ignore[
 
 
 def test_limit_risk_wording() -> None:
-    q = stats("gpu", 4, in_use=3, waiting=2)
+    q = queue_stats("gpu", 4, in_use=3, waiting=2)
     assert "admits nobody" in (limit_risk(q, 0) or "")
     assert "not stopped" in (limit_risk(q, 2) or "")
     assert limit_risk(q, 3) is None
@@ -107,7 +75,7 @@ def test_pause_resume_reset_buttons(qtbot, answers) -> None:  # type: ignore[no-
     view.pause_requested.connect(lambda q: events.append(f"pause {q}"))
     view.resume_requested.connect(lambda q: events.append(f"resume {q}"))
     view.reset_marks_requested.connect(lambda q: events.append(f"reset {q}"))
-    view.apply_snapshot(snap(stats("chat", 2, waiting=3), stats("idle", 1, paused=True)))
+    view.apply_snapshot(snap(queue_stats("chat", 2, waiting=3), queue_stats("idle", 1, paused=True)))
     assert not view.pause_button.isEnabled(), "nothing selected, nothing to pause"
     view.select_queue("chat")
     assert view.pause_button.isEnabled() and not view.resume_button.isEnabled()
@@ -121,7 +89,7 @@ def test_pause_resume_reset_buttons(qtbot, answers) -> None:  # type: ignore[no-
     answers.replies.append(True)
     view.reset_button.click()
     assert events == ["pause chat", "resume idle", "reset idle"]
-    view.apply_snapshot(snap(stats("chat", 2), stats("idle", 1, paused=True), stats("new", 1)))
+    view.apply_snapshot(snap(queue_stats("chat", 2), queue_stats("idle", 1, paused=True), queue_stats("new", 1)))
     assert view.selected_queue() == "idle", "selection survives a new queue appearing"
     view.set_read_only(True)
     assert not view.resume_button.isEnabled() and not view.model.flags(view.model.index(0, LIMIT_COLUMN)) & (

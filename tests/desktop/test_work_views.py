@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytest
+from desktop_harness import Confirmations
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QDialog, QTableView
 
 from desktop.models.jobs import Column
 from desktop.models.work import LeasesModel, WaitersModel
-from desktop.views import confirm
 from desktop.views.jobs import JobsView
 from desktop.views.submit_dialog import SubmitDialog
 from desktop.views.work import WorkView
@@ -36,25 +35,6 @@ def lease(lid: str, **fields: object) -> LeaseInfo:
 def job(jid: str, state: JobState = JobState.running, **fields: object) -> Job:
     values = {"id": jid, "kind": JobKind.command, "queue": "gpu", "argv": ["sleep", "60"], "state": state, "created_at": 1.0}
     return Job.model_validate({**values, **fields})
-
-
-class Answers:
-    """Stands in for the modal confirmation: replies "yes"/"no" in order and keeps each question."""
-
-    def __init__(self) -> None:
-        self.replies: list[str] = []
-        self.asked: list[str] = []
-
-    def __call__(self, parent: object, title: str, text: str) -> bool:
-        self.asked.append(text)
-        return self.replies.pop(0) == "yes"
-
-
-@pytest.fixture
-def answers(monkeypatch: pytest.MonkeyPatch) -> Answers:
-    stand_in = Answers()
-    monkeypatch.setattr(confirm, "confirm", stand_in)
-    return stand_in
 
 
 def select_row(table: QTableView, row: int) -> None:
@@ -98,7 +78,7 @@ def test_snapshots_replace_rows_by_id_without_resets(qapp) -> None:  # type: ign
 # ---------------------------------------------------------------- WorkView
 
 
-def test_cancel_waiter_asks_and_emits_only_on_yes(qtbot, answers: Answers) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_waiter_asks_and_emits_only_on_yes(qtbot, answers: Confirmations) -> None:  # type: ignore[no-untyped-def]
     view = WorkView()
     qtbot.addWidget(view)
     view.apply_snapshot(snapshot([waiter("w1"), waiter("w2", owner="carol")]))
@@ -107,13 +87,13 @@ def test_cancel_waiter_asks_and_emits_only_on_yes(qtbot, answers: Answers) -> No
     assert not view.cancel_button.isEnabled()  # nothing selected
 
     select_row(view.waiters_table, 1)
-    answers.replies.append("no")
+    answers.replies.append(False)
     view.cancel_button.click()
     assert emitted == []
-    answers.replies.append("yes")
+    answers.replies.append(True)
     view.cancel_button.click()
     assert emitted == ["w2"]
-    assert "carol" in answers.asked[-1]
+    assert "carol" in answers.asked[-1][1]
 
     view.apply_snapshot(snapshot([waiter("w2", owner="carol", position=1), waiter("w3")]))
     assert view.selected_waiter() is not None and view.selected_waiter().id == "w2"  # the pick survives snapshots
@@ -121,7 +101,7 @@ def test_cancel_waiter_asks_and_emits_only_on_yes(qtbot, answers: Answers) -> No
     assert view.selected_waiter() is None and not view.cancel_button.isEnabled()
 
 
-def test_force_release_explains_the_holder_is_cancelled(qtbot, answers: Answers) -> None:  # type: ignore[no-untyped-def]
+def test_force_release_explains_the_holder_is_cancelled(qtbot, answers: Confirmations) -> None:  # type: ignore[no-untyped-def]
     view = WorkView()
     qtbot.addWidget(view)
     view.apply_snapshot(snapshot(leases=[lease("l1", job_id="j42")]))
@@ -129,12 +109,12 @@ def test_force_release_explains_the_holder_is_cancelled(qtbot, answers: Answers)
     view.revoke_requested.connect(emitted.append)
     select_row(view.leases_table, 0)
 
-    answers.replies.extend(["no", "yes"])
+    answers.replies.extend([False, True])
     view.revoke_button.click()
     assert emitted == []
     view.revoke_button.click()
     assert emitted == ["l1"]
-    assert "j42 is stopped as if cancelled" in answers.asked[-1]
+    assert "j42 is stopped as if cancelled" in answers.asked[-1][1]
 
     view.set_read_only(True)
     assert not view.revoke_button.isEnabled()
@@ -145,7 +125,7 @@ def test_force_release_explains_the_holder_is_cancelled(qtbot, answers: Answers)
 # ---------------------------------------------------------------- JobsView
 
 
-def test_cancel_job_with_no_emits_nothing_and_with_yes_emits_the_id(qtbot, answers: Answers) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_job_with_no_emits_nothing_and_with_yes_emits_the_id(qtbot, answers: Confirmations) -> None:  # type: ignore[no-untyped-def]
     view = JobsView()
     qtbot.addWidget(view)
     view.apply_jobs([job("j1"), job("j2", JobState.succeeded)])
@@ -156,10 +136,10 @@ def test_cancel_job_with_no_emits_nothing_and_with_yes_emits_the_id(qtbot, answe
     assert not view.cancel_button.isEnabled()  # a finished job cannot be cancelled
     view.table.selectRow(view.filter.row_of("j1"))
     assert view.cancel_button.isEnabled()
-    answers.replies.append("no")
+    answers.replies.append(False)
     view.cancel_button.click()
     assert emitted == []
-    answers.replies.append("yes")
+    answers.replies.append(True)
     view.cancel_button.click()
     assert emitted == ["j1"]
 
