@@ -109,12 +109,9 @@ def test_token_create_against_the_store_and_non_loopback_refusal(home: dict[str,
     assert slotdeck("serve", "--store", "ftp://x", env=home).returncode == 2
 
 
-def test_gui_without_the_desktop_extra_says_how_to_install(home: dict[str, str], tmp_path: Path) -> None:
-    blocker = tmp_path / "block"
-    blocker.mkdir()
-    (blocker / "desktop").mkdir()
-    (blocker / "desktop" / "__init__.py").write_text("raise ImportError('no Qt here', name='PySide6')\n")
-    result = slotdeck("gui", env={**home, "PYTHONPATH": str(blocker)})
+def test_gui_without_the_desktop_extra_says_how_to_install(home: dict[str, str]) -> None:
+    no_qt = "import sys; sys.modules['PySide6'] = None; from embedded_service.cli import main; sys.exit(main(['gui']))"
+    result = subprocess.run([sys.executable, "-c", no_qt], env=home, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "pip install 'slotdeck[desktop]'" in result.stderr
 
 

@@ -43,8 +43,10 @@ def test_events_carry_job_states_and_snapshots_at_the_configured_rate(running: R
             assert time.monotonic() < deadline, "the job did not finish"
             time.sleep(0.05)
         replay = _read_events(c, 10, {"Last-Event-ID": "old-0"})  # a snapshot, what the server kept, snapshots
-        states = [e[2]["job"]["state"] for e in replay if e[1] == "job" and e[2]["job"]["id"] == job["id"]]
-        assert states == ["queued", "running", "succeeded"]
+        jobs = [e[2]["job"] for e in replay if e[1] == "job" and e[2]["job"]["id"] == job["id"]]
+        states = [j["state"] for j in jobs]
+        assert [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]] == ["queued", "running", "succeeded"]
+        assert any(j["state"] == "running" and j["pid"] for j in jobs), "watchers learn the process id while it runs"
         started = time.monotonic()
         assert {e[1] for e in _read_events(c, 6)} == {"snapshot"}
     assert time.monotonic() - started < 2.0  # 6 snapshots at the fixture's 20 Hz; the 2 Hz default would take 2.5 s

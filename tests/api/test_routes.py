@@ -147,6 +147,10 @@ def test_snapshot_history_metrics_and_compat_views(running: Running) -> None:
         c.post("/v1/queues/default/leases", json={"wait_s": 0, "owner": "bob"})
         snap = v.get("/v1/snapshot")
         history = v.get("/v1/history", params={"seconds": 60}).json()
+        deadline = time.monotonic() + 10
+        while "default" not in history["queues"] and time.monotonic() < deadline:  # sampled after the queue was made
+            time.sleep(0.05)
+            history = v.get("/v1/history", params={"seconds": 60}).json()
         metrics = v.get("/metrics").text
         status = v.get("/queue/status").json()
         health = httpx.get(f"{running.url}/health").json()
