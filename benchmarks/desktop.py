@@ -1,0 +1,258 @@
+"""CPU and memory of the running dashboard under a 10 Hz feed, and the time of a full-window redraw, in one run.
+
+    .venv/bin/python benchmarks/desktop.py [--seconds 60] [--baseline-seconds 10] [--queues 10] [--gpus 8] [--hz 10]
+
+A synthetic service (`python -m embedded_service.demo`: queues with workers, synthetic GPUs, snapshots
+pushed at --hz) runs in its own process. In this process:
+  1. baseline: a bare QApplication + qasync loop with an empty QMainWindow, idle for --baseline-seconds
+     (the cost of Qt + the interpreter doing nothing);
+  2. the real dashboard (desktop.app.build, as `slotdeck gui --no-local --connect URL`), 1600x1000, on the
+     Overview tab, connected to that service; after it is live and a warm-up, --seconds of measurement;
+  3. full-window redraw: window.grab() (renders the whole window to a pixmap) and overview.redraw() +
+     processEvents(), 20 times each.
+CPU is this process's CPU time (user+system, all threads) over wall time, as % of one core; RSS is sampled
+every second. Qt runs offscreen (QT_QPA_PLATFORM=offscreen) unless DISPLAY is set. Settings go to a temp
+dir. Prints figures and the goals (<= 15% of one core, <= 300 MB RSS), asserts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the `desktop` package it measures; run as a script, its folder must not shadow it.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "benchmarks")]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import psutil  # noqa: E402
+
+CPU_GOAL_PCT = 15.0
+RSS_GOAL_MB = 300.0
+WARMUP_S = 5.0
+REDRAW_REPS = 20
+MB = 1024 * 1024
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedded_service.demo",
+        "--queues",
+        str(args.queues),
+        "--gpus",
+        str(args.gpus),
+        "--snapshot-hz",
+        str(args.hz),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the demo server exited (rc={proc.wait()}) before printing its address")
+    info = json.loads(line)
+    return proc, info["url"], info["token"]
+
+
+async def measure(seconds: float, on_tick=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """This process's CPU % of one core over `seconds`, RSS sampled each second, machine-wide CPU % meanwhile."""
+    me = psutil.Process()
+    rss: list[float] = []
+    psutil.cpu_percent(None)
+    c0, t0 = sum(me.cpu_times()[:2]), time.monotonic()
+    end = t0 + seconds
+    while (now := time.monotonic()) < end:
+        await asyncio.sleep(min(1.0, end - now))
+        rss.append(me.memory_info().rss / MB)
+        if on_tick is not None:
+            on_tick()
+    c1, t1 = sum(me.cpu_times()[:2]), time.monotonic()
+    return {
+        "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+        "wall_s": t1 - t0,
+        "rss_mean": statistics.fmean(rss),
+        "rss_max": max(rss),
+        "machine_pct": psutil.cpu_percent(None),
+    }
+
+
+def baseline(seconds: float) -> dict[str, float]:
+    import qasync
+    from PySide6.QtWidgets import QApplication, QMainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = QMainWindow()
+    window.resize(1600, 1000)
+    window.show()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        result = loop.run_until_complete(measure(seconds))
+    window.close()
+    window.deleteLater()
+    app.processEvents()
+    return result
+
+
+def timings_ms(fn, reps: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+
+def dashboard(args: argparse.Namespace, url: str, server: psutil.Process) -> dict[str, float]:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.app import build
+
+    _, loop, window = build(["--no-local", "--connect", url])
+    window.resize(1600, 1000)
+    out: dict[str, float] = {}
+
+    async def from_qt(fn) -> None:  # type: ignore[no-untyped-def]
+        """Run `fn` from a Qt timer, outside any asyncio task: processEvents() inside a task would let
+        qasync step another task inside this one (RuntimeError: Cannot enter into task)."""
+        done = loop.create_future()
+
+        def call() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # hand it to the awaiting task rather than lose it in Qt
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        QTimer.singleShot(0, call)
+        await done
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(window.run())
+        deadline = time.monotonic() + 60
+        page = None
+        while page is None or page.conn.last_snapshot is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("the dashboard never got a snapshot")
+            page = next(iter(window.pages.values()), None)
+            await asyncio.sleep(0.1)
+        page.show_tab(0)
+        counts = {"snapshots": 0, "redraws": 0}
+        page.conn.snapshot_received.connect(lambda _snap: counts.__setitem__("snapshots", counts["snapshots"] + 1))
+        overview = page.overview
+        real_redraw = overview.redraw
+
+        def counted_redraw() -> None:  # the throttle timer calls self.redraw(), so this sees every redraw
+            counts["redraws"] += 1
+            real_redraw()
+
+        overview.redraw = counted_redraw  # type: ignore[method-assign]
+        await asyncio.sleep(WARMUP_S)
+        counts.update(snapshots=0, redraws=0)
+        server.cpu_percent(None)
+        out.update(await measure(args.seconds))
+        out["server_pct"] = server.cpu_percent(None)
+        out["snapshots_per_s"] = counts["snapshots"] / out["wall_s"]
+        out["redraws_per_s"] = counts["redraws"] / out["wall_s"]
+        out["plots"] = len(overview.plot_keys())
+
+        def redraw_and_paint() -> None:
+            real_redraw()
+            QApplication.processEvents()
+
+        def redraw_timings() -> None:
+            out["grab_med"], out["grab_p95"] = timings_ms(window.grab, REDRAW_REPS)
+            out["redraw_med"], out["redraw_p95"] = timings_ms(redraw_and_paint, REDRAW_REPS)
+
+        await from_qt(redraw_timings)
+        window.close()
+        await running
+
+    with loop:
+        loop.run_until_complete(scenario())
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds of the live dashboard")
+    parser.add_argument("--baseline-seconds", type=float, default=10.0, help="measured seconds of the bare Qt window")
+    parser.add_argument("--queues", type=int, default=10)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--hz", type=float, default=10.0, help="snapshots per second pushed by the service")
+    args = parser.parse_args()
+
+    home = tempfile.mkdtemp(prefix="slotdeck-bench-")
+    os.environ["SLOTDECK_HOME"] = home
+    os.environ["XDG_CONFIG_HOME"] = home
+    platform = "xcb (DISPLAY set)" if os.environ.get("DISPLAY") else "offscreen"
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    proc, url, token = start_server(args)
+    os.environ["SLOTDECK_TOKEN"] = token
+    try:
+        base = baseline(args.baseline_seconds)
+        dash = dashboard(args, url, psutil.Process(proc.pid))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    print(
+        f"qt platform: {os.environ.get('QT_QPA_PLATFORM', platform)}; cpus={psutil.cpu_count()}; "
+        f"service: {args.queues} queues, {args.gpus} GPUs, {args.hz:g} Hz snapshots ({url}, own process)"
+    )
+    print(f"baseline (bare QApplication + qasync + empty 1600x1000 QMainWindow, idle, {base['wall_s']:.0f} s):")
+    print(
+        f"  cpu {base['cpu_pct']:.2f}% of one core; rss mean {base['rss_mean']:.0f} MB, max {base['rss_max']:.0f} MB; "
+        f"whole machine {base['machine_pct']:.0f}% busy (all cores)"
+    )
+    print(
+        f"dashboard (Overview tab, {dash['plots']:.0f} plots, 1600x1000, after {WARMUP_S:g} s warm-up, "
+        f"{dash['wall_s']:.0f} s measured):"
+    )
+    print(f"  snapshots received {dash['snapshots_per_s']:.2f}/s; overview redraws {dash['redraws_per_s']:.2f}/s")
+    print(
+        f"  cpu {dash['cpu_pct']:.2f}% of one core (this process, all threads); "
+        f"minus baseline {dash['cpu_pct'] - base['cpu_pct']:.2f} points; "
+        f"over baseline {dash['cpu_pct'] / max(base['cpu_pct'], 0.01):.1f}x"
+    )
+    print(
+        f"  rss mean {dash['rss_mean']:.0f} MB, max {dash['rss_max']:.0f} MB "
+        f"(baseline max {base['rss_max']:.0f} MB; +{dash['rss_max'] - base['rss_max']:.0f} MB)"
+    )
+    print(
+        f"  meanwhile: demo service process {dash['server_pct']:.0f}% of one core; "
+        f"whole machine {dash['machine_pct']:.0f}% busy (all cores)"
+    )
+    print(f"full-window redraw ({REDRAW_REPS} reps each):")
+    print(
+        f"  window.grab() (render whole window to a pixmap): median {dash['grab_med']:.1f} ms, p95 {dash['grab_p95']:.1f} ms"
+    )
+    print(f"  overview.redraw() + processEvents(): median {dash['redraw_med']:.1f} ms, p95 {dash['redraw_p95']:.1f} ms")
+    cpu_ok, rss_ok = dash["cpu_pct"] <= CPU_GOAL_PCT, dash["rss_max"] <= RSS_GOAL_MB
+    print("goals:")
+    print(f"  cpu <= {CPU_GOAL_PCT:g}% of one core: {dash['cpu_pct']:.2f}% -> {'met' if cpu_ok else 'NOT met'}")
+    print(f"  rss <= {RSS_GOAL_MB:g} MB (max sample): {dash['rss_max']:.0f} MB -> {'met' if rss_ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
