@@ -38,6 +38,14 @@ def _service(source: ServiceSource, service_kwargs: dict[str, Any]) -> SlotServi
     return SlotService(**service_kwargs)
 
 
+HOT_PATHS = {
+    path: rank
+    for rank, path in enumerate(
+        ("/v1/queues/{queue}/leases", "/v1/leases/{lease_id}", "/v1/leases/{lease_id}/renew", "/v1/snapshot")
+    )
+}
+
+
 def router(
     service: ServiceSource = None,
     *,
@@ -75,6 +83,9 @@ def router(
     need = role_checker(state)
     for add in (add_read_routes, add_queue_routes, add_lease_routes, add_job_routes, add_token_routes):
         add(r, state, need)
+    # Starlette tries routes in order, several microseconds each: the paths every client hits many times a
+    # second go first (a stable sort: the rest keep their order, and no two of these paths overlap)
+    r.routes.sort(key=lambda route: HOT_PATHS.get(getattr(route, "path", ""), len(HOT_PATHS)))
     return r
 
 
