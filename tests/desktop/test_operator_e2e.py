@@ -10,47 +10,22 @@ from __future__ import annotations
 import asyncio
 import stat
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from desktop_harness import Confirmations, QtLoop
-from keyring.backends import fail
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QTableView
 
-from desktop.credentials import TokenVault
-from desktop.local import LOCAL_NAME, LocalService
+from desktop.local import LOCAL_NAME
 from desktop.models.queues import LIMIT_COLUMN
 from desktop.page import ConnectionPage
-from desktop.settings import AppSettings
 from desktop.views.jobs import JobsView
 from desktop.views.submit_dialog import SubmitDialog
 from desktop.window import MainWindow
 from embedded_service.errors import SlotCancelled
 from embedded_service.localmode import local_endpoint_path
 from embedded_service.model import Job, JobState
-
-
-@pytest.fixture
-def window(  # type: ignore[no-untyped-def]
-    qloop: QtLoop, qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: Confirmations
-) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("SLOTDECK_HOME", str(tmp_path / "home"))
-    settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    local = LocalService(f"sqlite:///{tmp_path / 'slots.db'}", probes=False, grace_s=0.5, sample_interval_s=0.2)
-    win = MainWindow(settings, TokenVault(fail.Keyring()), local)
-    win.show()
-    win._run_task = asyncio.ensure_future(win.run())  # type: ignore[attr-defined]
-    qloop.until(lambda: LOCAL_NAME in win.pages and win.pages[LOCAL_NAME].conn.last_snapshot, timeout=30, what="local data")
-    yield win
-    if not win._run_task.done():  # type: ignore[attr-defined]
-        answers.default = True
-        win.close()
-        qloop.run(win._run_task, 60)  # type: ignore[attr-defined]
-    win.deleteLater()
 
 
 def select_source_row(table: QTableView, source_row: int) -> None:

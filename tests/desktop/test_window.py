@@ -1,0 +1,73 @@
+"""The main window around the pages: several servers side by side, removing one, the theme, the add dialog."""
+
+from __future__ import annotations
+
+from desktop_harness import Confirmations, QtLoop
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from desktop.connection import ConnectionSpec, LinkState
+from desktop.local import LOCAL_NAME
+from desktop.views.connect_dialog import ConnectDialog
+from desktop.window import MainWindow
+
+
+def test_a_remote_server_beside_the_local_one_then_removed(
+    window: MainWindow, server, qloop: QtLoop, answers: Confirmations  # type: ignore[no-untyped-def]
+) -> None:
+    window.vault.put(server.url, server.token)
+    window.add_connection(ConnectionSpec("gpu-box", server.url), server.token)
+    window._save_remotes()
+    qloop.until(lambda: window.pages["gpu-box"].conn.state is LinkState.live, what="remote live")
+    local, remote = window.pages[LOCAL_NAME], window.pages["gpu-box"]
+    assert local.isVisible() and remote.isVisible(), "both servers are shown at once"
+    assert local.geometry().right() <= remote.geometry().left() or remote.geometry().right() <= local.geometry().left()
+    qloop.until(lambda: "gpu-box — live" in window.connections.item(1).text(), what="state in the list")
+    assert window.settings.remote_connections() == [ConnectionSpec("gpu-box", server.url)]
+
+    window.connections.item(1).setCheckState(Qt.CheckState.Unchecked)
+    assert not remote.isVisible() and local.isVisible()
+
+    window.connections.setCurrentRow(0)
+    window._remove_selected()
+    assert LOCAL_NAME in window.pages, "the local service is not removable"
+    window.connections.setCurrentRow(1)
+    answers.default = False
+    window._remove_selected()
+    assert "gpu-box" in window.pages
+    answers.default = True
+    window._remove_selected()
+    assert "gpu-box" not in window.pages and window.connections.count() == 1
+    assert window.settings.remote_connections() == []
+    assert window.vault.get(server.url) is None, "its token is forgotten with it"
+    qloop.until(lambda: remote.conn.state is LinkState.closed, what="the removed connection closed")
+
+
+def test_theme_toggle_is_applied_and_remembered(window: MainWindow) -> None:
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = window.settings.theme()
+    window.toggle_theme()
+    after = window.settings.theme()
+    assert after != before and after in ("light", "dark")
+    assert ("#0d1117" in app.styleSheet()) == (after == "dark")
+    window.toggle_theme()
+    assert window.settings.theme() == before
+
+
+def test_connect_dialog_checks_what_it_is_given(qtbot) -> None:  # type: ignore[no-untyped-def]
+    dialog = ConnectDialog({"Local"}, keyring_problem="No system keyring is available")
+    qtbot.addWidget(dialog)
+    assert dialog.problem() == "Give the server a name"
+    dialog.name.setText("Local")
+    assert "exists already" in (dialog.problem() or "")
+    dialog.name.setText("gpu-box")
+    dialog.url.setText("gpu-box:8765")
+    assert "http://" in (dialog.problem() or "")
+    dialog.url.setText("https://gpu-box:8765")
+    dialog.token.setText("  sdk_abc  ")
+    dialog.ca.setText("/etc/slotdeck/ca.pem")
+    assert dialog.problem() is None
+    assert dialog.spec() == ConnectionSpec("gpu-box", "https://gpu-box:8765", ca_file="/etc/slotdeck/ca.pem")
+    assert dialog.token_text() == "sdk_abc"
+    assert dialog.token.echoMode() == dialog.token.EchoMode.Password
