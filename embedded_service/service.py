@@ -37,7 +37,17 @@ class _SlotContext:
         self.lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        lease = await self._engine.acquire(self._queue, **self._kwargs)
+        # the engine's acquire() inlined: one coroutine less per wait is a few percent of hand-off throughput
+        engine = self._engine
+        result = engine.enqueue(self._queue, **self._kwargs)
+        if isinstance(result, Lease):
+            lease = result
+        else:
+            try:
+                lease = await result.future
+            except asyncio.CancelledError:
+                engine.wait_cancelled(result)
+                raise
         task = asyncio.current_task()
         if task is not None:
             lease.on_cancel = task.cancel

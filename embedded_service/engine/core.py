@@ -238,7 +238,7 @@ class SlotEngine:
         try:
             return await waiter.future
         except asyncio.CancelledError:
-            self._wait_cancelled(waiter)
+            self.wait_cancelled(waiter)
             raise
 
     async def acquire(self, queue: str, **kwargs: Any) -> Lease:
@@ -249,10 +249,10 @@ class SlotEngine:
         try:
             return await result.future
         except asyncio.CancelledError:
-            self._wait_cancelled(result)
+            self.wait_cancelled(result)
             raise
 
-    def _wait_cancelled(self, waiter: Waiter) -> None:
+    def wait_cancelled(self, waiter: Waiter) -> None:
         """The waiting task was cancelled: give back a grant it did not see, or leave the line."""
         future = waiter.future
         if future.done() and not future.cancelled() and future.exception() is None:
