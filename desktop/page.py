@@ -7,7 +7,7 @@ the views' operator signals call the connection's actions. No I/O here.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QTableView, QTabWidget, QVBoxLayout, QWidget
 
 from embedded_service.model import Snapshot
 
@@ -90,18 +90,22 @@ class ConnectionPage(QWidget):
         self.link.setProperty("state", state)
         self.link.style().unpolish(self.link)
         self.link.style().polish(self.link)
-        read_only = state == LinkState.unauthorized.value
-        self.queues.set_read_only(read_only)
-        self.jobs.set_read_only(read_only)
+        self._update_actions()
 
     def _show_stale(self, stale: bool) -> None:
         self.setProperty("stale", stale)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        for table in self.findChildren(QTableView):  # the theme greys tables under a stale page: re-style them
+            table.style().unpolish(table)
+            table.style().polish(table)
+            table.viewport().update()
         self.overview.set_stale(stale)
-        self.queues.set_read_only(stale)
-        self.jobs.set_read_only(stale)
-        self.work.set_read_only(stale)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        """Operator actions only on live figures: not while stale, reconnecting or refused."""
+        read_only = self.conn.stale or self.conn.state is not LinkState.live
+        for view in (self.queues, self.jobs, self.work):
+            view.set_read_only(read_only)
 
     def refresh_age(self) -> None:
         age = self.conn.data_age_s()

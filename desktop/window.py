@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Connections", self)
         dock.setObjectName("connectionsDock")
         dock.setWidget(self.connections)
+        self.connections.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
 
         self.tray = QSystemTrayIcon(app_icon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
@@ -238,9 +239,9 @@ class MainWindow(QMainWindow):
             page.refresh_age()
             conn = page.conn
             age = conn.data_age_s()
-            age_text = "" if age is None else f" · {age:.0f} s ago" if age >= 2 else " · now"
+            age_text = "" if age is None else f" · data {age:.0f} s old" if age >= 2 else " · data fresh"
             item.setIcon(state_icon(conn.state.value))
-            item.setText(f"{conn.name} — {conn.state.value}{age_text}")
+            item.setText(f"{conn.name}\n{conn.state.value}{age_text}")
             item.setToolTip(f"{conn.spec.url}\n{conn.detail}")
         self.connections.blockSignals(False)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from desktop_harness import Confirmations, QtLoop
+from desktop_harness import Confirmations, QtLoop, start_server
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
@@ -22,7 +22,7 @@ def test_a_remote_server_beside_the_local_one_then_removed(
     local, remote = window.pages[LOCAL_NAME], window.pages["gpu-box"]
     assert local.isVisible() and remote.isVisible(), "both servers are shown at once"
     assert local.geometry().right() <= remote.geometry().left() or remote.geometry().right() <= local.geometry().left()
-    qloop.until(lambda: "gpu-box — live" in window.connections.item(1).text(), what="state in the list")
+    qloop.until(lambda: window.connections.item(1).text().startswith("gpu-box\nlive"), what="state in the list")
     assert window.settings.remote_connections() == [ConnectionSpec("gpu-box", server.url)]
 
     window.connections.item(1).setCheckState(Qt.CheckState.Unchecked)
@@ -71,3 +71,18 @@ def test_connect_dialog_checks_what_it_is_given(qtbot) -> None:  # type: ignore[
     assert dialog.spec() == ConnectionSpec("gpu-box", "https://gpu-box:8765", ca_file="/etc/slotdeck/ca.pem")
     assert dialog.token_text() == "sdk_abc"
     assert dialog.token.echoMode() == dialog.token.EchoMode.Password
+
+
+def test_a_server_that_goes_away_greys_its_page_and_blocks_actions(window: MainWindow, qloop: QtLoop) -> None:
+    gone = start_server()
+    window.add_connection(ConnectionSpec("flaky", gone.url), gone.token)
+    page = window.pages["flaky"]
+    qloop.until(lambda: page.conn.state is LinkState.live and page.queues.model.rowCount() == 1, what="live")
+    page.queues.select_queue("default")
+    assert page.queues.pause_button.isEnabled() and page.property("stale") is False
+    gone.stop()
+    qloop.until(lambda: page.property("stale") is True, timeout=20, what="the page marked stale")
+    assert not page.queues.pause_button.isEnabled(), "no actions on figures that are not live"
+    assert not page.jobs.submit_button.isEnabled()
+    assert page.overview.stale_label.isVisible()
+    assert "reconnecting" in window.connections.item(1).text()
