@@ -142,13 +142,7 @@ def dashboard(args: argparse.Namespace, url: str, server: psutil.Process) -> dic
 
     async def scenario() -> None:
         running = asyncio.ensure_future(window.run())
-        deadline = time.monotonic() + 60
-        page = None
-        while page is None or page.conn.last_snapshot is None:
-            if time.monotonic() > deadline:
-                raise SystemExit("the dashboard never got a snapshot")
-            page = next(iter(window.pages.values()), None)
-            await asyncio.sleep(0.1)
+        page = await window.first_page_with_data()
         page.show_tab(0)
         counts = {"snapshots": 0, "redraws": 0}
         page.conn.snapshot_received.connect(lambda _snap: counts.__setitem__("snapshots", counts["snapshots"] + 1))

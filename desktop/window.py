@@ -270,6 +270,15 @@ class MainWindow(QMainWindow):
                 self.add_connection(spec, self.vault.get(spec.url))
         await self._closed.wait()
 
+    async def first_page_with_data(self, timeout_s: float = 60.0) -> ConnectionPage:
+        """The first connection page to receive a snapshot (for scripted runs: screenshots, benchmarks)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                page = next((p for p in self.pages.values() if p.conn.last_snapshot is not None), None)
+                if page is not None:
+                    return page
+                await asyncio.sleep(0.1)
+
     def running_local_jobs(self) -> int:
         page = next((p for p in self.pages.values() if p.conn.spec.local), None)
         snap = page.conn.last_snapshot if page is not None else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 from desktop.app import build
@@ -19,13 +18,7 @@ SETTLE_S = 6.0
 
 async def scenario(window, out: Path, settle_s: float) -> None:  # type: ignore[no-untyped-def]
     running = asyncio.ensure_future(window.run())
-    deadline = time.monotonic() + 60
-    page = None
-    while page is None or page.conn.last_snapshot is None:
-        if time.monotonic() > deadline:
-            raise SystemExit("the dashboard never got a snapshot")
-        page = next(iter(window.pages.values()), None)
-        await asyncio.sleep(0.1)
+    page = await window.first_page_with_data()
     await asyncio.sleep(settle_s)
     window.grab().save(str(out / "window.png"))
     screen = window.screen().grabWindow(0)
