@@ -33,6 +33,8 @@ class Deadlines:
         """Start watching a new waiter's deadline; `live` is how many waiters wait in all."""
         deadline = waiter.deadline
         in_order = self._in_order
+        while in_order and in_order[0].done:  # waiters granted in line order leave from the front: drop them now
+            in_order.popleft()
         if not in_order or deadline >= in_order[-1].deadline:
             in_order.append(waiter)
         else:
