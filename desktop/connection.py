@@ -113,6 +113,7 @@ class Connection(QObject):
         self._main: asyncio.Task[None] | None = None
         self._log_task: asyncio.Task[None] | None = None
         self._actions: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._stale_timer = QTimer(self)
         self._stale_timer.setInterval(500)
         self._stale_timer.timeout.connect(self._check_stale)
@@ -136,6 +137,7 @@ class Connection(QObject):
         self._stale_timer.start()
 
     async def close(self) -> None:
+        self._closing = True
         self._stale_timer.stop()
         tasks = [t for t in (self._main, self._log_task, *self._actions) if t is not None]
         for task in tasks:
@@ -177,8 +179,15 @@ class Connection(QObject):
                 self._set_state(LinkState.unauthorized, f"the server refused the token: {exc}")
                 self._set_stale(True)
                 return
-            except (ConnectionFailed, SlotDeckError, ValidationError, OSError) as exc:
+            except (ConnectionFailed, SlotDeckError, OSError) as exc:
                 reason = str(exc) or exc.__class__.__name__
+            except ValidationError as exc:
+                reason = f"the answer does not look like a SlotDeck server's ({exc.errors()[0]['msg']})"
+            except Exception as exc:  # a server answering nonsense must not end the retrying for good
+                if self._closing:
+                    return
+                log.exception("%s: unexpected failure on the event stream", self.spec.name)
+                reason = f"unexpected {exc.__class__.__name__}: {exc}"
             if self.state is LinkState.live:
                 attempt = 0
             delay = self._delay(attempt)
@@ -255,6 +264,9 @@ class Connection(QObject):
                 self.action_failed.emit(what, f"not allowed with this connection's token ({exc.title})")
             except SlotDeckError as exc:
                 self.action_failed.emit(what, str(exc))
+            except Exception as exc:  # reported, not left as "Task exception was never retrieved"
+                log.exception("%s: %s failed unexpectedly", self.spec.name, what)
+                self.action_failed.emit(what, f"unexpected {exc.__class__.__name__}: {exc}")
             else:
                 self.action_done.emit(what)
 

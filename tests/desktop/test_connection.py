@@ -112,3 +112,31 @@ def test_backoff_doubles_to_a_cap_with_jitter() -> None:
     delay = backoff_delays(first_s=1, max_s=8)
     for attempt, base in [(0, 1), (1, 2), (2, 4), (3, 8), (10, 8)]:
         assert 0.8 * base <= delay(attempt) <= 1.2 * base
+
+
+def test_a_server_answering_nonsense_is_reported_and_retried(qloop: QtLoop) -> None:
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Nonsense(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"this is not json")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Nonsense)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        conn = connect(f"http://127.0.0.1:{httpd.server_address[1]}", None)
+        qloop.until(lambda: conn.state is LinkState.reconnecting and len(hits) >= 2, what="a report and a second try")
+        assert "does not look like a SlotDeck server" in conn.detail and conn.stale
+        qloop.run(conn.close())
+    finally:
+        httpd.shutdown()
