@@ -191,7 +191,13 @@ class MainWindow(QMainWindow):
 
     def _action_failed(self, server: str, what: str, why: str) -> None:
         self.statusBar().showMessage(f"{server}: could not {what}: {why}", 15000)
-        QMessageBox.warning(self, "SlotDeck", f"Could not {what} on {server}:\n\n{why}")
+        self._tell(QMessageBox.Icon.Warning, f"Could not {what} on {server}:\n\n{why}")
+
+    def _tell(self, icon: QMessageBox.Icon, text: str) -> None:
+        """A message that does not block: a modal exec() inside an asyncio task would stall every other task."""
+        box = QMessageBox(icon, "SlotDeck", text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
 
     def add_connection_dialog(self) -> None:
         dialog = ConnectDialog(set(self.pages), self.vault.problem, self)
@@ -261,7 +267,7 @@ class MainWindow(QMainWindow):
             except Exception as exc:  # a broken data dir or store must leave the remotes usable
                 log.exception("the local service did not start")
                 self.local = None
-                QMessageBox.critical(self, "SlotDeck", f"The local service did not start:\n\n{exc}")
+                self._tell(QMessageBox.Icon.Critical, f"The local service did not start:\n\n{exc}")
             else:
                 self.add_connection(spec, token)
                 self.statusBar().showMessage(f"Local service at {spec.url}", 8000)

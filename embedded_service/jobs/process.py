@@ -118,7 +118,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # gone, or not ours to signal
         os.killpg(pgid, sig)
 
 
@@ -131,17 +131,18 @@ async def wait_group_gone(pgid: int, timeout_s: float) -> bool:
     return True
 
 
-def group_started_since(pgid: int, since: float) -> bool:
-    """Whether a live member of group `pgid` was created at or after wall time `since` (less a little slack).
+def is_job_group(pgid: int, started_at: float) -> bool:
+    """Whether group `pgid` is still the one a job started at wall time `started_at`.
 
-    Tells a job's own process group, left running by a service that died, from an unrelated group that
-    reuses the number later (after a reboot, say): only the job's own is stopped on recovery.
+    Its leader (pid == pgid) must be alive and have been created within moments of the job's start, in
+    this boot: a number reused by an unrelated program later (after a reboot, say) is never taken for it.
     """
-    for proc in psutil.process_iter(["create_time"]):
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= since - 2.0:
-                return True
-    return False
+    try:
+        leader = psutil.Process(pgid)
+        created = leader.create_time()
+    except psutil.Error:
+        return False
+    return psutil.boot_time() < started_at and started_at - 2.0 <= created <= started_at + 30.0
 
 
 async def stop_group(pgid: int, grace_s: float) -> None:

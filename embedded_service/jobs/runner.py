@@ -31,7 +31,7 @@ from ..probes.base import HostProbe
 from ..stores import Store
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
-from .process import group_alive, group_started_since, stop_group
+from .process import group_alive, is_job_group, stop_group
 from .registry import TaskRegistry
 from .settings import JobSettings
 from .window import Held, QueueWindow, order_key
@@ -121,10 +121,15 @@ class JobRunner:
         GPUs and, once re-queued, run twice: stop it (only if the group is still the job's own)."""
         if job.pid is None or job.started_at is None or not group_alive(job.pid):
             return
-        if not await asyncio.to_thread(group_started_since, job.pid, job.started_at):
+        if not await asyncio.to_thread(is_job_group, job.pid, job.started_at):
+            log.info("job %s: process group %d is not the job's any more; left alone", job.id, job.pid)
             return
         log.warning("job %s: stopping process group %d left running by the previous service", job.id, job.pid)
-        await stop_group(job.pid, self.settings.kill_grace_s)
+        try:
+            async with asyncio.timeout(self.settings.kill_grace_s + 15.0):  # never hold up the service's start
+                await stop_group(job.pid, self.settings.kill_grace_s)
+        except TimeoutError:
+            log.error("job %s: process group %d survives SIGKILL; starting anyway", job.id, job.pid)
 
     async def _recover(self) -> None:
         """Jobs the store says were running belong to a service that died: interrupted, re-queued per policy."""

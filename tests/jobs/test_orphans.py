@@ -64,3 +64,20 @@ def test_restart_after_kill_9_stops_the_orphaned_command(tmp_path: Path) -> None
         http.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_only_the_jobs_own_group_counts_as_the_job(tmp_path: Path) -> None:
+    from embedded_service.jobs.process import is_job_group
+
+    started = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        assert is_job_group(child.pid, started), "a group started with the job is the job's"
+        assert not is_job_group(child.pid, started + 3600), "a group older than the job is someone else's"
+        assert not is_job_group(os.getpid(), started), "a process that leads no group of the job's is not it"
+        assert not is_job_group(1, started), "init is never a job"
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_job_group(child.pid, started), "a group whose leader is gone is not stopped"
+
