@@ -27,7 +27,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--store", help="store URL of the local service (default: SQLite in the data directory)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (remembered)")
     parser.add_argument(
-        "--connect", metavar="URL", action="append", default=[], help="also watch this server (token: SLOTDECK_TOKEN)"
+        "--connect",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="also watch this server for this run (token: SLOTDECK_TOKEN, else the keyring's for that URL)",
     )
     args = parser.parse_args(argv)
     for url in args.connect:
@@ -55,8 +59,8 @@ def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]
     window = MainWindow(settings, vault, local)
     token = os.environ.get("SLOTDECK_TOKEN")
     for url in args.connect:
-        parsed = urlparse(url)
-        window.add_connection(ConnectionSpec(name=f"{parsed.hostname}:{parsed.port}", url=url), token or vault.get(url))
+        spec = ConnectionSpec(name=urlparse(url).netloc, url=url, remember=False)
+        window.add_connection(spec, token or vault.get(url))
     window.show()
     return app, loop, window
 

@@ -36,6 +36,7 @@ LOG_TAIL_LINES = 500
 STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+STEADY_AFTER_S = 10.0  # live this long before a drop counts as a fresh start (a flapping stream backs off)
 
 ClientFactory = Callable[["ConnectionSpec", "str | None"], AsyncClient]
 
@@ -48,6 +49,7 @@ class ConnectionSpec:
     url: str
     ca_file: str | None = None
     local: bool = False
+    remember: bool = True  # saved for the next run (not the local service, nor a --connect of one run)
 
 
 class LinkState(StrEnum):
@@ -55,6 +57,7 @@ class LinkState(StrEnum):
     live = "live"
     reconnecting = "reconnecting"
     unauthorized = "unauthorized"
+    failed = "failed"  # could not even set up a client (e.g. an unreadable CA file): nothing to retry
     closed = "closed"
 
 
@@ -114,6 +117,7 @@ class Connection(QObject):
         self._log_task: asyncio.Task[None] | None = None
         self._actions: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._live_since = 0.0
         self._stale_timer = QTimer(self)
         self._stale_timer.setInterval(500)
         self._stale_timer.timeout.connect(self._check_stale)
@@ -132,7 +136,11 @@ class Connection(QObject):
         """Connect and keep connected until `close()`; needs a running asyncio (qasync) loop."""
         if self._main is not None and not self._main.done():
             return
-        self._client = self._client_factory(self.spec, self._token)
+        try:
+            self._client = self._client_factory(self.spec, self._token)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a CA file missing or not a certificate
+            self._set_state(LinkState.failed, f"cannot set up the connection: {exc}")
+            return
         self._main = asyncio.ensure_future(self._run())
         self._stale_timer.start()
 
@@ -188,8 +196,8 @@ class Connection(QObject):
                     return
                 log.exception("%s: unexpected failure on the event stream", self.spec.name)
                 reason = f"unexpected {exc.__class__.__name__}: {exc}"
-            if self.state is LinkState.live:
-                attempt = 0
+            if self.state is LinkState.live and self._clock() - self._live_since >= STEADY_AFTER_S:
+                attempt = 0  # only a session that stayed up a while resets the backoff
             delay = self._delay(attempt)
             attempt += 1
             self._set_stale(True)
@@ -222,6 +230,8 @@ class Connection(QObject):
             snap = Snapshot.model_validate(data)
             self.last_snapshot = snap
             self._last_seen = self._clock()
+            if self.state is not LinkState.live:
+                self._live_since = self._clock()
             self._set_state(LinkState.live, f"live, {len(snap.queues)} queues")
             self._set_stale(False)
             self.snapshot_received.emit(snap)

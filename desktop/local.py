@@ -34,7 +34,7 @@ class LocalService:
         """Start the service (in a worker thread: opening the store may take a moment); returns how to reach it."""
         await asyncio.get_running_loop().run_in_executor(None, self._server.start)
         log.info("local service at %s (store %s)", self._server.url, self._server.settings.store)
-        return ConnectionSpec(name=LOCAL_NAME, url=self._server.url, local=True), self._server.token
+        return ConnectionSpec(name=LOCAL_NAME, url=self._server.url, local=True, remember=False), self._server.token
 
     async def stop(self) -> None:
         """Drain like SIGTERM: running work gets the grace period, then is recorded as interrupted."""

@@ -48,7 +48,9 @@ class Notifier(QObject):
     def check_state(self, server: str, state: str, detail: str) -> None:
         if state == LinkState.live.value:
             self._lost.discard(server)
-        elif state in (LinkState.reconnecting.value, LinkState.unauthorized.value) and server not in self._lost:
+        elif state in (LinkState.reconnecting.value, LinkState.unauthorized.value, LinkState.failed.value) and (
+            server not in self._lost
+        ):
             self._lost.add(server)
             self._notify(f"Lost connection to {server}", detail)
 

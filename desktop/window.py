@@ -8,6 +8,7 @@ work, which is recorded and re-queued when the service next starts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Coroutine
@@ -43,6 +44,7 @@ STATE_COLOURS = {
     LinkState.connecting.value: "#d4a72c",
     LinkState.reconnecting.value: "#e16f24",
     LinkState.unauthorized.value: "#cf222e",
+    LinkState.failed.value: "#cf222e",
     LinkState.closed.value: "#8c959f",
 }
 
@@ -171,7 +173,12 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------- connections
 
     def add_connection(self, spec: ConnectionSpec, token: str | None) -> ConnectionPage:
-        """Create the connection and its page, show it, and start connecting."""
+        """Create the connection and its page, show it, and start connecting (a name in use gets a suffix)."""
+        if spec.name in self.pages:
+            n = 2
+            while f"{spec.name} ({n})" in self.pages:
+                n += 1
+            spec = dataclasses.replace(spec, name=f"{spec.name} ({n})")
         conn = Connection(spec, token, parent=self)
         page = ConnectionPage(conn)
         self.pages[spec.name] = page
@@ -228,7 +235,7 @@ class MainWindow(QMainWindow):
         self._save_remotes()
 
     def _save_remotes(self) -> None:
-        self.settings.save_remote_connections([p.conn.spec for p in self.pages.values() if not p.conn.spec.local])
+        self.settings.save_remote_connections([p.conn.spec for p in self.pages.values() if p.conn.spec.remember])
 
     def _on_item_toggled(self, item: QListWidgetItem) -> None:
         page = self.pages.get(item.data(Qt.ItemDataRole.UserRole))

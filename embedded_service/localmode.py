@@ -7,6 +7,7 @@ service without copying a token around.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -58,3 +59,14 @@ def read_local_endpoint() -> tuple[str, str] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable local endpoint file %s: %s", path, exc)
         return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+

@@ -40,9 +40,16 @@ class QueuesModel(HeaderedTable):
             self._rows = rows
             self.endResetModel()
             return
+        limits_changed = any(new.config.limit != old.config.limit for new, old in zip(rows, self._rows, strict=True))
         self._rows = rows
-        if rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+        if not rows:
+            return
+        last_row, last_column = len(rows) - 1, len(COLUMNS) - 1
+        if limits_changed:
+            self.dataChanged.emit(self.index(0, 0), self.index(last_row, last_column))
+        else:  # leave the limit cell alone: an operator may be typing a new limit into it
+            self.dataChanged.emit(self.index(0, 0), self.index(last_row, LIMIT_COLUMN - 1))
+            self.dataChanged.emit(self.index(0, LIMIT_COLUMN + 1), self.index(last_row, last_column))
 
     def queue(self, row: int) -> QueueStats:
         return self._rows[row]
@@ -108,7 +115,7 @@ class QueuesModel(HeaderedTable):
         return "reached " + dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at else "not reached yet"
 
     def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
-        if role != Qt.ItemDataRole.EditRole or index.column() != LIMIT_COLUMN:
+        if role != Qt.ItemDataRole.EditRole or index.column() != LIMIT_COLUMN or not self.editable:
             return False
         try:
             limit = int(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 from PySide6.QtWidgets import (
@@ -17,16 +18,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from embedded_service.localmode import is_loopback
+
 from ..connection import ConnectionSpec
 
 
 def check_url(url: str) -> str | None:
-    """Why `url` cannot name a SlotDeck server, or None."""
+    """Why `url` cannot name a SlotDeck server, or None. Plain http is for this machine only: elsewhere the
+    bearer token would cross the network in clear."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         return "The URL must start with http:// or https://"
     if not parsed.hostname:
         return "The URL names no host"
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        return "Use https:// for another machine: over http:// its token would cross the network unencrypted"
+    return None
+
+
+def check_ca_file(path: str | None) -> str | None:
+    """Why `path` cannot be the CA certificate file, or None (no file is fine: the system's CAs are used)."""
+    if path and not Path(path).expanduser().is_file():
+        return f"There is no CA certificate file at {path}"
     return None
 
 
@@ -80,7 +93,7 @@ class ConnectDialog(QDialog):
             return "Give the server a name"
         if name in self._taken:
             return f"A connection named {name} exists already"
-        return check_url(url)
+        return check_url(url) or check_ca_file(self.ca.text().strip())
 
     def _accept(self) -> None:
         problem = self.problem()

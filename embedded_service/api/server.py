@@ -8,7 +8,6 @@ listening; a second signal cuts the grace short.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from types import FrameType
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from ..config import ConfigError, Settings
-from ..localmode import write_local_endpoint
+from ..localmode import is_loopback, write_local_endpoint
 from ..model import Role
 from ..service import SlotService
 from .app import api_state, create_app
@@ -28,15 +27,6 @@ log = logging.getLogger("slotdeck.server")
 
 DEFAULT_QUEUE = "default"
 LOCAL_TOKEN_NAME = "local"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SlotDeckServer(uvicorn.Server):

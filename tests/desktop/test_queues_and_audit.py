@@ -111,3 +111,20 @@ def test_audit_model_newest_first_and_replay_deduplicated() -> None:
     assert [model.entry(r).id for r in range(3)] == [3, 2, 1]
     assert model.data(model.index(2, 4)) == '{"limit": 3}'
     assert model.data(model.index(2, 1)) == "ops"
+
+
+def test_a_snapshot_leaves_the_limit_cell_alone_unless_the_limit_changed(qtbot) -> None:  # type: ignore[no-untyped-def]
+    model = QueuesModel()
+    model.apply_snapshot(snap(queue_stats("chat", 3)))
+    touched: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last, *_: touched.append((first.column(), last.column())))
+    model.apply_snapshot(snap(queue_stats("chat", 3, in_use=2)))
+    assert touched and all(not (a <= LIMIT_COLUMN <= b) for a, b in touched), "an open limit editor is not reset"
+    touched.clear()
+    model.apply_snapshot(snap(queue_stats("chat", 5, in_use=2)))
+    assert any(a <= LIMIT_COLUMN <= b for a, b in touched)
+    model.editable = False
+    edits: list[int] = []
+    model.limit_edited.connect(lambda _q, n: edits.append(n))
+    assert model.setData(model.index(0, LIMIT_COLUMN), 9) is False and edits == [], "no edit lands while read-only"
+

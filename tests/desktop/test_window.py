@@ -55,7 +55,9 @@ def test_theme_toggle_is_applied_and_remembered(window: MainWindow) -> None:
     assert window.settings.theme() == before
 
 
-def test_connect_dialog_checks_what_it_is_given(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_connect_dialog_checks_what_it_is_given(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
     dialog = ConnectDialog({"Local"}, keyring_problem="No system keyring is available")
     qtbot.addWidget(dialog)
     assert dialog.problem() == "Give the server a name"
@@ -66,11 +68,34 @@ def test_connect_dialog_checks_what_it_is_given(qtbot) -> None:  # type: ignore[
     assert "http://" in (dialog.problem() or "")
     dialog.url.setText("https://gpu-box:8765")
     dialog.token.setText("  sdk_abc  ")
-    dialog.ca.setText("/etc/slotdeck/ca.pem")
+    dialog.ca.setText(str(ca_file))
     assert dialog.problem() is None
-    assert dialog.spec() == ConnectionSpec("gpu-box", "https://gpu-box:8765", ca_file="/etc/slotdeck/ca.pem")
+    assert dialog.spec() == ConnectionSpec("gpu-box", "https://gpu-box:8765", ca_file=str(ca_file))
     assert dialog.token_text() == "sdk_abc"
     assert dialog.token.echoMode() == dialog.token.EchoMode.Password
+    dialog.ca.setText("/nonexistent/ca.pem")
+    assert "no CA certificate file" in (dialog.problem() or "")
+    dialog.ca.setText("")
+    dialog.url.setText("http://gpu-box:8765")
+    assert "https://" in (dialog.problem() or ""), "a token never crosses the network over plain http"
+    dialog.url.setText("http://127.0.0.1:8765")
+    assert dialog.problem() is None
+
+
+def test_an_unreadable_ca_file_is_a_failed_connection_not_a_crash(window: MainWindow, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    page = window.add_connection(ConnectionSpec("tls-box", "https://127.0.0.1:9", ca_file=str(bogus)), "tok")
+    assert page.conn.state is LinkState.failed and "cannot set up" in page.conn.detail
+    assert not page.queues.pause_button.isEnabled()
+
+
+def test_same_names_get_a_suffix_and_one_run_connections_are_not_saved(window: MainWindow, server) -> None:  # type: ignore[no-untyped-def]
+    window.add_connection(ConnectionSpec("box", server.url), server.token)
+    second = window.add_connection(ConnectionSpec("box", server.url, remember=False), server.token)
+    assert second.conn.name == "box (2)" and set(window.pages) >= {"box", "box (2)"}
+    window._save_remotes()
+    assert [spec.name for spec in window.settings.remote_connections()] == ["box"], "local and --connect are not saved"
 
 
 def test_a_server_that_goes_away_greys_its_page_and_blocks_actions(window: MainWindow, qloop: QtLoop) -> None:
