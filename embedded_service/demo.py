@@ -53,9 +53,10 @@ class SyntheticGpuProbe:
         return devices, None
 
     def _reserved(self) -> dict[int, int]:
+        # read from the probe's thread: only plain ints of a dict that never changes size (devices are fixed)
         if self.service is None:
             return {}
-        return {d.index: d.memory_reserved_mib for d in self.service.snapshot().devices}
+        return {index: d.reserved_mib for index, d in self.service.engine.pool.devices.items()}
 
 
 class SyntheticHostProbe:

@@ -320,10 +320,6 @@ class OverviewView(QWidget):
     # --- operator controls ----------------------------------------------------
 
     @property
-    def window_s(self) -> float:
-        return self._window_s
-
-    @property
     def live(self) -> bool:
         return self._live
 

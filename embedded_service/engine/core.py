@@ -233,14 +233,6 @@ class SlotEngine:
             self._pump(state, now)  # a line with a free slot: its head left (cancelled) or waits for GPUs
         return waiter
 
-    async def wait(self, waiter: Waiter) -> Lease:
-        """Wait for a waiter's grant. If the caller is cancelled after the grant, the slot is given back."""
-        try:
-            return await waiter.future
-        except asyncio.CancelledError:
-            self.wait_cancelled(waiter)
-            raise
-
     async def acquire(self, queue: str, **kwargs: Any) -> Lease:
         """Enqueue and wait; `wait` inlined, as one coroutine less per wait shows in hand-off throughput."""
         result = self.enqueue(queue, **kwargs)
