@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from desktop_harness import QtLoop, start_server
@@ -142,3 +143,27 @@ def test_a_server_answering_nonsense_is_reported_and_retried(qloop: QtLoop) -> N
         qloop.run(conn.close())
     finally:
         httpd.shutdown()
+
+
+def test_a_job_that_changes_during_the_backfill_still_ends_in_its_latest_state(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    from embedded_service.client import AsyncClient
+
+    class SlowAudit(AsyncClient):
+        """Reads the audit log only after a job ran start to finish: after the job backfill, before the stream."""
+
+        async def audit(self, limit: int = 100, before_id: int | None = None):  # type: ignore[no-untyped-def]
+            job = await self.submit_command(["true"])
+            while (await self.job(job.id)).state != "succeeded":
+                await asyncio.sleep(0.02)
+            return await super().audit(limit, before_id)
+
+    jobs: dict[str, str] = {}
+    conn = Connection(
+        ConnectionSpec(name="t", url=server.url), server.token, delays=lambda a: 0.2,
+        client_factory=lambda spec, token: SlowAudit(spec.url, token),
+    )  # fmt: skip
+    conn.jobs_received.connect(lambda batch: jobs.update({j.id: j.state.value for j in batch}))
+    conn.start()
+    qloop.until(lambda: conn.state is LinkState.live, what="live")
+    qloop.until(lambda: list(jobs.values()) == ["succeeded"], what="the job's latest state")
+    qloop.run(conn.close())
