@@ -133,6 +133,11 @@ class Connection(QObject):
         """Seconds since the last snapshot arrived (None: never)."""
         return None if self._last_seen is None else self._clock() - self._last_seen
 
+    def freshness(self) -> str:
+        """How old the figures are, in words, for the page header and the connections list."""
+        age = self.data_age_s()
+        return "no data yet" if age is None else f"data {age:.0f} s old" if age >= 2 else "data fresh"
+
     def start(self) -> None:
         """Connect and keep connected until `close()`; needs a running asyncio (qasync) loop."""
         if self._main is not None and not self._main.done():

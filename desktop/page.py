@@ -108,8 +108,7 @@ class ConnectionPage(QWidget):
             view.set_read_only(read_only)
 
     def refresh_age(self) -> None:
-        age = self.conn.data_age_s()
-        self.age.setText("no data yet" if age is None else f"data {age:.0f} s old" if age >= 2 else "data fresh")
+        self.age.setText(self.conn.freshness())
 
     def show_tab(self, index: int) -> None:
         if 0 <= index < self.tabs.count():

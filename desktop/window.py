@@ -251,9 +251,8 @@ class MainWindow(QMainWindow):
                 continue
             page.refresh_age()
             conn = page.conn
-            age = conn.data_age_s()
-            age_text = "" if age is None else f" · data {age:.0f} s old" if age >= 2 else " · data fresh"
             item.setIcon(state_icon(conn.state.value))
+            age_text = "" if conn.data_age_s() is None else f" · {conn.freshness()}"
             item.setText(f"{conn.name}\n{conn.state.value}{age_text}")
             item.setToolTip(f"{conn.spec.url}\n{conn.detail}")
         self.connections.blockSignals(False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -10,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from embedded_service.model import AuditEntry
 
+from .formats import format_when
 from .table import HeaderedTable, Index
 
 COLUMNS = ("When", "Who", "Action", "Target", "Before", "After")
@@ -47,7 +47,7 @@ class AuditModel(HeaderedTable):
             return None
         e = self._rows[index.row()]
         return (
-            dt.datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M:%S"),
+            format_when(e.at),
             e.actor,
             e.action,
             e.target,

@@ -33,6 +33,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from embedded_service.model import Job, JobKind, JobState, Snapshot
 
+from .formats import format_duration
 from .table import HeaderedTable
 
 log = logging.getLogger(__name__)
@@ -78,22 +79,6 @@ HEADERS = {
 _NUMERIC = frozenset({Column.PRIORITY, Column.ATTEMPTS, Column.TIME, Column.EXIT, Column.USAGE})
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LAST_COLUMN = len(Column) - 1
-
-
-def format_duration(seconds: float | None) -> str:
-    """Short human duration ("4.2s", "3m 05s", "2h 10m", "3d 4h"); "" for unknown."""
-    if seconds is None:
-        return ""
-    sign = "-" if seconds < 0 else ""
-    s = abs(seconds)
-    if s < 60:
-        return f"{sign}{s:.1f}s"
-    whole = int(s)
-    if whole < 3600:
-        return f"{sign}{whole // 60}m {whole % 60:02d}s"
-    if whole < 86400:
-        return f"{sign}{whole // 3600}h {whole % 3600 // 60:02d}m"
-    return f"{sign}{whole // 86400}d {whole % 86400 // 3600}h"
 
 
 def command_text(job: Job) -> str:

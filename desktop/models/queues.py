@@ -6,23 +6,17 @@ so that the view can confirm a risky change and the connection can send it.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 
 from embedded_service.model import QueueStats, Snapshot
 
+from .formats import format_wait, format_when
 from .table import HeaderedTable, Index
 
 COLUMNS = ("Queue", "Limit", "State", "In use", "Waiting", "Peak in use", "Peak waiting", "Est. wait", "Stuck", "Granted")
 LIMIT_COLUMN = 1
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.1f} s" if value < 120 else f"{value / 60:.0f} min"
 
 
 class QueuesModel(HeaderedTable):
@@ -103,7 +97,7 @@ class QueuesModel(HeaderedTable):
             case 6:
                 return str(q.marks.waiting)
             case 7:
-                return _seconds(q.est_wait_s)
+                return format_wait(q.est_wait_s)
             case 8:
                 return str(q.stuck)
             case _:
@@ -112,7 +106,7 @@ class QueuesModel(HeaderedTable):
     @staticmethod
     def _mark_tooltip(q: QueueStats, col: int) -> str:
         at = q.marks.in_use_at if col == 5 else q.marks.waiting_at
-        return "reached " + dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at else "not reached yet"
+        return "reached " + format_when(at) if at else "not reached yet"
 
     def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or index.column() != LIMIT_COLUMN or not self.editable:

@@ -16,7 +16,8 @@ from PySide6.QtCore import QModelIndex, Qt
 
 from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
 
-from .jobs import STUCK_BRUSH, contiguous_runs, format_duration
+from .formats import format_duration
+from .jobs import STUCK_BRUSH, contiguous_runs
 from .table import HeaderedTable, Index
 
 Item = TypeVar("Item", WaiterInfo, LeaseInfo)

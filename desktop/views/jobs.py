@@ -8,7 +8,6 @@ Nothing here talks to a server: jobs and log text come in through `apply_jobs`,
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from embedded_service.model import Job, JobState, Snapshot
 
+from ..models.formats import format_when
 from ..models.jobs import Column, JobsFilter, JobsModel, command_text
 from . import confirm
 from .submit_dialog import SubmitDialog
@@ -59,10 +59,6 @@ _DETAILS = (
 )
 
 
-def _when(at: float | None) -> str:
-    return "" if at is None else dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def job_details(job: Job) -> tuple[str, ...]:
     """The details pane's values for a job, in the order of `_DETAILS`."""
     gpus = f"{job.gpus} × {job.gpu_mem_mib} MiB" if job.gpu_mem_mib else str(job.gpus)
@@ -83,9 +79,9 @@ def job_details(job: Job) -> tuple[str, ...]:
         command_text(job),
         str(job.priority),
         f"{job.attempts} of {job.max_attempts}",
-        _when(job.created_at),
-        _when(job.started_at),
-        _when(job.finished_at),
+        format_when(job.created_at),
+        format_when(job.started_at),
+        format_when(job.finished_at),
         "" if job.exit_code is None else str(job.exit_code),
         job.error or "",
         gpus,
