@@ -271,7 +271,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .api.logs import configure_logging
-    from .api.server import serve
+    from .api.server import run_serve
 
     flags = {
         "host": args.host,
@@ -297,7 +297,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    run_serve(settings)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -130,6 +131,22 @@ def base_url(settings: Settings, port: int) -> str:
     scheme = "https" if settings.ssl_certfile else "http"
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return f"{scheme}://{host}:{port}"
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (uvicorn[standard] brings it, except on Windows), as `uvicorn.run`
+    would choose: it roughly halves the event loop's share of each request. None: asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_serve(settings: Settings) -> None:
+    """Run `serve` to the end on the fastest event loop available."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(settings))
 
 
 async def serve(settings: Settings) -> None:
