@@ -17,7 +17,8 @@ from fastapi import APIRouter, FastAPI
 from .. import __version__
 from ..service import SlotService
 from .deps import role_checker
-from .problems import ProblemRoute, install_problem_handlers
+from .lean import SlotDeckRoute
+from .problems import install_problem_handlers
 from .routes_jobs import add_job_routes
 from .routes_leases import add_lease_routes
 from .routes_queues import add_queue_routes
@@ -78,7 +79,7 @@ def router(
             if owned:
                 await svc.close()
 
-    r = APIRouter(route_class=ProblemRoute, lifespan=lifespan)
+    r = APIRouter(route_class=SlotDeckRoute, lifespan=lifespan)
     r.slotdeck_state = state  # type: ignore[attr-defined]  # for the server's signal handling and tests
     need = role_checker(state)
     for add in (add_read_routes, add_queue_routes, add_lease_routes, add_job_routes, add_token_routes):
@@ -100,14 +101,19 @@ def api_state(app_or_router: FastAPI | APIRouter) -> ApiState:
 
 
 def create_app(service: ServiceSource = None, **options: Any) -> FastAPI:
-    """A standalone SlotDeck server app; options as for `router`."""
+    """A standalone SlotDeck server app; options as for `router`.
+
+    The routes are the app's own rather than an included router: FastAPI re-checks an
+    included router's routes on every request, a tenth of an acquire's server time.
+    """
     r = router(service, **options)
     app = FastAPI(
         title="SlotDeck",
         version=__version__,
         description="Queues with concurrency slots for slow GPU/LLM work: leases, jobs, live state and operator controls.",
+        routes=r.routes,
+        lifespan=r.lifespan_context,
     )
-    app.include_router(r)
     app.state.slotdeck = r.slotdeck_state  # type: ignore[attr-defined]
     install_problem_handlers(app)
     return app

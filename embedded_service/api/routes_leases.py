@@ -17,6 +17,7 @@ from ..errors import LeaseGone, UnknownWaiter
 from ..model import AcquireRequest, AcquireResponse, LeaseInfo, Role, WaiterInfo
 from .auth import Principal
 from .deps import ItemId, Need, QueueName
+from .lean import lean
 from .problems import ApiProblem, problems
 from .state import ApiState
 
@@ -85,6 +86,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         },
         tags=["leases"],
     )
+    @lean
     async def acquire(queue: QueueName, body: AcquireRequest, who: Client) -> Response:
         """Ask for a slot. Granted -> 201 with the lease (renew it within `ttl_s`); not yet -> 202 with a
         waiter to poll again; timeout or full queue -> 503 with Retry-After."""
@@ -124,6 +126,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         return Response(body_json, status_code=202, media_type="application/json")
 
     @r.post("/v1/leases/{lease_id}/renew", response_model=LeaseInfo, responses=problems(401, 403, 410, 422), tags=["leases"])
+    @lean
     async def renew(lease_id: ItemId, who: Client, body: RenewRequest | None = None) -> LeaseInfo:
         """Heartbeat: extend the lease's TTL. 410 once it expired, was revoked or released."""
         if lease_id in engine.leases:
@@ -137,6 +140,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         responses=problems(401, 403, 404, 422),
         tags=["leases"],
     )
+    @lean
     async def release(lease_id: ItemId, who: Client) -> Response:
         """Give the slot back. Idempotent: releasing a lease that already ended answers 204 too."""
         lease = engine.leases.get(lease_id)

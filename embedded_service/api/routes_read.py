@@ -12,6 +12,7 @@ from ..errors import UnknownQueue
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
 from .auth import Principal
 from .deps import Need, redact_url
+from .lean import lean
 from .problems import problems
 from .state import ApiState
 
@@ -63,6 +64,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         )
 
     @r.get("/v1/snapshot", response_model=Snapshot, responses=problems(401, 403), tags=["observe"])
+    @lean
     async def snapshot(_: Viewer) -> Response:
         """Queues, devices, host, leases and waiters now; `seq` grows with every change."""
         return Response(st.snapshots.json(), media_type="application/json", headers=NO_STORE)
