@@ -1,13 +1,15 @@
 """HTTP throughput and latency of SlotDeck's API beside a bare FastAPI endpoint, in one run.
 
-    .venv/bin/python benchmarks/http.py [--seconds 3] [--connections 1,50,500]
+    .venv/bin/python benchmarks/http.py [--seconds 3] [--connections 1,50,500] [--paced 1000,2500,5000,8000,10000]
 
-Two servers run in their own processes (uvicorn, same settings): SlotDeck's app
+Two servers run in their own processes (uvicorn, same settings, uvloop): SlotDeck's app
 (memory store, auth on, a bearer token on every request) and a bare FastAPI app
 whose endpoints return the same JSON. One load generator (raw asyncio HTTP/1.1
 keep-alive connections, in this process) measures both the same way:
   - GET snapshot: requests/s and p50/p99 latency at each connection count;
-  - acquire + release round trips (POST then DELETE) per second.
+  - acquire + release round trips (POST then DELETE) per second;
+  - GET snapshot at fixed offered rates over 500 connections (open loop): p50/p99
+    latency when the server is not saturated.
 Ratios are SlotDeck / bare, measured in this run. Prints figures, asserts nothing.
 """
 
@@ -45,6 +47,7 @@ def serve_slotdeck(port: int, token_file: Path) -> None:
 
     from embedded_service.api import create_app
     from embedded_service.api.auth import create_token
+    from embedded_service.api.server import event_loop_factory
     from embedded_service.model import Role
     from embedded_service.service import SlotService
 
@@ -57,7 +60,8 @@ def serve_slotdeck(port: int, token_file: Path) -> None:
         app = create_app(svc, grace_s=0)
         await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)).serve()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # as `slotdeck serve` runs
+        runner.run(main())
 
 
 def serve_bare(port: int, snapshot_file: Path) -> None:
@@ -80,7 +84,7 @@ def serve_bare(port: int, snapshot_file: Path) -> None:
     async def release(lease_id: str):  # type: ignore[no-untyped-def]
         return Response(status_code=204)
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)  # loop "auto": uvloop
 
 
 def start(kind: str, port: int, path: Path) -> subprocess.Popen[bytes]:
@@ -122,21 +126,37 @@ def http_request(method: str, path: str, token: str | None, body: bytes = b"") -
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def run_load(port: int, connections: int, seconds: float, work) -> tuple[int, list[float]]:  # type: ignore[no-untyped-def]
+async def run_load(port: int, connections: int, seconds: float, work, rate: float | None = None) -> list[float]:  # type: ignore[no-untyped-def]
+    """Latencies of `work` on `connections` keep-alive connections for `seconds`.
+
+    Closed loop (rate None): each connection sends its next request as soon as the last is
+    answered, so this finds the most a server does; at 500 connections latency is then
+    mostly the wait behind the 499 others. Open loop (`rate` requests/s over all
+    connections): each connection keeps its own schedule and a request's latency is
+    counted from when it was due, so a slow answer also counts the lateness it causes
+    (no coordinated omission).
+    """
     conns = [Conn(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(connections)]
     latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
+    start = time.perf_counter() + 0.05
+    stop_at = start + seconds
+    period = connections / rate if rate else 0.0
 
-    async def loop(conn: Conn) -> None:
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
+    async def loop(index: int, conn: Conn) -> None:
+        due = start + period * index / connections
+        while due < stop_at:
+            if period:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            else:
+                due = time.perf_counter()
             await work(conn)
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(time.perf_counter() - due)
+            due += period
 
-    await asyncio.gather(*(loop(c) for c in conns))
+    await asyncio.gather(*(loop(i, c) for i, c in enumerate(conns)))
     for c in conns:
         c.writer.close()
-    return len(latencies), latencies
+    return latencies
 
 
 def pct(values: list[float], q: float) -> float:
@@ -144,7 +164,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def measure(port: int, token: str | None, connections: int, seconds: float, kind: str) -> dict[str, float]:
+async def measure(
+    port: int, token: str | None, connections: int, seconds: float, kind: str, rate: float | None = None
+) -> dict[str, float]:
     get = http_request("GET", "/v1/snapshot", token)
     acquire = http_request("POST", "/v1/queues/default/leases", token, b"{}")
 
@@ -155,14 +177,27 @@ async def measure(port: int, token: str | None, connections: int, seconds: float
         lease = json.loads(await conn.request(acquire))["lease"]["id"]
         await conn.request(http_request("DELETE", f"/v1/leases/{lease}", token))
 
-    count, lat = await run_load(port, connections, seconds, snapshot if kind == "snapshot" else round_trip)
-    return {"per_s": count / seconds, "p50_ms": statistics.median(lat) * 1000, "p99_ms": pct(lat, 0.99)}
+    lat = await run_load(port, connections, seconds, snapshot if kind == "snapshot" else round_trip, rate)
+    return {"per_s": len(lat) / seconds, "p50_ms": statistics.median(lat) * 1000, "p99_ms": pct(lat, 0.99)}
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    """The load generator on the same event loop as the servers, so its own cost is as small as theirs."""
+    from embedded_service.api.server import event_loop_factory
+
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(coroutine)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", default="1,50,500")
+    parser.add_argument(
+        "--paced",
+        default="1000,2500,5000,8000,10000",
+        help="open-loop snapshot rates (requests/s) offered over 500 connections",
+    )
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -194,15 +229,17 @@ def main() -> None:
         print(
             f"{'test':<28}{'conns':>6}{'slotdeck/s':>12}{'bare/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'bare p99':>10}"
         )
-        plan = [("snapshot", int(n)) for n in args.connections.split(",")] + [
-            ("acquire+release", 1),
-            ("acquire+release", 50),
+        plan: list[tuple[str, str, int, float | None]] = [
+            *(("snapshot", "snapshot", int(n), None) for n in args.connections.split(",")),
+            ("acquire+release", "acquire+release", 1, None),
+            ("acquire+release", "acquire+release", 50, None),
+            *((f"snapshot paced {r}/s", "snapshot", 500, float(r)) for r in args.paced.split(",") if r),
         ]
-        for kind, n in plan:
-            ours = asyncio.run(measure(sd_port, token, n, args.seconds, kind))
-            bare = asyncio.run(measure(bare_port, None, n, args.seconds, kind))
+        for label, kind, n, rate in plan:
+            ours = run(measure(sd_port, token, n, args.seconds, kind, rate))
+            bare = run(measure(bare_port, None, n, args.seconds, kind, rate))
             print(
-                f"{kind:<28}{n:>6}{ours['per_s']:>12.0f}{bare['per_s']:>10.0f}{ours['per_s'] / bare['per_s']:>7.2f}"
+                f"{label:<28}{n:>6}{ours['per_s']:>12.0f}{bare['per_s']:>10.0f}{ours['per_s'] / bare['per_s']:>7.2f}"
                 f"{ours['p50_ms']:>9.2f}{ours['p99_ms']:>9.2f}{bare['p99_ms']:>10.2f}",
                 flush=True,
             )
