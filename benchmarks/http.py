@@ -28,6 +28,7 @@ import os  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,11 +205,14 @@ def main() -> None:
         kind, port, path = args.serve
         (serve_slotdeck if kind == "slotdeck" else serve_bare)(int(port), Path(path))
         return
+    with tempfile.TemporaryDirectory(prefix="slotdeck-bench-") as tmp:
+        compare(Path(tmp), args)
 
+
+def compare(work: Path, args: argparse.Namespace) -> None:
+    """Start both servers, print every measurement, stop them."""
     import httpx
 
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"slotdeck-bench-{os.getpid()}"
-    work.mkdir(exist_ok=True)
     token_file, snapshot_file = work / "token", work / "snapshot.json"
     sd_port, bare_port = _free_port(), _free_port()
     servers = [start("slotdeck", sd_port, token_file)]
@@ -221,6 +225,8 @@ def main() -> None:
             ]
             snapshot_file.write_text(c.get("/v1/snapshot").text)
             snapshot_file.with_suffix(".lease.json").write_text(json.dumps(held[0]))
+            for lease in held:  # the snapshot has them; released, the server stops without revoking anything
+                c.delete(f"/v1/leases/{lease['lease']['id']}")
         servers.append(start("bare", bare_port, snapshot_file))
         print(
             f"snapshot JSON: {snapshot_file.stat().st_size} bytes; {args.seconds:.0f} s per measurement; "
