@@ -33,6 +33,7 @@ HISTORY_BACKFILL_S = 3600
 JOBS_BACKFILL_PAGES = 20  # 20 pages of 1,000: the newest 20,000 jobs; later ones arrive as events
 AUDIT_BACKFILL = 200
 LOG_TAIL_LINES = 500
+DRAWN_EVENTS = ("snapshot", "job", "audit")  # not "lease": a busy server sends thousands a second, the snapshot has them
 REPLAY_KEPT = "replay-0"  # an id of no server run: the server answers with all the events it keeps
 STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
 BACKOFF_FIRST_S = 0.5
@@ -218,7 +219,7 @@ class Connection(QObject):
         self.audit_received.emit(list(reversed(await client.audit(AUDIT_BACKFILL))))
         # A first connect asks for every event the server still keeps: job and audit changes made while the
         # backfill above was read then arrive too, in order, so each job ends in its latest state.
-        async for event in client.events(self._last_event_id or REPLAY_KEPT):
+        async for event in client.events(self._last_event_id or REPLAY_KEPT, types=DRAWN_EVENTS):
             if event.id:
                 self._last_event_id = event.id
             self._dispatch(event.type, event.data)

@@ -18,7 +18,6 @@ QueueName = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="Queue n
 ItemId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
-
 @dataclass(frozen=True, eq=False)
 class RoleCheck:
     """A route dependency: the caller, who must hold at least `role`. The bearer parameter is

@@ -17,6 +17,7 @@ from .snapshots import SnapshotCache
 
 log = logging.getLogger("slotdeck.events")
 
+EVENT_TYPES = ("snapshot", "lease", "job", "audit")
 REPLAY_EVENTS = 4096  # events kept for clients that reconnect
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
 
@@ -56,8 +57,8 @@ class EventBroker:
         self.boot = secrets.token_hex(4)
         self.observers = observers or []
         self._seq = 0
-        self._replay: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_EVENTS)
-        self._subscribers: set[asyncio.Queue[Any]] = set()
+        self._replay: deque[tuple[int, str, bytes]] = deque(maxlen=REPLAY_EVENTS)
+        self._subscribers: dict[asyncio.Queue[Any], frozenset[str]] = {}  # each with the event types it asked for
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
@@ -84,9 +85,10 @@ class EventBroker:
         self._seq += 1
         event_id = f"{self.boot}-{self._seq}"
         frame = sse_frame(event, json.dumps(data, default=str), event_id)
-        self._replay.append((self._seq, frame))
-        for queue in list(self._subscribers):
-            self._offer(queue, frame)
+        self._replay.append((self._seq, event, frame))
+        for queue, types in list(self._subscribers.items()):
+            if event in types:
+                self._offer(queue, frame)
         return event_id
 
     def _offer(self, queue: asyncio.Queue[Any], item: Any, force: bool = False) -> None:
@@ -98,7 +100,7 @@ class EventBroker:
                 queue.put_nowait(item)
                 return
             log.warning("dropping an event stream that fell %d events behind", SUBSCRIBER_BACKLOG)
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
             queue.get_nowait()
             queue.put_nowait(_CLOSE)
 
@@ -119,27 +121,32 @@ class EventBroker:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.period_s)
-            if self._subscribers:
+            watchers = [queue for queue, types in self._subscribers.items() if "snapshot" in types]
+            if watchers:
                 frame = sse_frame("snapshot", self.snapshots.json())
-                for queue in list(self._subscribers):
+                for queue in watchers:
                     self._offer(queue, frame)
 
-    def _missed(self, last_event_id: str | None) -> list[bytes]:
+    def _missed(self, last_event_id: str | None, types: frozenset[str]) -> list[bytes]:
         if not last_event_id:
             return []
         boot, _, number = last_event_id.rpartition("-")
-        if boot == self.boot and number.isdigit():
-            after = int(number)
-            return [frame for seq, frame in self._replay if seq > after]
-        return [frame for _, frame in self._replay]  # from an earlier server run: all that is kept
+        after = int(number) if boot == self.boot and number.isdigit() else 0  # another server run: all that is kept
+        return [frame for seq, event, frame in self._replay if seq > after and event in types]
 
-    async def stream(self, last_event_id: str | None = None) -> AsyncIterator[bytes]:
-        """A subscriber's frames: a snapshot now, what it missed, then live events until close."""
+    async def stream(
+        self, last_event_id: str | None = None, types: frozenset[str] = frozenset(EVENT_TYPES)
+    ) -> AsyncIterator[bytes]:
+        """A subscriber's frames of the asked `types`: a snapshot now, what it missed, then live events until close.
+
+        A dashboard that draws snapshots and lists jobs need not be sent (and parse) every
+        lease event of a busy server: thousands a second."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
-        backlog = self._missed(last_event_id)
-        self._subscribers.add(queue)
+        backlog = self._missed(last_event_id, types)
+        self._subscribers[queue] = types
         try:
-            yield sse_frame("snapshot", self.snapshots.json())
+            if "snapshot" in types:
+                yield sse_frame("snapshot", self.snapshots.json())
             for frame in backlog:
                 yield frame
             while not self.closed:
@@ -148,4 +155,4 @@ class EventBroker:
                     return
                 yield item
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)

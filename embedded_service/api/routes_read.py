@@ -12,6 +12,7 @@ from ..errors import UnknownQueue
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
 from .auth import Principal
 from .deps import Need, redact_url
+from .events import EVENT_TYPES
 from .lean import lean
 from .problems import problems
 from .state import ApiState
@@ -39,6 +40,10 @@ class CompatQueueStatus(BaseModel):
     total_processed: int
     total_failed: int
     estimated_wait_time: float | None
+
+
+_ONE_TYPE = "(" + "|".join(EVENT_TYPES) + ")"
+EVENT_TYPES_PATTERN = f"^{_ONE_TYPE}(,{_ONE_TYPE})*$"
 
 
 def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
@@ -84,11 +89,19 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         _: Viewer,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         since: Annotated[str | None, Query(description="Same as the Last-Event-ID header.")] = None,
+        types: Annotated[
+            str | None,
+            Query(
+                pattern=EVENT_TYPES_PATTERN,
+                description="Only these event types, comma-separated (default: all): " + ", ".join(EVENT_TYPES),
+            ),
+        ] = None,
     ) -> StreamingResponse:
         """Server-sent events: `snapshot` (at the configured rate), `lease`, `job` and `audit` with ids to resume from."""
         st.check_admitting()
+        wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
         return StreamingResponse(
-            st.broker.stream(last_event_id or since),
+            st.broker.stream(last_event_id or since, wanted),
             media_type="text/event-stream",
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )

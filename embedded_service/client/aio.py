@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -102,10 +102,13 @@ class AsyncClient:
     async def metrics(self) -> str:
         return await self._send(calls.metrics())
 
-    async def events(self, last_event_id: str | None = None) -> AsyncIterator[ServerEvent]:
-        """Server-sent events until the server ends the stream; resume with the last event's `id`."""
+    async def events(
+        self, last_event_id: str | None = None, types: Sequence[str] | None = None
+    ) -> AsyncIterator[ServerEvent]:
+        """Server-sent events until the server ends the stream; resume with the last event's `id`.
+        `types` picks some of "snapshot", "lease", "job", "audit" (default: all)."""
         parser = SseParser()
-        async for line in self._lines(calls.events(last_event_id), EVENTS_READ_S):
+        async for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
             event = parser.feed(line)
             if event is not None:
                 yield event

@@ -8,7 +8,7 @@ never drift apart on paths, parameters or parsing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -242,8 +242,8 @@ def follow_log(job_id: str, tail: int) -> Call[None]:
     return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _nothing, params={"tail": tail, "follow": "true"})
 
 
-def events(last_event_id: str | None) -> Call[None]:
-    return Call("GET", "/v1/events", _nothing, params={"since": last_event_id})
+def events(last_event_id: str | None, types: Sequence[str] | None = None) -> Call[None]:
+    return Call("GET", "/v1/events", _nothing, params={"since": last_event_id, "types": ",".join(types) if types else None})
 
 
 # ------------------------------------------------------------------- tokens

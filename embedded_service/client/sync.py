@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -94,10 +94,11 @@ class Client:
     def metrics(self) -> str:
         return self._send(calls.metrics())
 
-    def events(self, last_event_id: str | None = None) -> Iterator[ServerEvent]:
-        """Server-sent events until the server ends the stream; resume with the last event's `id`."""
+    def events(self, last_event_id: str | None = None, types: Sequence[str] | None = None) -> Iterator[ServerEvent]:
+        """Server-sent events until the server ends the stream; resume with the last event's `id`.
+        `types` picks some of "snapshot", "lease", "job", "audit" (default: all)."""
         parser = SseParser()
-        for line in self._lines(calls.events(last_event_id), EVENTS_READ_S):
+        for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
             event = parser.feed(line)
             if event is not None:
                 yield event

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from embedded_service.api.embedded import EmbeddedServer
+from embedded_service.client import Client
 from embedded_service.model import DeviceSpec
 from tests.api.conftest import Running
 from tests.api.test_routes import _read_events
@@ -50,6 +52,36 @@ def test_events_carry_job_states_and_snapshots_at_the_configured_rate(running: R
         started = time.monotonic()
         assert {e[1] for e in _read_events(c, 6)} == {"snapshot"}
     assert time.monotonic() - started < 2.0  # 6 snapshots at the fixture's 20 Hz; the 2 Hz default would take 2.5 s
+
+
+def test_events_of_only_the_asked_types_live_and_replayed(running: Running) -> None:
+    """A dashboard asks for what it draws; a busy server's lease events are not sent to it."""
+    received: list[str] = []
+    stream_open = threading.Event()
+
+    def watch() -> None:
+        with Client(running.url, running.tokens["viewer"]) as viewer:
+            for event in viewer.events(types=["snapshot", "audit"]):
+                stream_open.set()
+                received.append(event.type)
+                if event.type == "audit":
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert stream_open.wait(10), "the stream did not open"
+    with running.http("operator") as op:
+        for _ in range(20):
+            op.delete(f"/v1/leases/{op.post('/v1/queues/default/leases', json={}).json()['lease']['id']}")
+        op.patch("/v1/queues/default", json={"limit": 2})
+        watcher.join(10)
+        assert not watcher.is_alive(), f"no audit event came: {received}"
+        assert set(received) == {"snapshot", "audit"}  # 40 lease events were published meanwhile
+        with Client(running.url, running.tokens["viewer"]) as viewer:
+            first = next(iter(viewer.events("old-0", types=["audit"])))  # all kept: leases first, then the audit
+        assert (first.type, first.data["action"]) == ("audit", "queue.update")
+        refused = op.get("/v1/events", params={"types": "lease,gossip"})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["query", "types"]
 
 
 def test_cli_takes_url_and_token_from_the_environment(running: Running, tmp_path: Path) -> None:
