@@ -27,6 +27,8 @@ from embedded_service.client import AsyncClient, AuthError, ConnectionFailed
 from embedded_service.errors import SlotDeckError
 from embedded_service.model import AuditEntry, CommandSubmit, Job, Snapshot
 
+from .batching import LineBatch
+
 log = logging.getLogger("slotdeck.desktop.connection")
 
 HISTORY_BACKFILL_S = 3600
@@ -267,11 +269,16 @@ class Connection(QObject):
     async def _follow(self, job_id: str) -> None:
         client = self._require_client()
         self.log_reset.emit(job_id, "")
+        batch = LineBatch(lambda lines: self.log_lines.emit(job_id, lines))
         try:
             async for line in client.follow_log(job_id, LOG_TAIL_LINES):
-                self.log_lines.emit(job_id, [line])
+                batch.add(line)
         except SlotDeckError as exc:
-            self.log_lines.emit(job_id, [f"[log unavailable: {exc}]"])
+            batch.add(f"[log unavailable: {exc}]")
+        except asyncio.CancelledError:
+            batch.drop()  # another job was chosen (or the window closes): these lines are not wanted
+            raise
+        batch.flush()
 
     # ------------------------------------------------------------ actions
 

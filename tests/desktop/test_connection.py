@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 from desktop_harness import QtLoop, start_server
 
@@ -166,4 +167,22 @@ def test_a_job_that_changes_during_the_backfill_still_ends_in_its_latest_state(q
     conn.start()
     qloop.until(lambda: conn.state is LinkState.live, what="live")
     qloop.until(lambda: list(jobs.values()) == ["succeeded"], what="the job's latest state")
+    qloop.run(conn.close())
+
+
+def test_a_log_tail_reaches_the_view_in_a_few_batches_in_order(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    batches: list[list[str]] = []
+    conn = connect(server.url, server.token)
+    conn.log_lines.connect(lambda job_id, lines: batches.append(lines))
+    qloop.until(lambda: conn.state is LinkState.live, what="live")
+    script = "import time\nfor i in range(1200): print('line', i)\nprint('done', flush=True)\ntime.sleep(600)"
+    job = server.call(server.service.submit_command([sys.executable, "-c", script]))
+    qloop.until(lambda: "done" in server.call(server.service.job_log(job.id)), what="the job to write its lines")
+    conn.follow_log(job.id)
+    qloop.until(lambda: batches and batches[-1][-1] == "done", what="the tail, to its last line")
+    lines = [line for batch in batches for line in batch]
+    assert lines == [f"line {i}" for i in range(701, 1200)] + ["done"]  # the last 500, in order
+    assert len(batches) <= 5, f"{len(batches)} signals for a 500-line tail"
+    conn.follow_log("")
+    server.call(server.service.cancel_job(job.id))
     qloop.run(conn.close())
