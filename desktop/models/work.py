@@ -67,11 +67,14 @@ class _ByIdTable(HeaderedTable, Generic[Item]):
             self.beginRemoveRows(QModelIndex(), first, last)
             del self._rows[first : last + 1]
             self.endRemoveRows()
+        changed: list[int] = []
         for row, item in enumerate(self._rows):
             new = incoming.pop(item.id)
             if new != item:
                 self._rows[row] = new
-                self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.headers) - 1))
+                changed.append(row)
+        for first, last in contiguous_runs(changed):  # one signal per run: a grant moves every waiter's position
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.headers) - 1))
         if incoming:
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(incoming) - 1)

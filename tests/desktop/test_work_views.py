@@ -75,6 +75,19 @@ def test_snapshots_replace_rows_by_id_without_resets(qapp) -> None:  # type: ign
     assert model.index(0, LeasesModel.HELD).data() == "1m 40s"
 
 
+def test_a_grant_that_moves_every_waiter_up_is_one_change_signal(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = WaitersModel(clock=lambda: 1_000.0)
+    model.apply_snapshot(snapshot([waiter(f"w{i}", position=i) for i in range(1, 1001)]))
+    changes: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last, *_: changes.append((first.row(), last.row())))
+    model.apply_snapshot(snapshot([waiter(f"w{i}", position=i - 1) for i in range(2, 1001)]))  # w1 was granted
+    assert [model.waiter(r).position for r in (0, 998)] == [1, 999]
+    assert changes == [(0, 998)]
+    bumped = [waiter(f"w{i}", position=i - 1, priority=5 if i in (3, 4, 9) else 0) for i in range(2, 1001)]
+    model.apply_snapshot(snapshot(bumped))
+    assert changes[1:] == [(1, 2), (7, 7)]  # neighbours share a signal, others get their own
+
+
 # ---------------------------------------------------------------- WorkView
 
 
