@@ -294,8 +294,8 @@ class OverviewView(QWidget):
         for d in sorted(snap.devices, key=lambda d: d.index):
             wanted[device_key(d.index)] = f"GPU {d.index} · {d.name}"
         wanted[HOST_KEY] = _host_title(snap)
-        self._sync_panels(wanted)
-        self._request_redraw()
+        if self._sync_panels(wanted) or self._live or self._shows_newest():
+            self._request_redraw()  # paused on the past, new points change nothing on screen: no redraw
 
     def backfill(self, history: History) -> None:
         """Fill the rings from /v1/history; live points already held are kept as they are."""
@@ -420,7 +420,13 @@ class OverviewView(QWidget):
 
     # --- plots appearing and disappearing ------------------------------------------
 
-    def _sync_panels(self, wanted: dict[str, str]) -> None:
+    def _shows_newest(self) -> bool:
+        newest = self.book.last_t
+        return self._x_range is None or newest is None or newest <= self._x_range[1]
+
+    def _sync_panels(self, wanted: dict[str, str]) -> bool:
+        """Plots for exactly the `wanted` keys, in order; True when a plot came or went."""
+        changed = wanted.keys() != self._panels.keys()
         for key in [k for k in self._panels if k not in wanted]:
             panel = self._panels.pop(key)
             self._grid.removeWidget(panel.widget)
@@ -437,6 +443,7 @@ class OverviewView(QWidget):
         if order != self._order:
             self._order = order
             self._relayout()
+        return changed
 
     def _drop_unshown_rings(self) -> None:
         """Rings of queues or GPUs that are gone (deleted, or only in old history) are dropped with their plots."""

@@ -182,6 +182,24 @@ def test_paused_view_stays_put_and_live_snaps_back(view: OverviewView) -> None:
     assert view.live and x0 < T0 + 399 <= x1
 
 
+def test_paused_on_the_past_new_snapshots_cost_no_redraw(view: OverviewView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    for i in range(100):
+        view.apply_snapshot(snapshot(T0 + i, [queue("chat")]))
+    view.redraw()
+    view.set_window(60)
+    view.live_button.click()
+    assert not view.live and view.x_range()[1] < T0 + 110
+    drawn = curve_data(view, "queue:chat", "in use")[0].tolist()
+    for i in range(110, 120):  # all right of the paused view
+        view.apply_snapshot(snapshot(T0 + i, [queue("chat", in_use=3)]))
+    qtbot.wait(1_500)  # longer than any redraw interval
+    assert curve_data(view, "queue:chat", "in use")[0].tolist() == drawn  # not redrawn: nothing new in view
+    view.apply_snapshot(snapshot(T0 + 120, [queue("chat"), queue("new")]))
+    qtbot.waitUntil(lambda: view.curve("queue:new", "in use").getOriginalDataset()[0] is not None)  # a new plot: drawn
+    view.live_button.click()
+    assert curve_data(view, "queue:chat", "in use")[0][-1] == T0 + 120
+
+
 def test_scrolling_a_graph_pauses_and_moves_all_graphs_together(view: OverviewView, qtbot) -> None:  # type: ignore[no-untyped-def]
     for i in range(600):
         view.apply_snapshot(snapshot(T0 + i, [queue("chat")], [gpu(0)]))
