@@ -45,6 +45,12 @@ def _invalid(where: str, error: ValidationError, prefix: tuple[str | int, ...]) 
     return RequestValidationError(errors)
 
 
+def _declared_json(content_type: str) -> bool:
+    """application/json or application/...+json, parameters (charset) aside."""
+    kind, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 def _broken_json(raw: bytes) -> RequestValidationError | None:
     """FastAPI's answer to a body that is not JSON at all: where it broke (only on this error path)."""
     try:
@@ -82,6 +88,9 @@ def _body(name: str, model: type[BaseModel], optional: bool) -> Bind:
             return
         if not raw.strip():
             raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+        if not _declared_json(request.headers.get("content-type", "")):
+            msg = "send the body with Content-Type: application/json"  # as FastAPI: undeclared JSON is not read as JSON
+            raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "msg": msg, "input": None}])
         try:
             args[name] = model.model_validate_json(raw)
         except ValidationError as exc:

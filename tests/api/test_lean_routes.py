@@ -116,14 +116,18 @@ REQUESTS = [
     ("null", "client", "q1/i1", b"null"),
     ("empty body", "client", "q1/i1", b""),
     ("broken JSON", "client", "q1/i1", b'{"size": '),
+    ("JSON with a +json type", "client", "q1/i1", b'{"size": 2}', "application/merged-patch+json; charset=utf-8"),
+    ("JSON sent as text", "client", "q1/i1", b'{"size": 2}', "text/plain"),
+    ("JSON without a type", "client", "q1/i1", b'{"size": 2}', None),
 ]
 
 
-@pytest.mark.parametrize(("what", "who", "path", "body"), REQUESTS, ids=[r[0] for r in REQUESTS])
+@pytest.mark.parametrize("request_", REQUESTS, ids=[r[0] for r in REQUESTS])
 @pytest.mark.parametrize("kind", ["", "-optional"])
-def test_lean_binding_answers_like_fastapi(twins, what, who, path, body, kind) -> None:  # type: ignore[no-untyped-def]
+def test_lean_binding_answers_like_fastapi(twins, request_, kind) -> None:  # type: ignore[no-untyped-def]
     url, tokens = twins
-    headers = {"Content-Type": "application/json"}
+    what, who, path, body, content_type = (*request_, "application/json")[:5]
+    headers = {"Content-Type": content_type} if content_type else {}
     if who is not None:
         headers["Authorization"] = f"Bearer {tokens.get(who, 'sdk_not-a-token')}"
     with httpx.Client(base_url=url, headers=headers) as http:
