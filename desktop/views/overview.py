@@ -275,6 +275,8 @@ class OverviewView(QWidget):
         self._grid = QGridLayout(self._grid_host)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.addWidget(self.empty_label, 0, 0, 1, COLUMNS)
+        for column in range(COLUMNS):  # equal columns whatever each plot's legend asks for
+            self._grid.setColumnStretch(column, 1)
         self._scroll = QScrollArea()
         self._scroll.setWidgetResizable(True)
         self._scroll.setWidget(self._grid_host)

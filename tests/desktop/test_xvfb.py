@@ -78,3 +78,27 @@ def test_real_app_under_xvfb_shows_live_load(display: str, loaded_service: tuple
     screen = QImage(str(out / "screen.png"))
     colours = {screen.pixel(x, y) for x in range(0, screen.width(), 23) for y in range(0, screen.height(), 23)}
     assert len(colours) > 10, "the X screen shows the drawn window, not an empty root"
+
+
+def test_first_start_in_local_mode_lays_its_two_plots_out_evenly(display: str, tmp_path: Path) -> None:
+    """A first start on a machine without GPUs: the default queue and the host, side by side, equal widths
+    (under X the queue plot, with the longer legend, once got a third of the row and was cut off)."""
+    out = Path(os.environ.get("SLOTDECK_SCREENSHOTS") or tmp_path / "shots") / "local"
+    env = {
+        **os.environ,
+        "DISPLAY": display,
+        "QT_QPA_PLATFORM": "xcb",
+        "SLOTDECK_HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(HERE / "grab_app.py"), "local", str(out), "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "state=live queues=1" in result.stdout
+    widths = json.loads(result.stdout.split("widths=")[1].splitlines()[0])
+    assert len(widths) == 2 and abs(widths[0] - widths[1]) <= 0.05 * max(widths), widths
