@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from . import __version__
 from .config import ConfigError, load_settings
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser = argparse.ArgumentParser(prog="slotdeck", description="SlotDeck: queues with slots for slow GPU/LLM work.")
+    parser.add_argument("--version", action="version", version=f"slotdeck {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the HTTP server")

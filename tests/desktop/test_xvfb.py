@@ -17,27 +17,17 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
+from tests.xdisplay import xvfb_display
+
 HERE = Path(__file__).parent
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")]
 
 
 @pytest.fixture
-def display(tmp_path: Path) -> Iterator[str]:
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    try:
-        yield f":{number}"
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+def display() -> Iterator[str]:
+    with xvfb_display() as name:
+        yield name
 
 
 @pytest.fixture
