@@ -38,7 +38,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(out)  # what runs from here on is the tarball's content only
     prefix = tmp_path_factory.mktemp("prefix")
     done = subprocess.run(
-        [str(unpacked / "slotdeck" / "install.sh")], env={**os.environ, "PREFIX": str(prefix)}, capture_output=True, text=True
+        [str(unpacked / "slotdeck" / "install.sh")],
+        env={**os.environ, "PREFIX": str(prefix)},
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert f"installed SlotDeck {__version__}" in done.stdout
@@ -48,7 +51,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def user_env(home: Path) -> dict[str, str]:
     """A user's environment without this checkout's venv: the bundle must carry everything itself."""
     path = ":".join(p for p in os.environ["PATH"].split(":") if ".venv" not in p)
-    return {"PATH": path, "HOME": str(home), "SLOTDECK_HOME": str(home / "slotdeck"), "XDG_CONFIG_HOME": str(home / "config")}
+    return {
+        "PATH": path,
+        "HOME": str(home),
+        "SLOTDECK_HOME": str(home / "slotdeck"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
 
 
 def wait_for_local_file(home: Path, proc: subprocess.Popen[str]) -> dict[str, str]:
@@ -75,7 +83,11 @@ def test_bundled_server_runs_a_job_and_stops_cleanly(installed: Path, tmp_path: 
     command = str(installed / "bin" / "slotdeck")
     env = user_env(tmp_path)
     proc = subprocess.Popen(
-        [command, "serve", "--port", "0", "--no-probes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [command, "serve", "--port", "0", "--no-probes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         endpoint = wait_for_local_file(tmp_path, proc)
