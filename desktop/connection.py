@@ -35,7 +35,8 @@ HISTORY_BACKFILL_S = 3600
 JOBS_BACKFILL_PAGES = 20  # 20 pages of 1,000: the newest 20,000 jobs; later ones arrive as events
 AUDIT_BACKFILL = 200
 LOG_TAIL_LINES = 500
-DRAWN_EVENTS = ("snapshot", "job", "audit")  # not "lease": a busy server sends thousands a second, the snapshot has them
+# not "lease": a busy server sends thousands a second, and the snapshot carries what the views show of them
+DRAWN_EVENTS = ("snapshot", "job", "prune", "audit")
 REPLAY_KEPT = "replay-0"  # an id of no server run: the server answers with all the events it keeps
 STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
 BACKOFF_FIRST_S = 0.5
@@ -88,6 +89,7 @@ class Connection(QObject):
     snapshot_received = Signal(object)  # Snapshot
     history_received = Signal(object)  # History
     jobs_received = Signal(object)  # list[Job]
+    jobs_pruned = Signal(object)  # list[str]: ids of finished jobs the server no longer keeps
     audit_received = Signal(object)  # list[AuditEntry], oldest first
     log_reset = Signal(str, str)  # job id, text so far
     log_lines = Signal(str, object)  # job id, list[str]
@@ -248,6 +250,8 @@ class Connection(QObject):
             self.snapshot_received.emit(snap)
         elif kind == "job":
             self.jobs_received.emit([Job.model_validate(data["job"])])
+        elif kind == "prune":
+            self.jobs_pruned.emit([str(job_id) for job_id in data["jobs"]])
         elif kind == "audit":
             self.audit_received.emit([AuditEntry.model_validate(data)])
 

@@ -61,6 +61,7 @@ class ConnectionPage(QWidget):
         c.snapshot_received.connect(self._on_snapshot)
         c.history_received.connect(self.overview.backfill)
         c.jobs_received.connect(self.jobs.apply_jobs)
+        c.jobs_pruned.connect(self.jobs.model.remove)
         c.audit_received.connect(self.audit.add_entries)
         c.log_reset.connect(self.jobs.show_log)
         c.log_lines.connect(self.jobs.append_log)

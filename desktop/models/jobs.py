@@ -258,6 +258,17 @@ class JobsModel(HeaderedTable):
         if column >= 0 and (new or misplaced) and not self._resort_timer.isActive():
             self._resort_timer.start()
 
+    def remove(self, job_ids: Iterable[str]) -> None:
+        """Drop these jobs' rows (the server pruned them), one signal per run of neighbouring rows."""
+        rows = sorted({row for row in map(self._row_of.get, job_ids) if row is not None})
+        if not rows:
+            return
+        for first, last in reversed(list(contiguous_runs(rows))):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first : last + 1]
+            self.endRemoveRows()
+        self._row_of = {r.job.id: row for row, r in enumerate(self._rows)}
+
     def clear(self) -> None:
         """Forget every job (a different connection is being shown)."""
         self.beginResetModel()

@@ -17,7 +17,8 @@ from .snapshots import SnapshotCache
 
 log = logging.getLogger("slotdeck.events")
 
-EVENT_TYPES = ("snapshot", "lease", "job", "audit")
+EVENT_TYPES = ("snapshot", "lease", "job", "prune", "audit")
+JOB_EVENTS = frozenset({"job", "prune"})  # a job changed; finished jobs were pruned by retention ({"jobs": [ids]})
 REPLAY_EVENTS = 4096  # events kept for clients that reconnect
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
 
@@ -107,8 +108,8 @@ class EventBroker:
     async def _consume(self) -> None:
         async for event, fields in self.service.events():
             try:
-                if event == "job":
-                    self.publish("job", fields)
+                if event in JOB_EVENTS:
+                    self.publish(event, fields)
                     continue
                 for observe in self.observers:
                     observe(event, fields)

@@ -97,7 +97,8 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             ),
         ] = None,
     ) -> StreamingResponse:
-        """Server-sent events: `snapshot` (at the configured rate), `lease`, `job` and `audit` with ids to resume from."""
+        """Server-sent events with ids to resume from: `snapshot` (at the configured rate), `lease`, `job`,
+        `prune` (finished jobs removed by retention: `{"jobs": [ids]}`) and `audit`."""
         st.check_admitting()
         wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
         return StreamingResponse(

@@ -61,7 +61,7 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class ServerEvent:
-    """One server-sent event: `snapshot`, `lease`, `job` or `audit`; `id` is what to resume from."""
+    """One server-sent event: `snapshot`, `lease`, `job`, `prune` or `audit`; `id` is what to resume from."""
 
     id: str | None
     type: str

@@ -96,7 +96,7 @@ class Client:
 
     def events(self, last_event_id: str | None = None, types: Sequence[str] | None = None) -> Iterator[ServerEvent]:
         """Server-sent events until the server ends the stream; resume with the last event's `id`.
-        `types` picks some of "snapshot", "lease", "job", "audit" (default: all)."""
+        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all)."""
         parser = SseParser()
         for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
             event = parser.feed(line)

@@ -606,6 +606,7 @@ class JobRunner:
             await asyncio.to_thread(lambda: [remove_log(directory / f"{job_id}.log") for job_id in pruned])
         if pruned:
             log.info("pruned %d finished job(s)", len(pruned))
+            self._tell("prune", {"jobs": pruned})  # watchers holding job lists drop these rows
 
     async def _sample_running(self) -> None:
         """Live CPU, RSS and GPU memory of running command jobs' process trees."""
@@ -626,8 +627,9 @@ class JobRunner:
                 held.gpu_mem_used_mib = sum(gpu_by_pid.get(pid, 0) for pid in probe.tree_pids(held.control.pid))
 
     def _emit(self, job: Job) -> None:
-        listeners = [listener for listener in self.engine.listeners if listener != self._engine_event]
-        if listeners:
-            data = {"job": job.model_dump(mode="json")}
-            for listener in listeners:
-                listener("job", data)
+        if any(listener != self._engine_event for listener in self.engine.listeners):
+            self._tell("job", {"job": job.model_dump(mode="json")})
+
+    def _tell(self, event: str, data: dict[str, Any]) -> None:
+        for listener in [listener for listener in self.engine.listeners if listener != self._engine_event]:
+            listener(event, data)

@@ -10,6 +10,7 @@ from desktop_harness import QtLoop, start_server
 
 from desktop.connection import Connection, ConnectionSpec, LinkState, backoff_delays
 from embedded_service.api.auth import create_token
+from embedded_service.jobs import JobSettings
 from embedded_service.model import CommandSubmit, Role
 
 
@@ -186,3 +187,18 @@ def test_a_log_tail_reaches_the_view_in_a_few_batches_in_order(qloop: QtLoop, se
     conn.follow_log("")
     server.call(server.service.cancel_job(job.id))
     qloop.run(conn.close())
+
+
+def test_jobs_pruned_by_retention_are_announced(qloop: QtLoop) -> None:
+    server = start_server(jobs=JobSettings(poll_s=0.05, keep_finished=1, keep_finished_s=None, prune_every_s=0.1))
+    try:
+        pruned: list[str] = []
+        conn = connect(server.url, server.token)
+        conn.jobs_pruned.connect(pruned.extend)
+        qloop.until(lambda: conn.state is LinkState.live, what="live")
+        jobs = [server.call(server.service.submit_command(["true"])) for _ in range(3)]
+        qloop.until(lambda: len(pruned) >= 2, what="two of three finished jobs pruned (one is kept)")
+        assert set(pruned) < {job.id for job in jobs}
+        qloop.run(conn.close())
+    finally:
+        server.stop()

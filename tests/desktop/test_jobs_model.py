@@ -209,3 +209,18 @@ def test_clear_forgets_every_job(qapp) -> None:  # type: ignore[no-untyped-def]
     assert model.row_of("j00001") is None
     model.upsert([make_job(1)])
     assert model.row_of("j00001") == 0
+
+
+def test_pruned_jobs_leave_in_runs_and_the_rest_stay_findable(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = JobsModel()
+    proxy = JobsFilter(model)
+    model.upsert([make_job(i) for i in range(10)])
+    removed: list[tuple[int, int]] = []
+    model.rowsRemoved.connect(lambda _parent, first, last: removed.append((first, last)))
+    model.remove(["j00002", "j00003", "j00004", "j00007", "not-known"])
+    assert removed == [(7, 7), (2, 4)]  # last run first, so the earlier rows keep their numbers meanwhile
+    assert [model.job(row).id for row in range(model.rowCount())] == [f"j{i:05x}" for i in (0, 1, 5, 6, 8, 9)]
+    assert proxy.rowCount() == 6
+    assert model.row_of("j00008") == 4 and model.row_of("j00003") is None
+    model.upsert([make_job(3, state=JobState.succeeded)])  # known again only if the server sends it again
+    assert model.row_of("j00003") == 6
