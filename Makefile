@@ -5,14 +5,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PACKAGING := $(VENV)/.packaging
 
 .PHONY: run test lint system-deps bench dist
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[desktop,redis,test,packaging]'
+	$(PY) -m pip install -q -e '.[desktop,redis,test]'
 	touch $(STAMP)
+
+$(PACKAGING): $(STAMP)
+	$(PY) -m pip install -q -e '.[packaging]'
+	touch $(PACKAGING)
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -23,10 +28,10 @@ run: system-deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: system-deps $(STAMP) lint
+test: system-deps $(STAMP) $(PACKAGING) lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
 
-dist: $(STAMP)
+dist: $(PACKAGING)
 	bash packaging/build.sh dist
 
 bench: $(STAMP)

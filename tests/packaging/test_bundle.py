@@ -23,6 +23,7 @@ from tests.xdisplay import grab_screen, xvfb_display
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(600)
+pytest.importorskip("PyInstaller", reason="the packaging extra is not installed (make test installs it)")
 
 
 @pytest.fixture(scope="module")
