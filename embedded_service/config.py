@@ -42,6 +42,18 @@ class Settings(BaseModel):
     snapshot_hz: float = Field(default=2.0, gt=0, le=50, description="SSE snapshot rate.")
     max_poll_s: float = Field(default=30.0, gt=0, le=30, description="Longest acquire long-poll.")
     probes: bool = True
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=1 << 30, description="Request bodies above this get 413 unread."
+    )
+    command_allowlist: Path | None = Field(
+        default=None, description="TOML file of the commands a client token may submit (default: none)."
+    )
+    job_env_pass: str = Field(
+        default="",
+        max_length=4096,
+        description="Comma-separated names (globs) of the service's environment variables command jobs also get; "
+        "'*' passes the whole environment. Always passed: PATH, HOME, LANG, LC_*, CUDA_*, NVIDIA_*, ...",
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or data_dir()

@@ -16,8 +16,10 @@ from fastapi import APIRouter, FastAPI
 
 from .. import __version__
 from ..service import SlotService
+from .commands import CommandPolicy
 from .deps import role_checker
-from .lean import SlotDeckRoute
+from .guard import DEFAULT_MAX_BODY_BYTES
+from .lean import route_class
 from .problems import install_problem_handlers
 from .routes_jobs import add_job_routes
 from .routes_leases import add_lease_routes
@@ -54,6 +56,8 @@ def router(
     snapshot_hz: float = 2.0,
     max_poll_s: float = 30.0,
     grace_s: float = 30.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    commands: CommandPolicy | None = None,
     **service_kwargs: Any,
 ) -> APIRouter:
     """The API as a router: `app.include_router(router(svc), prefix="/slots")`.
@@ -61,10 +65,20 @@ def router(
     `service` is a SlotService, a factory, or None to build one from `service_kwargs`
     (e.g. `store="sqlite:///slotdeck.db"`). A service not yet started is started and
     closed by the router's lifespan; one the host app started is left to it.
-    `auth=False` serves without tokens: only for a loopback listener.
+    `auth=False` serves without tokens: only for a loopback listener. Request bodies above
+    `max_body_bytes` get 413 unread; `commands` is the allow-list of commands a client may
+    submit (default: none; operators and admins submit any).
     """
     svc = _service(service, service_kwargs)
-    state = ApiState(svc, ApiSettings(auth=auth, snapshot_hz=snapshot_hz, max_poll_s=max_poll_s, grace_s=grace_s))
+    settings = ApiSettings(
+        auth=auth,
+        snapshot_hz=snapshot_hz,
+        max_poll_s=max_poll_s,
+        grace_s=grace_s,
+        max_body_bytes=max_body_bytes,
+        commands=commands or CommandPolicy(),
+    )
+    state = ApiState(svc, settings)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -79,7 +93,7 @@ def router(
             if owned:
                 await svc.close()
 
-    r = APIRouter(route_class=SlotDeckRoute, lifespan=lifespan)
+    r = APIRouter(route_class=route_class(max_body_bytes), lifespan=lifespan)
     r.slotdeck_state = state  # type: ignore[attr-defined]  # for the server's signal handling and tests
     need = role_checker(state)
     for add in (add_read_routes, add_queue_routes, add_lease_routes, add_job_routes, add_token_routes):

@@ -22,7 +22,16 @@ from ..model import Role
 from ..service import SlotService
 from .app import api_state, create_app
 from .auth import create_token
-from .server import LOCAL_TOKEN_NAME, SlotDeckServer, base_url, open_service, uvicorn_config, write_local_token
+from .commands import CommandPolicy
+from .server import (
+    LOCAL_TOKEN_NAME,
+    SlotDeckServer,
+    app_options,
+    base_url,
+    open_service,
+    uvicorn_config,
+    write_local_token,
+)
 
 log = logging.getLogger("slotdeck.embedded")
 
@@ -49,6 +58,8 @@ class EmbeddedServer:
         setup: Setup | None = None,
         ssl_certfile: Path | None = None,
         ssl_keyfile: Path | None = None,
+        max_body_bytes: int | None = None,
+        commands: CommandPolicy | None = None,
         **service_kwargs: Any,
     ) -> None:
         self.settings = Settings(
@@ -63,7 +74,9 @@ class EmbeddedServer:
             probes=probes,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
+            **({} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}),
         )
+        self.commands = commands
         self.write_local = write_local
         self.setup = setup
         self.service_kwargs = service_kwargs
@@ -117,7 +130,7 @@ class EmbeddedServer:
                 outcome = self.setup(svc)
                 if inspect.isawaitable(outcome):
                     await outcome
-            app = create_app(svc, auth=s.auth, snapshot_hz=s.snapshot_hz, max_poll_s=s.max_poll_s, grace_s=s.grace_s)
+            app = create_app(svc, **{**app_options(s), "commands": self.commands})
             server = SlotDeckServer(uvicorn_config(app, s), api_state(app))
             self._server = server
             serving = asyncio.create_task(server.serve())

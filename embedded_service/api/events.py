@@ -14,12 +14,15 @@ from typing import Any
 
 from ..service import SlotService
 from .snapshots import SnapshotCache
+from .visibility import EVERYONE_BUT_CLIENTS, Audience, OwnerOf, masked_fields, own_snapshot, visible_ids
 
 log = logging.getLogger("slotdeck.events")
 
 EVENT_TYPES = ("snapshot", "lease", "job", "prune", "audit")
 JOB_EVENTS = frozenset({"job", "prune"})  # a job changed; finished jobs were pruned by retention ({"jobs": [ids]})
 REPLAY_EVENTS = 4096  # events kept for clients that reconnect
+REPLAY_BYTES = 16 * 1024 * 1024  # and at most this many bytes of them
+JOB_OWNERS_KEPT = 100_000  # job id -> owner, for telling each client only of its own pruned jobs
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
 
 _CLOSE = object()
@@ -51,15 +54,22 @@ class EventBroker:
         snapshots: SnapshotCache,
         snapshot_hz: float = 2.0,
         observers: list[Callable[[str, dict[str, Any]], None]] | None = None,
+        owner_of: OwnerOf | None = None,
+        replay_bytes: int = REPLAY_BYTES,
     ) -> None:
         self.service = service
         self.snapshots = snapshots
         self.period_s = 1.0 / snapshot_hz
         self.boot = secrets.token_hex(4)
         self.observers = observers or []
+        self.owner_of: OwnerOf = owner_of or (lambda _: None)
+        self.replay_bytes = replay_bytes
         self._seq = 0
-        self._replay: deque[tuple[int, str, bytes]] = deque(maxlen=REPLAY_EVENTS)
-        self._subscribers: dict[asyncio.Queue[Any], frozenset[str]] = {}  # each with the event types it asked for
+        self._replay: deque[tuple[int, str, bytes, Audience]] = deque()
+        self._replay_size = 0
+        # each subscriber with the event types it asked for and, for a client token, its name (see visibility)
+        self._subscribers: dict[asyncio.Queue[Any], tuple[frozenset[str], str | None]] = {}
+        self._job_owners: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
@@ -81,16 +91,48 @@ class EventBroker:
                 await task
         self._tasks = []
 
-    def publish(self, event: str, data: dict[str, Any]) -> str:
-        """Number an event, keep it for replay and send it to every subscriber; returns its id."""
+    def publish(self, event: str, data: dict[str, Any], audience: Audience = EVERYONE_BUT_CLIENTS) -> str:
+        """Number an event, keep it for replay and send it to every subscriber in `audience`; returns its id.
+
+        The replay keeps at most REPLAY_EVENTS events and REPLAY_BYTES bytes (the oldest go first)."""
         self._seq += 1
         event_id = f"{self.boot}-{self._seq}"
         frame = sse_frame(event, json.dumps(data, default=str), event_id)
-        self._replay.append((self._seq, event, frame))
-        for queue, types in list(self._subscribers.items()):
-            if event in types:
+        self._replay.append((self._seq, event, frame, audience))
+        self._replay_size += len(frame)
+        while len(self._replay) > REPLAY_EVENTS or (self._replay_size > self.replay_bytes and len(self._replay) > 1):
+            self._replay_size -= len(self._replay.popleft()[2])
+        for queue, (types, client) in list(self._subscribers.items()):
+            if event in types and audience.admits(client):
                 self._offer(queue, frame)
         return event_id
+
+    @property
+    def replay_size(self) -> tuple[int, int]:
+        """(events, bytes) kept for replay."""
+        return len(self._replay), self._replay_size
+
+    def _publish_job(self, fields: dict[str, Any]) -> None:
+        job = fields.get("job")
+        if not isinstance(job, dict):
+            self.publish("job", fields)
+            return
+        owner = job.get("owner")
+        if isinstance(owner, str) and isinstance(job.get("id"), str):
+            self._job_owners.pop(job["id"], None)
+            self._job_owners[job["id"]] = owner
+            if len(self._job_owners) > JOB_OWNERS_KEPT:
+                del self._job_owners[next(iter(self._job_owners))]
+        self.publish("job", {**fields, "job": masked_fields(job)}, Audience.of(owner if isinstance(owner, str) else None))
+
+    def _publish_prune(self, fields: dict[str, Any]) -> None:
+        ids = [str(i) for i in fields.get("jobs", [])]
+        self.publish("prune", fields)  # everyone but clients: the whole list
+        for owner in {self._job_owners[i] for i in ids if i in self._job_owners}:
+            own = {**fields, "jobs": visible_ids(ids, self._job_owners, owner)}
+            self.publish("prune", own, Audience.of(owner, staff=False))
+        for i in ids:
+            self._job_owners.pop(i, None)
 
     def _offer(self, queue: asyncio.Queue[Any], item: Any, force: bool = False) -> None:
         try:
@@ -108,46 +150,65 @@ class EventBroker:
     async def _consume(self) -> None:
         async for event, fields in self.service.events():
             try:
-                if event in JOB_EVENTS:
-                    self.publish(event, fields)
+                if event == "job":
+                    self._publish_job(fields)
+                    continue
+                if event == "prune":
+                    self._publish_prune(fields)
                     continue
                 for observe in self.observers:
                     observe(event, fields)
                 if log.isEnabledFor(logging.INFO):
                     log.info(describe(event, fields), extra={"slotdeck": {"event": event, **fields}})
-                self.publish("lease", {"event": event, **fields})
+                made_by = self.owner_of(str(fields.get("lease") or fields.get("waiter") or ""))
+                self.publish("lease", {"event": event, **fields}, Audience.of(made_by))
             except Exception:
                 log.exception("could not publish event %s", event)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.period_s)
-            watchers = [queue for queue, types in self._subscribers.items() if "snapshot" in types]
-            if watchers:
-                frame = sse_frame("snapshot", self.snapshots.json())
-                for queue in watchers:
-                    self._offer(queue, frame)
+            watchers = [(queue, client) for queue, (types, client) in self._subscribers.items() if "snapshot" in types]
+            frames: dict[str | None, bytes] = {}
+            for queue, client in watchers:
+                if client not in frames:
+                    frames[client] = sse_frame("snapshot", self.snapshot_json(client))
+                self._offer(queue, frames[client])
 
-    def _missed(self, last_event_id: str | None, types: frozenset[str]) -> list[bytes]:
+    def snapshot_json(self, client: str | None = None) -> bytes:
+        """The snapshot as `client` (a client token's name, or None for the other roles) may see it."""
+        if client is None:
+            return self.snapshots.json()
+        return own_snapshot(self.snapshots.model(), client, self.owner_of).model_dump_json().encode()
+
+    def _missed(self, last_event_id: str | None, types: frozenset[str], client: str | None) -> list[bytes]:
         if not last_event_id:
             return []
         boot, _, number = last_event_id.rpartition("-")
         after = int(number) if boot == self.boot and number.isdigit() else 0  # another server run: all that is kept
-        return [frame for seq, event, frame in self._replay if seq > after and event in types]
+        return [
+            frame
+            for seq, event, frame, audience in self._replay
+            if seq > after and event in types and audience.admits(client)
+        ]
 
     async def stream(
-        self, last_event_id: str | None = None, types: frozenset[str] = frozenset(EVENT_TYPES)
+        self,
+        last_event_id: str | None = None,
+        types: frozenset[str] = frozenset(EVENT_TYPES),
+        client: str | None = None,
     ) -> AsyncIterator[bytes]:
         """A subscriber's frames of the asked `types`: a snapshot now, what it missed, then live events until close.
 
         A dashboard that draws snapshots and lists jobs need not be sent (and parse) every
-        lease event of a busy server: thousands a second."""
+        lease event of a busy server: thousands a second. `client` (a client token's name) limits the
+        stream to what that client may read (see `visibility`); None is every other role's view."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
-        backlog = self._missed(last_event_id, types)
-        self._subscribers[queue] = types
+        backlog = self._missed(last_event_id, types, client)
+        self._subscribers[queue] = (types, client)
         try:
             if "snapshot" in types:
-                yield sse_frame("snapshot", self.snapshots.json())
+                yield sse_frame("snapshot", self.snapshot_json(client))
             for frame in backlog:
                 yield frame
             while not self.closed:

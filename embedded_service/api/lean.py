@@ -22,6 +22,7 @@ from fastapi.params import Depends, Path
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .deps import RoleCheck
+from .guard import DEFAULT_MAX_BODY_BYTES, guarded
 from .problems import ProblemRoute, problem_for
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
@@ -148,9 +149,21 @@ def respond(result: Any, status_code: int | None) -> Response:
 
 
 class SlotDeckRoute(ProblemRoute):
-    """The API's route class: errors as problem documents, and `@lean` endpoints bound directly."""
+    """The API's route class: errors as problem documents, `@lean` endpoints bound directly, and the
+    limits of `guard` (body size; the caller before the body) on every route."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        return guarded(self._handler(), self.max_body_bytes, self._caller_before_body())
+
+    def _caller_before_body(self) -> RoleCheck | None:
+        """The role check to run before a body is read; lean routes bind the caller first themselves."""
+        if is_lean(self.endpoint) or self.body_field is None:
+            return None
+        return next((d.call for d in self.dependant.dependencies if isinstance(d.call, RoleCheck)), None)
+
+    def _handler(self) -> Callable[[Request], Awaitable[Response]]:
         if not is_lean(self.endpoint):
             return super().get_route_handler()
         bind = binder(self.endpoint, set(self.param_convertors))
@@ -163,3 +176,8 @@ class SlotDeckRoute(ProblemRoute):
                 return problem_for(exc)
 
         return handler
+
+
+def route_class(max_body_bytes: int) -> type[SlotDeckRoute]:
+    """SlotDeckRoute with this body limit (routes build their handlers when they are made)."""
+    return type("SlotDeckRoute", (SlotDeckRoute,), {"max_body_bytes": max_body_bytes})

@@ -152,7 +152,8 @@ def problem_for(exc: BaseException) -> JSONResponse:
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
         return problem_response(422, "Invalid request", detail, code="invalid", errors=errors)
     if isinstance(exc, StarletteHTTPException):
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Request failed")
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+        title = titles.get(exc.status_code, "Request failed")
         return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)
     log.error("unexpected error serving a request", exc_info=exc)
     return problem_response(500, "Internal error", "the server failed to handle this request; see its log")

@@ -1,7 +1,9 @@
 """Jobs: submit, list, read, cancel, and the log tail (optionally followed as it grows).
 
 A `client` token sees and cancels only the jobs it submitted; the job's owner
-is always the submitting token's name.
+is always the submitting token's name. A client submits registered tasks, and
+commands only where the allow-list has them (see `commands`). Env values are
+never answered (see `visibility`); every cancel, by the owner too, is audited.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ from .auth import Principal
 from .deps import ItemId, Need
 from .problems import ApiProblem, problems
 from .state import ApiState
+from .visibility import masked
 
 FOLLOW_POLL_S = 0.2
 READ_CHUNK = 64 * 1024
@@ -53,7 +56,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Submit a registered task or a command; answered once the store has committed it."""
         st.check_admitting()
         if isinstance(body, TaskSubmit):
-            return await svc.submit(
+            job = await svc.submit(
                 body.task,
                 args=body.args,
                 kwargs=body.kwargs,
@@ -62,7 +65,9 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 max_attempts=body.max_attempts,
                 max_runtime_s=body.max_runtime_s,
             )
-        return await svc.submit_command(
+            return masked(job)
+        st.settings.commands.check(who, body)
+        job = await svc.submit_command(
             body.argv,
             queue=body.queue,
             env=body.env,
@@ -74,6 +79,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             max_attempts=body.max_attempts,
             owner=who.name,
         )
+        return masked(job)
 
     @r.get("/v1/jobs", response_model=JobPage, responses=problems(401, 403, 422), tags=["jobs"])
     async def list_jobs(
@@ -88,23 +94,23 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         if only_own(who):
             owner = who.name
         try:
-            return await svc.list_jobs(state=state, queue=queue, owner=owner, limit=limit, cursor=cursor)
+            page = await svc.list_jobs(state=state, queue=queue, owner=owner, limit=limit, cursor=cursor)
+            return page.model_copy(update={"jobs": [masked(job) for job in page.jobs]})
         except ValueError as exc:  # a cursor this server never gave out
             raise ApiProblem(422, "Invalid request", str(exc), code="invalid") from None
 
     @r.get("/v1/jobs/{job_id}", response_model=Job, responses=problems(401, 403, 404, 422), tags=["jobs"])
     async def get_job(job_id: ItemId, who: Viewer) -> Job:
-        """One job with its state, outcome and live figures."""
-        return await visible_job(job_id, who)
+        """One job with its state, outcome and live figures (env values masked)."""
+        return masked(await visible_job(job_id, who))
 
     @r.post("/v1/jobs/{job_id}/cancel", response_model=Job, responses=problems(401, 403, 404, 409, 422), tags=["jobs"])
     async def cancel_job(job_id: ItemId, who: Client) -> Job:
         """Cancel a queued job, or stop a running one (its process group gets SIGTERM, then SIGKILL)."""
         before = await visible_job(job_id, who)
         job = await svc.cancel_job(job_id)
-        if job.owner != who.name:
-            await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value)
-        return job
+        await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value, owner=job.owner)
+        return masked(job)
 
     async def follow(job_id: str, tail: int) -> AsyncIterator[bytes]:
         offset: int | None = None  # None until the log file exists (a queued job has none yet)

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from .. import __version__
-from ..errors import UnknownQueue
+from ..errors import UnknownJob, UnknownQueue
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
 from .auth import Principal
 from .deps import Need, redact_url
@@ -16,6 +16,7 @@ from .events import EVENT_TYPES
 from .lean import lean
 from .problems import problems
 from .state import ApiState
+from .visibility import client_name
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -70,9 +71,10 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     @r.get("/v1/snapshot", response_model=Snapshot, responses=problems(401, 403), tags=["observe"])
     @lean
-    async def snapshot(_: Viewer) -> Response:
-        """Queues, devices, host, leases and waiters now; `seq` grows with every change."""
-        return Response(st.snapshots.json(), media_type="application/json", headers=NO_STORE)
+    async def snapshot(who: Viewer) -> Response:
+        """Queues, devices, host, leases and waiters now; `seq` grows with every change.
+        A client sees its own leases and waiters only (others' are in the queue counts)."""
+        return Response(st.broker.snapshot_json(client_name(who)), media_type="application/json", headers=NO_STORE)
 
     @r.get("/v1/history", response_model=History, responses=problems(401, 403, 422), tags=["observe"])
     async def history(_: Viewer, seconds: Annotated[float, Query(gt=0, le=86_400)] = 600) -> History:
@@ -86,7 +88,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         tags=["observe"],
     )
     async def events(
-        _: Viewer,
+        who: Viewer,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         since: Annotated[str | None, Query(description="Same as the Last-Event-ID header.")] = None,
         types: Annotated[
@@ -98,23 +100,37 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         ] = None,
     ) -> StreamingResponse:
         """Server-sent events with ids to resume from: `snapshot` (at the configured rate), `lease`, `job`,
-        `prune` (finished jobs removed by retention: `{"jobs": [ids]}`) and `audit`."""
+        `prune` (finished jobs removed by retention: `{"jobs": [ids]}`) and `audit`. A client receives only
+        what it may read through GET: its own jobs, leases and waiters and the audit entries about them."""
         st.check_admitting()
         wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
         return StreamingResponse(
-            st.broker.stream(last_event_id or since, wanted),
+            st.broker.stream(last_event_id or since, wanted, client_name(who)),
             media_type="text/event-stream",
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )
 
     @r.get("/v1/audit", response_model=list[AuditEntry], responses=problems(401, 403, 422), tags=["observe"])
     async def audit(
-        _: Viewer,
+        who: Viewer,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before_id: Annotated[int | None, Query(ge=1)] = None,
     ) -> list[AuditEntry]:
-        """Operator actions, newest first: who (token name), what, before and after."""
-        return await svc.store.list_audit(limit=limit, before_id=before_id)
+        """Operator actions, newest first: who (token name), what, before and after.
+        A client sees the entries it caused and those about its own jobs."""
+        entries = await svc.store.list_audit(limit=limit, before_id=before_id)
+        client = client_name(who)
+        if client is None:
+            return entries
+        return [entry for entry in entries if entry.actor == client or await _about_own_job(entry, client)]
+
+    async def _about_own_job(entry: AuditEntry, client: str) -> bool:
+        if not entry.action.startswith("job."):
+            return False
+        try:
+            return (await svc.get_job(entry.target)).owner == client
+        except UnknownJob:
+            return False
 
     @r.get(
         "/metrics",

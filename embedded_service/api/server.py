@@ -16,11 +16,14 @@ from typing import Any
 import uvicorn
 
 from ..config import ConfigError, Settings
+from ..jobs import JobSettings
+from ..jobs.environment import parse_pass_env
 from ..localmode import is_loopback, write_local_endpoint
 from ..model import Role
 from ..service import SlotService
 from .app import api_state, create_app
 from .auth import create_token
+from .commands import AllowListError, load_allowlist
 from .deps import redact_url
 from .state import ApiState
 
@@ -149,18 +152,35 @@ def run_serve(settings: Settings) -> None:
         runner.run(serve(settings))
 
 
+def app_options(settings: Settings) -> dict[str, Any]:
+    """`create_app` options from the settings; AllowListError for an allow-list that cannot be used."""
+    return {
+        "auth": settings.auth,
+        "snapshot_hz": settings.snapshot_hz,
+        "max_poll_s": settings.max_poll_s,
+        "grace_s": settings.grace_s,
+        "max_body_bytes": settings.max_body_bytes,
+        "commands": load_allowlist(settings.command_allowlist),
+    }
+
+
+def service_options(settings: Settings) -> dict[str, Any]:
+    """`open_service` options from the settings: the job environment policy."""
+    return {"jobs": JobSettings(pass_env=parse_pass_env(settings.job_env_pass))}
+
+
 async def serve(settings: Settings) -> None:
     """`slotdeck serve`: run until SIGTERM/SIGINT, then drain and close the store cleanly."""
-    svc = await open_service(settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit)
+    try:
+        options = app_options(settings)
+    except AllowListError as exc:
+        raise ConfigError(str(exc)) from None
+    svc = await open_service(
+        settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit, **service_options(settings)
+    )
     try:
         await check_bind(svc, settings)
-        app = create_app(
-            svc,
-            auth=settings.auth,
-            snapshot_hz=settings.snapshot_hz,
-            max_poll_s=settings.max_poll_s,
-            grace_s=settings.grace_s,
-        )
+        app = create_app(svc, **options)
         server = SlotDeckServer(uvicorn_config(app, settings), api_state(app))
         announce = asyncio.get_running_loop().create_task(_after_start(server, svc, settings))
         await server.serve()

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import AuditEntry
 from ..service import SlotService
 from .auth import Authenticator, Principal
+from .commands import CommandPolicy
 from .events import EventBroker
+from .guard import DEFAULT_MAX_BODY_BYTES
 from .metrics import Metrics
 from .problems import ShuttingDown
 from .snapshots import SnapshotCache
+from .visibility import Audience
 
 log = logging.getLogger("slotdeck.api")
 
@@ -28,6 +31,8 @@ class ApiSettings:
     snapshot_hz: float = 2.0
     max_poll_s: float = 30.0
     grace_s: float = 30.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger request bodies get 413 without being read
+    commands: CommandPolicy = field(default_factory=CommandPolicy)  # which commands a client may submit
 
 
 class ApiState:
@@ -37,7 +42,13 @@ class ApiState:
         self.auth = Authenticator(service.store, enabled=settings.auth)
         self.snapshots = SnapshotCache(service)
         self.metrics = Metrics(self.snapshots)
-        self.broker = EventBroker(service, self.snapshots, settings.snapshot_hz, observers=[self.metrics.observe])
+        self.broker = EventBroker(
+            service,
+            self.snapshots,
+            settings.snapshot_hz,
+            observers=[self.metrics.observe],
+            owner_of=lambda item_id: self.holders.get(item_id),
+        )
         self.holders: dict[str, str] = {}  # remote lease or waiter id -> token name that made it
         self.draining = False
         self.hurry = False  # a second signal: stop waiting for running work
@@ -45,13 +56,17 @@ class ApiState:
 
     # ---------------------------------------------------------------- audit
 
-    async def audit(self, who: Principal, action: str, target: str, before: Any = None, after: Any = None) -> None:
-        """Record an operator action in the store and on the event stream."""
+    async def audit(
+        self, who: Principal, action: str, target: str, before: Any = None, after: Any = None, owner: str | None = None
+    ) -> None:
+        """Record an action in the store and on the event stream (never a secret in `before`/`after`).
+
+        A client receives the event when it is the actor or `owner` (the owner of the job acted on)."""
         entry = await self.service.store.add_audit(
             AuditEntry(at=time.time(), actor=who.name, action=action, target=target, before=before, after=after)
         )
         log.info("audit %s %s by %s", action, target, who.name, extra={"slotdeck": {"event": "audit", "action": action}})
-        self.broker.publish("audit", entry.model_dump(mode="json"))
+        self.broker.publish("audit", entry.model_dump(mode="json"), Audience.of(who.name, owner))
 
     # ------------------------------------------------------------ ownership
 

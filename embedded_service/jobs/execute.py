@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Job, JobState
+from .environment import job_environment
 from .logs import CappedLog
 from .process import command_env, describe_exit, start_command, stop_group
 from .registry import TaskSpec
@@ -108,13 +109,20 @@ async def run_task(spec: TaskSpec, job: Job, control: RunControl, pool: Executor
 
 
 async def run_command(
-    job: Job, devices: tuple[int, ...], control: RunControl, log_path: Path, log_max_bytes: int, grace_s: float
+    job: Job,
+    devices: tuple[int, ...],
+    control: RunControl,
+    log_path: Path,
+    log_max_bytes: int,
+    grace_s: float,
+    pass_env: tuple[str, ...] = (),
 ) -> Outcome:
     assert job.argv is not None
     sink = CappedLog(log_path, log_max_bytes)
     try:
         try:
-            command = await start_command(job.argv, command_env(job.env, devices), job.cwd, sink)
+            env = job_environment(command_env(job.env, devices), job.env, pass_env)
+            command = await start_command(job.argv, env, job.cwd, sink)
         except OSError as exc:
             sink.write(f"slotdeck: cannot start {job.argv[0]!r}: {exc}\n".encode())
             return Outcome(JobState.failed, error=f"cannot start {job.argv[0]!r}: {exc}")

@@ -435,6 +435,7 @@ class JobRunner:
             self._log_path(job.id),
             self.settings.log_max_bytes,
             self.settings.kill_grace_s,
+            self.settings.pass_env,
         )
         return outcome
 

@@ -21,6 +21,7 @@ class JobSettings:
     window: int = 64  # queued jobs per queue held as engine waiters (at least twice the queue's limit)
     poll_s: float = 1.0  # how often due retries are looked for and live figures refreshed
     task_threads: int = 16  # threads for sync task callables
+    pass_env: tuple[str, ...] = ()  # service variables (globs) command jobs get besides environment.MINIMAL
 
     def __post_init__(self) -> None:
         if self.log_max_bytes < 1024:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from embedded_service.api.auth import create_token
+from embedded_service.api.commands import CommandPolicy, CommandRule
 from embedded_service.api.embedded import EmbeddedServer
 from embedded_service.model import Role
+
+
+# clients of the test server may run the test's Python with any variables and directory (a real server's
+# allow-list is empty unless an admin writes one: tests/api/test_security.py checks that default)
+TEST_COMMANDS = CommandPolicy((CommandRule(prefix=(sys.executable,), env=("*",), cwd=("*",)),))
 
 
 class Running:
@@ -37,7 +44,15 @@ class Running:
 
 @pytest.fixture
 def running(tmp_path) -> Iterator[Running]:  # type: ignore[no-untyped-def]
-    server = EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0.5, snapshot_hz=20, sample_interval_s=0.1)
+    server = EmbeddedServer(
+        "memory://",
+        probes=False,
+        write_local=False,
+        grace_s=0.5,
+        snapshot_hz=20,
+        sample_interval_s=0.1,
+        commands=TEST_COMMANDS,
+    )
     server.start()
     try:
         yield Running(server)

@@ -10,7 +10,7 @@ import pytest
 from embedded_service.api.embedded import EmbeddedServer
 from embedded_service.client import Client
 from embedded_service.errors import UnknownJob
-from tests.api.conftest import Running
+from tests.api.conftest import TEST_COMMANDS, Running
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def running(tmp_path):  # type: ignore[no-untyped-def]
         grace_s=0.5,
         setup=setup,
         log_dir=tmp_path / "logs",
+        commands=TEST_COMMANDS,
     )
     server.start()
     try:
