@@ -290,6 +290,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "auth": False if args.no_auth else None,
         "local_token": False if args.no_local_token else None,
         "probes": False if args.no_probes else None,
+        "max_body_bytes": args.max_body_bytes,
+        "command_allowlist": args.command_allowlist,
+        "job_env_pass": args.job_env_pass,
     }
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
@@ -350,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
     p.add_argument("--grace-s", type=float, help="seconds running work gets on shutdown (default 30)")
     p.add_argument("--snapshot-hz", type=float, help="snapshot events per second on /v1/events (default 2)")
+    p.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413 (default 4194304)")
+    p.add_argument("--command-allowlist", type=Path, help="TOML file: the commands client tokens may submit")
+    p.add_argument(
+        "--job-env-pass", help="service variables command jobs also inherit: NAME,GLOB*,... ('*': all; default: none)"
+    )
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)

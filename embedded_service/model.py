@@ -8,11 +8,20 @@ dashboard draws them, so a field added here reaches every layer at once.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+# size caps of a command job's input (the request body as a whole is capped by the server, 4 MiB by default)
+MAX_ARGV_ITEMS = 4096
+MAX_ARG_CHARS = 32_768
+MAX_ENV_VARS = 256
+MAX_ENV_NAME_CHARS = 256
+MAX_ENV_VALUE_CHARS = 32_768
+MAX_COMMAND_CHARS = 256 * 1024  # argv and env together (the kernel's limit for both is 2 MiB on Linux)
+MAX_PATH_CHARS = 4096
 
 
 class QueueConfig(BaseModel):
@@ -237,10 +246,13 @@ class CommandSubmit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    argv: list[str] = Field(min_length=1)
+    argv: list[Annotated[str, Field(max_length=MAX_ARG_CHARS)]] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
     queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+    env: dict[
+        Annotated[str, Field(min_length=1, max_length=MAX_ENV_NAME_CHARS, pattern=r"^[^=\x00]+$")],
+        Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS)],
+    ] = Field(default_factory=dict, max_length=MAX_ENV_VARS, description="Values are write-only: never shown again.")
+    cwd: str | None = Field(default=None, min_length=1, max_length=MAX_PATH_CHARS)
     gpus: int = Field(default=0, ge=0, le=64)
     gpu_mem_mib: int = Field(default=0, ge=0)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
@@ -252,7 +264,18 @@ class CommandSubmit(BaseModel):
     def _argv_not_blank(cls, argv: list[str]) -> list[str]:
         if not argv[0].strip():
             raise ValueError("argv[0] must name a program")
+        if any("\x00" in arg for arg in argv):
+            raise ValueError("arguments cannot contain NUL characters")
         return argv
+
+    @model_validator(mode="after")
+    def _fits(self) -> CommandSubmit:
+        size = sum(len(a) for a in self.argv) + sum(len(k) + len(v) for k, v in self.env.items())
+        if size > MAX_COMMAND_CHARS:
+            raise ValueError(f"argv and env together may have at most {MAX_COMMAND_CHARS} characters, not {size}")
+        if any("\x00" in v for v in self.env.values()):
+            raise ValueError("env values cannot contain NUL characters")
+        return self
 
 
 class Job(BaseModel):
