@@ -32,6 +32,7 @@ from .config import ConfigError, load_settings
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
 from .model import JobState, Role
+from .private import private_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5, 6
 
@@ -240,7 +241,7 @@ async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
 def _store_url(args: argparse.Namespace) -> str:
     settings = load_settings({"store": args.store, "data_dir": args.data_dir})
     if settings.store is None:
-        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        private_dir(settings.resolved_data_dir())
     return settings.resolved_store()
 
 
@@ -298,7 +299,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     if settings.store is None:
-        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        private_dir(settings.resolved_data_dir())
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json)
     run_serve(settings)

@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+from .private import private_dir
+
 log = logging.getLogger("slotdeck.localmode")
 
 LOCAL_FILE = "local.json"
@@ -38,7 +40,7 @@ def local_endpoint_path() -> Path:
 def write_local_endpoint(url: str, token: str) -> Path:
     """Write the local service's URL and token, readable by this user only; returns the file's path."""
     path = local_endpoint_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

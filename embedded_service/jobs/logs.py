@@ -11,6 +11,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..private import open_private_append, private_dir
+
 _BLOCK = 64 * 1024
 
 
@@ -20,8 +22,8 @@ class CappedLog:
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by close(); lives as long as the job)
+        private_dir(path.parent, ours=False)
+        self._file = open(open_private_append(path), "ab", buffering=0)  # noqa: SIM115 (closed by close())
         self._size = self._file.tell()
         self._mid_line = False
 
@@ -44,7 +46,7 @@ class CappedLog:
     def _rotate(self) -> None:
         self._file.close()
         os.replace(self.path, previous_path(self.path))
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._file = open(open_private_append(self.path), "ab", buffering=0)  # noqa: SIM115
         self._size = 0
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
+from ..private import narrow, private_dir, private_file
 from .base import TERMINAL_STATES, parse_cursor
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
@@ -69,7 +70,13 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            private_dir(self.path.parent, ours=False)
+            private_file(self.path)  # SQLite gives its -wal and -shm files the database file's mode
+            for journal in ("-wal", "-shm", "-journal"):
+                narrow(self.path.with_name(self.path.name + journal))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc.strerror or exc}") from exc
         path, sync = str(self.path), self._synchronous
 
         def open_writer() -> sqlite3.Connection:

@@ -13,7 +13,6 @@ from embedded_service.api.commands import CommandPolicy, CommandRule
 from embedded_service.api.embedded import EmbeddedServer
 from embedded_service.model import Role
 
-
 # clients of the test server may run the test's Python with any variables and directory (a real server's
 # allow-list is empty unless an admin writes one: tests/api/test_security.py checks that default)
 TEST_COMMANDS = CommandPolicy((CommandRule(prefix=(sys.executable,), env=("*",), cwd=("*",)),))
