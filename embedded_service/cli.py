@@ -246,29 +246,18 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from .api.auth import create_token
+    from .tokencmd import TokenUsageError, run
 
-    url = _store_url(args)
-    if args.token_action == "create":
-        token = asyncio.run(_with_store(url, lambda s: create_token(s, args.name, args.role)))
-        if args.json:
-            emit_json({"name": args.name, "role": args.role, "token": token})
-        else:
-            print(token)
-            print(f"(token {args.name!r}, role {args.role}: shown once, only its hash is stored in {url})", file=sys.stderr)
-        return EXIT_OK
-    if args.token_action == "list":
-        stored = asyncio.run(_with_store(url, lambda s: s.list_tokens()))
-        if args.json:
-            emit_json([{"name": t.name, "role": t.role.value, "created_at": t.created_at} for t in stored])
-        else:
-            print(table(["NAME", "ROLE", "CREATED"], [[t.name, t.role.value, _when(t.created_at)] for t in stored]))
-        return EXIT_OK
-    if not asyncio.run(_with_store(url, lambda s: s.delete_token(args.name))):
-        print(f"no token named {args.name!r}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    print(f"deleted token {args.name!r}")
-    return EXIT_OK
+    def with_store(work: Callable[[Any], Any]) -> Any:
+        return asyncio.run(_with_store(_store_url(args), work))
+
+    def show_table(rows: list[list[Any]]) -> str:
+        return table(["NAME", "ROLE", "CREATED"], [[name, role, _when(at)] for name, role, at in rows])
+
+    try:
+        return run(args, with_store, emit_json, show_table)
+    except TokenUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -411,14 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--store", help="store URL (default: the server's default store)")
     store.add_argument("--data-dir", type=Path)
-    p = sub.add_parser("token", help="manage API tokens (straight in the store)")
+    p = sub.add_parser("token", help="manage API tokens (through the running server, else in the store)")
     tokens = p.add_subparsers(dest="token_action", metavar="ACTION", required=True)
     t = tokens.add_parser("create", parents=[store], help="create a token and print it once")
     t.add_argument("--name", required=True)
     t.add_argument("--role", required=True, choices=[r.value for r in Role])
+    t.add_argument("--replace", action="store_true", help="replace the token of that name if there is one")
+    t.add_argument("--confirm-self", action="store_true", help="allow replacing the token making the request")
     tokens.add_parser("list", parents=[store], help="names and roles")
     t = tokens.add_parser("delete", parents=[store], help="revoke a token")
     t.add_argument("name")
+    t.add_argument("--confirm-self", action="store_true", help="allow revoking the token making the request")
     p.set_defaults(func=cmd_token)
     return parser
 

@@ -1,8 +1,13 @@
-"""Token administration (admin role); a new token is shown once, only its hash is kept."""
+"""Token administration (admin role); a new token is shown once, only its hash is kept.
+
+A name that exists is replaced only when asked (`replace`); the token making the
+request is replaced or revoked only with `confirm_self` (an admin does not lock
+itself out by accident). Every change is audited, never the token itself.
+"""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import Role, TokenInfo
@@ -17,6 +22,8 @@ class TokenCreate(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
     role: Role
+    replace: bool = Field(default=False, description="Replace a token of this name (default: 409 if one exists).")
+    confirm_self: bool = Field(default=False, description="Needed to replace the token making this request.")
 
 
 class NewToken(TokenInfo):
@@ -32,24 +39,46 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Names and roles of the tokens (never the tokens or their hashes)."""
         return [TokenInfo(name=t.name, role=t.role, created_at=t.created_at) for t in await store.list_tokens()]
 
-    @r.post("/v1/tokens", response_model=NewToken, status_code=201, responses=problems(401, 403, 422), tags=["tokens"])
+    def check_self(name: str, who: Principal, confirmed: bool, what: str) -> None:
+        if name == who.name and not confirmed:
+            raise ApiProblem(
+                409,
+                "This is the token making the request",
+                f"{what} token {name!r} would end this session's access; confirm it (confirm_self)",
+                code="token_is_caller",
+            )
+
+    @r.post("/v1/tokens", response_model=NewToken, status_code=201, responses=problems(401, 403, 409, 422), tags=["tokens"])
     async def new_token(body: TokenCreate, who: Admin) -> NewToken:
-        """Create (or replace) the token called `name`; the answer is the only time it is shown."""
+        """Create the token called `name` (or replace it, with `replace`); the answer is the only time it is shown."""
+        before = next((t for t in await store.list_tokens() if t.name == body.name), None)
+        if before is not None and not body.replace:
+            raise ApiProblem(
+                409, "Token exists", f"a token named {body.name!r} exists; replace it explicitly", code="token_exists"
+            )
+        if before is not None:
+            check_self(body.name, who, body.confirm_self, "replacing")
         token = await create_token(store, body.name, body.role)
         st.auth.forget()
         stored = next(t for t in await store.list_tokens() if t.name == body.name)
-        await st.audit(who, "token.create", body.name, None, {"role": body.role.value})
+        action, old = ("token.replace", {"role": before.role.value}) if before else ("token.create", None)
+        await st.audit(who, action, body.name, old, {"role": body.role.value})
         return NewToken(name=stored.name, role=stored.role, created_at=stored.created_at, token=token)
 
     @r.delete(
         "/v1/tokens/{name}",
         status_code=204,
         response_class=Response,
-        responses=problems(401, 403, 404, 422),
+        responses=problems(401, 403, 404, 409, 422),
         tags=["tokens"],
     )
-    async def delete_token(name: ItemId, who: Admin) -> Response:
+    async def delete_token(
+        name: ItemId,
+        who: Admin,
+        confirm_self: Annotated[bool, Query(description="Needed to revoke the token making this request.")] = False,
+    ) -> Response:
         """Revoke a token at once."""
+        check_self(name, who, confirm_self, "revoking")
         if not await store.delete_token(name):
             raise ApiProblem(404, "Unknown token", f"no token named {name!r}", code="unknown_token")
         st.auth.forget()

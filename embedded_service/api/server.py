@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -19,7 +20,7 @@ from ..config import ConfigError, Settings
 from ..jobs import JobSettings
 from ..jobs.environment import parse_pass_env
 from ..localmode import is_loopback, write_local_endpoint
-from ..model import Role
+from ..model import AuditEntry, Role
 from ..service import SlotService
 from .app import api_state, create_app
 from .auth import create_token
@@ -98,6 +99,10 @@ async def open_service(store: str, *, probes: bool = True, default_limit: int | 
 async def write_local_token(svc: SlotService, url: str) -> str:
     """(Re)create the `local` admin token and leave it with the URL in the 0600 local-mode file."""
     token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
+    role = {"role": Role.admin.value}
+    await svc.store.add_audit(
+        AuditEntry(at=time.time(), actor="service", action="token.replace", target=LOCAL_TOKEN_NAME, after=role)
+    )
     path = write_local_endpoint(url, token)
     log.info("local admin token for %s written to %s", url, path)
     return token

@@ -249,11 +249,13 @@ class AsyncClient:
     async def tokens(self) -> list[TokenInfo]:
         return await self._send(calls.tokens())
 
-    async def create_token(self, name: str, role: str) -> dict[str, Any]:
-        return await self._send(calls.create_token(name, role))
+    async def create_token(self, name: str, role: str, replace: bool = False, confirm_self: bool = False) -> dict[str, Any]:
+        """A new token (shown once); a name that exists needs `replace`, the caller's own `confirm_self`."""
+        return await self._send(calls.create_token(name, role, replace, confirm_self))
 
-    async def delete_token(self, name: str) -> None:
-        await self._send(calls.delete_token(name))
+    async def delete_token(self, name: str, confirm_self: bool = False) -> None:
+        """Revoke a token; the caller's own needs `confirm_self`."""
+        await self._send(calls.delete_token(name, confirm_self))
 
 
 class _AsyncSlot:

@@ -253,12 +253,14 @@ def tokens() -> Call[list[TokenInfo]]:
     return Call("GET", "/v1/tokens", _model(list[TokenInfo]))
 
 
-def create_token(name: str, role: str) -> Call[dict[str, Any]]:
-    return Call("POST", "/v1/tokens", lambda r: dict(r.json()), body={"name": name, "role": role})
+def create_token(name: str, role: str, replace: bool = False, confirm_self: bool = False) -> Call[dict[str, Any]]:
+    body = {"name": name, "role": role, "replace": replace, "confirm_self": confirm_self}
+    return Call("POST", "/v1/tokens", lambda r: dict(r.json()), body=body)
 
 
-def delete_token(name: str) -> Call[None]:
-    return Call("DELETE", f"/v1/tokens/{_q(name)}", _nothing)
+def delete_token(name: str, confirm_self: bool = False) -> Call[None]:
+    params = {"confirm_self": "true"} if confirm_self else None
+    return Call("DELETE", f"/v1/tokens/{_q(name)}", _nothing, params=params)
 
 
 # ----------------------------------------------------------- acquire flow

@@ -242,8 +242,10 @@ class Client:
     def tokens(self) -> list[TokenInfo]:
         return self._send(calls.tokens())
 
-    def create_token(self, name: str, role: str) -> dict[str, Any]:
-        return self._send(calls.create_token(name, role))
+    def create_token(self, name: str, role: str, replace: bool = False, confirm_self: bool = False) -> dict[str, Any]:
+        """A new token (shown once); a name that exists needs `replace`, the caller's own `confirm_self`."""
+        return self._send(calls.create_token(name, role, replace, confirm_self))
 
-    def delete_token(self, name: str) -> None:
-        self._send(calls.delete_token(name))
+    def delete_token(self, name: str, confirm_self: bool = False) -> None:
+        """Revoke a token; the caller's own needs `confirm_self`."""
+        self._send(calls.delete_token(name, confirm_self))
