@@ -1,19 +1,25 @@
 # Two commands for a fresh machine:
-#   make run   - install everything and open the dashboard with its embedded service
-#   make test  - install everything and run lint + the whole test suite
+#   make run   - install the dashboard (only what it needs) and open it with its embedded service
+#   make test  - install the dashboard, the Redis store and the test tools, then run lint + the whole test suite
 # Also: make dist (the Linux bundle and installer tarball in dist/), make bench (benchmarks/).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TESTING := $(VENV)/.testing
 PACKAGING := $(VENV)/.packaging
 
 .PHONY: run test lint system-deps bench dist
 
+# the dashboard alone: the test extras bring keyrings.alt, whose plaintext file must never hold a user's tokens
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[desktop,redis,test]'
+	$(PY) -m pip install -q -e '.[desktop]'
 	touch $(STAMP)
+
+$(TESTING): $(STAMP)
+	$(PY) -m pip install -q -e '.[desktop,redis,test]'
+	touch $(TESTING)
 
 $(PACKAGING): $(STAMP)
 	$(PY) -m pip install -q -e '.[packaging]'
@@ -25,14 +31,14 @@ system-deps:
 run: system-deps $(STAMP)
 	$(VENV)/bin/slotdeck gui
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(VENV)/bin/ruff check .
 
-test: system-deps $(STAMP) $(PACKAGING) lint
+test: system-deps $(TESTING) $(PACKAGING) lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
 
 dist: $(PACKAGING)
 	bash packaging/build.sh dist
 
-bench: $(STAMP)
+bench: $(TESTING)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

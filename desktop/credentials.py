@@ -1,8 +1,11 @@
 """Tokens for remote connections: in the OS keyring, never in QSettings or any plain file.
 
-Where no keyring backend exists (a headless Linux box without a Secret Service,
-say) the vault says so in one sentence and keeps tokens for this session only,
-so the operator knows they will be asked again next time.
+Where no secure keyring backend exists (a headless Linux box without a Secret
+Service, say) the vault says so in one sentence and keeps tokens for this
+session only, so the operator knows they will be asked again next time. A
+backend that keeps secrets in a plain or self-encrypted file (keyrings.alt's,
+which a test install may make the default) or drops them (null, fail) does
+not count as a keyring.
 """
 
 from __future__ import annotations
@@ -12,12 +15,24 @@ import logging
 
 import keyring
 from keyring.backend import KeyringBackend
-from keyring.backends import fail
+from keyring.backends import chainer
 from keyring.errors import KeyringError
 
 log = logging.getLogger("slotdeck.desktop.credentials")
 
 SERVICE = "slotdeck"
+
+# backends that are no OS keyring: they fail, forget, or keep secrets in a file of the user's home
+INSECURE_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+
+def is_secure(backend: KeyringBackend) -> bool:
+    """Whether `backend` keeps secrets in an OS keyring (a chain: only if every backend in it does)."""
+    if isinstance(backend, chainer.ChainerBackend):
+        members = list(backend.backends)
+        return bool(members) and all(is_secure(member) for member in members)
+    module = type(backend).__module__
+    return not any(module == name or module.startswith(name + ".") for name in INSECURE_MODULES)
 
 
 class TokenVault:
@@ -27,11 +42,12 @@ class TokenVault:
         self._backend = backend or keyring.get_keyring()
         self._session: dict[str, str] = {}
         self.problem: str | None = None
-        if isinstance(self._backend, fail.Keyring):
+        if not is_secure(self._backend):
             self.problem = (
-                "No system keyring is available, so tokens are kept for this session only "
+                "No secure system keyring is available, so tokens are kept for this session only "
                 "and will be asked for again next time."
             )
+            log.warning("%s (keyring backend: %s)", self.problem, type(self._backend).__name__)
 
     @property
     def persistent(self) -> bool:

@@ -5,26 +5,59 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from keyring.backends import fail
+from keyring.backend import KeyringBackend
+from keyring.backends import chainer, fail, null
+from keyring.errors import PasswordDeleteError
 from keyrings.alt.file import PlaintextKeyring
 from PySide6.QtCore import QByteArray, QSettings
 
 from desktop.connection import ConnectionSpec, LinkState
-from desktop.credentials import TokenVault
+from desktop.credentials import TokenVault, is_secure
 from desktop.notify import Notifier
 from desktop.settings import AppSettings
 from embedded_service.model import Marks, QueueConfig, QueueStats, Snapshot, Totals
 
 
+class OsKeyring(KeyringBackend):
+    """Stands in for the OS keyring (Secret Service, Keychain, Credential Manager): a boundary of this app.
+    Its data lives in a dict the test owns, so a new vault on it finds what an earlier one stored."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self, data: dict[tuple[str, str], str]) -> None:
+        super().__init__()
+        self.data = data
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.data.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.data[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.data:
+            raise PasswordDeleteError(username)
+        del self.data[(service, username)]
+
+
 @pytest.fixture
-def file_keyring(tmp_path: Path) -> PlaintextKeyring:
-    """A real keyring backend that keeps its data in a file of this test."""
-    backend = PlaintextKeyring()
-    backend.file_path = str(tmp_path / "keyring.cfg")  # type: ignore[misc]
-    return backend
+def file_keyring() -> OsKeyring:
+    return OsKeyring({})
 
 
-def test_tokens_go_to_the_keyring_and_survive_a_new_vault(file_keyring: PlaintextKeyring) -> None:
+def test_a_plaintext_file_keyring_is_not_taken_for_a_keyring(tmp_path: Path) -> None:
+    plaintext = PlaintextKeyring()
+    plaintext.file_path = str(tmp_path / "keyring.cfg")  # type: ignore[misc]
+    for backend in (plaintext, null.Keyring(), fail.Keyring()):
+        vault = TokenVault(backend)
+        assert not vault.persistent and "session only" in (vault.problem or ""), type(backend)
+        vault.put("https://gpu1:8765", "s3cret-token")
+        assert vault.get("https://gpu1:8765") == "s3cret-token"
+    assert not (tmp_path / "keyring.cfg").exists(), "no token written to a plain file"
+    assert not is_secure(chainer.ChainerBackend())  # this test install's chain holds keyrings.alt's plaintext file
+
+
+def test_tokens_go_to_the_keyring_and_survive_a_new_vault(file_keyring: OsKeyring) -> None:
     vault = TokenVault(file_keyring)
     assert vault.persistent and vault.problem is None
     vault.put("https://gpu1:8765", "s3cret-token")
