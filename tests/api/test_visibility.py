@@ -174,3 +174,19 @@ def test_a_clients_snapshot_holds_its_own_leases_and_counts_only_for_others(serv
     assert [lease["id"] for lease in seen_b["leases"]] == [lease_b]
     assert {lease["id"] for lease in seen_viewer["leases"]} == {lease_a, lease_b}
     assert seen_a["queues"][0]["in_use"] == 2, "others' work still counts"
+
+
+def test_a_cancel_by_the_jobs_own_client_is_audited_too(served: Running) -> None:
+    with served.http("client") as client, served.http("viewer") as viewer:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        job = client.post("/v1/jobs", json={"argv": sleeper, "env": {"K": SECRET_A}}).json()["id"]
+        _wait_state(client, job, ("running",))
+        assert client.post(f"/v1/jobs/{job}/cancel").status_code == 200
+        entries = viewer.get("/v1/audit").json()
+    assert [(e["actor"], e["action"], e["target"], e["after"]) for e in entries][0] == (
+        "client",
+        "job.cancel",
+        job,
+        "cancelled",
+    )
+    assert SECRET_A not in str(entries)
