@@ -70,6 +70,7 @@ class EventBroker:
         # each subscriber with the event types it asked for and, for a client token, its name (see visibility)
         self._subscribers: dict[asyncio.Queue[Any], tuple[frozenset[str], str | None]] = {}
         self._job_owners: dict[str, str] = {}
+        self._client_snapshots: dict[str, tuple[Any, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
@@ -179,7 +180,15 @@ class EventBroker:
         """The snapshot as `client` (a client token's name, or None for the other roles) may see it."""
         if client is None:
             return self.snapshots.json()
-        return own_snapshot(self.snapshots.model(), client, self.owner_of).model_dump_json().encode()
+        model = self.snapshots.model()
+        cached = self._client_snapshots.get(client)
+        if cached is not None and cached[0] is model:  # the same snapshot build: the same view of it
+            return cached[1]
+        data = own_snapshot(model, client, self.owner_of).model_dump_json().encode()
+        if len(self._client_snapshots) > 1000:
+            self._client_snapshots.clear()
+        self._client_snapshots[client] = (model, data)
+        return data
 
     def _missed(self, last_event_id: str | None, types: frozenset[str], client: str | None) -> list[bytes]:
         if not last_event_id:

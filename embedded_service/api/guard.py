@@ -41,17 +41,19 @@ class BadLength(HTTPException):
         super().__init__(400, "the Content-Length header is not a number")
 
 
-def check_length(request: Request, limit: int) -> None:
-    """Raise BodyTooLarge when the declared length is above `limit` (nothing is read)."""
+def check_length(request: Request, limit: int) -> bool:
+    """Raise BodyTooLarge when the declared length is above `limit` (nothing is read); True when the body
+    has no declared length and must be counted as it comes (the server holds a declared one to its length)."""
     declared = request.headers.get("content-length")
     if declared is None:
-        return
+        return "transfer-encoding" in request.headers
     try:
         length = int(declared)
     except ValueError:
         raise BadLength() from None
     if length > limit:
         raise BodyTooLarge(limit)
+    return False
 
 
 def counted(request: Request, limit: int) -> Request:
@@ -76,11 +78,11 @@ def guarded(handler: Handler, limit: int, caller: RoleCheck | None) -> Handler:
 
     async def guard(request: Request) -> Response:
         try:
-            check_length(request, limit)
+            unknown_length = check_length(request, limit)
             if caller is not None:
                 await caller.resolve(request)
         except Exception as exc:
             return problem_for(exc)
-        return await handler(counted(request, limit))
+        return await handler(counted(request, limit) if unknown_length else request)
 
     return guard
