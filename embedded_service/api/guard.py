@@ -33,7 +33,10 @@ class BodyTooLarge(HTTPException):
     """413; an HTTPException so that FastAPI's body reading passes it on rather than making it a 400."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than this server accepts ({limit} bytes)")
+        # Connection: close: the server drops the connection rather than reading the rest to reuse it
+        super().__init__(
+            413, f"the request body is larger than this server accepts ({limit} bytes)", headers={"Connection": "close"}
+        )
 
 
 class BadLength(HTTPException):
@@ -77,12 +80,16 @@ def guarded(handler: Handler, limit: int, caller: RoleCheck | None) -> Handler:
     """Wrap a route handler: the length check, then `caller` (when given), then the handler on a counted body."""
 
     async def guard(request: Request) -> Response:
+        unknown_length = "transfer-encoding" in request.headers
         try:
             unknown_length = check_length(request, limit)
             if caller is not None:
                 await caller.resolve(request)
         except Exception as exc:
-            return problem_for(exc)
+            refused = problem_for(exc)
+            if unknown_length or request.headers.get("content-length", "0") != "0":
+                refused.headers["Connection"] = "close"  # the body is not wanted: do not read it to reuse the connection
+            return refused
         return await handler(counted(request, limit) if unknown_length else request)
 
     return guard
