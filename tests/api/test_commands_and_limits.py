@@ -233,3 +233,14 @@ def test_the_event_replay_is_bounded_in_bytes_as_well_as_in_count(tmp_path: Path
 def test_the_default_policy_is_empty() -> None:
     assert CommandPolicy().rules == ()
     assert os.environ.get("SLOTDECK_COMMAND_ALLOWLIST") is None
+
+
+def test_serve_refuses_an_allow_list_it_cannot_use_in_one_line(home: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    from tests.api.test_cli_and_server import slotdeck
+
+    missing = slotdeck("serve", "--port", "0", "--no-probes", "--command-allowlist", str(tmp_path / "no.toml"), env=home)
+    assert missing.returncode == 2 and "cannot read command allow-list" in missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[allow]]\nprefix = ["python3"]\nshell = true\n')
+    refused = slotdeck("serve", "--port", "0", "--no-probes", "--command-allowlist", str(bad), env=home)
+    assert refused.returncode == 2 and "unknown key(s) shell" in refused.stderr and "Traceback" not in refused.stderr

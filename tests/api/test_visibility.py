@@ -183,7 +183,7 @@ def test_a_cancel_by_the_jobs_own_client_is_audited_too(served: Running) -> None
         _wait_state(client, job, ("running",))
         assert client.post(f"/v1/jobs/{job}/cancel").status_code == 200
         entries = viewer.get("/v1/audit").json()
-    assert [(e["actor"], e["action"], e["target"], e["after"]) for e in entries][0] == (
+    assert next((e["actor"], e["action"], e["target"], e["after"]) for e in entries) == (
         "client",
         "job.cancel",
         job,
