@@ -244,3 +244,18 @@ def test_serve_refuses_an_allow_list_it_cannot_use_in_one_line(home: dict[str, s
     bad.write_text('[[allow]]\nprefix = ["python3"]\nshell = true\n')
     refused = slotdeck("serve", "--port", "0", "--no-probes", "--command-allowlist", str(bad), env=home)
     assert refused.returncode == 2 and "unknown key(s) shell" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_serve_job_env_pass_widens_the_job_environment(home: dict[str, str]) -> None:  # noqa: F811
+    env = {**home, "SLOTDECK_TEST_PASSED": "yes", "SLOTDECK_TEST_KEPT": "service-only"}
+    proc, url = _serve(env, "--job-env-pass", "SLOTDECK_TEST_PASS*")
+    try:
+        token = json.loads((Path(home["SLOTDECK_HOME"]) / "local.json").read_text())["token"]
+        show = "import os; print(sorted(k for k in os.environ if k.startswith('SLOTDECK_TEST')))"
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            job = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", show]}).json()
+            assert _finished(http, job["id"])["state"] == "succeeded"
+            assert http.get(f"/v1/jobs/{job['id']}/log").text.strip() == "['SLOTDECK_TEST_PASSED']"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -46,9 +46,7 @@ def test_a_server_under_umask_0000_keeps_its_files_private(home: dict[str, str])
             "job log": data / "slotdeck.db-logs" / f"{job['id']}.log",
         }
         modes = {name: _mode(path) for name, path in files.items()}
-        assert modes == {
-            name: "0o700" if path.is_dir() else "0o600" for name, path in files.items()
-        }, modes
+        assert modes == {name: "0o700" if path.is_dir() else "0o600" for name, path in files.items()}, modes
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
