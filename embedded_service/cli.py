@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
+from . import cli_format as fmt
 from .config import ConfigError, load_settings
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
@@ -73,31 +74,45 @@ def _when(ts: float | None) -> str | None:
 
 
 def show_status(snap: Any) -> str:
+    """Queues, GPUs and host in human units (exact figures: --json)."""
     queue_rows = [
         [
             q.config.name,
             f"{q.in_use}/{q.config.limit}",
             q.waiting,
             "paused" if q.config.paused else "",
-            f"{q.marks.in_use}/{q.marks.waiting}",
+            q.marks.in_use,
+            q.marks.waiting,
             q.totals.granted,
             q.totals.timed_out,
-            _secs(q.est_wait_s),
+            fmt.duration(q.est_wait_s),
             q.stuck or "",
         ]
         for q in snap.queues
     ]
-    out = [table(["QUEUE", "IN USE", "WAITING", "STATE", "MARKS", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"], queue_rows)]
+    headers = ["QUEUE", "IN USE", "WAITING", "STATE", "PEAK USE", "PEAK WAIT", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"]
+    out = [table(headers, queue_rows)]
     if snap.devices:
         device_rows = [
-            [d.index, d.name, d.memory_used_mib, d.memory_total_mib, d.memory_reserved_mib, d.utilization_pct, len(d.leases)]
+            [
+                d.index,
+                d.name,
+                fmt.used_of(d.memory_used_mib, d.memory_total_mib),
+                fmt.mib(d.memory_reserved_mib),
+                fmt.pct(d.utilization_pct),
+                None if d.temperature_c is None else f"{d.temperature_c:.0f}°C",
+                len(d.leases),
+            ]
             for d in snap.devices
         ]
-        out.append(table(["GPU", "NAME", "USED MiB", "TOTAL MiB", "RESERVED MiB", "UTIL %", "LEASES"], device_rows))
+        out.append(table(["GPU", "NAME", "MEMORY", "RESERVED", "UTIL", "TEMP", "LEASES"], device_rows))
     elif snap.gpu_probe:
         out.append(f"GPUs: {snap.gpu_probe}")
     if snap.host is not None:
-        out.append(f"host: cpu {snap.host.cpu_pct}%  memory {snap.host.memory_used_mib}/{snap.host.memory_total_mib} MiB")
+        h = snap.host
+        load = f"  load {h.load_1m:.2f}" if h.load_1m is not None else ""
+        memory = fmt.used_of(h.memory_used_mib, h.memory_total_mib) or "-"
+        out.append(f"host: cpu {fmt.pct(h.cpu_pct) or '-'}  memory {memory}{load}")
     return "\n\n".join(out)
 
 
