@@ -365,7 +365,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.store is None:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
     return EXIT_OK
 
