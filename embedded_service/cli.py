@@ -572,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def explain(exc: SlotDeckError) -> str:
     """The error's message plus what to do about it where that is clear."""
     from .client import ApiError, AuthError
+    from .errors import UnknownQueue
 
     if isinstance(exc, AuthError) and exc.status == 401:
         return f"{exc} (pass a token with --token or SLOTDECK_TOKEN; create one with `slotdeck token create`)"
@@ -579,6 +580,8 @@ def explain(exc: SlotDeckError) -> str:
         return f"{exc} (this token's role may not do this; an operator or admin token can)"
     if isinstance(exc, ApiError) and exc.status == 422 and exc.detail:
         return f"invalid value: {exc.detail.removeprefix('body.')}"
+    if isinstance(exc, UnknownQueue):
+        return f"{exc} (see `slotdeck queue list`; create one with `slotdeck queue create NAME`)"
     return str(exc)
 
 

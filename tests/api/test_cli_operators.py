@@ -95,7 +95,7 @@ def test_queue_create_set_show_list_delete_with_every_field(cli: Cli, running: R
     rc, _, err = cli("queue", "set", "chat")
     assert rc == 2 and "at least one field" in err
     rc, _, err = cli("queue", "set", "nosuch", "--limit", "1")
-    assert rc == 5 and "nosuch" in err
+    assert rc == 5 and "nosuch" in err and "slotdeck queue create" in err
     rc, _, _ = cli("queue", "create", "chat", "--replace", "--limit", "7")
     with running.http("admin") as http:
         got = http.get("/v1/queues/chat").json()["config"]
