@@ -83,10 +83,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _secs(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1f}s"
-
-
 def _when(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -498,12 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_client(handler: Callable[..., int], table: bool = False) -> Callable[[argparse.Namespace], int]:
+def _with_client(handler: Callable[..., int], with_table: bool = False) -> Callable[[argparse.Namespace], int]:
     """A command function that opens the client and calls `handler(args, client, emit_json[, table])`."""
 
     def run(args: argparse.Namespace) -> int:
         with _client(args) as c:
-            return handler(args, c, emit_json, *([globals()["table"]] if table else []))
+            return handler(args, c, emit_json, *([table] if with_table else []))
 
     return run
 
@@ -577,7 +573,7 @@ def explain(exc: SlotDeckError) -> str:
     if isinstance(exc, AuthError) and exc.status == 401:
         return f"{exc} (pass a token with --token or SLOTDECK_TOKEN; create one with `slotdeck token create`)"
     if isinstance(exc, AuthError) and exc.status == 403:
-        return f"{exc} (this token's role may not do this; an operator or admin token can)"
+        return f"{exc} (this token's role does not allow it: viewer < client < operator < admin)"
     if isinstance(exc, ApiError) and exc.status == 422 and exc.detail:
         return f"invalid value: {exc.detail.removeprefix('body.')}"
     if isinstance(exc, UnknownQueue):

@@ -206,10 +206,10 @@ def add_work_parsers(
     """Adds `leases`, `waiters`, `job show` and `retry`; `run(fn)` wraps a handler taking (args, client, ...)."""
     p = sub.add_parser("leases", parents=[common], help="granted slots with their ids (for cancel --lease)")
     p.add_argument("--queue", help="only this queue")
-    p.set_defaults(func=run(cmd_leases, table=True))
+    p.set_defaults(func=run(cmd_leases, with_table=True))
     p = sub.add_parser("waiters", parents=[common], help="requests waiting for a slot, with ids (for cancel --waiter)")
     p.add_argument("--queue", help="only this queue")
-    p.set_defaults(func=run(cmd_waiters, table=True))
+    p.set_defaults(func=run(cmd_waiters, with_table=True))
     p = sub.add_parser("job", help="one job's details (slotdeck job show ID)")
     actions = p.add_subparsers(dest="job_action", metavar="ACTION", required=True)
     q = actions.add_parser("show", parents=[common], help="state, outcome, times and live figures of a job")
