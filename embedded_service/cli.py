@@ -184,12 +184,13 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
-        from .cli_watch import watch
+        from .cli_watch import watch, with_holders
 
         if args.json:
             raise UsageError("--watch draws a terminal view; for JSON use `slotdeck status --json` in a loop")
+        render = with_holders(show_status, table)
         with _client(args) as c:
-            return watch(c.snapshot, show_status, url=args.resolved_url, interval_s=args.interval, count=args.count)
+            return watch(c.snapshot, render, url=args.resolved_url, interval_s=args.interval, count=args.count)
     with _client(args) as c:
         snap = c.snapshot()
     emit_json(snap) if args.json else print(show_status(snap))

@@ -25,6 +25,25 @@ HOME, CLEAR_LINE, CLEAR_DOWN = "\x1b[H", "\x1b[K", "\x1b[J"
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 
 
+HOLDERS_SHOWN = 10
+
+
+def with_holders(render: Callable[[Any], str], table: Callable[..., str]) -> Callable[[Any], str]:
+    """`render` plus the longest-held leases (who holds the slots and GPUs), at most HOLDERS_SHOWN."""
+    from .cli_work import show_leases
+
+    def both(snap: Any) -> str:
+        text = render(snap)
+        if not snap.leases:
+            return text
+        oldest = sorted(snap.leases, key=lambda lease: lease.granted_at)[:HOLDERS_SHOWN]
+        more = len(snap.leases) - len(oldest)
+        holders = show_leases(snap.model_copy(update={"leases": oldest}), None, table)
+        return f"{text}\n\n{holders}" + (f"\n... and {more} more (slotdeck leases)" if more > 0 else "")
+
+    return both
+
+
 def frame(header: str, body: str, width: int | None) -> list[str]:
     lines = [header, "", *body.splitlines()]
     return [line[:width] for line in lines] if width else lines

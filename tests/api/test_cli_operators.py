@@ -336,7 +336,9 @@ def test_a_closed_pipe_ends_quietly(running: Running) -> None:
     assert proc.returncode == 0 and proc.stderr == ""
 
 
-def test_status_watch_as_a_command(running: Running) -> None:
+def test_status_watch_as_a_command_shows_the_holders(running: Running) -> None:
+    with running.http("client") as http:
+        lease = http.post("/v1/queues/default/leases", json={"owner": "trainer", "wait_s": 0}).json()["lease"]
     args = [
         "status",
         "--watch",
@@ -353,6 +355,7 @@ def test_status_watch_as_a_command(running: Running) -> None:
         [sys.executable, "-m", "embedded_service.cli", *args], capture_output=True, env=_env(), text=True, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.count("slotdeck status  http://") == 2 and "\x1b[" not in proc.stdout
+    assert proc.stdout.count(lease["id"]) == 2 and "trainer" in proc.stdout
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
