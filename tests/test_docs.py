@@ -120,6 +120,7 @@ def test_grafana_dashboard_and_alert_rules_use_metrics_the_server_exposes() -> N
     with EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0, devices=devices) as server:
         headers = {"Authorization": f"Bearer {server.token}"}
         exposed = _metric_names(httpx.get(f"{server.url}/metrics", headers=headers, timeout=10).text)
+        assert "swagger" in httpx.get(f"{server.url}/docs", timeout=10).text.lower()  # the README's `/docs`
     exposed |= {"slotdeck_host_cpu_percent", "slotdeck_host_memory_used_mib"}  # only with the host probe on
     dashboard = json.loads((DOCS / "deploy" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
