@@ -24,11 +24,13 @@ def mib(value: float | None) -> str | None:
 
 
 def used_of(used: float | None, total: float | None) -> str | None:
-    """'3.1/8.0 GiB' (one unit for both), or whichever half is known."""
+    """'3.1/8.0 GiB' (one unit for both); '?/8.0 GiB' or '3.1 GiB/?' when half is unknown."""
     if used is None and total is None:
         return None
-    if used is None or total is None:
-        return mib(used if used is not None else total)
+    if used is None:
+        return f"?/{mib(total)}"
+    if total is None:
+        return f"{mib(used)}/?"
     if max(used, total) >= 1024:
         return f"{used / 1024:.1f}/{total / 1024:.1f} GiB"
     return f"{used:.0f}/{total:.0f} MiB"

@@ -257,6 +257,16 @@ def test_status_text_is_in_human_units_and_json_exact() -> None:
     assert row[:6] == ["chat", "3/6", "2", "4", "6", "10"]
 
 
+def test_human_units() -> None:
+    from embedded_service import cli_format as fmt
+
+    assert [fmt.duration(x) for x in (0.42, 12, 75, 3725, 90_000)] == ["0.4s", "12s", "1m15s", "1h02m", "1d01h"]
+    assert (fmt.mib(512), fmt.mib(8192), fmt.pct(99.5), fmt.pct(None)) == ("512 MiB", "8.0 GiB", "100%", None)
+    halves = (fmt.used_of(None, 8192), fmt.used_of(100, None), fmt.used_of(100, 900))
+    assert halves == ("?/8.0 GiB", "100 MiB/?", "100/900 MiB")
+    assert fmt.within(100.0, 160.0) == "overdue" and fmt.within(190.0, 160.0) == "in 30s"
+
+
 def test_status_watch_redraws_in_place_and_survives_a_failed_read() -> None:
     out = io.StringIO()
     sleeps: list[float] = []
