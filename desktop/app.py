@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 import qasync
 from PySide6.QtWidgets import QApplication
 
+from embedded_service.api.logs import demote_request_logs
+
 from .connection import ConnectionSpec
 from .credentials import TokenVault
 from .local import LocalService
@@ -67,6 +69,7 @@ def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demote_request_logs()  # one line per HTTP request only with DEBUG
     _, loop, window = build(sys.argv[1:] if argv is None else argv)
     with loop:
         loop.run_until_complete(window.run())

@@ -2,14 +2,15 @@
 
     slotdeck                      the desktop app (same as `slotdeck gui`)
     slotdeck serve                the HTTP server (127.0.0.1:8765, SQLite in the data dir)
-    slotdeck status | jobs | log | submit | cancel | limit | pause | resume
+    slotdeck status [--watch] | jobs | job show | log | submit [--wait] | retry | cancel
+    slotdeck queue create|set|show|delete|list | limit | pause | resume | leases | waiters
+    slotdeck completion bash|zsh
     slotdeck token create --role operator --name NAME
 
 The server's URL and token come from --url/--token, else SLOTDECK_URL /
 SLOTDECK_TOKEN, else the local-mode file a local server wrote.
 
-Exit codes: 0 ok, 1 failed, 2 bad usage or settings, 3 cannot connect,
-4 not authorised, 5 not found, 6 conflict / gone / unavailable (e.g. timed out).
+Exit codes: see EXIT_CODES_HELP (printed by `slotdeck --help`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
+from . import cli_format as fmt
+from .cli_queues import add_queue_parser
+from .cli_work import WAIT_HELP, add_work_parsers
 from .config import ConfigError, load_settings
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
@@ -35,6 +39,21 @@ from .model import JobState, Role
 from .private import private_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5, 6
+
+EXIT_CODES_HELP = """exit codes:
+  0  ok (also when the reader of the output went away, e.g. `slotdeck jobs | head`)
+  1  failed
+  2  bad usage or settings, including values the server refuses (HTTP 422) and a malformed --url
+  3  cannot connect to the server
+  4  not authorised: no or wrong token (--token / SLOTDECK_TOKEN), or a role that may not do it
+  5  not found (job, queue, lease, waiter, token)
+  6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
+     queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
+  submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
+     past --max-runtime-s 124; cancelled 130)
+  130 interrupted (Ctrl-C)
+
+server and token: --url/--token, else SLOTDECK_URL/SLOTDECK_TOKEN, else the local server's file."""
 
 
 class UsageError(Exception):
@@ -65,40 +84,50 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _secs(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1f}s"
-
-
 def _when(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def show_status(snap: Any) -> str:
+    """Queues, GPUs and host in human units (exact figures: --json)."""
     queue_rows = [
         [
             q.config.name,
             f"{q.in_use}/{q.config.limit}",
             q.waiting,
             "paused" if q.config.paused else "",
-            f"{q.marks.in_use}/{q.marks.waiting}",
+            q.marks.in_use,
+            q.marks.waiting,
             q.totals.granted,
             q.totals.timed_out,
-            _secs(q.est_wait_s),
+            fmt.duration(q.est_wait_s),
             q.stuck or "",
         ]
         for q in snap.queues
     ]
-    out = [table(["QUEUE", "IN USE", "WAITING", "STATE", "MARKS", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"], queue_rows)]
+    headers = ["QUEUE", "IN USE", "WAITING", "STATE", "PEAK USE", "PEAK WAIT", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"]
+    out = [table(headers, queue_rows)]
     if snap.devices:
         device_rows = [
-            [d.index, d.name, d.memory_used_mib, d.memory_total_mib, d.memory_reserved_mib, d.utilization_pct, len(d.leases)]
+            [
+                d.index,
+                d.name,
+                fmt.used_of(d.memory_used_mib, d.memory_total_mib),
+                fmt.mib(d.memory_reserved_mib),
+                fmt.pct(d.utilization_pct),
+                None if d.temperature_c is None else f"{d.temperature_c:.0f}°C",
+                len(d.leases),
+            ]
             for d in snap.devices
         ]
-        out.append(table(["GPU", "NAME", "USED MiB", "TOTAL MiB", "RESERVED MiB", "UTIL %", "LEASES"], device_rows))
+        out.append(table(["GPU", "NAME", "MEMORY", "RESERVED", "UTIL", "TEMP", "LEASES"], device_rows))
     elif snap.gpu_probe:
         out.append(f"GPUs: {snap.gpu_probe}")
     if snap.host is not None:
-        out.append(f"host: cpu {snap.host.cpu_pct}%  memory {snap.host.memory_used_mib}/{snap.host.memory_total_mib} MiB")
+        h = snap.host
+        load = f"  load {h.load_1m:.2f}" if h.load_1m is not None else ""
+        memory = fmt.used_of(h.memory_used_mib, h.memory_total_mib) or "-"
+        out.append(f"host: cpu {fmt.pct(h.cpu_pct) or '-'}  memory {memory}{load}")
     return "\n\n".join(out)
 
 
@@ -126,7 +155,22 @@ def _client(args: argparse.Namespace) -> Any:
         token = local[1]
     if url is None:
         raise UsageError("no server: pass --url (or set SLOTDECK_URL), or start one locally with `slotdeck serve`")
+    check_url(url)
+    args.resolved_url = url
     return Client(url, token, verify=args.ca or True, timeout=args.timeout)
+
+
+def check_url(url: str) -> None:
+    """A server URL must be http(s)://host[:port][/path]; anything else is a usage error."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url {url!r} is not a server URL; give e.g. http://127.0.0.1:8765")
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
@@ -140,6 +184,14 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        from .cli_watch import watch, with_holders
+
+        if args.json:
+            raise UsageError("--watch draws a terminal view; for JSON use `slotdeck status --json` in a loop")
+        render = with_holders(show_status, table)
+        with _client(args) as c:
+            return watch(c.snapshot, render, url=args.resolved_url, interval_s=args.interval, count=args.count)
     with _client(args) as c:
         snap = c.snapshot()
     emit_json(snap) if args.json else print(show_status(snap))
@@ -177,6 +229,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 gpu_mem_mib=args.gpu_mem_mib,
                 **common,
             )
+        if args.wait:
+            from .cli_work import finish_waiting
+
+            if not args.json:
+                print(job.id, flush=True)
+            return finish_waiting(c, job, args.json, emit_json)
     emit_json(job) if args.json else print(job.id)
     return EXIT_OK
 
@@ -185,7 +243,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.follow:
             for line in c.follow_log(args.job, tail=args.tail):
-                print(line, flush=True)
+                print(json.dumps({"job": args.job, "line": line}) if args.json else line, flush=True)
+        elif args.json:
+            emit_json({"job": args.job, "log": c.job_log(args.job, tail=args.tail)})
         else:
             sys.stdout.write(c.job_log(args.job, tail=args.tail))
     return EXIT_OK
@@ -198,7 +258,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         elif args.waiter:
             result = c.cancel_waiter(args.id)
         else:
-            result = c.cancel_job(args.id)
+            before = c.job(args.id)
+            result = before if before.state.finished else c.cancel_job(args.id)
+            if (result.state.finished and result.state is not JobState.cancelled) or before.state.finished:
+                state = result.state.value  # finished before, or while we asked
+                print(f"slotdeck: job {args.id} had already finished ({state}); nothing to cancel", file=sys.stderr)
+                return EXIT_CONFLICT
     emit_json(result) if args.json else print(f"{args.id}: {getattr(result, 'state', 'cancelled')}")
     return EXIT_OK
 
@@ -290,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.store is None:
         private_dir(settings.resolved_data_dir())
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
     return EXIT_OK
 
@@ -322,7 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--ca", help="CA certificate file to verify a TLS server with")
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser = argparse.ArgumentParser(prog="slotdeck", description="SlotDeck: queues with slots for slow GPU/LLM work.")
+    parser = argparse.ArgumentParser(
+        prog="slotdeck",
+        description="SlotDeck: queues with slots for slow GPU/LLM work.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"slotdeck {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -351,50 +421,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
-    sub.add_parser("status", parents=[common], help="queues, GPUs and host now").set_defaults(func=cmd_status)
+    p = sub.add_parser("status", parents=[common], help="queues, GPUs and host now (--watch: keep redrawing)")
+    p.add_argument("-w", "--watch", action="store_true", help="redraw in place until Ctrl-C (plain ANSI, fine over SSH)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws with --watch (0.5..3600, default 2)")
+    p.add_argument("--count", type=int, help="with --watch: stop after this many redraws (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("submit", parents=[common], help="submit a command (after --) or a registered task")
-    p.add_argument("--queue", default="default")
+    p.add_argument("--queue", default="default", help="queue the command runs in (default: default; tasks use their own)")
     p.add_argument("--task", help="a registered task's name instead of a command")
     p.add_argument("--arg", action="append", default=[], help="a task argument as JSON (repeatable)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the command (repeatable)")
-    p.add_argument("--cwd")
-    p.add_argument("--gpus", type=int, default=0)
-    p.add_argument("--gpu-mem-mib", type=int, default=0)
-    p.add_argument("--priority", type=int, default=0, help="lower runs first")
-    p.add_argument("--max-runtime-s", type=float)
-    p.add_argument("--max-attempts", type=int, default=1)
+    p.add_argument("--cwd", help="working directory of the command on the server (default: the server's)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the command needs (default 0)")
+    p.add_argument("--gpu-mem-mib", type=int, default=0, help="GPU memory it needs on each of them, in MiB (default 0)")
+    p.add_argument("--priority", type=int, default=0, help="lower runs first (default 0)")
+    p.add_argument("--max-runtime-s", type=float, help="stop it after this many seconds (default: no limit)")
+    p.add_argument("--max-attempts", type=int, default=1, help="runs in all when it fails (default 1: no retry)")
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("jobs", parents=[common], help="list jobs")
-    p.add_argument("--state", choices=[s.value for s in JobState])
-    p.add_argument("--queue")
-    p.add_argument("--owner")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--cursor")
+    p.add_argument("--state", choices=[s.value for s in JobState], help="only jobs in this state")
+    p.add_argument("--queue", help="only jobs of this queue")
+    p.add_argument("--owner", help="only jobs of this owner (a token's name)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--cursor", help="the next page: the value a previous listing printed after 'more:'")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("log", parents=[common], help="a job's output")
-    p.add_argument("job")
-    p.add_argument("--tail", type=int, default=200)
+    p.add_argument("job", help="job id")
+    p.add_argument("--tail", type=int, default=200, help="lines from the end to start with (default 200)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a job (or revoke a lease / cancel a waiter)")
-    p.add_argument("id")
+    p.add_argument("id", help="job id (or a lease/waiter id with --lease/--waiter: see slotdeck leases / waiters)")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--lease", action="store_true", help="the id is a lease: revoke it")
     kind.add_argument("--waiter", action="store_true", help="the id is a waiter: take it out of line")
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("limit", parents=[common], help="set a queue's limit")
-    p.add_argument("queue")
-    p.add_argument("limit", type=int)
+    p.add_argument("queue", help="queue name")
+    p.add_argument("limit", type=int, help="slots: at most this many holders at once (0 admits nobody)")
     p.set_defaults(func=cmd_limit)
     for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
         p = sub.add_parser(name, parents=[common], help=f"{name} a queue")
-        p.add_argument("queue")
+        p.add_argument("queue", help="queue name")
         p.set_defaults(func=func)
 
     store = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -412,7 +487,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("name")
     t.add_argument("--confirm-self", action="store_true", help="allow revoking the token making the request")
     p.set_defaults(func=cmd_token)
+
+    add_queue_parser(sub, common, cmd_queue)
+    add_work_parsers(sub, common, _with_client)
+    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=["bash", "zsh"], help="the shell: source <(slotdeck completion bash)")
+    p.set_defaults(func=cmd_completion)
     return parser
+
+
+def _with_client(handler: Callable[..., int], with_table: bool = False) -> Callable[[argparse.Namespace], int]:
+    """A command function that opens the client and calls `handler(args, client, emit_json[, table])`."""
+
+    def run(args: argparse.Namespace) -> int:
+        with _client(args) as c:
+            return handler(args, c, emit_json, *([table] if with_table else []))
+
+    return run
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from .cli_queues import run_queue
+
+    with _client(args) as c:
+        return run_queue(args, c, emit_json, table)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .cli_completion import script
+
+    sys.stdout.write(script(args.shell, build_parser()))
+    return EXIT_OK
 
 
 def exit_code(exc: SlotDeckError) -> int:
@@ -422,6 +527,8 @@ def exit_code(exc: SlotDeckError) -> int:
         return EXIT_CONNECT
     if isinstance(exc, AuthError):
         return EXIT_AUTH
+    if isinstance(exc, ApiError) and exc.status in (400, 422):
+        return EXIT_USAGE
     if isinstance(exc, KeyError) or (isinstance(exc, ApiError) and exc.status == 404):
         return EXIT_NOT_FOUND
     if isinstance(exc, SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice) or (
@@ -448,10 +555,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"slotdeck: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SlotDeckError as exc:
-        print(f"slotdeck: {exc}", file=sys.stderr)
+        print(f"slotdeck: {explain(exc)}", file=sys.stderr)
         return exit_code(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`slotdeck jobs | head`): stop quietly, and keep Python's
+        # final flush of stdout from raising again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def explain(exc: SlotDeckError) -> str:
+    """The error's message plus what to do about it where that is clear."""
+    from .client import ApiError, AuthError
+    from .errors import UnknownQueue
+
+    if isinstance(exc, AuthError) and exc.status == 401:
+        return f"{exc} (pass a token with --token or SLOTDECK_TOKEN; create one with `slotdeck token create`)"
+    if isinstance(exc, AuthError) and exc.status == 403:
+        return f"{exc} (this token's role does not allow it: viewer < client < operator < admin)"
+    if isinstance(exc, ApiError) and exc.status == 422 and exc.detail:
+        return f"invalid value: {exc.detail.removeprefix('body.')}"
+    if isinstance(exc, UnknownQueue):
+        return f"{exc} (see `slotdeck queue list`; create one with `slotdeck queue create NAME`)"
+    return str(exc)
 
 
 if __name__ == "__main__":

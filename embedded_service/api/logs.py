@@ -27,8 +27,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", json_format: bool = False) -> None:
-    """Set up the root logger for a server process (libraries never call this)."""
+REQUEST_LOGGERS = ("httpx", "uvicorn.access")
+
+
+class DemoteToDebug(logging.Filter):
+    """Turns a logger's INFO lines into DEBUG ones, shown only when the root logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def demote_request_logs(names: tuple[str, ...] = REQUEST_LOGGERS) -> None:
+    """One line per HTTP request (httpx's "HTTP Request: ...", uvicorn's access log) at DEBUG, not INFO.
+
+    Idempotent. Used by the dashboard and by `slotdeck serve` without `--access-log`.
+    """
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DemoteToDebug) for f in logger.filters):
+            logger.addFilter(DemoteToDebug())
+
+
+def configure_logging(level: str = "INFO", json_format: bool = False, access_log: bool = False) -> None:
+    """Set up the root logger for a server process (libraries never call this).
+
+    Request lines are logged at INFO with `access_log`, else at DEBUG (seen with level DEBUG only)."""
     handler = logging.StreamHandler(sys.stderr)
     if json_format:
         handler.setFormatter(JsonFormatter())
@@ -40,3 +66,5 @@ def configure_logging(level: str = "INFO", json_format: bool = False) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    if not access_log:
+        demote_request_logs()

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ..errors import UnknownJob
-from ..model import CommandSubmit, Job, JobPage, JobState, Role, TaskSubmit
+from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, Role, TaskSubmit
+from ..service import SlotService
 from .auth import Principal
 from .deps import ItemId, Need
 from .problems import ApiProblem, problems
@@ -112,6 +113,24 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value, owner=job.owner)
         return masked(job)
 
+    @r.post(
+        "/v1/jobs/{job_id}/retry",
+        response_model=Job,
+        status_code=201,
+        responses=problems(401, 403, 404, 409, 422, 503),
+        tags=["jobs"],
+    )
+    async def retry_job(job_id: ItemId, who: Client) -> Job:
+        """Submit a NEW job with the spec of a finished one (same task or argv, env, cwd, queue, GPUs, attempts);
+        409 while the original has not finished. The new job is owned by the caller; audited as `job.retry`."""
+        st.check_admitting()
+        old = await visible_job(job_id, who)
+        if not old.state.finished and old.state is not JobState.interrupted:
+            raise ApiProblem(409, "Job not finished", f"job {job_id} is {old.state.value}", code="job_not_finished")
+        job = await resubmit(svc, old, who.name)
+        await st.audit(who, "job.retry", job_id, {"job": job_id}, {"job": job.id})
+        return job
+
     async def follow(job_id: str, tail: int) -> AsyncIterator[bytes]:
         offset: int | None = None  # None until the log file exists (a queued job has none yet)
         while True:
@@ -149,6 +168,32 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         if follow_:
             return StreamingResponse(follow(job_id, tail), media_type="text/plain; charset=utf-8")
         return PlainTextResponse(await svc.job_log(job_id, tail=tail))
+
+
+async def resubmit(svc: SlotService, old: Job, owner: str | None) -> Job:
+    """A new job that repeats `old`'s spec for `owner`."""
+    if old.kind is JobKind.task:
+        return await svc.submit(
+            old.task or "",
+            args=old.args,
+            kwargs=old.kwargs,
+            owner=owner,
+            priority=old.priority,
+            max_attempts=old.max_attempts,
+            max_runtime_s=old.max_runtime_s,
+        )
+    return await svc.submit_command(
+        list(old.argv or []),
+        queue=old.queue,
+        env=old.env,
+        cwd=old.cwd,
+        gpus=old.gpus,
+        gpu_mem_mib=old.gpu_mem_mib,
+        priority=old.priority,
+        max_runtime_s=old.max_runtime_s,
+        max_attempts=old.max_attempts,
+        owner=owner,
+    )
 
 
 def read_from(path: Path, offset: int) -> bytes:

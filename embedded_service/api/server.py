@@ -127,7 +127,7 @@ def uvicorn_config(app: Any, settings: Settings, port: int | None = None) -> uvi
         host=settings.host,
         port=settings.port if port is None else port,
         log_config=None,
-        access_log=settings.access_log,
+        access_log=settings.access_log or settings.log_level.upper() == "DEBUG",  # DEBUG: request lines demoted
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         timeout_graceful_shutdown=5,

@@ -236,6 +236,10 @@ class AsyncClient:
     async def cancel_job(self, job_id: str) -> Job:
         return await self._send(calls.cancel_job(job_id))
 
+    async def retry(self, job_id: str) -> Job:
+        """A new job with the spec of the finished job `job_id` (409 `ApiError` while it has not finished)."""
+        return await self._send(calls.retry_job(job_id))
+
     async def job_log(self, job_id: str, tail: int = 200) -> str:
         return await self._send(calls.job_log(job_id, tail))
 

@@ -234,6 +234,10 @@ def cancel_job(job_id: str) -> Call[Job]:
     return Call("POST", f"/v1/jobs/{_q(job_id)}/cancel", _model(Job))
 
 
+def retry_job(job_id: str) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{_q(job_id)}/retry", _model(Job))
+
+
 def job_log(job_id: str, tail: int) -> Call[str]:
     return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _text, params={"tail": tail})
 

@@ -230,6 +230,10 @@ class Client:
     def cancel_job(self, job_id: str) -> Job:
         return self._send(calls.cancel_job(job_id))
 
+    def retry(self, job_id: str) -> Job:
+        """A new job with the spec of the finished job `job_id` (409 `ApiError` while it has not finished)."""
+        return self._send(calls.retry_job(job_id))
+
     def job_log(self, job_id: str, tail: int = 200) -> str:
         return self._send(calls.job_log(job_id, tail))
 
