@@ -127,9 +127,11 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         old = await visible_job(job_id, who)
         if not old.state.finished and old.state is not JobState.interrupted:
             raise ApiProblem(409, "Job not finished", f"job {job_id} is {old.state.value}", code="job_not_finished")
+        if old.kind is JobKind.command:  # the allow-list may have changed since the first submit
+            st.settings.commands.check(who, CommandSubmit(argv=list(old.argv or []), env=old.env or {}, cwd=old.cwd))
         job = await resubmit(svc, old, who.name)
         await st.audit(who, "job.retry", job_id, {"job": job_id}, {"job": job.id})
-        return job
+        return masked(job)
 
     async def follow(job_id: str, tail: int) -> AsyncIterator[bytes]:
         offset: int | None = None  # None until the log file exists (a queued job has none yet)
