@@ -162,7 +162,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 task_args = [json.loads(a) for a in args.arg]
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--arg takes JSON values: {exc}") from None
-            job = c.submit_task(args.task, args=task_args, **common)
+            job = c.submit_task(args.task, args=task_args, gpus=args.gpus, gpu_mem_mib=args.gpu_mem_mib, **common)
         else:
             argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not argv:

@@ -263,10 +263,24 @@ class SlotService:
         priority: int = 0,
         max_attempts: int = 1,
         max_runtime_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
     ) -> Job:
-        """Queue a registered task as a durable job; returns once the store has committed it."""
+        """Queue a registered task as a durable job; returns once the store has committed it.
+
+        With `gpus`/`gpu_mem_mib` it waits for GPUs like a command; inside the
+        callable `embedded_service.current_job()` gives its devices.
+        """
         return await self.jobs.submit(
-            task, args, kwargs, owner=owner, priority=priority, max_attempts=max_attempts, max_runtime_s=max_runtime_s
+            task,
+            args,
+            kwargs,
+            owner=owner,
+            priority=priority,
+            max_attempts=max_attempts,
+            max_runtime_s=max_runtime_s,
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
         )
 
     async def submit_command(

@@ -30,7 +30,8 @@ Figures that cannot be read are never read as "unlimited" (`DeviceInfo.health`):
   `stale_after_s` seconds (default 10) counted from the last good reading.
 - `unreadable`: after that, and while memory cannot be read, the device takes
   only work that asks for no memory (`gpu_mem_mib=0`).
-- `lost`: NVML reports the GPU lost (fallen off the bus): no new work at all. Running leases keep their devices until released.
+- `lost`: NVML reports the GPU lost (fallen off the bus): no new work at all.
+  Running leases keep their devices until released.
 - `unified`: the device reports no memory size (integrated/unified memory,
   declared devices with `memory_total_mib=0`): memory requests are admitted
   only against `memory_budget_mib` (a service setting) and refused without one.

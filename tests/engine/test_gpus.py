@@ -217,7 +217,7 @@ async def test_devices_of_unknown_size_refuse_memory_requests_without_a_budget(c
     """A declared device without a size (like a unified-memory GPU) is not unlimited: memory needs a budget."""
     async with SlotService(clock=clock, devices=[DeviceSpec(index=0)], sample_interval_s=3600) as svc:
         svc.configure_queue("q", limit=3, per_gpu=2)
-        with pytest.raises(NoFittingDevice, match="no memory size.*gpu_memory_budget_mib"):
+        with pytest.raises(NoFittingDevice, match=r"no memory size.*gpu_memory_budget_mib"):
             await svc.acquire("q", gpus=1, gpu_mem_mib=50_000)
         leases = [await svc.acquire("q", gpus=1) for _ in range(2)]  # no memory asked: caps only
         assert all(lease.devices == (0,) for lease in leases)
