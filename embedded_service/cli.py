@@ -89,16 +89,38 @@ def show_status(snap: Any) -> str:
     ]
     out = [table(["QUEUE", "IN USE", "WAITING", "STATE", "MARKS", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"], queue_rows)]
     if snap.devices:
-        device_rows = [
-            [d.index, d.name, d.memory_used_mib, d.memory_total_mib, d.memory_reserved_mib, d.utilization_pct, len(d.leases)]
-            for d in snap.devices
-        ]
-        out.append(table(["GPU", "NAME", "USED MiB", "TOTAL MiB", "RESERVED MiB", "UTIL %", "LEASES"], device_rows))
+        out.append(show_devices(snap))
     elif snap.gpu_probe:
         out.append(f"GPUs: {snap.gpu_probe}")
     if snap.host is not None:
         out.append(f"host: cpu {snap.host.cpu_pct}%  memory {snap.host.memory_used_mib}/{snap.host.memory_total_mib} MiB")
     return "\n\n".join(out)
+
+
+def show_devices(snap: Any) -> str:
+    """The GPU table: figures, what admission can still promise (FREE), health, and why a device is not ok."""
+    rows = [
+        [
+            d.index,
+            d.name,
+            d.memory_used_mib,
+            d.memory_total_mib if d.memory_total_mib is not None else d.memory_budget_mib,
+            d.memory_reserved_mib,
+            d.memory_foreign_mib,
+            d.memory_free_mib,
+            d.utilization_pct,
+            len(d.leases),
+            d.health,
+        ]
+        for d in snap.devices
+    ]
+    headers = ["GPU", "NAME", "USED MiB", "TOTAL MiB", "RESERVED MiB", "OTHERS MiB", "FREE MiB", "UTIL %", "LEASES"]
+    headers.append("HEALTH")
+    lines = [table(headers, rows)]
+    lines += [f"GPU {d.index} {d.health}: {d.health_reason}" for d in snap.devices if d.health != "ok" and d.health_reason]
+    if snap.gpu_selection:
+        lines.append(f"GPU selection: {snap.gpu_selection}")
+    return "\n".join(lines)
 
 
 def show_jobs(page: Any) -> str:
