@@ -134,22 +134,22 @@ async def test_the_whole_probe_failing_is_a_failed_reading_too() -> None:
         nvml.driver_gone = True  # nvmlDeviceGetCount raises: no device read at all
         clock.advance(11)
         await svc.sample_once()
-        assert device(svc).health == "unreadable"
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(svc.acquire("q", gpu_mem_mib=1_000), 0.2)
+        assert device(svc).health == "unreadable"
 
 
 async def test_a_lost_gpu_takes_no_new_work() -> None:
     nvml = two_gpus()
     async with SlotService(gpu_probe=NvmlProbe(nvml=nvml), sample_interval_s=3600) as svc:
-        svc.configure_queue("q", limit=10, placement="pack")
+        svc.configure_queue("q", limit=10)
         nvml.gpus[1].lost = True
         await svc.sample_once()
+        with pytest.raises(NoFittingDevice, match="GPU 1 lost"):
+            await svc.acquire("q", gpus=2)
         lost = device(svc, 1)
         assert lost.health == "lost" and "lost" in (lost.health_reason or "").lower()
         assert "lost" in show_status(svc.snapshot())
-        with pytest.raises(NoFittingDevice, match="GPU 1 lost"):
-            await svc.acquire("q", gpus=2)
         first = await svc.acquire("q", gpus=1, gpu_mem_mib=10_000)
         assert first.devices == (0,)
         second = asyncio.create_task(svc.acquire("q", gpus=1, gpu_mem_mib=10_000))
@@ -166,9 +166,9 @@ async def test_unified_memory_admits_memory_only_against_a_budget() -> None:
     nvml = FakeNvml([FakeGpu(unsupported={"memory"})])
     async with SlotService(gpu_probe=NvmlProbe(nvml=nvml), sample_interval_s=3600) as svc:
         svc.configure_queue("q", limit=10)
-        assert device(svc).health == "unified"
         with pytest.raises(NoFittingDevice, match="unified memory"):
             await svc.acquire("q", gpu_mem_mib=1_000)
+        assert device(svc).health == "unified"
         lease = await svc.acquire("q", gpus=1)  # no memory asked: allowed
         assert lease.devices == (0,)
     budget = SlotService(gpu_probe=NvmlProbe(nvml=nvml), gpu_memory_budget_mib=10_000, sample_interval_s=3600)
@@ -234,7 +234,7 @@ async def test_jobs_get_cudas_pci_bus_order_whatever_the_service_inherited(monke
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     devices = [DeviceSpec(index=0), DeviceSpec(index=1)]  # declared, no UUIDs: indices are passed
     async with SlotService(devices=devices, sample_interval_s=3600, jobs=QUICK) as svc:
-        svc.configure_queue("default", limit=1, placement="pack")
+        svc.configure_queue("default", limit=1)
         env = await job_env(svc, gpus=1, env={"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})
         assert env == {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
@@ -243,6 +243,6 @@ async def test_jobs_get_cudas_pci_bus_order_whatever_the_service_inherited(monke
 async def test_spread_and_pack(placement: str, expected: list[int]) -> None:
     """Two idle GPUs, limit 4, four 1-GPU requests: spread uses both GPUs; pack (the old behaviour) one."""
     async with SlotService(gpu_probe=NvmlProbe(nvml=two_gpus()), sample_interval_s=3600) as svc:
-        svc.configure_queue("q", limit=4, placement=placement)
+        svc.configure_queue("q", limit=4, **({} if placement == "spread" else {"placement": placement}))  # default
         leases = [await svc.acquire("q", gpus=1) for _ in range(4)]
         assert [lease.devices[0] for lease in leases] == expected
