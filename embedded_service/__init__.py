@@ -38,6 +38,6 @@ __all__ = [
     "UnknownQueue",
     "UnknownTask",
     "UnknownWaiter",
-    "current_job",
     "__version__",
+    "current_job",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_settings, parse_device
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
 from .model import JobState, Role
@@ -241,6 +241,13 @@ cmd_pause = _queue_command(lambda c, a: c.pause(a.queue))
 cmd_resume = _queue_command(lambda c, a: c.resume(a.queue))
 
 
+def cmd_placement(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        config = c.update_queue(args.queue, placement=args.placement)
+    emit_json(config) if args.json else print(f"{config.name}: placement {config.placement}")
+    return EXIT_OK
+
+
 def _store(url: str) -> Any:
     from .stores import open_store
 
@@ -312,6 +319,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "auth": False if args.no_auth else None,
         "local_token": False if args.no_local_token else None,
         "probes": False if args.no_probes else None,
+        "gpus": args.gpus,
+        "devices": [parse_device(d) for d in args.device] or None,
+        "gpu_memory_budget_mib": args.gpu_memory_budget_mib,
+        "gpu_stale_after_s": args.gpu_stale_after_s,
     }
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
@@ -372,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
     p.add_argument("--grace-s", type=float, help="seconds running work gets on shutdown (default 30)")
     p.add_argument("--snapshot-hz", type=float, help="snapshot events per second on /v1/events (default 2)")
+    p.add_argument("--gpus", help="GPUs to hand out: indices or UUIDs, comma-separated (default: CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--device", action="append", default=[], metavar="INDEX[:MEMORY_MIB[:NAME]]", help="declare a GPU (repeatable)"
+    )
+    p.add_argument("--gpu-memory-budget-mib", type=int, help="memory a GPU of unknown size (unified) may promise")
+    p.add_argument("--gpu-stale-after-s", type=float, help="how long last good GPU figures stand in (default 10)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
@@ -416,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queue")
     p.add_argument("limit", type=int)
     p.set_defaults(func=cmd_limit)
+    p = sub.add_parser("placement", parents=[common], help="set where a queue's GPU leases go")
+    p.add_argument("queue")
+    p.add_argument("placement", choices=["spread", "pack"], help="spread: emptiest GPU first; pack: best fit")
+    p.set_defaults(func=cmd_placement)
     for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
         p = sub.add_parser(name, parents=[common], help=f"{name} a queue")
         p.add_argument("queue")

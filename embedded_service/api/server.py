@@ -151,7 +151,12 @@ def run_serve(settings: Settings) -> None:
 
 async def serve(settings: Settings) -> None:
     """`slotdeck serve`: run until SIGTERM/SIGINT, then drain and close the store cleanly."""
-    svc = await open_service(settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit)
+    svc = await open_service(
+        settings.resolved_store(),
+        probes=settings.probes,
+        default_limit=settings.default_limit,
+        **settings.gpu_service_kwargs(),
+    )
     try:
         await check_bind(svc, settings)
         app = create_app(

@@ -1,0 +1,71 @@
+"""GPU settings of `slotdeck serve` (declared devices, --gpus, budget; TOML and flags), placement over the API
+and the CLI, and what `slotdeck status` shows of each GPU."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from embedded_service.config import ConfigError, load_settings, parse_device
+from embedded_service.model import DeviceSpec
+
+from .test_cli_and_server import _serve, home, slotdeck
+
+__all__ = ["home"]  # the fixture, used by name below
+
+
+def test_serve_with_declared_devices_and_a_gpu_selection(home: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "slotdeck.toml"
+    config.write_text(
+        "[server]\ngpu_memory_budget_mib = 4000\n"
+        "devices = [{index = 0, name = \"Declared A\", memory_total_mib = 16000}, {index = 1, name = \"Declared B\"}]\n"
+    )
+    env = {**home, "CUDA_VISIBLE_DEVICES": "0"}  # the flag below wins over the inherited variable
+    proc, _url = _serve(env, "--config", str(config), "--gpus", "1")
+    try:
+        snap = json.loads(slotdeck("status", "--json", env=env).stdout)
+        assert [(d["index"], d["name"], d["health"]) for d in snap["devices"]] == [(1, "Declared B", "unified")]
+        assert snap["devices"][0]["memory_budget_mib"] == 4000
+        assert snap["gpu_selection"] == "--gpus 1: GPUs 1 of 2"
+        text = slotdeck("status", env=env).stdout
+        assert "HEALTH" in text and "unified" in text and "GPU selection: --gpus 1: GPUs 1 of 2" in text
+
+        placed = slotdeck("placement", "default", "pack", env=env)
+        assert (placed.returncode, placed.stdout.strip()) == (0, "default: placement pack")
+        queues = json.loads(slotdeck("status", "--json", env=env).stdout)["queues"]
+        assert queues[0]["config"]["placement"] == "pack"
+        bad = slotdeck("placement", "default", "random", env=env)
+        assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_bad_device_declaration_is_a_one_line_usage_error(home: dict[str, str]) -> None:
+    bad = slotdeck("serve", "--port", "0", "--no-probes", "--device", "zero:lots", env=home)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "slotdeck: --device takes INDEX[:MEMORY_MIB[:NAME]] (e.g. 0:40960:A100), not 'zero:lots'"
+
+
+def test_gpu_settings_from_flags_env_and_file(tmp_path: Path) -> None:
+    assert parse_device("0:40960:A100") == DeviceSpec(index=0, memory_total_mib=40960, name="A100")
+    assert parse_device("3") == DeviceSpec(index=3)
+    with pytest.raises(ConfigError):
+        parse_device("-1:x")
+    env = {"SLOTDECK_DEVICES": '[{"index": 0, "memory_total_mib": 8000}]', "SLOTDECK_GPUS": "GPU-abc"}
+    settings = load_settings({}, env=env)
+    assert settings.gpu_service_kwargs() == {
+        "devices": [DeviceSpec(index=0, memory_total_mib=8000)],
+        "visible_gpus": "GPU-abc",
+        "gpu_memory_budget_mib": None,
+        "gpu_stale_after_s": 10.0,
+    }
+    flags = load_settings({"devices": [parse_device("2:8000:Extra")]}, env=env)  # a flag's list replaces the rest
+    assert flags.devices == [DeviceSpec(index=2, memory_total_mib=8000, name="Extra")]
+    with pytest.raises(ConfigError, match="JSON"):
+        load_settings({}, env={"SLOTDECK_DEVICES": "0:8000"})
+    with pytest.raises(ConfigError, match="devices"):
+        load_settings({}, env={"SLOTDECK_DEVICES": '[{"index": 0, "memory": 1}]'})
