@@ -183,29 +183,36 @@ class DevicePool:
 
     def foreign_mib(self, state: DeviceState) -> int:
         """Memory on this device held by processes that are not this service's jobs (see the module doc)."""
+        return self._accounting(state)[0]
+
+    def _accounting(self, state: DeviceState) -> tuple[int, int]:
+        """(foreign MiB, MiB charged to the leases on this device), in one pass over leases and processes."""
         info = state.info
-        used = info.memory_used_mib or 0
-        attributed = 0
-        allowance = 0
+        by_pid = {p.pid: p.used_mib for p in info.processes} if info.per_process else {}
+        attributed = allowance = charged = 0
         for lease_id, reserved in state.reservations.items():
-            use = self._lease_use(state, lease_id)
+            use = self._lease_use(lease_id, by_pid, info.per_process)
             if use is None:
                 allowance += reserved
+                charged += reserved
             else:
                 attributed += use
-        return max(0, max(0, used - attributed) - allowance)
+                charged += max(reserved, use)
+        used = info.memory_used_mib or 0
+        return max(0, max(0, used - attributed) - allowance), charged
 
-    def _lease_use(self, state: DeviceState, lease_id: str) -> int | None:
-        """What this lease's processes use on this device (MiB), or None when that cannot be known."""
+    def _lease_use(self, lease_id: str, by_pid: dict[int, int | None], per_process: bool) -> int | None:
+        """What this lease's processes use on the device (MiB), or None when that cannot be known."""
         pids = self.lease_pids.get(lease_id)
-        if pids is None or not state.info.per_process:
+        if pids is None or not per_process:
             return None
         total = 0
-        for process in state.info.processes:
-            if process.pid in pids:
-                if process.used_mib is None:
+        for pid in pids if len(pids) <= len(by_pid) else [p for p in by_pid if p in pids]:
+            if pid in by_pid:
+                used = by_pid[pid]
+                if used is None:
                     return None
-                total += process.used_mib
+                total += used
         return total
 
     def free_mib(self, state: DeviceState, now: float) -> int | None:
@@ -220,11 +227,8 @@ class DevicePool:
         total = state.info.memory_total_mib
         if total is None:
             return None
-        charged = 0
-        for lease_id, reserved in state.reservations.items():
-            use = self._lease_use(state, lease_id)
-            charged += reserved if use is None else max(reserved, use)
-        return total - self.foreign_mib(state) - charged
+        foreign, charged = self._accounting(state)
+        return total - foreign - charged
 
     def set_lease_pids(self, lease_id: str, pids: frozenset[int] | None) -> None:
         if lease_id in self.lease_pids:
