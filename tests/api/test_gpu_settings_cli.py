@@ -69,3 +69,14 @@ def test_gpu_settings_from_flags_env_and_file(tmp_path: Path) -> None:
         load_settings({}, env={"SLOTDECK_DEVICES": "0:8000"})
     with pytest.raises(ConfigError, match="devices"):
         load_settings({}, env={"SLOTDECK_DEVICES": '[{"index": 0, "memory": 1}]'})
+
+
+def test_the_readmes_gpu_settings_load(tmp_path: Path) -> None:
+    import re
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    [block] = re.findall(r"^```toml\n(.*?)^```", readme.read_text(), flags=re.S | re.M)
+    config = tmp_path / "gpu.toml"
+    config.write_text(block)
+    settings = load_settings({}, env={}, config_file=config)
+    assert (settings.gpus, settings.gpu_memory_budget_mib, settings.devices[0].memory_total_mib) == ("0,1", 60000, 40960)
