@@ -32,10 +32,10 @@ from ..stores import Store
 from .context import JobContext
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
-from .process import group_alive, is_job_group, stop_group
+from .process import group_alive, is_job_group
 from .registry import TaskRegistry
 from .settings import JobSettings
-from .tracking import marked_pids, new_mark
+from .tracking import job_mark, marked_pids, stop_job_processes
 from .window import Held, QueueWindow, order_key
 
 log = logging.getLogger("slotdeck.jobs")
@@ -120,18 +120,27 @@ class JobRunner:
 
     async def _stop_orphan(self, job: Job) -> None:
         """A command has its own process group, so it outlives a killed service. Left alone it would keep its
-        GPUs and, once re-queued, run twice: stop it (only if the group is still the job's own)."""
-        if job.pid is None or job.started_at is None or not group_alive(job.pid):
+        GPUs and, once re-queued, run twice: stop it (the group only if it is still the job's own), and every
+        process that carries the job's marker (also those that left the group)."""
+        if job.kind is not JobKind.command or job.started_at is None:
             return
-        if not await asyncio.to_thread(is_job_group, job.pid, job.started_at):
-            log.info("job %s: process group %d is not the job's any more; left alone", job.id, job.pid)
+        pgid: int | None = job.pid
+        if pgid is not None and not group_alive(pgid):
+            pgid = None
+        if pgid is not None and not await asyncio.to_thread(is_job_group, pgid, job.started_at):
+            log.info("job %s: process group %d is not the job's any more; left alone", job.id, pgid)
+            pgid = None
+        mark = job_mark(job.id, job.attempts)
+        if pgid is None and not (await asyncio.to_thread(marked_pids, [mark]))[mark]:
             return
-        log.warning("job %s: stopping process group %d left running by the previous service", job.id, job.pid)
+        log.warning("job %s: stopping the processes left running by the previous service", job.id)
         try:
             async with asyncio.timeout(self.settings.kill_grace_s + 15.0):  # never hold up the service's start
-                await stop_group(job.pid, self.settings.kill_grace_s)
+                survivors = await stop_job_processes(pgid, mark, self.settings.kill_grace_s)
         except TimeoutError:
-            log.error("job %s: process group %d survives SIGKILL; starting anyway", job.id, job.pid)
+            survivors = [pgid] if pgid is not None else []
+        if survivors:
+            log.error("job %s: processes %s survive SIGKILL; starting anyway", job.id, survivors)
 
     async def _recover(self) -> None:
         """Jobs the store says were running belong to a service that died: interrupted, re-queued per policy."""
@@ -403,9 +412,7 @@ class JobRunner:
         self._by_lease[lease.id] = held
         lease.on_cancel = partial(held.control.request, "cancelled")
         held.control.on_start = partial(self._process_started, held)
-        if held.job.kind is JobKind.command:
-            held.control.mark = new_mark(held.job.id)
-        else:  # a task runs in the service's own process: its GPU memory cannot be told apart
+        if held.job.kind is JobKind.task:  # it runs in the service's own process: its GPU memory cannot be told apart
             self.engine.set_lease_processes(lease.id, None)
         held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
 
@@ -424,6 +431,8 @@ class JobRunner:
                     "not_before": None,
                 }
             )
+            if job.kind is JobKind.command:
+                held.control.mark = job_mark(job.id, job.attempts)
             await self.store.save_job(job)
             self._emit(job)
             outcome = await self._execute(held, lease)

@@ -2,7 +2,8 @@
 
 A job's process group misses members that called `setsid()` or `setpgid()`
 (daemonising grandchildren, some launchers). Every command job therefore gets
-a marker in its environment, `SLOTDECK_JOB_MARK=<job id>:<random>`, which its
+a marker in its environment, `SLOTDECK_JOB_MARK=<job id>.<attempt>` (job ids
+carry a random per-service prefix), which its
 descendants inherit whatever group they join; this module finds the live
 processes that carry it by reading `/proc/<pid>/environ` (Linux; other systems
 fall back to the process group alone). A process that empties its own
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import time
 from collections.abc import Collection, Iterable
@@ -31,9 +31,9 @@ KILL_WAIT_S = 5.0  # after SIGKILL, how long processes get to disappear before t
 _POLL_S = 0.05
 
 
-def new_mark(job_id: str) -> str:
-    """A marker unique to one run of a job (an attempt that is retried gets a new one)."""
-    return f"{job_id}:{secrets.token_hex(8)}"
+def job_mark(job_id: str, attempt: int) -> str:
+    """The marker of one run of a job (a retry gets a new one); a restarted service recomputes it from the store."""
+    return f"{job_id}.{attempt}"
 
 
 def _alive(pid: int) -> bool:
@@ -67,9 +67,9 @@ def marked_pids(marks: Collection[str]) -> dict[str, set[int]]:
     return found
 
 
-def _signal_all(pgid: int, group: bool, pids: Iterable[int], sig: int) -> None:
+def _signal_all(pgid: int | None, group: bool, pids: Iterable[int], sig: int) -> None:
     """Signal the group (while it has members) and each marked process; gone or foreign ones are skipped."""
-    if group:
+    if group and pgid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
     for pid in pids:
@@ -77,11 +77,11 @@ def _signal_all(pgid: int, group: bool, pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _left(pgid: int, mark: str) -> tuple[bool, set[int]]:
-    return group_alive(pgid), marked_pids([mark])[mark]
+def _left(pgid: int | None, mark: str) -> tuple[bool, set[int]]:
+    return pgid is not None and group_alive(pgid), marked_pids([mark])[mark]
 
 
-async def _wait_gone(pgid: int, mark: str, timeout_s: float) -> tuple[bool, set[int]]:
+async def _wait_gone(pgid: int | None, mark: str, timeout_s: float) -> tuple[bool, set[int]]:
     deadline = time.monotonic() + timeout_s
     while True:
         group, marked = await asyncio.to_thread(_left, pgid, mark)
@@ -90,9 +90,10 @@ async def _wait_gone(pgid: int, mark: str, timeout_s: float) -> tuple[bool, set[
         await asyncio.sleep(_POLL_S)
 
 
-async def stop_job_processes(pgid: int, mark: str, grace_s: float) -> list[int]:
+async def stop_job_processes(pgid: int | None, mark: str, grace_s: float) -> list[int]:
     """Stop a job's process group and every process carrying its marker; return the pids still alive after.
 
+    `pgid` None: only the marked processes (the group is not known to be the job's any more).
     SIGTERM to all, SIGKILL to what is left after `grace_s`, then up to
     `KILL_WAIT_S` for them to go. Processes found after that are returned
     (the caller reports them); an empty list means nothing of the job is left.
@@ -113,7 +114,7 @@ async def stop_job_processes(pgid: int, mark: str, grace_s: float) -> list[int]:
         group, marked = await _wait_gone(pgid, mark, min(0.5, max(0.0, deadline - time.monotonic())))
     if not group and not marked:
         return []
-    survivors = set(marked) | (_group_members(pgid) if group else set())
+    survivors = set(marked) | (_group_members(pgid) if group and pgid is not None else set())
     log.error("job processes survive SIGKILL: %s", sorted(survivors))
     return sorted(survivors)
 

@@ -102,3 +102,37 @@ async def test_the_marker_finds_the_escaped_process() -> None:
         proc.kill()
         await proc.wait()
     assert proc.pid not in marked_pids([mark])[mark]
+
+
+def test_a_restart_after_kill_9_stops_the_jobs_setsid_grandchild_too(tmp_path: Path) -> None:
+    """The service is killed while a job runs; its grandchild left the job's session. The restarted service
+    finds it by the job's marker and stops it with the group, so it keeps no GPU memory and the job does not
+    run twice beside it."""
+    import os
+    import signal
+
+    import psutil
+    from test_orphans import serve, wait_for
+
+    pidfile = tmp_path / "escaped.pid"
+    script = DAEMON + "time.sleep(600)\n"  # the leader stays, the grandchild is in its own session
+    proc, http = serve(tmp_path)
+    try:
+        job_id = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", script, str(pidfile)]}).json()["id"]
+        wait_for(pidfile.exists, "the grandchild's pid file")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        http.close()
+        proc.kill()
+    escaped = psutil.Process(int(pidfile.read_text()))
+    assert escaped.is_running() and os.getpgid(escaped.pid) == escaped.pid, "it leads its own group"
+
+    proc, http = serve(tmp_path)
+    try:
+        wait_for(lambda: not escaped.is_running() or escaped.status() == psutil.STATUS_ZOMBIE, "the grandchild stopped")
+        assert http.get(f"/v1/jobs/{job_id}").json()["state"] == "interrupted"
+    finally:
+        http.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
