@@ -58,6 +58,12 @@ class DeviceState:
     last_good_at: float | None = None
     health: str = "ok"
     reason: str | None = None
+    accounting: tuple[int, int] | None = None  # (foreign, charged) until figures, leases or their processes change
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "info":
+            object.__setattr__(self, "accounting", None)
+        object.__setattr__(self, name, value)
 
     @property
     def reserved_mib(self) -> int:
@@ -187,6 +193,8 @@ class DevicePool:
 
     def _accounting(self, state: DeviceState) -> tuple[int, int]:
         """(foreign MiB, MiB charged to the leases on this device), in one pass over leases and processes."""
+        if state.accounting is not None:
+            return state.accounting
         info = state.info
         by_pid = {p.pid: p.used_mib for p in info.processes} if info.per_process else {}
         attributed = allowance = charged = 0
@@ -199,7 +207,8 @@ class DevicePool:
                 attributed += use
                 charged += max(reserved, use)
         used = info.memory_used_mib or 0
-        return max(0, max(0, used - attributed) - allowance), charged
+        state.accounting = (max(0, max(0, used - attributed) - allowance), charged)
+        return state.accounting
 
     def _lease_use(self, lease_id: str, by_pid: dict[int, int | None], per_process: bool) -> int | None:
         """What this lease's processes use on the device (MiB), or None when that cannot be known."""
@@ -231,8 +240,11 @@ class DevicePool:
         return total - foreign - charged
 
     def set_lease_pids(self, lease_id: str, pids: frozenset[int] | None) -> None:
-        if lease_id in self.lease_pids:
+        if lease_id in self.lease_pids and self.lease_pids[lease_id] != pids:
             self.lease_pids[lease_id] = pids
+            for state in self.devices.values():
+                if lease_id in state.reservations:
+                    state.accounting = None
 
     # --------------------------------------------------------------- admission
 
@@ -305,6 +317,7 @@ class DevicePool:
         for index in indices:
             state = self.devices[index]
             state.reservations[lease_id] = gpu_mem_mib
+            state.accounting = None
             state.per_queue[queue] = state.per_queue.get(queue, 0) + 1
 
     def unassign(self, lease_id: str, queue: str, indices: tuple[int, ...] | list[int], gpu_mem_mib: int) -> None:
@@ -314,6 +327,7 @@ class DevicePool:
             if state is None or lease_id not in state.reservations:
                 continue
             del state.reservations[lease_id]
+            state.accounting = None
             state.per_queue[queue] -= 1
 
     # --------------------------------------------------------------- observing
