@@ -90,8 +90,8 @@ def show_status(snap: Any) -> str:
     out = [table(["QUEUE", "IN USE", "WAITING", "STATE", "MARKS", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"], queue_rows)]
     if snap.devices:
         out.append(show_devices(snap))
-    elif snap.gpu_probe:
-        out.append(f"GPUs: {snap.gpu_probe}")
+    elif snap.gpu_probe or snap.gpu_selection:
+        out.append(f"GPUs: {'; '.join(x for x in (snap.gpu_probe, snap.gpu_selection) if x)}")
     if snap.host is not None:
         out.append(f"host: cpu {snap.host.cpu_pct}%  memory {snap.host.memory_used_mib}/{snap.host.memory_total_mib} MiB")
     return "\n\n".join(out)

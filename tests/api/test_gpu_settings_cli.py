@@ -80,3 +80,22 @@ def test_the_readmes_gpu_settings_load(tmp_path: Path) -> None:
     config.write_text(block)
     settings = load_settings({}, env={}, config_file=config)
     assert (settings.gpus, settings.gpu_memory_budget_mib, settings.devices[0].memory_total_mib) == ("0,1", 60000, 40960)
+
+
+def test_metrics_carry_free_memory_and_health_per_gpu() -> None:
+    import httpx
+
+    from embedded_service.api.embedded import EmbeddedServer
+
+    devices = [DeviceSpec(index=0, name="cfg", memory_total_mib=8_000), DeviceSpec(index=1, name="uni")]
+    with EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0, devices=devices) as server:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as http:
+            lease = http.post("/v1/queues/default/leases", json={"gpus": 1, "gpu_mem_mib": 3_000}).json()["lease"]
+            text = http.get("/metrics").text
+            refused = http.post("/v1/queues/default/leases", json={"gpus": 2, "gpu_mem_mib": 1_000})
+            http.delete(f"/v1/leases/{lease['id']}")
+    assert 'slotdeck_gpu_memory_free_mib{gpu="0",name="cfg"} 5000.0' in text
+    assert 'slotdeck_gpu_health{gpu="0",health="ok",name="cfg"} 1.0' in text
+    assert 'slotdeck_gpu_health{gpu="1",health="unified",name="uni"} 1.0' in text
+    assert refused.status_code == 409 and "unified memory" in refused.json()["detail"]
