@@ -99,3 +99,13 @@ def test_metrics_carry_free_memory_and_health_per_gpu() -> None:
     assert 'slotdeck_gpu_health{gpu="0",health="ok",name="cfg"} 1.0' in text
     assert 'slotdeck_gpu_health{gpu="1",health="unified",name="uni"} 1.0' in text
     assert refused.status_code == 409 and "unified memory" in refused.json()["detail"]
+
+
+def test_placement_over_the_api(running) -> None:  # type: ignore[no-untyped-def]
+    with running.http("operator") as op, running.http("viewer") as viewer:
+        assert op.put("/v1/queues/train", json={"limit": 2}).json()["placement"] == "spread"
+        assert op.patch("/v1/queues/train", json={"placement": "pack"}).json()["placement"] == "pack"
+        assert [q["placement"] for q in viewer.get("/v1/queues").json() if q["name"] == "train"] == ["pack"]
+        bad = op.patch("/v1/queues/train", json={"placement": "random"})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+        assert viewer.patch("/v1/queues/train", json={"placement": "spread"}).status_code == 403
