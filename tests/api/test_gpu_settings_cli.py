@@ -21,7 +21,7 @@ def test_serve_with_declared_devices_and_a_gpu_selection(home: dict[str, str], t
     config = tmp_path / "slotdeck.toml"
     config.write_text(
         "[server]\ngpu_memory_budget_mib = 4000\n"
-        "devices = [{index = 0, name = \"Declared A\", memory_total_mib = 16000}, {index = 1, name = \"Declared B\"}]\n"
+        'devices = [{index = 0, name = "Declared A", memory_total_mib = 16000}, {index = 1, name = "Declared B"}]\n'
     )
     env = {**home, "CUDA_VISIBLE_DEVICES": "0"}  # the flag below wins over the inherited variable
     proc, _url = _serve(env, "--config", str(config), "--gpus", "1")
