@@ -16,12 +16,14 @@ from .errors import (
     UnknownTask,
     UnknownWaiter,
 )
+from .jobs.context import JobContext, current_job
 from .service import SlotService
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BlockingSlotService",
+    "JobContext",
     "Lease",
     "LeaseGone",
     "ManualClock",
@@ -37,4 +39,5 @@ __all__ = [
     "UnknownTask",
     "UnknownWaiter",
     "__version__",
+    "current_job",
 ]

@@ -32,7 +32,7 @@ from . import __version__
 from . import cli_format as fmt
 from .cli_queues import add_queue_parser
 from .cli_work import WAIT_HELP, add_work_parsers
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_settings, parse_device
 from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
 from .localmode import read_local_endpoint
 from .model import JobState, Role
@@ -108,27 +108,40 @@ def show_status(snap: Any) -> str:
     headers = ["QUEUE", "IN USE", "WAITING", "STATE", "PEAK USE", "PEAK WAIT", "GRANTED", "TIMED OUT", "EST WAIT", "STUCK"]
     out = [table(headers, queue_rows)]
     if snap.devices:
-        device_rows = [
-            [
-                d.index,
-                d.name,
-                fmt.used_of(d.memory_used_mib, d.memory_total_mib),
-                fmt.mib(d.memory_reserved_mib),
-                fmt.pct(d.utilization_pct),
-                None if d.temperature_c is None else f"{d.temperature_c:.0f}°C",
-                len(d.leases),
-            ]
-            for d in snap.devices
-        ]
-        out.append(table(["GPU", "NAME", "MEMORY", "RESERVED", "UTIL", "TEMP", "LEASES"], device_rows))
-    elif snap.gpu_probe:
-        out.append(f"GPUs: {snap.gpu_probe}")
+        out.append(show_devices(snap))
+    elif snap.gpu_probe or snap.gpu_selection:
+        out.append(f"GPUs: {'; '.join(x for x in (snap.gpu_probe, snap.gpu_selection) if x)}")
     if snap.host is not None:
         h = snap.host
         load = f"  load {h.load_1m:.2f}" if h.load_1m is not None else ""
         memory = fmt.used_of(h.memory_used_mib, h.memory_total_mib) or "-"
         out.append(f"host: cpu {fmt.pct(h.cpu_pct) or '-'}  memory {memory}{load}")
     return "\n\n".join(out)
+
+
+def show_devices(snap: Any) -> str:
+    """The GPU table: figures, what admission can still promise (FREE), health, and why a device is not ok."""
+    rows = [
+        [
+            d.index,
+            d.name,
+            fmt.used_of(d.memory_used_mib, d.memory_total_mib if d.memory_total_mib is not None else d.memory_budget_mib),
+            fmt.mib(d.memory_reserved_mib),
+            fmt.mib(d.memory_foreign_mib),
+            fmt.mib(d.memory_free_mib),
+            fmt.pct(d.utilization_pct),
+            None if d.temperature_c is None else f"{d.temperature_c:.0f}°C",
+            len(d.leases),
+            d.health,
+        ]
+        for d in snap.devices
+    ]
+    headers = ["GPU", "NAME", "MEMORY", "RESERVED", "OTHERS", "FREE", "UTIL", "TEMP", "LEASES", "HEALTH"]
+    lines = [table(headers, rows)]
+    lines += [f"GPU {d.index} {d.health}: {d.health_reason}" for d in snap.devices if d.health != "ok" and d.health_reason]
+    if snap.gpu_selection:
+        lines.append(f"GPU selection: {snap.gpu_selection}")
+    return "\n".join(lines)
 
 
 def show_jobs(page: Any) -> str:
@@ -215,7 +228,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 task_args = [json.loads(a) for a in args.arg]
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--arg takes JSON values: {exc}") from None
-            job = c.submit_task(args.task, args=task_args, **common)
+            job = c.submit_task(args.task, args=task_args, gpus=args.gpus, gpu_mem_mib=args.gpu_mem_mib, **common)
         else:
             argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not argv:
@@ -285,6 +298,13 @@ cmd_pause = _queue_command(lambda c, a: c.pause(a.queue))
 cmd_resume = _queue_command(lambda c, a: c.resume(a.queue))
 
 
+def cmd_placement(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        config = c.update_queue(args.queue, placement=args.placement)
+    emit_json(config) if args.json else print(f"{config.name}: placement {config.placement}")
+    return EXIT_OK
+
+
 def _store(url: str) -> Any:
     from .stores import open_store
 
@@ -348,6 +368,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_body_bytes": args.max_body_bytes,
         "command_allowlist": args.command_allowlist,
         "job_env_pass": args.job_env_pass,
+        "gpus": args.gpus,
+        "devices": [parse_device(d) for d in args.device] or None,
+        "gpu_memory_budget_mib": args.gpu_memory_budget_mib,
+        "gpu_stale_after_s": args.gpu_stale_after_s,
     }
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
@@ -418,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--job-env-pass", help="service variables command jobs also inherit: NAME,GLOB*,... ('*': all; default: none)"
     )
+    p.add_argument("--gpus", help="GPUs to hand out: indices or UUIDs, comma-separated (default: CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--device", action="append", default=[], metavar="INDEX[:MEMORY_MIB[:NAME]]", help="declare a GPU (repeatable)"
+    )
+    p.add_argument("--gpu-memory-budget-mib", type=int, help="memory a GPU of unknown size (unified) may promise")
+    p.add_argument("--gpu-stale-after-s", type=float, help="how long last good GPU figures stand in (default 10)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
@@ -467,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queue", help="queue name")
     p.add_argument("limit", type=int, help="slots: at most this many holders at once (0 admits nobody)")
     p.set_defaults(func=cmd_limit)
+    p = sub.add_parser("placement", parents=[common], help="set where a queue's GPU leases go")
+    p.add_argument("queue", help="queue name")
+    p.add_argument("placement", choices=["spread", "pack"], help="spread: emptiest GPU first; pack: best fit")
+    p.set_defaults(func=cmd_placement)
     for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
         p = sub.add_parser(name, parents=[common], help=f"{name} a queue")
         p.add_argument("queue", help="queue name")

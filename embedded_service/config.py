@@ -6,6 +6,7 @@ deployments already use) set the limit of the `default` queue.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .localmode import data_dir
+from .model import DeviceSpec
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,29 @@ class Settings(BaseModel):
         description="Comma-separated names (globs) of the service's environment variables command jobs also get; "
         "'*' passes the whole environment. Always passed: PATH, HOME, LANG, LC_*, CUDA_*, NVIDIA_*, ...",
     )
+    gpus: str | None = Field(
+        default=None,
+        description="GPUs this server may hand out, as CUDA_VISIBLE_DEVICES reads them (indices or UUIDs); "
+        "default: the server's CUDA_VISIBLE_DEVICES, else all.",
+    )
+    devices: list[DeviceSpec] = Field(
+        default_factory=list, description="Declared GPUs, for hosts without a working NVML (NVML figures win)."
+    )
+    gpu_memory_budget_mib: int | None = Field(
+        default=None, ge=0, description="What a GPU of unknown size (unified memory) may promise to leases."
+    )
+    gpu_stale_after_s: float = Field(
+        default=10.0, ge=0, le=3600, description="How long the last good GPU figures stand for a failed reading."
+    )
+
+    def gpu_service_kwargs(self) -> dict[str, Any]:
+        """The SlotService arguments these settings give for GPUs."""
+        return {
+            "devices": list(self.devices),
+            "visible_gpus": self.gpus,
+            "gpu_memory_budget_mib": self.gpu_memory_budget_mib,
+            "gpu_stale_after_s": self.gpu_stale_after_s,
+        }
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or data_dir()
@@ -69,6 +94,11 @@ _BOOL_FALSE = {"0", "false", "no", "off", ""}
 def _env_value(name: str, raw: str) -> Any:
     """Turn an environment string into what the field expects (pydantic does the rest)."""
     annotation = Settings.model_fields[name].annotation
+    if name == "devices":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"SLOTDECK_DEVICES must be a JSON list of devices: {exc}") from None
     if annotation is bool:
         lowered = raw.strip().lower()
         if lowered in _BOOL_TRUE:
@@ -123,3 +153,13 @@ def load_settings(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def parse_device(text: str) -> DeviceSpec:
+    """`--device INDEX[:MEMORY_MIB[:NAME]]`, e.g. `0:40960:A100`; ConfigError says what is wrong."""
+    index, _, rest = text.partition(":")
+    memory, _, name = rest.partition(":")
+    try:
+        return DeviceSpec(index=int(index), memory_total_mib=int(memory) if memory else 0, name=name or "GPU")
+    except ValueError:
+        raise ConfigError(f"--device takes INDEX[:MEMORY_MIB[:NAME]] (e.g. 0:40960:A100), not {text!r}") from None

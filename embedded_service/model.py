@@ -8,7 +8,7 @@ dashboard draws them, so a field added here reaches every layer at once.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +22,12 @@ MAX_ENV_NAME_CHARS = 256
 MAX_ENV_VALUE_CHARS = 32_768
 MAX_COMMAND_CHARS = 256 * 1024  # argv and env together (the kernel's limit for both is 2 MiB on Linux)
 MAX_PATH_CHARS = 4096
+
+Placement = Literal["spread", "pack"]
+"""Where a queue's GPU leases go: `spread` (emptiest device first) or `pack` (best fit: fullest device that fits)."""
+
+DeviceHealth = Literal["ok", "stale", "unreadable", "lost", "unified"]
+"""How far admission can trust a GPU's figures (see `DeviceInfo.health`)."""
 
 
 class QueueConfig(BaseModel):
@@ -42,6 +48,11 @@ class QueueConfig(BaseModel):
     per_gpu: int | None = Field(
         default=None, ge=1, description="At most this many leases of this queue on one GPU (None: no cap)."
     )
+    placement: Placement = Field(
+        default="spread",
+        description="GPU placement: 'spread' puts a lease on the emptiest device (fewest leases, then most free "
+        "memory); 'pack' on the fullest device that fits (best fit, keeps whole devices free for big requests).",
+    )
 
 
 class QueuePatch(BaseModel):
@@ -57,6 +68,7 @@ class QueuePatch(BaseModel):
     burst: int | None = Field(default=None, ge=1)
     stuck_after_s: float | None = Field(default=None, gt=0)
     per_gpu: int | None = Field(default=None, ge=1)
+    placement: Placement | None = None
 
 
 class Totals(BaseModel):
@@ -139,10 +151,12 @@ class GpuProcess(BaseModel):
 class DeviceSpec(BaseModel):
     """A GPU known from configuration (hosts without NVML, tests)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     index: int = Field(ge=0)
     name: str = "GPU"
     uuid: str | None = None
-    memory_total_mib: int = Field(default=0, ge=0)
+    memory_total_mib: int = Field(default=0, ge=0, description="0: size unknown (memory requests need a budget).")
 
 
 class DeviceInfo(BaseModel):
@@ -161,6 +175,23 @@ class DeviceInfo(BaseModel):
     leases: list[str] = Field(default_factory=list)
     source: str = Field(default="config", description="'nvml' or 'config'.")
     error: str | None = Field(default=None, description="Why some figures are missing.")
+    per_process: bool = Field(
+        default=True, description="Whether the probe could list the processes on this GPU (with their memory)."
+    )
+    health: DeviceHealth = Field(
+        default="ok",
+        description="'ok': figures fresh; 'stale': the last reading failed, the last good figures are used for a "
+        "short time; 'unreadable': memory unknown, no new memory-bound work; 'lost': no new work at all; 'unified': "
+        "the device reports no memory size, memory requests only against a configured budget.",
+    )
+    health_reason: str | None = Field(default=None, description="Why the health is not 'ok', in one line.")
+    memory_foreign_mib: int | None = Field(
+        default=None, description="Memory held by processes that are not this service's jobs (admission's view)."
+    )
+    memory_free_mib: int | None = Field(
+        default=None, description="Memory admission can still promise here (None: no memory-bound work here now)."
+    )
+    memory_budget_mib: int | None = Field(default=None, description="Configured budget of a device of unknown size.")
 
 
 class HostInfo(BaseModel):
@@ -179,6 +210,9 @@ class Snapshot(BaseModel):
     queues: list[QueueStats]
     devices: list[DeviceInfo] = Field(default_factory=list)
     gpu_probe: str | None = Field(default=None, description="Why no GPU figures are available, in one line.")
+    gpu_selection: str | None = Field(
+        default=None, description="Which GPUs this service may use when restricted (CUDA_VISIBLE_DEVICES, --gpus)."
+    )
     host: HostInfo | None = None
     leases: list[LeaseInfo] = Field(default_factory=list)
     waiters: list[WaiterInfo] = Field(default_factory=list)
@@ -236,6 +270,8 @@ class TaskSubmit(BaseModel):
     task: str = Field(min_length=1, max_length=200)
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    gpus: int = Field(default=0, ge=0, le=64)
+    gpu_mem_mib: int = Field(default=0, ge=0)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=1, ge=1, le=100)
     max_runtime_s: float | None = Field(default=None, gt=0)
@@ -312,6 +348,9 @@ class Job(BaseModel):
     cpu_pct: float | None = Field(default=None, description="Live CPU of the job's process tree.")
     rss_mib: float | None = Field(default=None, description="Live resident memory of the job's process tree.")
     gpu_mem_used_mib: int | None = Field(default=None, description="Real GPU memory of its processes (NVML).")
+    survivors: list[int] = Field(
+        default_factory=list, description="Pids of the job's processes still alive after it was stopped (should be none)."
+    )
 
 
 class JobPage(BaseModel):

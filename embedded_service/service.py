@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
+from .engine.devices import DEFAULT_STALE_AFTER_S, DevicePool
 from .engine.history import DEFAULT_HISTORY_POINTS
+from .engine.visible import DeviceSelection
 from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
 from .probes.base import GpuProbe, HostProbe
@@ -68,6 +71,13 @@ class SlotService:
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
     SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
+
+    GPUs: `visible_gpus` ("0,2" or UUIDs, as CUDA_VISIBLE_DEVICES reads them)
+    restricts which GPUs are handed out; None takes this process's
+    `CUDA_VISIBLE_DEVICES` when it is set, else all GPUs. A failed reading keeps
+    the last good figures for `gpu_stale_after_s`. `gpu_memory_budget_mib` is
+    what a device of unknown size (unified memory) may promise; without it such
+    devices refuse memory requests. See `engine.devices` for the memory rule.
     """
 
     def __init__(
@@ -82,9 +92,17 @@ class SlotService:
         history_points: int = DEFAULT_HISTORY_POINTS,
         log_dir: str | Path | None = None,
         jobs: JobSettings | None = None,
+        visible_gpus: str | None = None,
+        gpu_memory_budget_mib: int | None = None,
+        gpu_stale_after_s: float = DEFAULT_STALE_AFTER_S,
     ) -> None:
         self.clock = clock or RealClock()
-        self.engine = SlotEngine(self.clock, devices)
+        pool = DevicePool(
+            stale_after_s=gpu_stale_after_s,
+            memory_budget_mib=gpu_memory_budget_mib,
+            selection=gpu_selection(visible_gpus),
+        )
+        self.engine = SlotEngine(self.clock, devices, pool)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.gpu_probe = gpu_probe
         self.host_probe = host_probe
@@ -245,10 +263,24 @@ class SlotService:
         priority: int = 0,
         max_attempts: int = 1,
         max_runtime_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
     ) -> Job:
-        """Queue a registered task as a durable job; returns once the store has committed it."""
+        """Queue a registered task as a durable job; returns once the store has committed it.
+
+        With `gpus`/`gpu_mem_mib` it waits for GPUs like a command; inside the
+        callable `embedded_service.current_job()` gives its devices.
+        """
         return await self.jobs.submit(
-            task, args, kwargs, owner=owner, priority=priority, max_attempts=max_attempts, max_runtime_s=max_runtime_s
+            task,
+            args,
+            kwargs,
+            owner=owner,
+            priority=priority,
+            max_attempts=max_attempts,
+            max_runtime_s=max_runtime_s,
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
         )
 
     async def submit_command(
@@ -305,8 +337,9 @@ class SlotService:
             seq=engine.version,
             at=now,
             queues=[engine.queue_stats(state, now) for state in engine.queues.values()],
-            devices=engine.pool.infos(),
+            devices=engine.pool.infos(now),
             gpu_probe=self.gpu_probe_reason,
+            gpu_selection=engine.pool.selection_note,
             host=self.host,
             leases=engine.lease_infos(now),
             waiters=engine.waiter_infos(),
@@ -325,6 +358,8 @@ class SlotService:
             self.gpu_probe_reason = reason
             if devices:
                 self.engine.update_devices(devices)
+            else:
+                self.engine.devices_unreadable(reason or "the GPU probe read no device")
         if self.host_probe is not None:
             try:
                 self.host = await asyncio.to_thread(self.host_probe.sample)
@@ -371,3 +406,13 @@ class SlotService:
                 yield await queue.get()
         finally:
             self.engine.listeners.remove(listener)
+
+
+def gpu_selection(visible_gpus: str | None, env: dict[str, str] | None = None) -> DeviceSelection | None:
+    """The GPUs a service may use: `visible_gpus` if given, else `CUDA_VISIBLE_DEVICES` if set, else all (None)."""
+    if visible_gpus is not None:
+        return DeviceSelection.parse(visible_gpus, f"--gpus {visible_gpus}")
+    cuda = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
+    if cuda is None:
+        return None
+    return DeviceSelection.parse(cuda, f"CUDA_VISIBLE_DEVICES={cuda}")

@@ -2,6 +2,9 @@
 
 Admission reserves memory for leases while the probe reports what processes really
 use; an operator needs both on one bar to see over-promised or idle-but-reserved GPUs.
+Each card also says what admission can still promise there (free, other programs'
+memory) and, when its figures cannot be trusted, why and what that means for new work
+(stale, unreadable, lost, unified memory).
 """
 
 from __future__ import annotations
@@ -28,6 +31,37 @@ def memory_caption(total_mib: float | None, used_mib: float | None, reserved_mib
         return f"used {used} · reserved {gib(reserved_mib)} · total unknown"
     used = "unknown" if used_mib is None else f"{used_mib / 1024:.1f}"
     return f"used {used} of {gib(total_mib)} · reserved {gib(reserved_mib)}"
+
+
+_HEALTH_TEXT = {
+    "stale": "Last reading failed: admitting on the last good figures for a few seconds",
+    "unreadable": "Memory unknown: no new work that asks for GPU memory",
+    "lost": "GPU lost: no new work",
+}
+
+
+def health_text(d: DeviceInfo) -> str:
+    """What the device's health means for new work, with the reason; '' when all is well."""
+    if d.health == "ok":
+        return ""
+    if d.health == "unified":
+        if d.memory_budget_mib is None:
+            return "Unified memory (no size reported): memory requests are refused, no budget is set"
+        return f"Unified memory (no size reported): memory requests against a budget of {gib(d.memory_budget_mib)}"
+    text = _HEALTH_TEXT.get(d.health, d.health)
+    return f"{text} ({d.health_reason})" if d.health_reason else text
+
+
+def admission_caption(d: DeviceInfo) -> str:
+    """'free for new leases X · other programs Y' as admission counts them; '' when it counts no memory here."""
+    parts = []
+    if d.memory_free_mib is not None:
+        parts.append(f"free for new leases {gib(max(d.memory_free_mib, 0))}")
+    if d.memory_foreign_mib:
+        parts.append(f"other programs {gib(d.memory_foreign_mib)}")
+    if not d.per_process and d.health in ("ok", "stale"):
+        parts.append("no per-process figures: reservations may hide other programs' memory")
+    return " · ".join(parts)
 
 
 def lease_line(lease_id: str, lease: LeaseInfo | None) -> str:
@@ -95,6 +129,10 @@ class DeviceCard(QFrame):
         self.title.setFont(font)
         self.memory_bar = MemoryBar()
         self.memory = QLabel()
+        self.admission = QLabel()
+        self.health = QLabel()
+        self.health.setWordWrap(True)
+        self.health.setStyleSheet(f"color: {WARNING_COLOR}; font-weight: bold;")
         self.figures = QLabel()
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -102,7 +140,8 @@ class DeviceCard(QFrame):
         self.leases = QLabel()
         self.leases.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
-        for widget in (self.title, self.memory_bar, self.memory, self.figures, self.error, self.leases):
+        widgets = (self.title, self.health, self.memory_bar, self.memory, self.admission, self.figures, self.error)
+        for widget in (*widgets, self.leases):
             layout.addWidget(widget)
 
     def show_device(self, d: DeviceInfo, leases: dict[str, LeaseInfo]) -> None:
@@ -110,6 +149,10 @@ class DeviceCard(QFrame):
         self.title.setToolTip("\n".join(x for x in (d.uuid, d.pci_bus_id, f"figures from {d.source}") if x))
         self.memory_bar.set_figures(d.memory_total_mib, d.memory_used_mib, d.memory_reserved_mib)
         self.memory.setText(memory_caption(d.memory_total_mib, d.memory_used_mib, d.memory_reserved_mib))
+        self.admission.setText(admission_caption(d))
+        self.admission.setVisible(bool(self.admission.text()))
+        self.health.setText(f"⚠ {health_text(d)}" if d.health != "ok" else "")
+        self.health.setVisible(d.health != "ok")
         util = "—" if d.utilization_pct is None else f"{d.utilization_pct:.0f} %"
         temp = "—" if d.temperature_c is None else f"{d.temperature_c:.0f} °C"
         procs = len(d.processes)
@@ -128,6 +171,8 @@ class DevicesView(QWidget):
         self._cards: dict[int, DeviceCard] = {}
         self.reason = QLabel("Waiting for the first figures from the service…")
         self.reason.setWordWrap(True)
+        self.selection = QLabel()
+        self.selection.setWordWrap(True)
         self.legend = QLabel(
             f'<span style="color:{USED_COLOR}">■</span> used (what processes hold, from the probe) &nbsp; '
             f'<span style="color:{RESERVED_COLOR}">■</span> reserved (promised to leases)'
@@ -136,6 +181,7 @@ class DevicesView(QWidget):
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.addWidget(self.reason)
+        body_layout.addWidget(self.selection)
         body_layout.addWidget(self.legend)
         body_layout.addLayout(self._list)
         body_layout.addStretch(1)
@@ -156,6 +202,8 @@ class DevicesView(QWidget):
         """Show the snapshot's GPUs, reusing the cards of those still there (no flicker at 10 snapshots/s)."""
         devices = sorted(snap.devices, key=lambda d: d.index)
         self.reason.setVisible(not devices)
+        self.selection.setText(f"Using only some GPUs: {snap.gpu_selection}" if snap.gpu_selection else "")
+        self.selection.setVisible(bool(snap.gpu_selection))
         self.legend.setVisible(bool(devices))
         if not devices:
             self.reason.setText(f"No GPUs: {snap.gpu_probe or 'the service reports none'}")

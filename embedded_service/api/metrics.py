@@ -64,6 +64,10 @@ class SnapshotCollector(Collector):
         reserved = GaugeMetricFamily("slotdeck_gpu_memory_reserved_mib", "GPU memory promised to leases", labels=d)
         util = GaugeMetricFamily("slotdeck_gpu_utilization_percent", "GPU utilisation", labels=d)
         leases = GaugeMetricFamily("slotdeck_gpu_leases", "Leases placed on the GPU", labels=d)
+        free = GaugeMetricFamily("slotdeck_gpu_memory_free_mib", "GPU memory admission can still promise", labels=d)
+        health = GaugeMetricFamily(
+            "slotdeck_gpu_health", "1 for the GPU's health (ok, stale, unreadable, lost, unified)", labels=[*d, "health"]
+        )
         for dev in snap.devices:
             label = [str(dev.index), dev.name]
             if dev.memory_used_mib is not None:
@@ -74,7 +78,10 @@ class SnapshotCollector(Collector):
             if dev.utilization_pct is not None:
                 util.add_metric(label, dev.utilization_pct)
             leases.add_metric(label, len(dev.leases))
-        yield from (used, total, reserved, util, leases)
+            if dev.memory_free_mib is not None:
+                free.add_metric(label, dev.memory_free_mib)
+            health.add_metric([*label, dev.health], 1)
+        yield from (used, total, reserved, util, leases, free, health)
         if snap.host is not None:
             if snap.host.cpu_pct is not None:
                 yield GaugeMetricFamily("slotdeck_host_cpu_percent", "Host CPU", value=snap.host.cpu_pct)

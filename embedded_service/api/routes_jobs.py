@@ -65,6 +65,8 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 priority=body.priority,
                 max_attempts=body.max_attempts,
                 max_runtime_s=body.max_runtime_s,
+                gpus=body.gpus,
+                gpu_mem_mib=body.gpu_mem_mib,
             )
             return masked(job)
         st.settings.commands.check(who, body)

@@ -181,7 +181,11 @@ async def serve(settings: Settings) -> None:
     except AllowListError as exc:
         raise ConfigError(str(exc)) from None
     svc = await open_service(
-        settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit, **service_options(settings)
+        settings.resolved_store(),
+        probes=settings.probes,
+        default_limit=settings.default_limit,
+        **service_options(settings),
+        **settings.gpu_service_kwargs(),
     )
     try:
         await check_bind(svc, settings)

@@ -92,12 +92,14 @@ class Lease:
 class SlotEngine:
     """Pure admission core. No I/O: stores, probes and HTTP live outside and call in."""
 
-    def __init__(self, clock: Clock | None = None, devices: list[DeviceSpec] | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, devices: list[DeviceSpec] | None = None, pool: DevicePool | None = None
+    ) -> None:
         self.clock: Clock = clock or RealClock()
         self.queues: dict[str, QueueState] = {}
         self.leases: dict[str, Lease] = {}
         self.waiters: dict[str, Waiter] = {}
-        self.pool = DevicePool()
+        self.pool = pool if pool is not None else DevicePool()
         if devices:
             self.pool.configure(devices)
         self.version = 0  # bumped on every change; snapshots carry it as `seq`
@@ -367,7 +369,7 @@ class SlotEngine:
             waiter.job_id,
         )
         if devices:
-            self.pool.assign(lease.id, state.config.name, list(devices), waiter.gpu_mem_mib)
+            self.pool.assign(lease.id, state.config.name, list(devices), waiter.gpu_mem_mib, waiter.job_id is not None)
         waiter.future.set_result(lease)
 
     def _rate_allows(self, state: QueueState, now: float) -> bool:
@@ -401,10 +403,11 @@ class SlotEngine:
                     gpu_heads.append((head, queue_state))
             gpu_heads.sort(key=lambda pair: pair[0])
             for head, queue_state in gpu_heads:
-                name, per_gpu = queue_state.config.name, queue_state.config.per_gpu
+                config = queue_state.config
+                name, per_gpu = config.name, config.per_gpu
                 if not self.pool.within_cap(head.gpus, name, per_gpu):
                     continue  # held by its own queue's per-GPU cap, like a limit: it reserves nothing
-                devices = self.pool.fit(head.gpus, head.gpu_mem_mib, name, per_gpu)
+                devices = self.pool.fit(head.gpus, head.gpu_mem_mib, name, per_gpu, config.placement, now)
                 if devices is None:
                     break  # it reserves: nothing behind it in GPU order goes first
                 if queue_state.bucket is not None:
@@ -574,9 +577,21 @@ class SlotEngine:
     # ---------------------------------------------------------------- devices
 
     def update_devices(self, infos: list[DeviceInfo]) -> None:
-        self.pool.update(infos)
+        """Fresh figures from the GPU probe (see `DevicePool.update`); waiters that fit now are admitted."""
+        self.pool.update(infos, self.clock.time())
         if self._gpu_waiting:
             self._pump()
+
+    def devices_unreadable(self, reason: str) -> None:
+        """The GPU probe read nothing this time: probed devices go stale, then take no memory-bound work."""
+        self.pool.read_failed(reason, self.clock.time())
+
+    def set_lease_processes(self, lease_id: str, pids: frozenset[int] | None) -> None:
+        """The processes of a lease's work (a job's tree; None: unknown), so their GPU memory is theirs, not foreign."""
+        if lease_id in self.leases:
+            self.pool.set_lease_pids(lease_id, pids)
+            if self._gpu_waiting:
+                self._pump()
 
     # ------------------------------------------------------------- observing
 

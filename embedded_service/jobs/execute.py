@@ -8,6 +8,7 @@ work has really stopped, which is when its slot may be handed back.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import logging
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Job, JobState
+from .context import JobContext, _current
 from .environment import job_environment
 from .logs import CappedLog
-from .process import command_env, describe_exit, start_command, stop_group
+from .process import command_env, describe_exit, start_command
 from .registry import TaskSpec
+from .tracking import MARK_VAR, stop_job_processes
 
 log = logging.getLogger("slotdeck.jobs")
 
@@ -34,6 +37,7 @@ class Outcome:
     result: Any = None
     error: str | None = None
     exit_code: int | None = None
+    survivors: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class RunControl:
     event: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int | None = None
     on_start: Callable[[], None] | None = None  # told once the process exists, so watchers learn its pid
+    mark: str | None = None  # a command's SLOTDECK_JOB_MARK, which its processes carry (see jobs.tracking)
 
     def started(self, pid: int) -> None:
         self.pid = pid
@@ -85,12 +90,21 @@ async def _wait_or_stop(work: asyncio.Future[Any], control: RunControl, limit_s:
     return work.done()
 
 
-async def run_task(spec: TaskSpec, job: Job, control: RunControl, pool: Executor) -> Outcome:
+async def run_task(
+    spec: TaskSpec, job: Job, control: RunControl, pool: Executor, context: JobContext | None = None
+) -> Outcome:
+    """Run a task callable; inside it `current_job()` returns `context` (its id and GPUs)."""
     loop = asyncio.get_running_loop()
+    token = _current.set(context or JobContext(job_id=job.id))
+    try:
+        ctx = contextvars.copy_context()
+    finally:
+        _current.reset(token)
     if spec.is_async:
-        work: asyncio.Future[Any] = asyncio.ensure_future(spec.fn(*job.args, **job.kwargs))
+        # a task made inside ctx.run starts from a copy of ctx, so the callable sees its job
+        work: asyncio.Future[Any] = ctx.run(asyncio.ensure_future, spec.fn(*job.args, **job.kwargs))
     else:
-        work = loop.run_in_executor(pool, functools.partial(spec.fn, *job.args, **job.kwargs))
+        work = loop.run_in_executor(pool, functools.partial(ctx.run, spec.fn, *job.args, **job.kwargs))
     if not await _wait_or_stop(work, control, job.max_runtime_s):
         if spec.is_async:
             work.cancel()
@@ -110,18 +124,24 @@ async def run_task(spec: TaskSpec, job: Job, control: RunControl, pool: Executor
 
 async def run_command(
     job: Job,
-    devices: tuple[int, ...],
+    devices: tuple[int, ...] | list[int | str],
     control: RunControl,
     log_path: Path,
     log_max_bytes: int,
     grace_s: float,
     pass_env: tuple[str, ...] = (),
 ) -> Outcome:
-    assert job.argv is not None
+    """Run a command job; `devices` are its GPUs as the job should see them (UUIDs, or NVML indices).
+
+    It ends only once its process group and every process carrying its marker
+    are gone; what survives SIGKILL is listed in `Outcome.survivors`.
+    """
+    assert job.argv is not None and control.mark is not None
     sink = CappedLog(log_path, log_max_bytes)
     try:
+        env = job_environment(command_env(job.env, devices), job.env, pass_env)
+        env[MARK_VAR] = control.mark
         try:
-            env = job_environment(command_env(job.env, devices), job.env, pass_env)
             command = await start_command(job.argv, env, job.cwd, sink)
         except OSError as exc:
             sink.write(f"slotdeck: cannot start {job.argv[0]!r}: {exc}\n".encode())
@@ -129,18 +149,26 @@ async def run_command(
         control.started(command.pid)
         try:
             finished = await _wait_or_stop(command.exited, control, job.max_runtime_s)
-            # the leader may be gone while its children live on: the whole group is the job
-            await stop_group(command.pid, grace_s)
+            # the leader may be gone while its children live on: the whole group, and all it started, is the job
+            survivors = await stop_job_processes(command.pid, control.mark, grace_s)
             await command.exited
-            await asyncio.wait({command.pipe_closed}, timeout=PIPE_DRAIN_S)  # a process that left the group
+            await asyncio.wait({command.pipe_closed}, timeout=PIPE_DRAIN_S)  # a process nobody could find
         finally:
             command.close()
-        if not finished:
-            return control.stopped()
-        code = command.returncode
-        if code == 0:
-            return Outcome(JobState.succeeded, exit_code=0)
-        assert code is not None
-        return Outcome(JobState.failed, exit_code=code, error=describe_exit(code))
+        outcome = _command_outcome(command.returncode, finished, control)
+        if survivors:
+            outcome.survivors = survivors
+            note = f"{len(survivors)} process(es) of the job survived SIGKILL: {', '.join(map(str, survivors))}"
+            outcome.error = f"{outcome.error}; {note}" if outcome.error else note
+        return outcome
     finally:
         sink.close()
+
+
+def _command_outcome(code: int | None, finished: bool, control: RunControl) -> Outcome:
+    if not finished:
+        return control.stopped()
+    if code == 0:
+        return Outcome(JobState.succeeded, exit_code=0)
+    assert code is not None
+    return Outcome(JobState.failed, exit_code=code, error=describe_exit(code))

@@ -21,6 +21,7 @@ from typing import cast
 
 import psutil
 
+from .gpu_env import cuda_env
 from .logs import CappedLog
 
 log = logging.getLogger("slotdeck.jobs.process")
@@ -28,12 +29,11 @@ log = logging.getLogger("slotdeck.jobs.process")
 _POLL_S = 0.02
 
 
-def command_env(job_env: Mapping[str, str], devices: Sequence[int]) -> dict[str, str]:
-    """The service's environment, the job's own variables, and only the granted GPUs visible."""
+def command_env(job_env: Mapping[str, str], devices: Sequence[int | str]) -> dict[str, str]:
+    """The service's environment, the job's own variables, and only the granted GPUs visible (UUIDs or indices)."""
     env = dict(os.environ)
     env.update(job_env)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in devices)
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers GPUs as NVML (and the engine) do
+    env.update(cuda_env(devices))
     return env
 
 

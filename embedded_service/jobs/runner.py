@@ -29,11 +29,13 @@ from ..errors import NoFittingDevice, QueueFull, UnknownJob, UnknownQueue, Unkno
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
+from .context import JobContext
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
-from .process import group_alive, is_job_group, stop_group
+from .process import group_alive, is_job_group
 from .registry import TaskRegistry
 from .settings import JobSettings
+from .tracking import job_mark, marked_pids, stop_job_processes
 from .window import Held, QueueWindow, order_key
 
 log = logging.getLogger("slotdeck.jobs")
@@ -118,18 +120,27 @@ class JobRunner:
 
     async def _stop_orphan(self, job: Job) -> None:
         """A command has its own process group, so it outlives a killed service. Left alone it would keep its
-        GPUs and, once re-queued, run twice: stop it (only if the group is still the job's own)."""
-        if job.pid is None or job.started_at is None or not group_alive(job.pid):
+        GPUs and, once re-queued, run twice: stop it (the group only if it is still the job's own), and every
+        process that carries the job's marker (also those that left the group)."""
+        if job.kind is not JobKind.command or job.started_at is None:
             return
-        if not await asyncio.to_thread(is_job_group, job.pid, job.started_at):
-            log.info("job %s: process group %d is not the job's any more; left alone", job.id, job.pid)
+        pgid: int | None = job.pid
+        if pgid is not None and not group_alive(pgid):
+            pgid = None
+        if pgid is not None and not await asyncio.to_thread(is_job_group, pgid, job.started_at):
+            log.info("job %s: process group %d is not the job's any more; left alone", job.id, pgid)
+            pgid = None
+        mark = job_mark(job.id, job.attempts)
+        if pgid is None and not (await asyncio.to_thread(marked_pids, [mark]))[mark]:
             return
-        log.warning("job %s: stopping process group %d left running by the previous service", job.id, job.pid)
+        log.warning("job %s: stopping the processes left running by the previous service", job.id)
         try:
             async with asyncio.timeout(self.settings.kill_grace_s + 15.0):  # never hold up the service's start
-                await stop_group(job.pid, self.settings.kill_grace_s)
+                survivors = await stop_job_processes(pgid, mark, self.settings.kill_grace_s)
         except TimeoutError:
-            log.error("job %s: process group %d survives SIGKILL; starting anyway", job.id, job.pid)
+            survivors = [pgid] if pgid is not None else []
+        if survivors:
+            log.error("job %s: processes %s survive SIGKILL; starting anyway", job.id, survivors)
 
     async def _recover(self) -> None:
         """Jobs the store says were running belong to a service that died: interrupted, re-queued per policy."""
@@ -172,13 +183,21 @@ class JobRunner:
         priority: int = 0,
         max_attempts: int = 1,
         max_runtime_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
     ) -> Job:
-        """Queue a registered task; returns once the job is committed to the store."""
+        """Queue a registered task; returns once the job is committed to the store.
+
+        `gpus`/`gpu_mem_mib` are admitted as for commands; the callable learns its
+        devices from `current_job()`.
+        """
         spec = self.tasks.get(task)
         request = TaskSubmit(
             task=task,
             args=list(args or ()),
             kwargs=kwargs or {},
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
             priority=priority,
             max_attempts=max_attempts,
             max_runtime_s=max_runtime_s,
@@ -187,8 +206,17 @@ class JobRunner:
             json.dumps([request.args, request.kwargs])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
-        job = self._new_job(JobKind.task, spec.queue, owner, request.model_dump())
+        fields = self._gpu_fields(request.model_dump())
+        job = self._new_job(JobKind.task, spec.queue, owner, fields)
         return await self._submit(job)
+
+    def _gpu_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A memory request alone means one GPU; a request no device here can ever meet fails at once."""
+        if fields["gpu_mem_mib"] and not fields["gpus"]:
+            fields["gpus"] = 1
+        if fields["gpus"]:
+            self.engine.pool.check_possible(fields["gpus"], fields["gpu_mem_mib"])
+        return fields
 
     async def submit_command(
         self,
@@ -215,11 +243,7 @@ class JobRunner:
             max_runtime_s=max_runtime_s,
             max_attempts=max_attempts,
         )
-        fields = request.model_dump(exclude={"queue"})
-        if fields["gpu_mem_mib"] and not fields["gpus"]:
-            fields["gpus"] = 1
-        if fields["gpus"]:
-            self.engine.pool.check_possible(fields["gpus"], fields["gpu_mem_mib"])
+        fields = self._gpu_fields(request.model_dump(exclude={"queue"}))
         return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields))
 
     def _new_job(self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any]) -> Job:
@@ -388,6 +412,8 @@ class JobRunner:
         self._by_lease[lease.id] = held
         lease.on_cancel = partial(held.control.request, "cancelled")
         held.control.on_start = partial(self._process_started, held)
+        if held.job.kind is JobKind.task:  # it runs in the service's own process: its GPU memory cannot be told apart
+            self.engine.set_lease_processes(lease.id, None)
         held.run = asyncio.create_task(self._run(held, lease), name=f"slotdeck-job-{held.job.id}")
 
     async def _run(self, held: Held, lease: Lease) -> None:
@@ -405,6 +431,8 @@ class JobRunner:
                     "not_before": None,
                 }
             )
+            if job.kind is JobKind.command:
+                held.control.mark = job_mark(job.id, job.attempts)
             await self.store.save_job(job)
             self._emit(job)
             outcome = await self._execute(held, lease)
@@ -427,10 +455,12 @@ class JobRunner:
                 spec = self.tasks.get(job.task)
             except UnknownTask as exc:
                 return Outcome(JobState.failed, error=str(exc))
-            return await run_task(spec, job, held.control, self._pool)
+            uuids = self.engine.pool.uuids(lease.devices)
+            context = JobContext(job.id, lease.devices, tuple(uuids) if uuids else None, job.gpu_mem_mib)
+            return await run_task(spec, job, held.control, self._pool, context)
         outcome = await run_command(
             job,
-            lease.devices,
+            self.engine.pool.uuids(lease.devices) or list(lease.devices),  # UUIDs name one card whatever the order
             held.control,
             self._log_path(job.id),
             self.settings.log_max_bytes,
@@ -442,6 +472,8 @@ class JobRunner:
     def _process_started(self, held: Held) -> None:
         """Store a command's process group as soon as it exists: a service that dies then leaves a trail to it."""
         held.job = held.job.model_copy(update={"pid": held.control.pid})
+        if held.lease is not None and held.control.pid is not None:
+            self.engine.set_lease_processes(held.lease.id, frozenset({held.control.pid}))
         self._spawn(self.store.save_job(held.job))
         self._emit(self._live(held))
 
@@ -454,6 +486,7 @@ class JobRunner:
             "error": outcome.error,
             "exit_code": outcome.exit_code,
             "lease_id": None,
+            "survivors": outcome.survivors,
         }
         retry = outcome.state in (JobState.failed, JobState.timed_out, JobState.interrupted)
         if retry and job.attempts < job.max_attempts:
@@ -610,22 +643,30 @@ class JobRunner:
             self._tell("prune", {"jobs": pruned})  # watchers holding job lists drop these rows
 
     async def _sample_running(self) -> None:
-        """Live CPU, RSS and GPU memory of running command jobs' process trees."""
-        probe = self.host_probe
-        if probe is None or not hasattr(probe, "process_tree_usage"):
-            return
+        """Live CPU, RSS and GPU memory of running command jobs' processes; tell admission which they are."""
         running = [h for h in self._held.values() if h.control.pid is not None and h.job.state is JobState.running]
         if not running:
             return
-        figures = await asyncio.to_thread(lambda: [probe.process_tree_usage(h.control.pid) for h in running])
+        marks = [h.control.mark for h in running if h.control.mark is not None]
+        marked = await asyncio.to_thread(marked_pids, marks)  # also members that left the process group
+        probe = self.host_probe
+        figures: list[tuple[float, float] | None] = [None] * len(running)
+        if probe is not None and hasattr(probe, "process_tree_usage"):
+            figures = await asyncio.to_thread(lambda: [probe.process_tree_usage(h.control.pid) for h in running])
         gpu_by_pid: dict[int, int] = {}
         for device in self.engine.pool.devices.values():
             for process in device.info.processes:
                 gpu_by_pid[process.pid] = gpu_by_pid.get(process.pid, 0) + (process.used_mib or 0)
         for held, usage in zip(running, figures, strict=True):
             held.cpu_pct, held.rss_mib = usage if usage is not None else (None, None)
-            if gpu_by_pid and held.control.pid is not None and hasattr(probe, "tree_pids"):
-                held.gpu_mem_used_mib = sum(gpu_by_pid.get(pid, 0) for pid in probe.tree_pids(held.control.pid))
+            assert held.control.pid is not None
+            pids = {held.control.pid, *marked.get(held.control.mark or "", ())}
+            if probe is not None and hasattr(probe, "tree_pids"):
+                pids.update(probe.tree_pids(held.control.pid))
+            if held.lease is not None and held.control.mark is not None:
+                self.engine.set_lease_processes(held.lease.id, frozenset(pids))
+            if gpu_by_pid:
+                held.gpu_mem_used_mib = sum(gpu_by_pid.get(pid, 0) for pid in pids)
 
     def _emit(self, job: Job) -> None:
         if any(listener != self._engine_event for listener in self.engine.listeners):

@@ -108,19 +108,31 @@ class NvmlProbe:
             log.debug("nvmlShutdown failed: %s", _one_line(exc))
 
     def _read_device(self, index: int) -> DeviceInfo:
+        """One GPU's figures. `health` says what admission must know: 'lost' when NVML reports the GPU lost
+        (any call), 'unified' when it has no memory figures to give (NOT_SUPPORTED), 'unreadable' when reading
+        its memory failed otherwise; `per_process` is False when its process list could not be read."""
         nvml = self._nvml
         missing: list[str] = []
+        failures: dict[str, BaseException] = {}
 
         def read(what: str, fn: Callable[[], T]) -> T | None:
             try:
                 return fn()
             except nvml.NVMLError as exc:
                 missing.append(f"{what} ({_one_line(exc)})")
+                failures[what] = exc
                 return None
 
         handle = read("device", lambda: nvml.nvmlDeviceGetHandleByIndex(index))
         if handle is None:
-            return DeviceInfo(index=index, source="nvml", error=f"unreachable: {missing[0]}")
+            lost = _is_lost(failures["device"])
+            return DeviceInfo(
+                index=index,
+                source="nvml",
+                error=f"unreachable: {missing[0]}",
+                health="lost" if lost else "unreadable",
+                health_reason=f"NVML: {missing[0]}",
+            )
         name = read("name", lambda: _text(nvml.nvmlDeviceGetName(handle)))
         uuid = read("uuid", lambda: _text(nvml.nvmlDeviceGetUUID(handle)))
         bus_id = read("pci_bus_id", lambda: _text(nvml.nvmlDeviceGetPciInfo(handle).busId))
@@ -129,6 +141,15 @@ class NvmlProbe:
         temperature = read("temperature_c", lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         compute = read("compute processes", lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle))
         graphics = read("graphics processes", lambda: nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
+        health, reason = "ok", None
+        lost = [what for what, exc in failures.items() if _is_lost(exc)]
+        if lost:
+            health, reason = "lost", f"NVML reports the GPU lost (reading {lost[0]})"
+        elif "memory" in failures:
+            if isinstance(failures["memory"], pynvml.NVMLError_NotSupported):
+                health, reason = "unified", "NVML gives no memory figures for this GPU (unified memory)"
+            else:
+                health, reason = "unreadable", "NVML: " + next(m for m in missing if m.startswith("memory"))
         return DeviceInfo(
             index=index,
             uuid=uuid,
@@ -139,9 +160,16 @@ class NvmlProbe:
             utilization_pct=float(utilization) if utilization is not None else None,
             temperature_c=float(temperature) if temperature is not None else None,
             processes=_processes([*(compute or []), *(graphics or [])]),
+            per_process=compute is not None,
             source="nvml",
             error="missing " + ", ".join(missing) if missing else None,
+            health=health,
+            health_reason=reason,
         )
+
+
+def _is_lost(exc: BaseException) -> bool:
+    return isinstance(exc, pynvml.NVMLError_GpuIsLost) or getattr(exc, "value", None) == pynvml.NVML_ERROR_GPU_IS_LOST
 
 
 def _processes(entries: Iterable[Any]) -> list[GpuProcess]:

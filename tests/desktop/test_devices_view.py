@@ -83,3 +83,33 @@ def test_memory_bar_paints_used_inside_reserved(view: DevicesView) -> None:
     assert at[0] == "#3fb950"  # used (a quarter of the total) in the middle band
     assert at[1] != at[0] and at[1] == edge[0] == edge[1]  # reserved (three quarters) over the full height
     assert at[2] != at[1]  # free
+
+
+def test_health_and_its_reason_say_what_it_means_for_new_work(view: DevicesView) -> None:
+    view.apply_snapshot(snapshot([device(0), device(1, health="lost", health_reason="NVML reports the GPU lost")]))
+    assert not view.card(0).health.isVisibleTo(view)
+    lost = view.card(1).health
+    assert lost.isVisibleTo(view)
+    assert lost.text() == "⚠ GPU lost: no new work (NVML reports the GPU lost)"
+    stale = device(0, health="stale", health_reason="memory reading failed (NVML: Unknown Error)")
+    view.apply_snapshot(snapshot([stale]))
+    assert view.card(0).health.text().startswith("⚠ Last reading failed: admitting on the last good figures")
+    view.apply_snapshot(snapshot([device(0, health="unreadable", health_reason="memory reading failed (x)")]))
+    assert view.card(0).health.text() == "⚠ Memory unknown: no new work that asks for GPU memory (memory reading failed (x))"
+    view.apply_snapshot(snapshot([device(0, health="unified", memory_total_mib=None, memory_budget_mib=None)]))
+    assert "memory requests are refused, no budget is set" in view.card(0).health.text()
+    view.apply_snapshot(snapshot([device(0, health="unified", memory_total_mib=None, memory_budget_mib=8192)]))
+    assert "against a budget of 8.0 GiB" in view.card(0).health.text()
+
+
+def test_admission_figures_and_the_gpu_selection_are_shown(view: DevicesView) -> None:
+    snap = snapshot([device(0, memory_free_mib=30720, memory_foreign_mib=1024)])
+    snap.gpu_selection = "CUDA_VISIBLE_DEVICES=0: GPUs 0 of 2"
+    view.apply_snapshot(snap)
+    card = view.card(0)
+    assert card.admission.text() == "free for new leases 30.0 GiB · other programs 1.0 GiB"
+    assert view.selection.isVisibleTo(view)
+    assert view.selection.text() == "Using only some GPUs: CUDA_VISIBLE_DEVICES=0: GPUs 0 of 2"
+    view.apply_snapshot(snapshot([device(0, memory_free_mib=4096, per_process=False)]))
+    assert "no per-process figures" in view.card(0).admission.text()
+    assert not view.selection.isVisibleTo(view)

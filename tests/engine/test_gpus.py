@@ -79,7 +79,7 @@ async def test_probe_figures_count_when_larger_than_promises(gpu_svc: SlotServic
 
 
 async def test_best_fit_keeps_room_for_a_large_request(gpu_svc: SlotService) -> None:
-    gpu_svc.configure_queue("q", limit=10)
+    gpu_svc.configure_queue("q", limit=10, placement="pack")
     await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=8_000)  # goes to some device
     small = await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=4_000)
     big = await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=16_000)  # still fits: the small one went beside the first
@@ -213,15 +213,37 @@ async def test_deleting_a_queue_frees_its_devices_for_others(gpu_svc: SlotServic
     assert waiter.done()
 
 
-async def test_devices_without_memory_figures_are_limited_by_caps_only(clock) -> None:
+async def test_devices_of_unknown_size_refuse_memory_requests_without_a_budget(clock) -> None:
+    """A declared device without a size (like a unified-memory GPU) is not unlimited: memory needs a budget."""
     async with SlotService(clock=clock, devices=[DeviceSpec(index=0)], sample_interval_s=3600) as svc:
         svc.configure_queue("q", limit=3, per_gpu=2)
-        leases = [await svc.acquire("q", gpus=1, gpu_mem_mib=50_000) for _ in range(2)]
+        with pytest.raises(NoFittingDevice, match=r"no memory size.*gpu_memory_budget_mib"):
+            await svc.acquire("q", gpus=1, gpu_mem_mib=50_000)
+        leases = [await svc.acquire("q", gpus=1) for _ in range(2)]  # no memory asked: caps only
         assert all(lease.devices == (0,) for lease in leases)
         third = asyncio.create_task(svc.acquire("q", gpus=1))
         await asyncio.sleep(0)
         assert not third.done()
         third.cancel()
+        device = svc.snapshot().devices[0]
+        assert (device.health, device.memory_free_mib) == ("unified", None)
+
+
+async def test_devices_of_unknown_size_admit_memory_against_the_budget(clock, settle) -> None:
+    devices = [DeviceSpec(index=0)]
+    async with SlotService(clock=clock, devices=devices, gpu_memory_budget_mib=10_000, sample_interval_s=3600) as svc:
+        svc.configure_queue("q", limit=5)
+        with pytest.raises(NoFittingDevice):
+            await svc.acquire("q", gpus=1, gpu_mem_mib=12_000)  # more than the whole budget
+        first = await svc.acquire("q", gpus=1, gpu_mem_mib=6_000)
+        second = asyncio.create_task(svc.acquire("q", gpus=1, gpu_mem_mib=6_000))
+        await settle()
+        assert not second.done(), "6,000 + 6,000 MiB is over the 10,000 MiB budget"
+        device = svc.snapshot().devices[0]
+        assert (device.memory_budget_mib, device.memory_free_mib) == (10_000, 4_000)
+        svc.release(first)
+        await settle()
+        assert second.result().devices == (0,)
 
 
 async def test_plain_newcomer_does_not_pass_a_gpu_waiter_of_its_own_queue(gpu_svc: SlotService, settle) -> None:
@@ -236,3 +258,36 @@ async def test_plain_newcomer_does_not_pass_a_gpu_waiter_of_its_own_queue(gpu_sv
     gpu_svc.release(hog)
     await settle()
     assert gpu_waiter.done() and plain.done()
+
+
+async def test_spread_puts_one_gpu_jobs_on_every_idle_gpu_first(gpu_svc: SlotService) -> None:
+    """Two idle GPUs, limit 4, four gpus=1 leases: the default placement uses both GPUs (before: all on GPU 0)."""
+    gpu_svc.configure_queue("q", limit=4)
+    assert gpu_svc.queue_config("q").placement == "spread"
+    leases = [await gpu_svc.acquire("q", gpus=1) for _ in range(4)]
+    assert sorted(lease.devices[0] for lease in leases) == [0, 0, 1, 1]
+    assert [lease.devices[0] for lease in leases[:2]] == [0, 1]
+
+
+async def test_spread_prefers_the_device_with_more_free_memory_among_equally_busy_ones(gpu_svc: SlotService) -> None:
+    gpu_svc.configure_queue("q", limit=4)
+    a = await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=8_000)
+    b = await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=2_000)
+    assert a.devices != b.devices
+    c = await gpu_svc.acquire("q", gpus=1, gpu_mem_mib=1_000)
+    assert c.devices == b.devices, "both hold one lease; b's device has more memory left"
+
+
+async def test_pack_fills_one_device_before_the_next(gpu_svc: SlotService) -> None:
+    gpu_svc.configure_queue("q", limit=4, placement="pack")
+    leases = [await gpu_svc.acquire("q", gpus=1) for _ in range(4)]
+    assert [lease.devices for lease in leases] == [(0,)] * 4
+
+
+async def test_placement_is_a_queue_setting_that_can_change(gpu_svc: SlotService) -> None:
+    gpu_svc.configure_queue("q", limit=4, placement="pack")
+    await gpu_svc.update_queue("q", placement="spread")
+    first, second = [await gpu_svc.acquire("q", gpus=1) for _ in range(2)]
+    assert {first.devices, second.devices} == {(0,), (1,)}
+    with pytest.raises(ValueError):
+        gpu_svc.configure_queue("q", placement="random")

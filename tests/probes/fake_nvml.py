@@ -27,6 +27,7 @@ class FakeGpu:
     graphics: list[tuple[int, int | None]] = field(default_factory=list)
     lost: bool = False
     unsupported: set[str] = field(default_factory=set)  # "temperature", "utilization", ...
+    failing: set[str] = field(default_factory=set)  # reads that fail this time with NVML_ERROR_UNKNOWN
 
 
 class FakeNvml:
@@ -65,6 +66,8 @@ class FakeNvml:
     def _check(gpu: FakeGpu, what: str) -> None:
         if what in gpu.unsupported:
             raise pynvml.NVMLError_NotSupported(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if what in gpu.failing:
+            raise pynvml.NVMLError_Unknown(pynvml.NVML_ERROR_UNKNOWN)
 
     def nvmlDeviceGetName(self, gpu: FakeGpu) -> str:
         self._check(gpu, "name")
