@@ -9,7 +9,9 @@ The server's URL and token come from --url/--token, else SLOTDECK_URL /
 SLOTDECK_TOKEN, else the local-mode file a local server wrote.
 
 Exit codes: 0 ok, 1 failed, 2 bad usage or settings, 3 cannot connect,
-4 not authorised, 5 not found, 6 conflict / gone / unavailable (e.g. timed out).
+4 not authorised, 5 not found, 6 conflict / gone / unavailable (e.g. timed out),
+7 the store is owned by another running service (`serve` names it: pid, URL),
+8 the store cannot be used (read-only, corrupt, disk full, newer schema).
 """
 
 from __future__ import annotations
@@ -29,11 +31,24 @@ from pydantic import BaseModel
 
 from . import __version__
 from .config import ConfigError, load_settings
-from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
+from .errors import (
+    LeaseGone,
+    NoFittingDevice,
+    QueueBusy,
+    QueueFull,
+    SlotCancelled,
+    SlotDeckError,
+    SlotTimeout,
+    StoreFault,
+    StoreLocked,
+)
 from .localmode import read_local_endpoint
 from .model import JobState, Role
+from .stores.sqlite import StoreUnavailable
+from .stores.sqlite_schema import SchemaTooNew
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5, 6
+EXIT_STORE_OWNED, EXIT_STORE_UNUSABLE = 7, 8
 
 
 class UsageError(Exception):
@@ -295,7 +310,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     if settings.store is None:
-        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        try:
+            settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the data directory {settings.resolved_data_dir()}: {exc}") from None
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json)
     run_serve(settings)
@@ -417,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_code(exc: SlotDeckError) -> int:
     from .client import ApiError, AuthError, ConnectionFailed
 
+    if isinstance(exc, StoreLocked):
+        return EXIT_STORE_OWNED
+    if isinstance(exc, StoreFault):
+        return EXIT_STORE_UNUSABLE
     if isinstance(exc, ConnectionFailed):
         return EXIT_CONNECT
     if isinstance(exc, AuthError):
@@ -449,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlotDeckError as exc:
         print(f"slotdeck: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except (StoreUnavailable, SchemaTooNew) as exc:  # a store that cannot be used: one line, not a traceback
+        print(f"slotdeck: {exc}", file=sys.stderr)
+        return EXIT_STORE_UNUSABLE
     except KeyboardInterrupt:
         return 130
 

@@ -21,6 +21,7 @@ from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
 from .probes.base import GpuProbe, HostProbe
 from .stores import Store, open_store
+from .stores.ownership import StoreLock, take_ownership
 
 log = logging.getLogger("slotdeck.service")
 
@@ -96,12 +97,19 @@ class SlotService:
         self._sampler: asyncio.Task[None] | None = None
         self._pending_saves: set[asyncio.Task[None]] = set()
         self._unsaved_queues: set[str] = set()
+        self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
         self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
 
     async def start(self) -> SlotService:
-        await self.store.open()
+        """Own the store (raises `StoreLocked` naming the owner if another process does), open it, recover, run."""
+        self.ownership = take_ownership(self.store)
+        try:
+            await self.store.open()
+        except BaseException:
+            self._release_ownership()
+            raise
         for config in await self.store.load_queues():
             if config.name not in self.engine.queues:
                 self.engine.configure_queue(config.name, **config.model_dump(exclude={"name"}))
@@ -129,6 +137,12 @@ class SlotService:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
         await self.save_queue_state()
         await self.store.close()
+        self._release_ownership()
+
+    def _release_ownership(self) -> None:
+        if self.ownership is not None:
+            self.ownership.release()
+            self.ownership = None
 
     async def __aenter__(self) -> SlotService:
         return await self.start()

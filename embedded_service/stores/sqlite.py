@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
 from .base import TERMINAL_STATES, parse_cursor
+from .faults import StoreHealth, as_fault, classify
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
 
@@ -41,6 +42,11 @@ class StoreUnavailable(RuntimeError):
     """The database file cannot be opened (a directory, no permission, not a database)."""
 
 
+def _cannot_open(path: str, exc: BaseException) -> str:
+    cause = classify(exc)
+    return f"cannot open SQLite store {path}: {cause + ': ' if cause else ''}{exc}"
+
+
 def _job_from_row(seq: int, data: str) -> Job:
     job = Job.model_validate_json(data)
     job.seq = seq
@@ -57,6 +63,7 @@ class SqliteStore:
         self._writer: BatchWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self.health = StoreHealth()  # the last write's fate, failures counted per cause (see stores.faults)
 
     @property
     def commits(self) -> int:
@@ -69,23 +76,29 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(_cannot_open(str(self.path), exc)) from exc
         path, sync = str(self.path), self._synchronous
 
         def open_writer() -> sqlite3.Connection:
             try:
                 conn = connect(path, sync)
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
+                raise StoreUnavailable(_cannot_open(path, exc)) from exc
             try:
                 migrate(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreUnavailable(_cannot_open(path, exc)) from exc
             except BaseException:
                 conn.close()
                 raise
             return conn
 
         conn = await asyncio.to_thread(open_writer)
-        self._writer = BatchWriter(conn, asyncio.get_running_loop())
+        self._writer = BatchWriter(conn, asyncio.get_running_loop(), self.health)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slotdeck-sqlite-reader")
 
         def open_reader() -> None:
@@ -116,7 +129,12 @@ class SqliteStore:
         if self._reader is None or self._read_conn is None:
             raise RuntimeError(f"store {self.url} is not open")
         conn = self._read_conn
-        return await asyncio.get_running_loop().run_in_executor(self._reader, lambda: conn.execute(sql, params).fetchall())
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, lambda: conn.execute(sql, params).fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise as_fault(exc) from exc
 
     # ---------------------------------------------------------------- queues
 
