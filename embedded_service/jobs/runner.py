@@ -72,6 +72,7 @@ class JobRunner:
         self._temp_log_dir: Path | None = None
         self._last_prune = float("-inf")
         self._started = False
+        self._draining = False  # set by hold_queued(): no queued job starts any more
         # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -85,28 +86,40 @@ class JobRunner:
         self._started = True
         self._feeder = asyncio.create_task(self._feed_forever(), name="slotdeck-job-feeder")
 
-    async def close(self) -> None:
-        """Stop feeding, stop running jobs (interrupted, re-queued while attempts remain), wait for them."""
-        self._started = False
-        if self._feeder is not None:
-            self._feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feeder
-            self._feeder = None
+    def hold_queued(self) -> None:
+        """Draining starts: from now on no queued job starts (they stay queued in the store); running ones go on."""
+        self._draining = True
         for window in self._windows.values():
             for held in list(window.waiting.values()):
                 window.remove(held.job.id)
                 if held.waiter is not None:
                     self.engine.withdraw(held.waiter.id)
                 self._held.pop(held.job.id, None)
-        running = [held.run for held in self._held.values() if held.run is not None]
+            window.complete = False
+
+    async def close(self) -> None:
+        """Stop feeding, stop running jobs and wait for them: each goes back to `queued`, its attempt not counted
+        (an operator stopped the service; the job did not fail), unless it finished first (then its real outcome)."""
+        self._started = False
+        self.hold_queued()
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+            self._feeder = None
+        running = {held.run: held for held in self._held.values() if held.run is not None}
         for held in self._held.values():
             held.control.request("shutdown")
         if running:
             _done, pending = await asyncio.wait(running, timeout=self.settings.kill_grace_s + 5.0)
             for task in pending:
-                log.warning("a job did not stop in time at shutdown; it will be found interrupted at the next start")
+                held = running[task]
+                log.warning("job %s did not stop in time at shutdown; stored as queued for the next start", held.job.id)
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                with contextlib.suppress(Exception):
+                    await self.store.save_job(held.job.model_copy(update=_requeue_after_shutdown(held.job)))
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._pool is not None:
@@ -249,6 +262,8 @@ class JobRunner:
 
     def _offer(self, job: Job) -> None:
         """A queued job joins its window now if the store holds nothing that should run before it."""
+        if self._draining:
+            return
         window = self._window(job.queue)
         if job.id in self._held or job.queue not in self.engine.queues:
             return
@@ -323,6 +338,10 @@ class JobRunner:
         held.waiter = None
         self._wake.set()
         error = future.exception()
+        if error is None and self._draining:  # granted just as draining began: it does not start, it stays queued
+            self.engine.release(future.result().id)
+            self._forget(held)
+            return
         if error is not None:  # an operator cancelled the waiter, or its queue was deleted
             self._spawn(self._settle(held, state=JobState.cancelled, error=str(error), finished_at=self.clock.time()))
             return
@@ -353,6 +372,8 @@ class JobRunner:
 
     async def _refill(self, queue: str, polled: bool) -> None:
         """Top up a queue's window from the store once it has drained to half (or on the poll)."""
+        if self._draining:
+            return
         window = self._window(queue)
         target = self._target(queue)
         room = target - len(window.waiting)
@@ -455,7 +476,9 @@ class JobRunner:
             "lease_id": None,
         }
         retry = outcome.state in (JobState.failed, JobState.timed_out, JobState.interrupted)
-        if retry and job.attempts < job.max_attempts:
+        if outcome.state is JobState.interrupted and held.control.reason == "shutdown":
+            updates.update(_requeue_after_shutdown(job))
+        elif retry and job.attempts < job.max_attempts:
             if outcome.state is JobState.interrupted:
                 delay = 0.0
             else:
@@ -633,3 +656,15 @@ class JobRunner:
     def _tell(self, event: str, data: dict[str, Any]) -> None:
         for listener in [listener for listener in self.engine.listeners if listener != self._engine_event]:
             listener(event, data)
+
+
+def _requeue_after_shutdown(job: Job) -> dict[str, Any]:
+    """A job the service's shutdown stopped goes back to `queued`, whatever its attempts: it did not fail."""
+    return {
+        "state": JobState.queued,
+        "attempts": max(0, job.attempts - 1),
+        "not_before": None,
+        "pid": None,
+        "lease_id": None,
+        "error": "stopped by a service shutdown; queued again (not counted as an attempt)",
+    }
