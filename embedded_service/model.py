@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -289,6 +289,22 @@ class Job(BaseModel):
     cpu_pct: float | None = Field(default=None, description="Live CPU of the job's process tree.")
     rss_mib: float | None = Field(default=None, description="Live resident memory of the job's process tree.")
     gpu_mem_used_mib: int | None = Field(default=None, description="Real GPU memory of its processes (NVML).")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="The submit's Idempotency-Key: the same key from the same caller within a day gets this job back.",
+    )
+    _replayed: bool = PrivateAttr(default=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True when a submit got this job back for its Idempotency-Key instead of creating one (not stored)."""
+        return self._replayed
+
+    def as_replay(self) -> Job:
+        """This job, answered again to a submit that repeated its Idempotency-Key."""
+        copy = self.model_copy()
+        copy._replayed = True
+        return copy
 
 
 class JobPage(BaseModel):

@@ -259,10 +259,21 @@ class SlotService:
         priority: int = 0,
         max_attempts: int = 1,
         max_runtime_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a registered task as a durable job; returns once the store has committed it."""
+        """Queue a registered task as a durable job; returns once the store has committed it.
+
+        `idempotency_key`: the same key from the same owner within a day returns the first job (`job.replayed`).
+        """
         return await self.jobs.submit(
-            task, args, kwargs, owner=owner, priority=priority, max_attempts=max_attempts, max_runtime_s=max_runtime_s
+            task,
+            args,
+            kwargs,
+            owner=owner,
+            priority=priority,
+            max_attempts=max_attempts,
+            max_runtime_s=max_runtime_s,
+            idempotency_key=idempotency_key,
         )
 
     async def submit_command(
@@ -277,10 +288,12 @@ class SlotService:
         max_runtime_s: float | None = None,
         max_attempts: int = 1,
         owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a command (argv, no shell) as a durable job; returns once the store has committed it."""
+        """Queue a command (argv, no shell) as a durable job; returns once the store has committed it
+        (`idempotency_key` as for `submit`)."""
         return await self.jobs.submit_command(
-            argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner
+            argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner, idempotency_key
         )
 
     async def get_job(self, job_id: str) -> Job:

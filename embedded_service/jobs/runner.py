@@ -39,6 +39,8 @@ from .window import Held, QueueWindow, order_key
 log = logging.getLogger("slotdeck.jobs")
 
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
+IDEMPOTENCY_WINDOW_S = 86_400.0  # a repeated Idempotency-Key gets the first job back within this
+MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
 
 
@@ -185,8 +187,13 @@ class JobRunner:
         priority: int = 0,
         max_attempts: int = 1,
         max_runtime_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a registered task; returns once the job is committed to the store."""
+        """Queue a registered task; returns once the job is committed to the store.
+
+        With `idempotency_key`, a submit that repeats the key of one from the same `owner` within a day returns
+        that first job (its `replayed` is True) instead of queuing another.
+        """
         spec = self.tasks.get(task)
         request = TaskSubmit(
             task=task,
@@ -200,7 +207,7 @@ class JobRunner:
             json.dumps([request.args, request.kwargs])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
-        job = self._new_job(JobKind.task, spec.queue, owner, request.model_dump())
+        job = self._new_job(JobKind.task, spec.queue, owner, request.model_dump(), idempotency_key)
         return await self._submit(job)
 
     async def submit_command(
@@ -215,8 +222,10 @@ class JobRunner:
         max_runtime_s: float | None = None,
         max_attempts: int = 1,
         owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a command (argv, no shell); returns once the job is committed to the store."""
+        """Queue a command (argv, no shell); returns once the job is committed to the store (`idempotency_key`:
+        as for `submit`)."""
         request = CommandSubmit(
             argv=argv,
             queue=queue,
@@ -233,15 +242,33 @@ class JobRunner:
             fields["gpus"] = 1
         if fields["gpus"]:
             self.engine.pool.check_possible(fields["gpus"], fields["gpu_mem_mib"])
-        return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields))
+        return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields, idempotency_key))
 
-    def _new_job(self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any]) -> Job:
+    def _new_job(
+        self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any], idempotency_key: str | None = None
+    ) -> Job:
         self.engine.queue(queue)  # UnknownQueue before anything is stored
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ValueError(f"an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters")
         job_id = f"j{self._id_prefix}{next(self._ids):x}"
-        return Job(id=job_id, kind=kind, queue=queue, owner=owner, created_at=self.clock.time(), **fields)
+        return Job(
+            id=job_id,
+            kind=kind,
+            queue=queue,
+            owner=owner,
+            created_at=self.clock.time(),
+            idempotency_key=idempotency_key,
+            **fields,
+        )
 
     async def _submit(self, job: Job) -> Job:
-        stored = await self.store.add_job(job)
+        if job.idempotency_key is not None:
+            scoped = f"{job.owner or ''}\n{job.idempotency_key}"
+            stored, created = await self.store.add_job_once(job, scoped, self.clock.time() - IDEMPOTENCY_WINDOW_S)
+            if not created:
+                return stored.as_replay()
+        else:
+            stored = await self.store.add_job(job)
         self._emit(stored)
         if self._started:
             self._offer(stored)

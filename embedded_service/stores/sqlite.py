@@ -168,25 +168,25 @@ class SqliteStore:
     # ------------------------------------------------------------------ jobs
 
     async def add_job(self, job: Job) -> Job:
-        def insert(c: sqlite3.Connection) -> Job:
-            cur = c.execute(
-                "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data)"
-                " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.queue,
-                    job.state.value,
-                    job.owner,
-                    job.priority,
-                    job.not_before,
-                    job.finished_at,
-                    job.model_dump_json(),
-                ),
-            )
-            return job.model_copy(update={"seq": cur.lastrowid})
+        try:
+            return await self._write(lambda c: _insert_job(c, job))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"job {job.id!r} already exists") from None
+
+    async def add_job_once(self, job: Job, key: str, fresh_after: float) -> tuple[Job, bool]:
+        def insert_once(c: sqlite3.Connection) -> tuple[Job, bool]:
+            row = c.execute("SELECT seq, data FROM jobs WHERE idem = ?", (key,)).fetchone()
+            if row is not None:
+                found = _job_from_row(*row)
+                if found.created_at >= fresh_after:
+                    return found, False
+                c.execute("UPDATE jobs SET idem = NULL WHERE idem = ?", (key,))  # a day old: the key is free again
+            stored = _insert_job(c, job)
+            c.execute("UPDATE jobs SET idem = ? WHERE seq = ?", (key, stored.seq))
+            return stored, True
 
         try:
-            return await self._write(insert)
+            return await self._write(insert_once, several_statements=True)
         except sqlite3.IntegrityError:
             raise ValueError(f"job {job.id!r} already exists") from None
 
@@ -305,6 +305,24 @@ class SqliteStore:
 
     async def delete_token(self, name: str) -> bool:
         return await self._write(lambda c: c.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0)
+
+
+def _insert_job(c: sqlite3.Connection, job: Job) -> Job:
+    cur = c.execute(
+        "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data)"
+        " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.queue,
+            job.state.value,
+            job.owner,
+            job.priority,
+            job.not_before,
+            job.finished_at,
+            job.model_dump_json(),
+        ),
+    )
+    return job.model_copy(update={"seq": cur.lastrowid})
 
 
 def _token(name: str, token_hash: str, role: str, created_at: float) -> StoredToken:

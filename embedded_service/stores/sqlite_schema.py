@@ -45,6 +45,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: the Idempotency-Key of a submit (scoped to its caller), unique while set
+    """
+    ALTER TABLE jobs ADD COLUMN idem TEXT;
+    CREATE UNIQUE INDEX jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
