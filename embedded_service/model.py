@@ -365,8 +365,12 @@ class AcquireResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: str = Field(default="ok", description="ok, draining, or store_failing while the store refuses writes.")
     version: str
     python: str
     store: str
     uptime_s: float
+    store_ok: bool = Field(default=True, description="Whether the store's last write went through.")
+    store_fault: str | None = Field(default=None, description="Why it fails: disk full, read-only, corrupt, ...")
+    store_failing_since: float | None = Field(default=None, description="When the current failing spell began (epoch s).")
+    store_errors: int = Field(default=0, description="Store failures counted since the service started.")

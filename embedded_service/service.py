@@ -17,6 +17,7 @@ from typing import Any
 
 from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.history import DEFAULT_HISTORY_POINTS
+from .errors import StoreFault
 from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
 from .probes.base import GpuProbe, HostProbe
@@ -24,6 +25,11 @@ from .stores import Store, open_store
 from .stores.ownership import StoreLock, take_ownership
 
 log = logging.getLogger("slotdeck.service")
+
+
+def proposed_config(current: QueueConfig, fields: dict[str, Any]) -> QueueConfig:
+    """`current` with `fields` changed, validated as the engine would (ValidationError for a bad value)."""
+    return QueueConfig.model_validate({**current.model_dump(), **fields})
 
 
 class _SlotContext:
@@ -98,6 +104,7 @@ class SlotService:
         self._pending_saves: set[asyncio.Task[None]] = set()
         self._unsaved_queues: set[str] = set()
         self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
+        self._config_lock = asyncio.Lock()
         self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
@@ -135,7 +142,10 @@ class SlotService:
         await self.jobs.close()
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
-        await self.save_queue_state()
+        try:
+            await self.save_queue_state()
+        except StoreFault as fault:
+            log.error("closing: marks and totals not saved: %s", fault)
         await self.store.close()
         self._release_ownership()
 
@@ -159,11 +169,13 @@ class SlotService:
         return config
 
     async def update_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Change an existing queue and return once the change is stored."""
-        self.engine.queue(name)
-        config = self.engine.configure_queue(name, **fields)
-        await self._save_queue(name)
-        return config
+        """Change an existing queue and return once the change is stored.
+
+        Stored first, applied after: a change the store refuses (`StoreFault`: disk full, ...) is not applied.
+        """
+        async with self._config_lock:  # one change at a time, so the store and the engine agree on the last one
+            await self.store.save_queue(proposed_config(self.engine.queue(name).config, fields))
+            return self.engine.configure_queue(name, **fields)
 
     async def set_limit(self, name: str, limit: int) -> QueueConfig:
         return await self.update_queue(name, limit=limit)
@@ -381,6 +393,8 @@ class SlotService:
             try:
                 await self.sample_once()
                 await self.save_queue_state()
+            except StoreFault:
+                pass  # logged once and counted by the store's health; saved again on the next tick
             except Exception:
                 log.exception("sampling failed; will retry")
 

@@ -18,6 +18,7 @@ import logging
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Clock, Lease, SlotEngine
-from ..errors import NoFittingDevice, QueueFull, UnknownJob, UnknownQueue, UnknownTask
+from ..errors import NoFittingDevice, QueueFull, StoreFault, UnknownJob, UnknownQueue, UnknownTask
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
@@ -39,6 +40,8 @@ from .window import Held, QueueWindow, order_key
 log = logging.getLogger("slotdeck.jobs")
 
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
+STORE_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # backoff while an outcome cannot be stored (the last repeats)
+CLOSE_STORE_RETRY_S = 10.0  # how long a closing service still tries to store outcomes before logging them instead
 IDEMPOTENCY_WINDOW_S = 86_400.0  # a repeated Idempotency-Key gets the first job back within this
 MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
@@ -75,6 +78,8 @@ class JobRunner:
         self._last_prune = float("-inf")
         self._started = False
         self._draining = False  # set by hold_queued(): no queued job starts any more
+        self._unsaved: dict[str, Job] = {}  # outcomes the store could not take yet (retried until it does)
+        self._claims_held_until = float("-inf")  # monotonic: after a store fault, claims pause a moment
         # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -393,13 +398,15 @@ class JobRunner:
                     await self._refill(queue, polled)
                 if now - self._last_prune >= self.settings.prune_every_s:
                     await self._prune()
+            except StoreFault:  # logged once and counted by the store's health; try again on the next poll
+                await asyncio.sleep(self.settings.poll_s)
             except Exception:
                 log.exception("job feeder failed; retrying")
                 await asyncio.sleep(self.settings.poll_s)
 
     async def _refill(self, queue: str, polled: bool) -> None:
         """Top up a queue's window from the store once it has drained to half (or on the poll)."""
-        if self._draining:
+        if self._draining or time.monotonic() < self._claims_held_until:
             return
         window = self._window(queue)
         target = self._target(queue)
@@ -443,7 +450,7 @@ class JobRunner:
         try:
             if lease.id not in self.engine.leases:  # revoked between the grant and now
                 held.control.request("cancelled")
-            job = held.job = job.model_copy(
+            running = job.model_copy(
                 update={
                     "state": JobState.running,
                     "started_at": self.clock.time(),
@@ -453,7 +460,12 @@ class JobRunner:
                     "not_before": None,
                 }
             )
-            await self.store.save_job(job)
+            try:
+                await self.store.save_job(running)
+            except StoreFault:  # it could not be recorded as running, so it does not run: it stays queued in the store
+                self._put_back(held)
+                return
+            job = held.job = running
             self._emit(job)
             outcome = await self._execute(held, lease)
         except Exception as exc:
@@ -486,11 +498,23 @@ class JobRunner:
         )
         return outcome
 
+    def _put_back(self, held: Held) -> None:
+        """A granted job that could not be marked running: forget it (the store still has it queued) and claim
+        again only after a pause, so a failing store is not hammered."""
+        self._forget(held)
+        held.settled.set()
+        self._window(held.job.queue).complete = False
+        self._claims_held_until = time.monotonic() + max(self.settings.poll_s, 0.5)
+
     def _process_started(self, held: Held) -> None:
         """Store a command's process group as soon as it exists: a service that dies then leaves a trail to it."""
         held.job = held.job.model_copy(update={"pid": held.control.pid})
-        self._spawn(self.store.save_job(held.job))
+        self._spawn(self._save_quietly(held.job))
         self._emit(self._live(held))
+
+    async def _save_quietly(self, job: Job) -> None:
+        with contextlib.suppress(StoreFault):  # counted by the store's health; the outcome is saved later anyway
+            await self.store.save_job(job)
 
     async def _conclude(self, held: Held, outcome: Outcome) -> None:
         """Record an outcome; a failure, time-out or interruption with attempts left is queued again."""
@@ -519,7 +543,7 @@ class JobRunner:
         """Store a job's new state, then let go of it (and offer it again if it is queued)."""
         job = held.job = held.job.model_copy(update=updates)
         try:
-            await self.store.save_job(job)
+            await self._store_outcome(job)
         except Exception:
             log.exception("could not store the new state of job %s", job.id)
         finally:
@@ -529,6 +553,40 @@ class JobRunner:
         self._wake.set()
         if job.state is JobState.queued and self._started:
             self._offer(job)
+
+    async def _store_outcome(self, job: Job) -> None:
+        """Save a job's new state, retrying while the store fails (disk full, ...): an outcome is never dropped.
+        Meanwhile reads show it. A closing service tries for `CLOSE_STORE_RETRY_S` more, then logs the outcome."""
+        delays = iter(STORE_RETRY_S)
+        delay = 0.0
+        give_up_at: float | None = None
+        while True:
+            try:
+                await self.store.save_job(job)
+            except StoreFault as fault:
+                if self._unsaved.get(job.id) is None:  # the fault itself is logged once by the store's health
+                    log.debug("job %s: its new state (%s) waits until the store can take it: %s", job.id, job.state, fault)
+                self._unsaved[job.id] = job
+                if not self._started:  # closing: try a little longer, not forever
+                    give_up_at = give_up_at or time.monotonic() + CLOSE_STORE_RETRY_S
+                if give_up_at is not None and time.monotonic() >= give_up_at:
+                    self._unsaved.pop(job.id, None)
+                    log.error(
+                        "job %s: could not store its outcome before shutdown (%s): state=%s exit_code=%s result=%r error=%r",
+                        job.id,
+                        fault.cause,
+                        job.state.value,
+                        job.exit_code,
+                        job.result,
+                        job.error,
+                    )
+                    return
+                delay = next(delays, STORE_RETRY_S[-1])
+                await asyncio.sleep(delay)
+            else:
+                if self._unsaved.pop(job.id, None) is not None:
+                    log.info("job %s: its state (%s) is stored now", job.id, job.state)
+                return
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -582,6 +640,9 @@ class JobRunner:
     # --------------------------------------------------------------- reading
 
     async def get_job(self, job_id: str) -> Job:
+        unsaved = self._unsaved.get(job_id)
+        if unsaved is not None:
+            return unsaved
         held = self._held.get(job_id)
         if held is not None and held.job.state is JobState.running:
             return self._live(held)
@@ -605,7 +666,10 @@ class JobRunner:
         jobs = []
         for job in page.jobs:
             held = self._held.get(job.id)
-            jobs.append(self._live(held) if held is not None and held.job.state is JobState.running else job)
+            if job.id in self._unsaved:
+                jobs.append(self._unsaved[job.id])
+            else:
+                jobs.append(self._live(held) if held is not None and held.job.state is JobState.running else job)
         return JobPage(jobs=jobs, next_cursor=page.next_cursor)
 
     def _live(self, held: Held) -> Job:

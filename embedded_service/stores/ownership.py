@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreLocked
+from .faults import classify
 from .sqlite import StoreUnavailable
 
 TAKE_RETRY_S = 0.3  # a peek (`current_owner`) holds a shared lock for microseconds: an owner retries this long
@@ -112,7 +113,9 @@ class StoreLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot lock store {self.store_desc}: {exc.strerror or exc} ({self.path})") from None
+            cause = classify(exc)
+            why = f"{cause}: {exc.strerror}" if cause and exc.strerror else exc.strerror or str(exc)
+            raise StoreUnavailable(f"cannot lock store {self.store_desc}: {why} ({self.path})") from None
         deadline = time.monotonic() + TAKE_RETRY_S
         while True:
             try:

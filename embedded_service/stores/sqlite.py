@@ -134,6 +134,9 @@ class SqliteStore:
                 self._reader, lambda: conn.execute(sql, params).fetchall()
             )
         except sqlite3.Error as exc:
+            cause = classify(exc)
+            if cause is not None:
+                self.health.failed(cause, exc, "read")
             raise as_fault(exc) from exc
 
     # ---------------------------------------------------------------- queues

@@ -82,7 +82,8 @@ class Serve:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
     def output(self) -> str:
-        self._log_fh.flush()
+        if not self._log_fh.closed:
+            self._log_fh.flush()
         return self.log.read_text()
 
     def stop(self, timeout_s: float = 60.0) -> int:
