@@ -187,9 +187,14 @@ class SlotService:
         return await self.update_queue(name, paused=False)
 
     async def delete_queue(self, name: str, force: bool = False) -> None:
+        """Delete a queue (one with holders or waiters needs `force`); deleted from the store first, so a
+        deletion the store refuses (`StoreFault`) leaves the queue as it was."""
+        state = self.engine.queue(name)
+        if (state.in_use or state.waiting) and not force:
+            self.engine.delete_queue(name, force=False)  # raises QueueBusy with the engine's own message
+        await self.store.delete_queue(name)
         self.engine.delete_queue(name, force=force)
         self._unsaved_queues.discard(name)
-        await self.store.delete_queue(name)
 
     async def reset_marks(self, name: str) -> None:
         self.engine.reset_marks(name)

@@ -68,6 +68,10 @@ def test_a_full_disk_gives_503_names_the_cause_applies_nothing_and_keeps_the_out
                 changed = http.patch("/v1/queues/default", json={"limit": 4})
                 assert changed.status_code == 503 and "disk full" in changed.json()["detail"]
                 assert http.get("/v1/queues/default").json()["config"]["limit"] == 1  # not applied
+                created = http.put("/v1/queues/extra", json={"limit": 2})
+                assert created.status_code == 503 and "extra" not in [q["name"] for q in http.get("/v1/queues").json()]
+                metrics = http.get("/metrics").text
+                assert "slotdeck_store_ok 0.0" in metrics and 'slotdeck_store_errors_total{cause="disk full"}' in metrics
                 assert http.get("/v1/audit").json() == audit_before  # nor audited
 
                 go.touch()  # the job ends while its outcome cannot be stored
