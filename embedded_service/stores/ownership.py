@@ -12,9 +12,9 @@ naming the owner. Read-only tools open the store without the lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,30 @@ from typing import Any
 from ..errors import StoreLocked
 from .faults import classify
 from .sqlite import StoreUnavailable
+
+if sys.platform == "win32":  # no flock: msvcrt's byte-range lock (exclusive only), also dropped when the process dies
+    import msvcrt
+
+    def _lock(fd: int, exclusive: bool) -> None:
+        """Lock without waiting; BlockingIOError when another process holds it."""
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            raise BlockingIOError(str(exc)) from None
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fd: int, exclusive: bool) -> None:
+        """Lock without waiting; BlockingIOError when another process holds it."""
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
 
 TAKE_RETRY_S = 0.3  # a peek (`current_owner`) holds a shared lock for microseconds: an owner retries this long
 
@@ -49,6 +73,8 @@ def _owner_file(lock_path: Path) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -83,10 +109,10 @@ def current_owner(lock_path: Path) -> OwnerInfo | None:
         return None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            _lock(fd, exclusive=False)
         except BlockingIOError:
             return read_owner(lock_path)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _unlock(fd)
         return None
     finally:
         os.close(fd)
@@ -111,7 +137,7 @@ class StoreLock:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as exc:
             cause = classify(exc)
             why = f"{cause}: {exc.strerror}" if cause and exc.strerror else exc.strerror or str(exc)
@@ -119,7 +145,7 @@ class StoreLock:
         deadline = time.monotonic() + TAKE_RETRY_S
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock(fd, exclusive=True)
                 break
             except BlockingIOError:
                 owner = read_owner(self.path)
