@@ -4,9 +4,11 @@ to the owner instead of starting its own, eight processes open one new store at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +67,8 @@ def test_the_dashboards_local_service_connects_to_a_running_serve(home: Path, tm
         with owner.http() as http:
             job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
             running = wait_until(
-                "the job to run", lambda: (j := http.get(f"/v1/jobs/{job['id']}").json())["state"] == "running" and j
+                "the job's process to run",
+                lambda: (j := http.get(f"/v1/jobs/{job['id']}").json())["state"] == "running" and j["pid"] and j,
             )
         local_before = (home / "local.json").read_bytes()
         # the dashboard's local service, as `slotdeck gui` starts it, in its own process
@@ -176,6 +179,12 @@ def test_eight_processes_opening_one_new_store_at_once(tmp_path: Path, mode: str
                 proc.wait()
 
 
+def stored_pid(db: Path, job_id: str) -> int | None:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return json.loads(row[0])["pid"] if row else None
+
+
 def test_kill_9_of_the_owner_frees_the_store_and_the_local_token_stays(home: Path) -> None:
     env = home_env(home)
     first = Serve(env).wait_serving()
@@ -186,6 +195,7 @@ def test_kill_9_of_the_owner_frees_the_store_and_the_local_token_stays(home: Pat
             orphan_pid = wait_until(
                 "the job to run", lambda: (j := http.get(f"/v1/jobs/{job['id']}").json())["state"] == "running" and j["pid"]
             )
+        wait_until("its pid to be stored", lambda: stored_pid(home / "slotdeck.db", job["id"]) == orphan_pid)
         token = first.token
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait()
