@@ -174,6 +174,8 @@ class SlotService:
         Stored first, applied after: a change the store refuses (`StoreFault`: disk full, ...) is not applied.
         """
         async with self._config_lock:  # one change at a time, so the store and the engine agree on the last one
+            if self._pending_saves:  # a background save of an older config must not land after this one
+                await asyncio.gather(*self._pending_saves, return_exceptions=True)
             await self.store.save_queue(proposed_config(self.engine.queue(name).config, fields))
             return self.engine.configure_queue(name, **fields)
 
