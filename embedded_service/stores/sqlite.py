@@ -184,12 +184,11 @@ class SqliteStore:
                 if found.created_at >= fresh_after:
                     return found, False
                 c.execute("UPDATE jobs SET idem = NULL WHERE idem = ?", (key,))  # a day old: the key is free again
-            stored = _insert_job(c, job)
-            c.execute("UPDATE jobs SET idem = ? WHERE seq = ?", (key, stored.seq))
-            return stored, True
+            return _insert_job(c, job, key), True
 
         try:
-            return await self._write(insert_once, several_statements=True)
+            # no savepoint needed: if the INSERT fails, at most a day-old key was let go, which is what it is for
+            return await self._write(insert_once)
         except sqlite3.IntegrityError:
             raise ValueError(f"job {job.id!r} already exists") from None
 
@@ -310,10 +309,10 @@ class SqliteStore:
         return await self._write(lambda c: c.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0)
 
 
-def _insert_job(c: sqlite3.Connection, job: Job) -> Job:
+def _insert_job(c: sqlite3.Connection, job: Job, idem: str | None = None) -> Job:
     cur = c.execute(
-        "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data)"
-        " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data, idem)"
+        " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             job.id,
             job.queue,
@@ -323,6 +322,7 @@ def _insert_job(c: sqlite3.Connection, job: Job) -> Job:
             job.not_before,
             job.finished_at,
             job.model_dump_json(),
+            idem,
         ),
     )
     return job.model_copy(update={"seq": cur.lastrowid})
