@@ -237,3 +237,23 @@ async def test_an_embedded_service_on_an_owned_store_raises_store_locked(home: P
             assert http.get("/v1/snapshot").status_code == 200
     finally:
         owner.stop()
+
+
+def test_serve_beside_the_dashboards_local_service_is_refused_naming_it(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedded_service.api.embedded import EmbeddedServer
+
+    monkeypatch.setenv("SLOTDECK_HOME", str(home))
+    dashboard = EmbeddedServer(probes=False, grace_s=0.5).start()  # what `slotdeck gui` starts, in this process
+    try:
+        local_before = (home / "local.json").read_bytes()
+        refused = cli("serve", "--port", "0", "--no-probes", env=home_env(home))
+        assert refused.returncode == 7
+        assert f"process {os.getpid()} serving {dashboard.url}" in refused.stderr
+        assert (home / "local.json").read_bytes() == local_before
+    finally:
+        dashboard.stop()
+    restarted = Serve(home_env(home)).wait_serving()  # once the dashboard is closed, serve owns the store
+    try:
+        assert restarted.token == json.loads(local_before)["token"]
+    finally:
+        assert restarted.stop() == 0
