@@ -39,9 +39,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
 class BatchWriter:
     """Owns the only writing connection; `run(fn)` returns once `fn`'s transaction has committed."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, health: StoreHealth | None = None
-    ) -> None:
+    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, health: StoreHealth | None = None) -> None:
         self._conn = conn
         self._loop = loop
         self.health = health or StoreHealth()
