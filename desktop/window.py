@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
             self,
             "Quit with jobs running?",
             f"{running} job(s) are running on the local service. Quitting stops them after a short grace period; "
-            "they are recorded as interrupted and re-queued (if attempts remain) when SlotDeck next starts.",
+            "they go back to the queue and run again when SlotDeck next starts.",
         ):
             return
         self._closing = True

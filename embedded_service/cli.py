@@ -33,12 +33,26 @@ from . import cli_format as fmt
 from .cli_queues import add_queue_parser
 from .cli_work import WAIT_HELP, add_work_parsers
 from .config import ConfigError, load_settings, parse_device
-from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
+from .errors import (
+    LeaseGone,
+    NoFittingDevice,
+    QueueBusy,
+    QueueFull,
+    SlotCancelled,
+    SlotDeckError,
+    SlotTimeout,
+    StoreFault,
+    StoreLocked,
+)
 from .localmode import read_local_endpoint
 from .model import JobState, Role
 from .private import private_dir
+from .stores.faults import classify
+from .stores.sqlite import StoreUnavailable
+from .stores.sqlite_schema import SchemaTooNew
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5, 6
+EXIT_STORE_OWNED, EXIT_STORE_UNUSABLE = 7, 8
 
 EXIT_CODES_HELP = """exit codes:
   0  ok (also when the reader of the output went away, e.g. `slotdeck jobs | head`)
@@ -49,6 +63,8 @@ EXIT_CODES_HELP = """exit codes:
   5  not found (job, queue, lease, waiter, token)
   6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
      queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
+  7  serve: the store is owned by another running service (the message names its pid and URL)
+  8  serve: the store cannot be used (read-only, corrupt, disk full, newer schema)
   submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
@@ -340,7 +356,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         return table(["NAME", "ROLE", "CREATED"], [[name, role, _when(at)] for name, role, at in rows])
 
     try:
-        return run(args, with_store, emit_json, show_table)
+        return run(args, _store_url(args), with_store, emit_json, show_table)
     except TokenUsageError as exc:
         raise UsageError(str(exc)) from None
 
@@ -377,7 +393,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     if settings.store is None:
-        private_dir(settings.resolved_data_dir())
+        try:
+            private_dir(settings.resolved_data_dir())
+        except OSError as exc:
+            cause = classify(exc)
+            where = settings.resolved_data_dir()
+            raise StoreUnavailable(f"cannot use the data directory {where}: {cause + ': ' if cause else ''}{exc}") from None
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
@@ -557,6 +578,10 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def exit_code(exc: SlotDeckError) -> int:
     from .client import ApiError, AuthError, ConnectionFailed
 
+    if isinstance(exc, StoreLocked):
+        return EXIT_STORE_OWNED
+    if isinstance(exc, StoreFault):
+        return EXIT_STORE_UNUSABLE
     if isinstance(exc, ConnectionFailed):
         return EXIT_CONNECT
     if isinstance(exc, AuthError):
@@ -591,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlotDeckError as exc:
         print(f"slotdeck: {explain(exc)}", file=sys.stderr)
         return exit_code(exc)
+    except (StoreUnavailable, SchemaTooNew) as exc:  # a store that cannot be used: one line, not a traceback
+        print(f"slotdeck: {exc}", file=sys.stderr)
+        return EXIT_STORE_UNUSABLE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

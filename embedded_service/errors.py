@@ -91,3 +91,32 @@ class UnknownTask(SlotDeckError, KeyError):
 
     def __str__(self) -> str:
         return f"no task registered as {self.task!r}"
+
+
+class StoreLocked(SlotDeckError):
+    """Another process owns this store (it runs its jobs and holds its tokens); `pid` and `url` name it."""
+
+    def __init__(self, store: str, pid: int | None, url: str | None) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        where = f" serving {url}" if url else ""
+        todo = (
+            f"connect to it instead (slotdeck gui does; the CLI: --url {url})"
+            if url
+            else "stop that process first, or use another store (--store / SLOTDECK_HOME)"
+        )
+        super().__init__(f"store {store} is in use by {who}{where}; {todo}")
+        self.store = store
+        self.pid = pid
+        self.url = url
+
+
+class StoreFault(SlotDeckError):
+    """The store cannot be written or read right now; `cause` says why ("disk full", "read-only", "corrupt", ...).
+
+    Nothing the failed call asked for was applied.
+    """
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(f"the store is failing: {cause} ({detail})")
+        self.cause = cause
+        self.detail = detail

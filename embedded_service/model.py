@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -351,6 +351,22 @@ class Job(BaseModel):
     survivors: list[int] = Field(
         default_factory=list, description="Pids of the job's processes still alive after it was stopped (should be none)."
     )
+    idempotency_key: str | None = Field(
+        default=None,
+        description="The submit's Idempotency-Key: the same key from the same caller within a day gets this job back.",
+    )
+    _replayed: bool = PrivateAttr(default=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True when a submit got this job back for its Idempotency-Key instead of creating one (not stored)."""
+        return self._replayed
+
+    def as_replay(self) -> Job:
+        """This job, answered again to a submit that repeated its Idempotency-Key."""
+        copy = self.model_copy()
+        copy._replayed = True
+        return copy
 
 
 class JobPage(BaseModel):
@@ -411,8 +427,12 @@ class AcquireResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: str = Field(default="ok", description="ok, draining, or store_failing while the store refuses writes.")
     version: str
     python: str
     store: str
     uptime_s: float
+    store_ok: bool = Field(default=True, description="Whether the store's last write went through.")
+    store_fault: str | None = Field(default=None, description="Why it fails: disk full, read-only, corrupt, ...")
+    store_failing_since: float | None = Field(default=None, description="When the current failing spell began (epoch s).")
+    store_errors: int = Field(default=0, description="Store failures counted since the service started.")

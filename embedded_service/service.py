@@ -20,12 +20,19 @@ from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.devices import DEFAULT_STALE_AFTER_S, DevicePool
 from .engine.history import DEFAULT_HISTORY_POINTS
 from .engine.visible import DeviceSelection
+from .errors import StoreFault
 from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
 from .probes.base import GpuProbe, HostProbe
 from .stores import Store, open_store
+from .stores.ownership import StoreLock, take_ownership
 
 log = logging.getLogger("slotdeck.service")
+
+
+def proposed_config(current: QueueConfig, fields: dict[str, Any]) -> QueueConfig:
+    """`current` with `fields` changed, validated as the engine would (ValidationError for a bad value)."""
+    return QueueConfig.model_validate({**current.model_dump(), **fields})
 
 
 class _SlotContext:
@@ -114,12 +121,20 @@ class SlotService:
         self._sampler: asyncio.Task[None] | None = None
         self._pending_saves: set[asyncio.Task[None]] = set()
         self._unsaved_queues: set[str] = set()
+        self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
+        self._config_lock = asyncio.Lock()
         self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
 
     async def start(self) -> SlotService:
-        await self.store.open()
+        """Own the store (raises `StoreLocked` naming the owner if another process does), open it, recover, run."""
+        self.ownership = take_ownership(self.store)
+        try:
+            await self.store.open()
+        except BaseException:
+            self._release_ownership()
+            raise
         for config in await self.store.load_queues():
             if config.name not in self.engine.queues:
                 self.engine.configure_queue(config.name, **config.model_dump(exclude={"name"}))
@@ -145,8 +160,17 @@ class SlotService:
         await self.jobs.close()
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
-        await self.save_queue_state()
+        try:
+            await self.save_queue_state()
+        except StoreFault as fault:
+            log.error("closing: marks and totals not saved: %s", fault)
         await self.store.close()
+        self._release_ownership()
+
+    def _release_ownership(self) -> None:
+        if self.ownership is not None:
+            self.ownership.release()
+            self.ownership = None
 
     async def __aenter__(self) -> SlotService:
         return await self.start()
@@ -163,11 +187,15 @@ class SlotService:
         return config
 
     async def update_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Change an existing queue and return once the change is stored."""
-        self.engine.queue(name)
-        config = self.engine.configure_queue(name, **fields)
-        await self._save_queue(name)
-        return config
+        """Change an existing queue and return once the change is stored.
+
+        Stored first, applied after: a change the store refuses (`StoreFault`: disk full, ...) is not applied.
+        """
+        async with self._config_lock:  # one change at a time, so the store and the engine agree on the last one
+            if self._pending_saves:  # a background save of an older config must not land after this one
+                await asyncio.gather(*self._pending_saves, return_exceptions=True)
+            await self.store.save_queue(proposed_config(self.engine.queue(name).config, fields))
+            return self.engine.configure_queue(name, **fields)
 
     async def set_limit(self, name: str, limit: int) -> QueueConfig:
         return await self.update_queue(name, limit=limit)
@@ -179,9 +207,14 @@ class SlotService:
         return await self.update_queue(name, paused=False)
 
     async def delete_queue(self, name: str, force: bool = False) -> None:
+        """Delete a queue (one with holders or waiters needs `force`); deleted from the store first, so a
+        deletion the store refuses (`StoreFault`) leaves the queue as it was."""
+        state = self.engine.queue(name)
+        if (state.in_use or state.waiting) and not force:
+            self.engine.delete_queue(name, force=False)  # raises QueueBusy with the engine's own message
+        await self.store.delete_queue(name)
         self.engine.delete_queue(name, force=force)
         self._unsaved_queues.discard(name)
-        await self.store.delete_queue(name)
 
     async def reset_marks(self, name: str) -> None:
         self.engine.reset_marks(name)
@@ -265,11 +298,13 @@ class SlotService:
         max_runtime_s: float | None = None,
         gpus: int = 0,
         gpu_mem_mib: int = 0,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a registered task as a durable job; returns once the store has committed it.
 
         With `gpus`/`gpu_mem_mib` it waits for GPUs like a command; inside the
         callable `embedded_service.current_job()` gives its devices.
+        `idempotency_key`: the same key from the same owner within a day returns the first job (`job.replayed`).
         """
         return await self.jobs.submit(
             task,
@@ -281,6 +316,7 @@ class SlotService:
             max_runtime_s=max_runtime_s,
             gpus=gpus,
             gpu_mem_mib=gpu_mem_mib,
+            idempotency_key=idempotency_key,
         )
 
     async def submit_command(
@@ -295,10 +331,12 @@ class SlotService:
         max_runtime_s: float | None = None,
         max_attempts: int = 1,
         owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a command (argv, no shell) as a durable job; returns once the store has committed it."""
+        """Queue a command (argv, no shell) as a durable job; returns once the store has committed it
+        (`idempotency_key` as for `submit`)."""
         return await self.jobs.submit_command(
-            argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner
+            argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner, idempotency_key
         )
 
     async def get_job(self, job_id: str) -> Job:
@@ -389,6 +427,8 @@ class SlotService:
             try:
                 await self.sample_once()
                 await self.save_queue_state()
+            except StoreFault:
+                pass  # logged once and counted by the store's health; saved again on the next tick
             except Exception:
                 log.exception("sampling failed; will retry")
 

@@ -96,8 +96,31 @@ async def delete_in_store(store: Store, name: str) -> bool:
     return deleted
 
 
+def through_owner(store_url: str) -> tuple[str, str | None] | None:
+    """The (url, token) of the running service that owns the store (holds its lock), None when no process owns it.
+
+    The token is `local.json`'s when that file names the owner's URL. A change to an owned store never goes to the
+    store itself: an owner that serves no API gives TokenUsageError naming it.
+    """
+    from .stores.ownership import current_owner, lock_path_for_url
+
+    lock_path = lock_path_for_url(store_url)
+    owner = current_owner(lock_path) if lock_path is not None else None
+    if owner is None:
+        return None
+    if owner.url is None:
+        raise TokenUsageError(
+            f"the store is owned by process {owner.pid}, which serves no API to change tokens through; "
+            "stop it first, or pass --url of the server that uses this store"
+        )
+    local = read_local_endpoint()
+    token = local[1] if local is not None and local[0].rstrip("/") == owner.url.rstrip("/") else None
+    return owner.url, token
+
+
 def run(
     args: argparse.Namespace,
+    store_url: str,
     with_store: Callable[[Callable[[Store], Any]], Any],
     emit_json: Callable[[Any], None],
     show_table: Callable[[list[list[Any]]], str],
@@ -106,9 +129,11 @@ def run(
     from .cli import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_OK
 
     service = choose_service(args)
+    action = args.token_action
+    if service is None and action != "list":
+        service = through_owner(store_url)
     if service is not None:
         return _through_api(args, service, emit_json, show_table)
-    action = args.token_action
     if action == "create":
         token = with_store(lambda s: create_in_store(s, args.name, args.role, args.replace))
         if token is None:

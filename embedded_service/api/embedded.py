@@ -140,6 +140,8 @@ class EmbeddedServer:
                     raise RuntimeError(f"the server could not listen on {s.host}:{s.port}")
                 await asyncio.sleep(0.01)
             self.url = base_url(s, server.port)
+            if svc.ownership is not None:
+                svc.ownership.announce(self.url)
             if s.auth:
                 if self.write_local:
                     self.token = await write_local_token(svc, self.url)

@@ -91,12 +91,30 @@ class SnapshotCollector(Collector):
                 )
 
 
+class StoreCollector(Collector):
+    """Whether the store takes writes, and its failures counted per cause (see `stores.faults.StoreHealth`)."""
+
+    def __init__(self, snapshots: SnapshotCache) -> None:
+        self.snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        health = getattr(self.snapshots.service.store, "health", None)
+        if health is None:
+            return
+        yield GaugeMetricFamily("slotdeck_store_ok", "1 while the store's writes go through", value=health.failing is None)
+        errors = CounterMetricFamily("slotdeck_store_errors", "Store failures since start", labels=["cause"])
+        for cause, count in sorted(health.errors.items()):
+            errors.add_metric([cause], count)
+        yield errors
+
+
 class Metrics:
     """One registry per app (several apps in one process must not collide)."""
 
     def __init__(self, snapshots: SnapshotCache) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(SnapshotCollector(snapshots))
+        self.registry.register(StoreCollector(snapshots))
         self.wait = Histogram(
             "slotdeck_wait_seconds", "Time from request to grant", ["queue"], buckets=BUCKETS, registry=self.registry
         )

@@ -26,6 +26,7 @@ from ..errors import (
     SlotCancelled,
     SlotDeckError,
     SlotTimeout,
+    StoreFault,
     UnknownJob,
     UnknownQueue,
     UnknownTask,
@@ -85,6 +86,7 @@ class ShuttingDown(ApiProblem):
 
 # error type -> (status, title, code); the first matching base wins
 _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
+    (StoreFault, 503, "Store unavailable", "store_failing"),
     (SlotTimeout, 503, "No slot before the timeout", "slot_timeout"),
     (QueueFull, 503, "Queue is full", "queue_full"),
     (UnknownQueue, 404, "Unknown queue", "unknown_queue"),
@@ -113,7 +115,19 @@ def problem_response(
 
 
 # attributes of SlotDeck errors sent along so the client can raise the same error type
-ERROR_FIELDS = ("queue", "waited_s", "est_wait_s", "waiting", "lease_id", "reason", "waiter_id", "job_id", "task", "name")
+ERROR_FIELDS = (
+    "cause",
+    "queue",
+    "waited_s",
+    "est_wait_s",
+    "waiting",
+    "lease_id",
+    "reason",
+    "waiter_id",
+    "job_id",
+    "task",
+    "name",
+)
 
 
 def slotdeck_error_response(exc: SlotDeckError) -> JSONResponse:
@@ -194,7 +208,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state",
         410: "Lease expired or was revoked",
         422: "Invalid input",
-        503: "No slot in time, queue full or server draining (see Retry-After)",
+        503: "No slot in time, queue full, server draining or store failing (see Retry-After)",
     }
     return {
         status: {

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ..errors import UnknownJob
+from ..jobs.runner import MAX_IDEMPOTENCY_KEY
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, Role, TaskSubmit
 from ..service import SlotService
 from .auth import Principal
@@ -52,8 +53,30 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             raise UnknownJob(job_id)  # a client does not learn that others' jobs exist
         return job
 
-    @r.post("/v1/jobs", response_model=Job, status_code=201, responses=problems(401, 403, 404, 409, 422, 503), tags=["jobs"])
-    async def submit(body: TaskSubmit | CommandSubmit, who: Client) -> Job:
+    @r.post(
+        "/v1/jobs",
+        response_model=Job,
+        status_code=201,
+        responses={200: {"model": Job, "description": "The job an earlier submit with this Idempotency-Key made"}}
+        | problems(401, 403, 404, 409, 422, 503),
+        tags=["jobs"],
+    )
+    async def submit(
+        body: TaskSubmit | CommandSubmit,
+        who: Client,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY,
+                pattern=r"^[\x21-\x7e]+$",
+                description="Repeat a submit safely: the same key from the same token within a day returns the "
+                "first job (200) instead of queuing another (201).",
+            ),
+        ] = None,
+    ) -> Job:
         """Submit a registered task or a command; answered once the store has committed it."""
         st.check_admitting()
         if isinstance(body, TaskSubmit):
@@ -67,21 +90,25 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 max_runtime_s=body.max_runtime_s,
                 gpus=body.gpus,
                 gpu_mem_mib=body.gpu_mem_mib,
+                idempotency_key=idempotency_key,
             )
-            return masked(job)
-        st.settings.commands.check(who, body)
-        job = await svc.submit_command(
-            body.argv,
-            queue=body.queue,
-            env=body.env,
-            cwd=body.cwd,
-            gpus=body.gpus,
-            gpu_mem_mib=body.gpu_mem_mib,
-            priority=body.priority,
-            max_runtime_s=body.max_runtime_s,
-            max_attempts=body.max_attempts,
-            owner=who.name,
-        )
+        else:
+            st.settings.commands.check(who, body)
+            job = await svc.submit_command(
+                body.argv,
+                queue=body.queue,
+                env=body.env,
+                cwd=body.cwd,
+                gpus=body.gpus,
+                gpu_mem_mib=body.gpu_mem_mib,
+                priority=body.priority,
+                max_runtime_s=body.max_runtime_s,
+                max_attempts=body.max_attempts,
+                owner=who.name,
+                idempotency_key=idempotency_key,
+            )
+        if job.replayed:
+            response.status_code = 200
         return masked(job)
 
     @r.get("/v1/jobs", response_model=JobPage, responses=problems(401, 403, 422), tags=["jobs"])

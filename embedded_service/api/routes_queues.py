@@ -36,8 +36,8 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Create a queue or replace its whole configuration (fields left out take their defaults)."""
         before = current(queue)
         config = QueueConfig(name=queue, **body.model_dump(exclude_unset=True))
+        await svc.store.save_queue(config)  # stored first: a change the store refuses is not applied
         svc.configure_queue(queue, **config.model_dump(exclude={"name"}))
-        await svc.store.save_queue(config)
         await st.audit(who, "queue.create" if before is None else "queue.replace", queue, before, current(queue))
         return config
 

@@ -61,12 +61,18 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def health() -> Health:
         """Liveness and versions; needs no token."""
         started = svc.started_at or svc.clock.time()
+        health = getattr(svc.store, "health", None)  # stores that can fail keep a StoreHealth
+        fault = health.failing if health is not None else None
         return Health(
-            status="draining" if st.draining else "ok",
+            status="draining" if st.draining else "store_failing" if fault else "ok",
             version=__version__,
             python=platform.python_version(),
             store=redact_url(svc.store.url),
             uptime_s=max(0.0, svc.clock.time() - started),
+            store_ok=fault is None,
+            store_fault=fault,
+            store_failing_since=health.since if health is not None else None,
+            store_errors=health.total_errors if health is not None else 0,
         )
 
     @r.get("/v1/snapshot", response_model=Snapshot, responses=problems(401, 403), tags=["observe"])

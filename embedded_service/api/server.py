@@ -19,11 +19,11 @@ import uvicorn
 from ..config import ConfigError, Settings
 from ..jobs import JobSettings
 from ..jobs.environment import parse_pass_env
-from ..localmode import is_loopback, write_local_endpoint
+from ..localmode import is_loopback, read_local_endpoint, write_local_endpoint
 from ..model import AuditEntry, Role
 from ..service import SlotService
 from .app import api_state, create_app
-from .auth import create_token
+from .auth import create_token, hash_token
 from .commands import AllowListError, load_allowlist
 from .deps import redact_url
 from .state import ApiState
@@ -96,13 +96,28 @@ async def open_service(store: str, *, probes: bool = True, default_limit: int | 
     return svc
 
 
-async def write_local_token(svc: SlotService, url: str) -> str:
-    """(Re)create the `local` admin token and leave it with the URL in the 0600 local-mode file."""
+async def local_admin_token(svc: SlotService) -> str:
+    """The `local` admin token: the one local.json holds while the store still knows it, else a new one.
+
+    So the token stays the same across restarts of one data directory, and scripts that read it keep working.
+    """
+    known = read_local_endpoint()
+    if known is not None:
+        stored = await svc.store.find_token(hash_token(known[1]))
+        if stored is not None and stored.name == LOCAL_TOKEN_NAME and stored.role is Role.admin:
+            return known[1]
     token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
     role = {"role": Role.admin.value}
     await svc.store.add_audit(
         AuditEntry(at=time.time(), actor="service", action="token.replace", target=LOCAL_TOKEN_NAME, after=role)
     )
+    return token
+
+
+async def write_local_token(svc: SlotService, url: str) -> str:
+    """Leave the `local` admin token (kept across restarts, see `local_admin_token`) and the URL in the 0600 local-mode
+    file; only the store's owner calls this, so a second process never replaces them."""
+    token = await local_admin_token(svc)
     path = write_local_endpoint(url, token)
     log.info("local admin token for %s written to %s", url, path)
     return token
@@ -204,6 +219,8 @@ async def _after_start(server: SlotDeckServer, svc: SlotService, settings: Setti
         await asyncio.sleep(0.02)
     if server.started:
         url = base_url(settings, server.port)
+        if svc.ownership is not None:
+            svc.ownership.announce(url)
         if settings.local_token and settings.auth and is_loopback(settings.host):
             await write_local_token(svc, url)
         log.info("serving %s (store %s, auth %s)", url, redact_url(svc.store.url), "on" if settings.auth else "OFF")

@@ -97,6 +97,7 @@ class ApiState:
         grace = self.settings.grace_s if grace_s is None else grace_s
         self.draining = True
         self.stopping.set()
+        self.service.jobs.hold_queued()  # from now on no queued job starts; running ones get the grace period
         engine = self.service.engine
         for waiter_id in [w for w in self.holders if w in engine.waiters]:
             engine.cancel(waiter_id)
@@ -112,4 +113,7 @@ class ApiState:
             log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
             engine.revoke(lease_id)
         if engine.leases:
-            log.warning("shutting down with %d running job lease(s); the job runner interrupts them", len(engine.leases))
+            log.warning(
+                "shutting down with %d running job lease(s): they are stopped and queued again for the next start",
+                len(engine.leases),
+            )

@@ -212,13 +212,33 @@ class AsyncClient:
     # --------------------------------------------------------------- jobs
 
     async def submit_task(
-        self, task: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None, **fields: Any
+        self,
+        task: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
     ) -> Job:
-        return await self._send(calls.submit_task(task, args=args, kwargs=kwargs, **fields))
+        """Queue a registered task. Sent with an Idempotency-Key (a fresh one unless given) and sent again with it
+        when the connection breaks, so a retried submit never makes a second job."""
+        key = idempotency_key or calls.idempotency_key()
+        return await self._submit(calls.submit_task(task, args=args, kwargs=kwargs, idempotency_key=key, **fields))
 
-    async def submit_command(self, argv: list[str], **fields: Any) -> Job:
-        """Fields: queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts."""
-        return await self._send(calls.submit_command(argv, **fields))
+    async def submit_command(self, argv: list[str], *, idempotency_key: str | None = None, **fields: Any) -> Job:
+        """Fields: queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts (retried as
+        `submit_task` is)."""
+        key = idempotency_key or calls.idempotency_key()
+        return await self._submit(calls.submit_command(argv, idempotency_key=key, **fields))
+
+    async def _submit(self, call: Call[Job]) -> Job:
+        for delay in calls.SUBMIT_RETRY_DELAYS_S:
+            try:
+                return await self._send(call)
+            except ConnectionFailed as exc:
+                log.warning("submit failed (%s); sending it again with the same Idempotency-Key", exc)
+                await asyncio.sleep(delay)
+        return await self._send(call)
 
     async def jobs(
         self,

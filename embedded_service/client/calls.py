@@ -8,6 +8,7 @@ never drift apart on paths, parameters or parsing.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -47,9 +48,12 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     body: Any = None
     timeout: float | None = None  # None: the client's default
+    headers: dict[str, str] | None = None
 
     def request_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
+        if self.headers:
+            kwargs["headers"] = self.headers
         if self.params:
             kwargs["params"] = {k: v for k, v in self.params.items() if v is not None}
         if self.body is not None:
@@ -203,14 +207,28 @@ def cancel_waiter(waiter_id: str) -> Call[WaiterInfo]:
 # --------------------------------------------------------------------- jobs
 
 
-def submit_task(task: str, **fields: Any) -> Call[Job]:
+# A submit whose connection broke may or may not have been committed: it is sent again with the same
+# Idempotency-Key, so the server answers with the job it made (if any) instead of making a second one.
+SUBMIT_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
+
+
+def idempotency_key() -> str:
+    """A fresh key for one submit (sent again, unchanged, on its retries)."""
+    return uuid.uuid4().hex
+
+
+def submit_task(task: str, idempotency_key: str | None = None, **fields: Any) -> Call[Job]:
     body = TaskSubmit(task=task, **_fields(**fields)).model_dump(mode="json", exclude_defaults=True)
-    return Call("POST", "/v1/jobs", _model(Job), body=body)
+    return Call("POST", "/v1/jobs", _model(Job), body=body, headers=_idempotent(idempotency_key))
 
 
-def submit_command(argv: list[str], **fields: Any) -> Call[Job]:
+def submit_command(argv: list[str], idempotency_key: str | None = None, **fields: Any) -> Call[Job]:
     body = CommandSubmit(argv=argv, **_fields(**fields)).model_dump(mode="json", exclude_defaults=True)
-    return Call("POST", "/v1/jobs", _model(Job), body=body)
+    return Call("POST", "/v1/jobs", _model(Job), body=body, headers=_idempotent(idempotency_key))
+
+
+def _idempotent(key: str | None) -> dict[str, str] | None:
+    return {"Idempotency-Key": key} if key else None
 
 
 def jobs(

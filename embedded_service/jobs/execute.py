@@ -111,9 +111,11 @@ async def run_task(
         else:
             log.warning("job %s: a sync task cannot be interrupted; its slot is held until it returns", job.id)
         await asyncio.wait({work})
-        if not work.cancelled():
-            work.exception()  # retrieved: the outcome is the stop, not what it raised afterwards
-        return control.stopped()
+        if control.reason != "shutdown" or work.cancelled():
+            if not work.cancelled():
+                work.exception()  # retrieved: the outcome is the stop, not what it raised afterwards
+            return control.stopped()
+        # a task that finished during a shutdown is stored with its real outcome, not dropped as interrupted
     if work.cancelled():
         return Outcome(JobState.failed, error="the task cancelled itself")
     error = work.exception()

@@ -8,10 +8,13 @@ and never uses more than twice the cap on disk.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from ..private import open_private_append, private_dir
+
+log = logging.getLogger("slotdeck.jobs")
 
 _BLOCK = 64 * 1024
 
@@ -26,8 +29,22 @@ class CappedLog:
         self._file = open(open_private_append(path), "ab", buffering=0)  # noqa: SIM115 (closed by close())
         self._size = self._file.tell()
         self._mid_line = False
+        self._failing = False
+        self.dropped = 0  # bytes of output lost to a disk that refused them
 
     def write(self, data: bytes) -> None:
+        """Append output; while the disk refuses it (full, read-only) the output is dropped, said once per job."""
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.dropped += len(data)
+            if not self._failing:
+                self._failing = True
+                log.warning("job log %s: output dropped while the disk refuses it: %s", self.path.name, exc.strerror)
+        else:
+            self._failing = False
+
+    def _write(self, data: bytes) -> None:
         if not data:
             return
         if len(data) > self.max_bytes:  # only the end of an oversized chunk fits; start it at a line

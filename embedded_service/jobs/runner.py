@@ -18,6 +18,7 @@ import logging
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Clock, Lease, SlotEngine
-from ..errors import NoFittingDevice, QueueFull, UnknownJob, UnknownQueue, UnknownTask
+from ..errors import NoFittingDevice, QueueFull, StoreFault, UnknownJob, UnknownQueue, UnknownTask
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
@@ -41,6 +42,10 @@ from .window import Held, QueueWindow, order_key
 log = logging.getLogger("slotdeck.jobs")
 
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
+STORE_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # backoff while an outcome cannot be stored (the last repeats)
+CLOSE_STORE_RETRY_S = 10.0  # how long a closing service still tries to store outcomes before logging them instead
+IDEMPOTENCY_WINDOW_S = 86_400.0  # a repeated Idempotency-Key gets the first job back within this
+MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
 
 
@@ -74,6 +79,9 @@ class JobRunner:
         self._temp_log_dir: Path | None = None
         self._last_prune = float("-inf")
         self._started = False
+        self._draining = False  # set by hold_queued(): no queued job starts any more
+        self._unsaved: dict[str, Job] = {}  # outcomes the store could not take yet (retried until it does)
+        self._claims_held_until = float("-inf")  # monotonic: after a store fault, claims pause a moment
         # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -87,28 +95,40 @@ class JobRunner:
         self._started = True
         self._feeder = asyncio.create_task(self._feed_forever(), name="slotdeck-job-feeder")
 
-    async def close(self) -> None:
-        """Stop feeding, stop running jobs (interrupted, re-queued while attempts remain), wait for them."""
-        self._started = False
-        if self._feeder is not None:
-            self._feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feeder
-            self._feeder = None
+    def hold_queued(self) -> None:
+        """Draining starts: from now on no queued job starts (they stay queued in the store); running ones go on."""
+        self._draining = True
         for window in self._windows.values():
             for held in list(window.waiting.values()):
                 window.remove(held.job.id)
                 if held.waiter is not None:
                     self.engine.withdraw(held.waiter.id)
                 self._held.pop(held.job.id, None)
-        running = [held.run for held in self._held.values() if held.run is not None]
+            window.complete = False
+
+    async def close(self) -> None:
+        """Stop feeding, stop running jobs and wait for them: each goes back to `queued`, its attempt not counted
+        (an operator stopped the service; the job did not fail), unless it finished first (then its real outcome)."""
+        self._started = False
+        self.hold_queued()
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+            self._feeder = None
+        running = {held.run: held for held in self._held.values() if held.run is not None}
         for held in self._held.values():
             held.control.request("shutdown")
         if running:
             _done, pending = await asyncio.wait(running, timeout=self.settings.kill_grace_s + 5.0)
             for task in pending:
-                log.warning("a job did not stop in time at shutdown; it will be found interrupted at the next start")
+                held = running[task]
+                log.warning("job %s did not stop in time at shutdown; stored as queued for the next start", held.job.id)
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                with contextlib.suppress(Exception):
+                    await self.store.save_job(held.job.model_copy(update=_requeue_after_shutdown(held.job)))
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._pool is not None:
@@ -185,11 +205,13 @@ class JobRunner:
         max_runtime_s: float | None = None,
         gpus: int = 0,
         gpu_mem_mib: int = 0,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a registered task; returns once the job is committed to the store.
 
         `gpus`/`gpu_mem_mib` are admitted as for commands; the callable learns its
-        devices from `current_job()`.
+        devices from `current_job()`. With `idempotency_key`, a submit that repeats the key of one from the same
+        `owner` within a day returns that first job (its `replayed` is True) instead of queuing another.
         """
         spec = self.tasks.get(task)
         request = TaskSubmit(
@@ -207,7 +229,7 @@ class JobRunner:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
         fields = self._gpu_fields(request.model_dump())
-        job = self._new_job(JobKind.task, spec.queue, owner, fields)
+        job = self._new_job(JobKind.task, spec.queue, owner, fields, idempotency_key)
         return await self._submit(job)
 
     def _gpu_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -230,8 +252,10 @@ class JobRunner:
         max_runtime_s: float | None = None,
         max_attempts: int = 1,
         owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Queue a command (argv, no shell); returns once the job is committed to the store."""
+        """Queue a command (argv, no shell); returns once the job is committed to the store (`idempotency_key`:
+        as for `submit`)."""
         request = CommandSubmit(
             argv=argv,
             queue=queue,
@@ -244,15 +268,33 @@ class JobRunner:
             max_attempts=max_attempts,
         )
         fields = self._gpu_fields(request.model_dump(exclude={"queue"}))
-        return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields))
+        return await self._submit(self._new_job(JobKind.command, request.queue, owner, fields, idempotency_key))
 
-    def _new_job(self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any]) -> Job:
+    def _new_job(
+        self, kind: JobKind, queue: str, owner: str | None, fields: dict[str, Any], idempotency_key: str | None = None
+    ) -> Job:
         self.engine.queue(queue)  # UnknownQueue before anything is stored
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ValueError(f"an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters")
         job_id = f"j{self._id_prefix}{next(self._ids):x}"
-        return Job(id=job_id, kind=kind, queue=queue, owner=owner, created_at=self.clock.time(), **fields)
+        return Job(
+            id=job_id,
+            kind=kind,
+            queue=queue,
+            owner=owner,
+            created_at=self.clock.time(),
+            idempotency_key=idempotency_key,
+            **fields,
+        )
 
     async def _submit(self, job: Job) -> Job:
-        stored = await self.store.add_job(job)
+        if job.idempotency_key is not None:
+            scoped = f"{job.owner or ''}\n{job.idempotency_key}"
+            stored, created = await self.store.add_job_once(job, scoped, self.clock.time() - IDEMPOTENCY_WINDOW_S)
+            if not created:
+                return stored.as_replay()
+        else:
+            stored = await self.store.add_job(job)
         self._emit(stored)
         if self._started:
             self._offer(stored)
@@ -273,6 +315,8 @@ class JobRunner:
 
     def _offer(self, job: Job) -> None:
         """A queued job joins its window now if the store holds nothing that should run before it."""
+        if self._draining:
+            return
         window = self._window(job.queue)
         if job.id in self._held or job.queue not in self.engine.queues:
             return
@@ -347,6 +391,10 @@ class JobRunner:
         held.waiter = None
         self._wake.set()
         error = future.exception()
+        if error is None and self._draining:  # granted just as draining began: it does not start, it stays queued
+            self.engine.release(future.result().id)
+            self._forget(held)
+            return
         if error is not None:  # an operator cancelled the waiter, or its queue was deleted
             self._spawn(self._settle(held, state=JobState.cancelled, error=str(error), finished_at=self.clock.time()))
             return
@@ -371,12 +419,16 @@ class JobRunner:
                     await self._refill(queue, polled)
                 if now - self._last_prune >= self.settings.prune_every_s:
                     await self._prune()
+            except StoreFault:  # logged once and counted by the store's health; try again on the next poll
+                await asyncio.sleep(self.settings.poll_s)
             except Exception:
                 log.exception("job feeder failed; retrying")
                 await asyncio.sleep(self.settings.poll_s)
 
     async def _refill(self, queue: str, polled: bool) -> None:
         """Top up a queue's window from the store once it has drained to half (or on the poll)."""
+        if self._draining or time.monotonic() < self._claims_held_until:
+            return
         window = self._window(queue)
         target = self._target(queue)
         room = target - len(window.waiting)
@@ -421,7 +473,7 @@ class JobRunner:
         try:
             if lease.id not in self.engine.leases:  # revoked between the grant and now
                 held.control.request("cancelled")
-            job = held.job = job.model_copy(
+            running = job.model_copy(
                 update={
                     "state": JobState.running,
                     "started_at": self.clock.time(),
@@ -431,9 +483,14 @@ class JobRunner:
                     "not_before": None,
                 }
             )
+            try:
+                await self.store.save_job(running)
+            except StoreFault:  # it could not be recorded as running, so it does not run: it stays queued in the store
+                self._put_back(held)
+                return
+            job = held.job = running
             if job.kind is JobKind.command:
                 held.control.mark = job_mark(job.id, job.attempts)
-            await self.store.save_job(job)
             self._emit(job)
             outcome = await self._execute(held, lease)
         except Exception as exc:
@@ -469,13 +526,25 @@ class JobRunner:
         )
         return outcome
 
+    def _put_back(self, held: Held) -> None:
+        """A granted job that could not be marked running: forget it (the store still has it queued) and claim
+        again only after a pause, so a failing store is not hammered."""
+        self._forget(held)
+        held.settled.set()
+        self._window(held.job.queue).complete = False
+        self._claims_held_until = time.monotonic() + max(self.settings.poll_s, 0.5)
+
     def _process_started(self, held: Held) -> None:
         """Store a command's process group as soon as it exists: a service that dies then leaves a trail to it."""
         held.job = held.job.model_copy(update={"pid": held.control.pid})
         if held.lease is not None and held.control.pid is not None:
             self.engine.set_lease_processes(held.lease.id, frozenset({held.control.pid}))
-        self._spawn(self.store.save_job(held.job))
+        self._spawn(self._save_quietly(held.job))
         self._emit(self._live(held))
+
+    async def _save_quietly(self, job: Job) -> None:
+        with contextlib.suppress(StoreFault):  # counted by the store's health; the outcome is saved later anyway
+            await self.store.save_job(job)
 
     async def _conclude(self, held: Held, outcome: Outcome) -> None:
         """Record an outcome; a failure, time-out or interruption with attempts left is queued again."""
@@ -489,7 +558,9 @@ class JobRunner:
             "survivors": outcome.survivors,
         }
         retry = outcome.state in (JobState.failed, JobState.timed_out, JobState.interrupted)
-        if retry and job.attempts < job.max_attempts:
+        if outcome.state is JobState.interrupted and held.control.reason == "shutdown":
+            updates.update(_requeue_after_shutdown(job))
+        elif retry and job.attempts < job.max_attempts:
             if outcome.state is JobState.interrupted:
                 delay = 0.0
             else:
@@ -503,7 +574,7 @@ class JobRunner:
         """Store a job's new state, then let go of it (and offer it again if it is queued)."""
         job = held.job = held.job.model_copy(update=updates)
         try:
-            await self.store.save_job(job)
+            await self._store_outcome(job)
         except Exception:
             log.exception("could not store the new state of job %s", job.id)
         finally:
@@ -513,6 +584,40 @@ class JobRunner:
         self._wake.set()
         if job.state is JobState.queued and self._started:
             self._offer(job)
+
+    async def _store_outcome(self, job: Job) -> None:
+        """Save a job's new state, retrying while the store fails (disk full, ...): an outcome is never dropped.
+        Meanwhile reads show it. A closing service tries for `CLOSE_STORE_RETRY_S` more, then logs the outcome."""
+        delays = iter(STORE_RETRY_S)
+        delay = 0.0
+        give_up_at: float | None = None
+        while True:
+            try:
+                await self.store.save_job(job)
+            except StoreFault as fault:
+                if self._unsaved.get(job.id) is None:  # the fault itself is logged once by the store's health
+                    log.debug("job %s: its new state (%s) waits until the store can take it: %s", job.id, job.state, fault)
+                self._unsaved[job.id] = job
+                if not self._started:  # closing: try a little longer, not forever
+                    give_up_at = give_up_at or time.monotonic() + CLOSE_STORE_RETRY_S
+                if give_up_at is not None and time.monotonic() >= give_up_at:
+                    self._unsaved.pop(job.id, None)
+                    log.error(
+                        "job %s: could not store its outcome before shutdown (%s): state=%s exit_code=%s result=%r error=%r",
+                        job.id,
+                        fault.cause,
+                        job.state.value,
+                        job.exit_code,
+                        job.result,
+                        job.error,
+                    )
+                    return
+                delay = next(delays, STORE_RETRY_S[-1])
+                await asyncio.sleep(delay)
+            else:
+                if self._unsaved.pop(job.id, None) is not None:
+                    log.info("job %s: its state (%s) is stored now", job.id, job.state)
+                return
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -566,6 +671,9 @@ class JobRunner:
     # --------------------------------------------------------------- reading
 
     async def get_job(self, job_id: str) -> Job:
+        unsaved = self._unsaved.get(job_id)
+        if unsaved is not None:
+            return unsaved
         held = self._held.get(job_id)
         if held is not None and held.job.state is JobState.running:
             return self._live(held)
@@ -589,7 +697,10 @@ class JobRunner:
         jobs = []
         for job in page.jobs:
             held = self._held.get(job.id)
-            jobs.append(self._live(held) if held is not None and held.job.state is JobState.running else job)
+            if job.id in self._unsaved:
+                jobs.append(self._unsaved[job.id])
+            else:
+                jobs.append(self._live(held) if held is not None and held.job.state is JobState.running else job)
         return JobPage(jobs=jobs, next_cursor=page.next_cursor)
 
     def _live(self, held: Held) -> Job:
@@ -675,3 +786,15 @@ class JobRunner:
     def _tell(self, event: str, data: dict[str, Any]) -> None:
         for listener in [listener for listener in self.engine.listeners if listener != self._engine_event]:
             listener(event, data)
+
+
+def _requeue_after_shutdown(job: Job) -> dict[str, Any]:
+    """A job the service's shutdown stopped goes back to `queued`, whatever its attempts: it did not fail."""
+    return {
+        "state": JobState.queued,
+        "attempts": max(0, job.attempts - 1),
+        "not_before": None,
+        "pid": None,
+        "lease_id": None,
+        "error": "stopped by a service shutdown; queued again (not counted as an attempt)",
+    }

@@ -40,6 +40,10 @@ class Store(Protocol):
     async def add_job(self, job: Job) -> Job:
         """Store a new job and return once it is durable; the copy returned carries its `seq` (arrival order)."""
 
+    async def add_job_once(self, job: Job, key: str, fresh_after: float) -> tuple[Job, bool]:
+        """Store `job` under an idempotency `key` (already scoped to its caller) unless a job created at or after
+        `fresh_after` holds that key: then return that job and False. An older holder loses the key."""
+
     async def save_job(self, job: Job) -> None:
         """Replace a known job's stored state (its `seq` is kept)."""
 

@@ -20,6 +20,7 @@ class MemoryStore:
         self._jobs: dict[str, Job] = {}  # insertion order is seq order
         self._queued: dict[str, list[tuple[int, int, str]]] = {}  # queue -> sorted (priority, seq, id)
         self._seq = 0
+        self._idem: dict[str, str] = {}  # scoped idempotency key -> job id
 
     async def open(self) -> None:
         return None
@@ -56,6 +57,14 @@ class MemoryStore:
         self._jobs[job.id] = stored
         self._index(stored)
         return stored.model_copy(deep=True)
+
+    async def add_job_once(self, job: Job, key: str, fresh_after: float) -> tuple[Job, bool]:
+        held = self._jobs.get(self._idem.get(key, ""))
+        if held is not None and held.created_at >= fresh_after:
+            return held.model_copy(deep=True), False
+        stored = await self.add_job(job)
+        self._idem[key] = job.id
+        return stored, True
 
     async def save_job(self, job: Job) -> None:
         old = self._jobs.get(job.id)
@@ -125,6 +134,8 @@ class MemoryStore:
         ]
         for job_id in doomed:
             del self._jobs[job_id]
+        if doomed and self._idem:
+            self._idem = {key: job_id for key, job_id in self._idem.items() if job_id in self._jobs}
         return doomed
 
     # ----------------------------------------------------------------- audit

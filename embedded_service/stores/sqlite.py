@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
 from ..private import narrow, private_dir, private_file
 from .base import TERMINAL_STATES, parse_cursor
+from .faults import StoreHealth, as_fault, classify
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
 
@@ -42,6 +43,11 @@ class StoreUnavailable(RuntimeError):
     """The database file cannot be opened (a directory, no permission, not a database)."""
 
 
+def _cannot_open(path: str, exc: BaseException) -> str:
+    cause = classify(exc)
+    return f"cannot open SQLite store {path}: {cause + ': ' if cause else ''}{exc}"
+
+
 def _job_from_row(seq: int, data: str) -> Job:
     job = Job.model_validate_json(data)
     job.seq = seq
@@ -58,6 +64,7 @@ class SqliteStore:
         self._writer: BatchWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self.health = StoreHealth()  # the last write's fate, failures counted per cause (see stores.faults)
 
     @property
     def commits(self) -> int:
@@ -76,23 +83,26 @@ class SqliteStore:
             for journal in ("-wal", "-shm", "-journal"):
                 narrow(self.path.with_name(self.path.name + journal))
         except OSError as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc.strerror or exc}") from exc
+            raise StoreUnavailable(_cannot_open(str(self.path), exc)) from exc
         path, sync = str(self.path), self._synchronous
 
         def open_writer() -> sqlite3.Connection:
             try:
                 conn = connect(path, sync)
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
+                raise StoreUnavailable(_cannot_open(path, exc)) from exc
             try:
                 migrate(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreUnavailable(_cannot_open(path, exc)) from exc
             except BaseException:
                 conn.close()
                 raise
             return conn
 
         conn = await asyncio.to_thread(open_writer)
-        self._writer = BatchWriter(conn, asyncio.get_running_loop())
+        self._writer = BatchWriter(conn, asyncio.get_running_loop(), self.health)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slotdeck-sqlite-reader")
 
         def open_reader() -> None:
@@ -123,7 +133,15 @@ class SqliteStore:
         if self._reader is None or self._read_conn is None:
             raise RuntimeError(f"store {self.url} is not open")
         conn = self._read_conn
-        return await asyncio.get_running_loop().run_in_executor(self._reader, lambda: conn.execute(sql, params).fetchall())
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, lambda: conn.execute(sql, params).fetchall()
+            )
+        except sqlite3.Error as exc:
+            cause = classify(exc)
+            if cause is not None:
+                self.health.failed(cause, exc, "read")
+            raise as_fault(exc) from exc
 
     # ---------------------------------------------------------------- queues
 
@@ -157,25 +175,24 @@ class SqliteStore:
     # ------------------------------------------------------------------ jobs
 
     async def add_job(self, job: Job) -> Job:
-        def insert(c: sqlite3.Connection) -> Job:
-            cur = c.execute(
-                "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data)"
-                " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.queue,
-                    job.state.value,
-                    job.owner,
-                    job.priority,
-                    job.not_before,
-                    job.finished_at,
-                    job.model_dump_json(),
-                ),
-            )
-            return job.model_copy(update={"seq": cur.lastrowid})
+        try:
+            return await self._write(lambda c: _insert_job(c, job))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"job {job.id!r} already exists") from None
+
+    async def add_job_once(self, job: Job, key: str, fresh_after: float) -> tuple[Job, bool]:
+        def insert_once(c: sqlite3.Connection) -> tuple[Job, bool]:
+            row = c.execute("SELECT seq, data FROM jobs WHERE idem = ?", (key,)).fetchone()
+            if row is not None:
+                found = _job_from_row(*row)
+                if found.created_at >= fresh_after:
+                    return found, False
+                c.execute("UPDATE jobs SET idem = NULL WHERE idem = ?", (key,))  # a day old: the key is free again
+            return _insert_job(c, job, key), True
 
         try:
-            return await self._write(insert)
+            # no savepoint needed: if the INSERT fails, at most a day-old key was let go, which is what it is for
+            return await self._write(insert_once)
         except sqlite3.IntegrityError:
             raise ValueError(f"job {job.id!r} already exists") from None
 
@@ -294,6 +311,25 @@ class SqliteStore:
 
     async def delete_token(self, name: str) -> bool:
         return await self._write(lambda c: c.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0)
+
+
+def _insert_job(c: sqlite3.Connection, job: Job, idem: str | None = None) -> Job:
+    cur = c.execute(
+        "INSERT INTO jobs (seq, id, queue, state, owner, priority, not_before, finished_at, data, idem)"
+        " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.queue,
+            job.state.value,
+            job.owner,
+            job.priority,
+            job.not_before,
+            job.finished_at,
+            job.model_dump_json(),
+            idem,
+        ),
+    )
+    return job.model_copy(update={"seq": cur.lastrowid})
 
 
 def _token(name: str, token_hash: str, role: str, created_at: float) -> StoredToken:

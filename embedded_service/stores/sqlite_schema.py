@@ -45,6 +45,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: the Idempotency-Key of a submit (scoped to its caller), unique while set
+    """
+    ALTER TABLE jobs ADD COLUMN idem TEXT;
+    CREATE UNIQUE INDEX jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -55,17 +60,17 @@ class SchemaTooNew(RuntimeError):
 
 
 def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
-    """Bring the schema up to date in one transaction; return the version found before."""
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > len(migrations):
-        raise SchemaTooNew(
-            f"database schema version {found} is newer than this SlotDeck understands ({len(migrations)}); "
-            "upgrade SlotDeck or use another database file"
-        )
+    """Bring the schema up to date in one transaction; return the version found before.
+
+    The version is read inside the write transaction (`BEGIN IMMEDIATE`), so several
+    processes opening one new database at once migrate it exactly once between them.
+    """
+    found = _version(conn, migrations)
     if found == len(migrations):
         return found
     conn.execute("BEGIN IMMEDIATE")
     try:
+        found = _version(conn, migrations)  # again, now that no other writer can change it
         for version in range(found, len(migrations)):
             for statement in migrations[version].split(";"):
                 if statement.strip():
@@ -75,4 +80,14 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) 
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return found
+
+
+def _version(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> int:
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > len(migrations):
+        raise SchemaTooNew(
+            f"database schema version {found} is newer than this SlotDeck understands ({len(migrations)}); "
+            "upgrade SlotDeck or use another database file"
+        )
     return found

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .faults import StoreHealth, as_fault, classify
+
 log = logging.getLogger("slotdeck.stores.sqlite")
 
 T = TypeVar("T")
@@ -37,9 +39,10 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
 class BatchWriter:
     """Owns the only writing connection; `run(fn)` returns once `fn`'s transaction has committed."""
 
-    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, health: StoreHealth | None = None) -> None:
         self._conn = conn
         self._loop = loop
+        self.health = health or StoreHealth()
         self._inbox: queue.SimpleQueue[tuple[Op, asyncio.Future[Any], bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="slotdeck-sqlite-writer", daemon=True)
         self._thread.start()
@@ -85,6 +88,7 @@ class BatchWriter:
     def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         conn = self._conn
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        faulty = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, future, several in batch:
@@ -95,18 +99,32 @@ class BatchWriter:
                 except Exception as exc:  # this caller's error only; the rest of the batch still commits
                     if several:
                         conn.execute("ROLLBACK TO op")
-                    outcomes.append((future, None, exc))
+                    cause = classify(exc)
+                    if cause is not None:
+                        faulty = True
+                        self.health.failed(cause, exc)
+                    outcomes.append((future, None, as_fault(exc)))
                 else:
                     outcomes.append((future, result, None))
                 if several:
                     conn.execute("RELEASE op")
             conn.execute("COMMIT")
             self.commits += 1
+            if not faulty:
+                self.health.ok()
         except Exception as exc:  # the commit itself failed (disk full, I/O): nobody's write is durable
-            log.error("SQLite commit of %d write(s) failed: %s", len(batch), exc)
+            cause = classify(exc)
+            if cause is None:
+                log.error("SQLite commit of %d write(s) failed: %s", len(batch), exc)
+            else:
+                self.health.failed(cause, exc, f"commit of {len(batch)} write(s)")
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(future, None, exc) for _fn, future, _several in batch]
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:  # SQLite may have rolled back already
+                    log.debug("rollback after a failed commit: %s", rollback_error)
+            error = as_fault(exc)
+            outcomes = [(future, None, error) for _fn, future, _several in batch]
         try:
             self._loop.call_soon_threadsafe(_deliver, outcomes)
         except RuntimeError:

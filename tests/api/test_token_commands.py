@@ -85,3 +85,22 @@ def test_with_a_server_running_tokens_change_through_its_api(home: dict[str, str
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_a_change_to_a_store_a_server_owns_goes_through_that_server(home: dict[str, str]) -> None:  # noqa: F811
+    """--store names the store a running server owns: the change goes to the owner, never around it."""
+    proc, url = _serve(home)
+    try:
+        store = ["--store", f"sqlite:///{Path(home['SLOTDECK_HOME']) / 'slotdeck.db'}"]
+        local = json.loads((Path(home["SLOTDECK_HOME"]) / "local.json").read_text())["token"]
+        replaced = slotdeck("token", "create", "--role", "admin", "--name", "local", "--replace", *store, env=home)
+        assert replaced.returncode == 6 and "confirm" in replaced.stderr, "the owner's own token is not replaced"
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {local}"}) as http:
+            assert http.get("/v1/snapshot").status_code == 200, "local.json's token still works"
+        made = slotdeck("token", "create", "--role", "viewer", "--name", "watcher", *store, env=home)
+        assert made.returncode == 0 and f"kept by {url}" in made.stderr, made.stderr
+        listed = slotdeck("token", "list", *store, env=home)  # reads work beside the owner, on the store itself
+        assert listed.returncode == 0 and "watcher" in listed.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -57,6 +57,22 @@ async def test_concurrent_adds_each_get_a_distinct_seq(store: Store) -> None:
     assert {job.id for job in page.jobs} == {f"j{i}" for i in range(300)}
 
 
+async def test_an_idempotency_key_gets_the_first_job_until_it_is_a_day_old(store: Store) -> None:
+    made = await asyncio.gather(*(store.add_job_once(make_job(f"j{i}"), "ann\nk", fresh_after=0.5) for i in range(5)))
+    assert sum(created for _job, created in made) == 1  # concurrent submits with one key: one job
+    first = next(job for job, created in made if created)
+    assert {job.id for job, _created in made} == {first.id}
+    other, created = await store.add_job_once(make_job("other"), "bob\nk", fresh_after=0.5)
+    assert created and other.id == "other"
+    # created_at 1.0 is older than the window now: the key is free again and names the new job
+    newer, created = await store.add_job_once(make_job("newer"), "ann\nk", fresh_after=2.0)
+    assert created and newer.id == "newer"
+    again, created = await store.add_job_once(make_job("late"), "ann\nk", fresh_after=0.5)
+    assert not created and again.id == "newer"
+    assert (await store.get_job(first.id)) is not None  # the old job itself is kept
+    assert len((await store.list_jobs(limit=100)).jobs) == 3
+
+
 async def test_save_job_replaces_state_and_keeps_seq(store: Store) -> None:
     stored = await store.add_job(make_job("j1"))
     done = stored.model_copy(update={"state": JobState.succeeded, "result": {"n": 1}, "finished_at": 5.0})

@@ -1,0 +1,130 @@
+"""Store faults with a real server on a real small volume: a full disk gives 503s that name the cause, health says
+the store fails, a change that could not be stored is not applied, a job's outcome waits until it can be stored;
+start-up on a read-only or corrupt store says so in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .serving import Serve, cli, home_env, wait_until
+
+
+@contextlib.contextmanager
+def small_volume(where: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of `size` at `where` (needs root and mount rights; the test is skipped, saying why, without them)."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(volume: Path) -> Path:
+    """Write a file until the volume has no byte left."""
+    filler = volume / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as fh:
+        while True:
+            fh.write(b"\0")
+    return filler
+
+
+def test_a_full_disk_gives_503_names_the_cause_applies_nothing_and_keeps_the_outcome(tmp_path: Path) -> None:
+    with small_volume(tmp_path / "vol") as volume:
+        env = home_env(volume / "home")
+        go = tmp_path / "go"  # outside the volume
+        server = Serve(env).wait_serving()
+        try:
+            with server.http() as http:
+                script = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\nprint('done')\n"
+                job = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", script]}).json()
+                wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+                audit_before = http.get("/v1/audit").json()
+                filler = fill(volume)
+
+                refused = http.post("/v1/jobs", json={"argv": ["true"]})
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert "disk full" in refused.json()["detail"] and refused.json()["code"] == "store_failing"
+                assert "Retry-After" in refused.headers
+                health = http.get("/v1/health").json()
+                assert (health["status"], health["store_ok"], health["store_fault"]) == ("store_failing", False, "disk full")
+
+                changed = http.patch("/v1/queues/default", json={"limit": 4})
+                assert changed.status_code == 503 and "disk full" in changed.json()["detail"]
+                assert http.get("/v1/queues/default").json()["config"]["limit"] == 1  # not applied
+                created = http.put("/v1/queues/extra", json={"limit": 2})
+                assert created.status_code == 503 and "extra" not in [q["name"] for q in http.get("/v1/queues").json()]
+                metrics = http.get("/metrics").text
+                assert "slotdeck_store_ok 0.0" in metrics and 'slotdeck_store_errors_total{cause="disk full"}' in metrics
+                assert http.get("/v1/audit").json() == audit_before  # nor audited
+
+                go.touch()  # the job ends while its outcome cannot be stored
+                wait_until(
+                    "the job's outcome to be shown", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"
+                )
+                errors = health["store_errors"]
+                wait_until("the store to be retried", lambda: http.get("/v1/health").json()["store_errors"] > errors + 2)
+
+                filler.unlink()  # space again: the outcome is stored, health recovers
+                wait_until("the store to recover", lambda: http.get("/v1/health").json()["store_ok"], 60)
+                assert http.post("/v1/jobs", json={"argv": ["true"]}).status_code == 201
+            assert server.stop() == 0
+        finally:
+            go.touch()  # never leave the job's process waiting, whatever failed
+            server.kill()
+        log = server.output()
+        errors_logged = [line for line in log.splitlines() if " ERROR " in line]
+        assert len(errors_logged) == 1 and "disk full" in errors_logged[0], log  # once for the cause, then counted
+        assert "Traceback" not in log, log
+
+        again = Serve(env).wait_serving()  # the outcome was really stored, not only shown
+        try:
+            with again.http() as http:
+                stored = http.get(f"/v1/jobs/{job['id']}").json()
+                assert (stored["state"], stored["attempts"]) == ("succeeded", 1)
+        finally:
+            assert again.stop() == 0
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_start_up_on_a_corrupt_store_says_so_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "slotdeck.db").write_bytes(b"this is not a SQLite database, it is a text file\n" * 100)
+    started = cli("serve", "--port", "0", "--no-probes", env=home_env(home))
+    assert started.returncode == 8
+    assert "corrupt" in _one_line(started)
+
+
+def test_start_up_on_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> None:
+    with small_volume(tmp_path / "vol") as volume:
+        env = home_env(volume / "home")
+        first = Serve(env).wait_serving()
+        assert first.stop() == 0
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(volume)], capture_output=True, text=True)
+        if remounted.returncode != 0:
+            pytest.skip(f"cannot remount the tmpfs read-only: {remounted.stderr.strip()}")
+        started = cli("serve", "--port", "0", "--no-probes", env=env)
+        assert started.returncode == 8
+        assert "read-only" in _one_line(started)
