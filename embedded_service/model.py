@@ -338,6 +338,14 @@ class AcquireRequest(BaseModel):
     ttl_s: float = Field(default=30.0, ge=1, le=3600)
     wait_s: float = Field(default=20.0, ge=0, le=30, description="Long-poll bound of this one request.")
     waiter_id: str | None = Field(default=None, description="Resume polling a waiter from an earlier 202.")
+    request_id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="A name the client gives this request: a retry with it resumes the same waiter or lease, "
+        "and POST /v1/waiters/{request_id}/cancel withdraws it even before the first answer.",
+    )
 
 
 class AcquireResponse(BaseModel):
