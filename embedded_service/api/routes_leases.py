@@ -29,7 +29,6 @@ from .lean import lean
 from .problems import ApiProblem, problems
 from .state import ApiState
 
-
 POLL_GRACE_S = 5.0  # a waiter not polled again this long after an answer is dropped (capped by its ttl_s)
 CLAIM_TTL_S = 5.0  # a grant nobody is polling for expires this soon unless picked up (capped by its ttl_s)
 POSITION_SCAN_MAX = 100  # a poll answer computes the exact position only in lines this short (else 0: not computed)
@@ -135,7 +134,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 left.cancel()
             if left.done() and not left.cancelled() and left.exception() is None and not future.done():
                 pending.pop(waiter.id, None)
-                engine.cancel(waiter.id)  # its caller is gone: it leaves the line now, not at its poll grace
+                engine.abandon(waiter.id, "its client disconnected")  # it leaves the line now, not at its poll grace
                 return None
         if st.draining and (not future.done() or future.exception() is not None):
             pending.pop(waiter.id, None)
@@ -288,7 +287,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         waiter = pending.pop(known, None) or engine.waiters.get(known)
         if waiter is not None and not waiter.future.done():
             info = waiter_info(waiter)
-            engine.cancel(waiter.id)
+            engine.abandon(waiter.id, "withdrawn by its client")
             return info
         lease_id = known
         if waiter is not None and not waiter.future.cancelled() and waiter.future.exception() is None:

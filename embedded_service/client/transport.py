@@ -15,16 +15,29 @@ T = TypeVar("T")
 
 Verify = bool | str | Path
 
+MAX_CONNECTIONS = 1000  # long-polls and other calls: one waiting acquire holds one connection
+CONTROL_CONNECTIONS = 32  # renewals, releases, withdrawals: their own pool, never behind long-polls
+RETRY_S = 300.0  # how long acquire() retries an unavailable server when the call has no timeout_s
 
-def http_options(base_url: str, token: str | None, verify: Verify, timeout: float) -> dict[str, Any]:
-    """httpx client options: base URL, bearer header, TLS verification (True, False or a CA file)."""
+
+def http_options(
+    base_url: str, token: str | None, verify: Verify, timeout: float, max_connections: int = MAX_CONNECTIONS
+) -> dict[str, Any]:
+    """httpx client options: base URL, bearer header, TLS verification (True, False or a CA file), pool size."""
     headers = {"Accept": "application/json", "User-Agent": "slotdeck-client"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     verify_opt: bool | ssl.SSLContext = (
         verify if isinstance(verify, bool) else ssl.create_default_context(cafile=str(verify))
     )
-    return {"base_url": base_url.rstrip("/"), "headers": headers, "verify": verify_opt, "timeout": timeout}
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(100, max_connections))
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": headers,
+        "verify": verify_opt,
+        "timeout": timeout,
+        "limits": limits,
+    }
 
 
 def stream_timeout(timeout: float, read_s: float | None) -> httpx.Timeout:
@@ -41,3 +54,8 @@ def read(call: Call[T], response: httpx.Response) -> T:
 
 def describe_failure(base_url: str, exc: Exception) -> str:
     return f"cannot reach SlotDeck at {base_url}: {exc.__class__.__name__}: {exc}".rstrip(": ")
+
+
+def describe_pool(base_url: str, control: bool) -> str:
+    which = "renewal/release" if control else "request"
+    return f"every {which} connection of this client to {base_url} stayed busy: the client is overloaded, not the server"
