@@ -198,8 +198,12 @@ class History(BaseModel):
 
 
 class JobState(StrEnum):
+    """`cancelling` is shown (never stored) for a running job whose cancel was asked and whose process is
+    still being stopped (SIGTERM, then SIGKILL after the kill grace); its final state follows as a job event."""
+
     queued = "queued"
     running = "running"
+    cancelling = "cancelling"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
