@@ -13,41 +13,50 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Bounds of numeric input: every number a client sends is finite (no NaN/Infinity) and in a sane range.
+MIN_RATE, MAX_RATE = 0.001, 1_000_000.0  # admissions per second
+MAX_COUNT = 10_000_000  # counts (max_waiting, per_gpu)
+MAX_SECONDS = 31_536_000.0  # one year
+MAX_MIB = 16 * 1024 * 1024  # 16 TiB of GPU memory
 
 
 class QueueConfig(BaseModel):
     """Operator-set configuration of one named queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=QUEUE_NAME_PATTERN)
     limit: int = Field(default=1, ge=0, le=1_000_000, description="Slots: at most this many holders at once.")
     paused: bool = Field(default=False, description="A paused queue admits nobody; holders keep running.")
     max_waiting: int | None = Field(
-        default=None, ge=0, description="Waiters beyond this are rejected at once (None: unbounded)."
+        default=None, ge=0, le=MAX_COUNT, description="Waiters beyond this are rejected at once (None: unbounded)."
     )
     timeout_s: float = Field(default=300.0, gt=0, le=86_400, description="Default acquire wait.")
-    rate: float | None = Field(default=None, gt=0, description="Admissions per second (token bucket).")
-    burst: int = Field(default=1, ge=1, description="Token bucket size for `rate`.")
-    stuck_after_s: float | None = Field(default=None, gt=0, description="A holder older than this is stuck.")
+    rate: float | None = Field(
+        default=None, ge=MIN_RATE, le=MAX_RATE, description="Admissions per second (token bucket), 0.001 to 1e6."
+    )
+    burst: int = Field(default=1, ge=1, le=1_000_000, description="Token bucket size for `rate`.")
+    stuck_after_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="A holder older than this is stuck."
+    )
     per_gpu: int | None = Field(
-        default=None, ge=1, description="At most this many leases of this queue on one GPU (None: no cap)."
+        default=None, ge=1, le=MAX_COUNT, description="At most this many leases of this queue on one GPU (None: no cap)."
     )
 
 
 class QueuePatch(BaseModel):
     """A partial change to a queue's configuration."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     limit: int | None = Field(default=None, ge=0, le=1_000_000)
     paused: bool | None = None
-    max_waiting: int | None = Field(default=None, ge=0)
+    max_waiting: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
-    rate: float | None = Field(default=None, gt=0)
-    burst: int | None = Field(default=None, ge=1)
-    stuck_after_s: float | None = Field(default=None, gt=0)
-    per_gpu: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, ge=MIN_RATE, le=MAX_RATE)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+    stuck_after_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    per_gpu: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class Totals(BaseModel):
@@ -226,30 +235,30 @@ class JobKind(StrEnum):
 class TaskSubmit(BaseModel):
     """Run a registered callable."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = Field(min_length=1, max_length=200)
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=1, ge=1, le=100)
-    max_runtime_s: float | None = Field(default=None, gt=0)
+    max_runtime_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class CommandSubmit(BaseModel):
     """Run a command (argv, no shell) in its own process group."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     argv: list[str] = Field(min_length=1)
     queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     gpus: int = Field(default=0, ge=0, le=64)
-    gpu_mem_mib: int = Field(default=0, ge=0)
+    gpu_mem_mib: int = Field(default=0, ge=0, le=MAX_MIB)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=1, ge=1, le=100)
-    max_runtime_s: float | None = Field(default=None, gt=0)
+    max_runtime_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
     @field_validator("argv")
     @classmethod
@@ -332,12 +341,12 @@ class AuditEntry(BaseModel):
 class AcquireRequest(BaseModel):
     """Body of POST /v1/queues/{q}/leases."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     owner: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     gpus: int = Field(default=0, ge=0, le=64)
-    gpu_mem_mib: int = Field(default=0, ge=0)
+    gpu_mem_mib: int = Field(default=0, ge=0, le=MAX_MIB)
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     ttl_s: float = Field(default=30.0, ge=1, le=3600)
     wait_s: float = Field(default=20.0, ge=0, le=30, description="Long-poll bound of this one request.")

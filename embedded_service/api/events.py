@@ -21,6 +21,8 @@ EVENT_TYPES = ("snapshot", "lease", "job", "prune", "audit")
 JOB_EVENTS = frozenset({"job", "prune"})  # a job changed; finished jobs were pruned by retention ({"jobs": [ids]})
 REPLAY_EVENTS = 4096  # events kept for clients that reconnect
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
+KEEPALIVE_S = 10.0  # a stream that carries no snapshots gets a comment this often, so clients see it is alive
+KEEPALIVE = b": keep-alive\n\n"
 
 _CLOSE = object()
 
@@ -120,6 +122,8 @@ class EventBroker:
                 log.exception("could not publish event %s", event)
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + KEEPALIVE_S
         while True:
             await asyncio.sleep(self.period_s)
             watchers = [queue for queue, types in self._subscribers.items() if "snapshot" in types]
@@ -127,6 +131,11 @@ class EventBroker:
                 frame = sse_frame("snapshot", self.snapshots.json())
                 for queue in watchers:
                     self._offer(queue, frame)
+            if loop.time() >= next_keepalive:
+                next_keepalive = loop.time() + KEEPALIVE_S
+                for queue, types in list(self._subscribers.items()):
+                    if "snapshot" not in types:
+                        self._offer(queue, KEEPALIVE)
 
     def _missed(self, last_event_id: str | None, types: frozenset[str]) -> list[bytes]:
         if not last_event_id:

@@ -58,6 +58,9 @@ def _broken_json(raw: bytes) -> RequestValidationError | None:
     except ValueError as exc:
         where = ("body", getattr(exc, "pos", 0))
         return RequestValidationError([{"type": "json_invalid", "loc": where, "msg": "JSON decode error", "input": {}}])
+    except RecursionError:
+        msg = "JSON nested too deeply"
+        return RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": msg, "input": {}}])
     return None
 
 

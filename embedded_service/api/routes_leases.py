@@ -36,7 +36,7 @@ REQUEST_IDS_KEPT = 50_000  # client-named requests remembered for retries and ea
 
 
 class RenewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ttl_s: float | None = Field(default=None, ge=1, le=3600, description="New TTL (default: the lease's own).")
 
