@@ -40,7 +40,7 @@ def main() -> None:
                         t=time.monotonic(),
                         margin=lease.margin_s,
                     )
-                    until = time.monotonic() + rng.uniform(0.05, 0.6)
+                    until = time.monotonic() + (rng.uniform(0.05, 0.6) if rng.random() < 0.7 else rng.uniform(1.0, 4.0))
                     try:
                         while time.monotonic() < until:
                             lease.check()
