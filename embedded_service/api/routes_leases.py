@@ -170,8 +170,9 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 raise SlotCancelled(queue, "cancelled by its client")
             if known is not None:
                 lease = engine.leases.get(known)
-                if lease is not None:
-                    return granted(pick_up(lease, body.ttl_s))  # its answer was lost: the same lease again
+                if lease is not None:  # its answer was lost: the same lease again, its TTL counted from now
+                    short.discard(lease.id)
+                    return granted(engine.renew(lease.id, body.ttl_s))
                 if known not in pending:
                     raise SlotCancelled(queue, f"request {request_id} ended: {engine.ended_reason(known) or 'gone'}")
                 waiter_id = known

@@ -232,7 +232,7 @@ class AsyncClient:
                     if not self.retry or left <= backoff:
                         raise
                     pause = max(backoff, exc.retry_after_s if isinstance(exc, ServerUnavailable) else 0.0)
-                    log.info("acquire in %s: %s; retrying in %.1fs", queue, exc, min(pause, left))
+                    log.warning("acquire in %s: %s; retrying in %.1fs", queue, exc, min(pause, left))
                     await asyncio.sleep(min(pause, left - 0.05))
                     backoff = min(backoff * 2, 2.0)
                     remaining = give_up_at - time.monotonic() if timeout_s is not None else None

@@ -265,3 +265,15 @@ def test_a_draining_server_raises_a_retryable_error_and_acquire_rides_a_restart(
             del held
         finally:
             server.stop()
+
+
+def test_a_retried_request_gets_its_lease_again_with_the_ttl_counted_from_the_retry(running: Running) -> None:
+    with running.http("client") as c:
+        body = {"ttl_s": 10, "request_id": "rLostAnswer001"}
+        first = c.post("/v1/queues/default/leases", json=body).json()["lease"]
+        time.sleep(1.5)  # the answer was lost; the client asks again under the same name
+        again = c.post("/v1/queues/default/leases", json=body)
+        assert again.status_code == 201 and again.json()["lease"]["id"] == first["id"]
+        assert again.json()["lease"]["expires_at"] - first["expires_at"] >= 1.0, "its local deadline starts at the retry"
+        assert c.get("/v1/snapshot").json()["queues"][0]["in_use"] == 1
+        c.delete(f"/v1/leases/{first['id']}")
