@@ -29,7 +29,16 @@ from pydantic import BaseModel
 
 from . import __version__
 from .config import ConfigError, load_settings
-from .errors import LeaseGone, NoFittingDevice, QueueBusy, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout
+from .errors import (
+    LeaseGone,
+    NoFittingDevice,
+    QueueBusy,
+    QueueFull,
+    ServerUnavailable,
+    SlotCancelled,
+    SlotDeckError,
+    SlotTimeout,
+)
 from .localmode import read_local_endpoint
 from .model import JobState, Role
 
@@ -448,9 +457,8 @@ def exit_code(exc: SlotDeckError) -> int:
         return EXIT_AUTH
     if isinstance(exc, KeyError) or (isinstance(exc, ApiError) and exc.status == 404):
         return EXIT_NOT_FOUND
-    if isinstance(exc, SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice) or (
-        isinstance(exc, ApiError) and exc.status in (409, 410, 503)
-    ):
+    conflicts = SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice | ServerUnavailable
+    if isinstance(exc, conflicts) or (isinstance(exc, ApiError) and exc.status in (409, 410, 503)):
         return EXIT_CONFLICT
     return EXIT_FAILED
 
