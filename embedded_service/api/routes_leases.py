@@ -132,9 +132,13 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             finally:
                 stop.cancel()
                 left.cancel()
-            if left.done() and not left.cancelled() and left.exception() is None and not future.done():
+            if left.done() and not left.cancelled() and left.exception() is None:  # its client is gone
                 pending.pop(waiter.id, None)
-                engine.abandon(waiter.id, "its client disconnected")  # it leaves the line now, not at its poll grace
+                if not future.done():
+                    engine.abandon(waiter.id, "its client disconnected")  # out of line now, not at its poll grace
+                elif not future.cancelled() and future.exception() is None:
+                    short.discard(future.result().id)
+                    engine.release(future.result().id)  # granted as it left: nobody will hear of it
                 return None
         if st.draining and (not future.done() or future.exception() is not None):
             pending.pop(waiter.id, None)
