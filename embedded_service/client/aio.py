@@ -38,6 +38,7 @@ from .transport import (
     CONTROL_CONNECTIONS,
     MAX_CONNECTIONS,
     RETRY_S,
+    SentAt,
     Verify,
     describe_failure,
     describe_pool,
@@ -84,10 +85,13 @@ class AsyncClient:
         self._background: set[asyncio.Task[Any]] = set()
         self._held: dict[str, RemoteLease] = {}
 
-    async def _send(self, call: Call[T], http: httpx.AsyncClient | None = None) -> T:
+    async def _send(self, call: Call[T], http: httpx.AsyncClient | None = None, sent: SentAt | None = None) -> T:
         http = http or self._http
+        kwargs = call.request_kwargs()
+        if sent is not None:
+            kwargs["extensions"] = {"trace": sent.atrace}
         try:
-            response = await http.request(call.method, call.path, **call.request_kwargs())
+            response = await http.request(call.method, call.path, **kwargs)
         except httpx.PoolTimeout as exc:
             raise PoolExhausted(describe_pool(self.base_url, http is self._control)) from exc
         except httpx.TransportError as exc:
@@ -222,9 +226,9 @@ class AsyncClient:
         call, backoff, resumed = flow.first(), 0.1, False
         try:
             while True:
-                sent_at = time.monotonic()
+                sent = SentAt()
                 try:
-                    step = flow.step(await self._send(call))
+                    step = flow.step(await self._send(call, sent=sent))
                 except PoolExhausted:
                     continue  # the request never left: waiting for a connection is part of waiting
                 except (ConnectionFailed, ServerUnavailable) as exc:
@@ -253,7 +257,7 @@ class AsyncClient:
             if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
                 self._spawn(self._quietly(flow.abandon()))  # shielded from the caller's cancel
             raise
-        return self._hold(RemoteLease(step, ttl_s, sent_at, on_lost))
+        return self._hold(RemoteLease(step, ttl_s, sent.at, on_lost))
 
     def _hold(self, lease: RemoteLease) -> RemoteLease:
         self._held[lease.id] = lease
@@ -275,10 +279,10 @@ class AsyncClient:
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue
-                sent_at = time.monotonic()
+                sent = SentAt()
                 try:
-                    async with asyncio.timeout(max(0.01, lease.deadline - sent_at)):
-                        info = await self._send(calls.renew(lease.id), self._control)
+                    async with asyncio.timeout(max(0.01, lease.deadline - sent.at)):
+                        info = await self._send(calls.renew(lease.id), self._control, sent)
                 except LeaseGone as exc:
                     self._lost(lease, exc.reason)
                     return
@@ -292,7 +296,7 @@ class AsyncClient:
                     log.warning("renewing lease %s failed (will retry until its deadline): %s", lease.id, exc or "timeout")
                     lease.failed(time.monotonic())
                 else:
-                    lease.confirmed(info, sent_at)
+                    lease.confirmed(info, sent.at)
         finally:
             if not lease.held:
                 self._held.pop(lease.id, None)

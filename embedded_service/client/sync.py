@@ -36,6 +36,7 @@ from .transport import (
     CONTROL_CONNECTIONS,
     MAX_CONNECTIONS,
     RETRY_S,
+    SentAt,
     Verify,
     describe_failure,
     describe_pool,
@@ -74,11 +75,15 @@ class Client:
         self._held: dict[str, RemoteLease] = {}
         self._lock = threading.Lock()
 
-    def _send(self, call: Call[T], http: httpx.Client | None = None, timeout: float | None = None) -> T:
+    def _send(
+        self, call: Call[T], http: httpx.Client | None = None, timeout: float | None = None, sent: SentAt | None = None
+    ) -> T:
         http = http or self._http
         kwargs = call.request_kwargs()
         if timeout is not None:
             kwargs["timeout"] = timeout
+        if sent is not None:
+            kwargs["extensions"] = {"trace": sent.trace}
         try:
             response = http.request(call.method, call.path, **kwargs)
         except httpx.PoolTimeout as exc:
@@ -200,9 +205,9 @@ class Client:
         call, backoff, resumed = flow.first(), 0.1, False
         try:
             while True:
-                sent_at = time.monotonic()
+                sent = SentAt()
                 try:
-                    step = flow.step(self._send(call))
+                    step = flow.step(self._send(call, sent=sent))
                 except PoolExhausted:
                     continue
                 except (ConnectionFailed, ServerUnavailable) as exc:
@@ -231,7 +236,7 @@ class Client:
             if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
                 self._quietly(flow.abandon())
             raise
-        lease = RemoteLease(step, ttl_s, sent_at, on_lost)
+        lease = RemoteLease(step, ttl_s, sent.at, on_lost)
         stop = threading.Event()
         lease._stop = stop.set
         with self._lock:
@@ -251,9 +256,9 @@ class Client:
                 if wait > 0:
                     stop.wait(wait)
                     continue
-                sent_at = time.monotonic()
+                sent = SentAt()
                 try:
-                    info = self._send(calls.renew(lease.id), self._control, max(0.01, lease.deadline - sent_at))
+                    info = self._send(calls.renew(lease.id), self._control, max(0.01, lease.deadline - sent.at), sent)
                 except LeaseGone as exc:
                     self._lost(lease, exc.reason)
                     return
@@ -268,7 +273,7 @@ class Client:
                     lease.failed(time.monotonic())
                 else:
                     if not stop.is_set():
-                        lease.confirmed(info, sent_at)
+                        lease.confirmed(info, sent.at)
         finally:
             if not lease.held:
                 with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,3 +60,21 @@ def describe_failure(base_url: str, exc: Exception) -> str:
 def describe_pool(base_url: str, control: bool) -> str:
     which = "renewal/release" if control else "request"
     return f"every {which} connection of this client to {base_url} stayed busy: the client is overloaded, not the server"
+
+
+class SentAt:
+    """When a request's headers were written to the socket (monotonic seconds): a lower bound of when the
+    server handled it, so a lease's local deadline may count from it. Starts at creation (before any wait
+    for a pool slot or a connection) and moves to the write; pass `trace()`/`atrace()` as httpx's trace."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            self.at = time.monotonic()
+
+    async def atrace(self, name: str, info: dict[str, Any]) -> None:
+        self.trace(name, info)

@@ -277,3 +277,23 @@ def test_a_retried_request_gets_its_lease_again_with_the_ttl_counted_from_the_re
         assert again.json()["lease"]["expires_at"] - first["expires_at"] >= 1.0, "its local deadline starts at the retry"
         assert c.get("/v1/snapshot").json()["queues"][0]["in_use"] == 1
         c.delete(f"/v1/leases/{first['id']}")
+
+
+def test_waiting_for_a_client_connection_does_not_eat_into_a_new_leases_deadline(running: Running) -> None:
+    """The deadline counts from when the request was written, not from when it began to wait for a connection."""
+    with Client(running.url, running.tokens["operator"], poll_s=4, max_connections=1) as c:
+        c.configure_queue("shut", limit=0)
+        c.configure_queue("open", limit=5)
+
+        def wait_in_vain() -> None:
+            with pytest.raises(SlotTimeout):
+                c.acquire("shut", timeout_s=4)
+
+        blocker = threading.Thread(target=wait_in_vain)
+        blocker.start()
+        _wait_until(lambda: running.server.service.engine.queues["shut"].waiting == 1)
+        lease = c.acquire("open", ttl_s=10)  # waits for the one connection, held by the long-poll
+        returned = time.monotonic()
+        blocker.join(30)
+        assert lease.deadline - returned >= 10 - lease.margin_s - 1.5
+        c.release(lease)
