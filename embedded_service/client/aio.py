@@ -412,6 +412,10 @@ class _AsyncSlot:
                 await self._client.release(lease)
             except (ConnectionFailed, ServerUnavailable, PoolExhausted) as error:
                 log.warning("releasing lease %s failed (it expires on its own): %s", lease.id, error)
+            except (LeaseGone, ApiError) as error:
+                if isinstance(error, ApiError) and error.status != 404:
+                    raise
+                log.warning("releasing lease %s: the server no longer knows it: %s", lease.id, error)
         if self._cancelled and self._task is not None:
             ours = self._task.uncancel() == 0  # no one else cancelled the task too
             if ours and (exc_type is None or issubclass(exc_type, asyncio.CancelledError)):

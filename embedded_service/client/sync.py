@@ -309,6 +309,10 @@ class Client:
                     self.release(lease)
                 except (ConnectionFailed, ServerUnavailable, PoolExhausted) as error:
                     log.warning("releasing lease %s failed (it expires on its own): %s", lease.id, error)
+                except (LeaseGone, ApiError) as error:
+                    if isinstance(error, ApiError) and error.status != 404:
+                        raise
+                    log.warning("releasing lease %s: the server no longer knows it: %s", lease.id, error)
         if lease.lost is not None:
             raise lease.error()
 

@@ -297,3 +297,35 @@ def test_waiting_for_a_client_connection_does_not_eat_into_a_new_leases_deadline
         blocker.join(30)
         assert lease.deadline - returned >= 10 - lease.margin_s - 1.5
         c.release(lease)
+
+
+def test_slot_exit_does_not_raise_when_a_restarted_server_no_longer_knows_the_lease(tmp_path: Path) -> None:
+    port = _free_port()
+    store = f"sqlite:///{tmp_path / 'deck.db'}"
+
+    def serve() -> EmbeddedServer:
+        return EmbeddedServer(store, port=port, probes=False, write_local=False, grace_s=0.5, default_limit=1).start()
+
+    server = serve()
+    token = server.call(create_token(server.service.store, "worker", Role.client))
+    try:
+        with Client(server.url, token) as c:
+            with c.slot("default", ttl_s=60) as lease:  # the first renewal is 20 s away
+                server.stop()
+                server = serve()
+            assert lease.lost is None  # the body ended before any renewal could tell; its release only warned
+    finally:
+        server.stop()
+
+
+def test_a_waiter_that_stops_polling_is_dropped_within_seconds_whatever_its_ttl(running: Running) -> None:
+    with running.http("client") as c:
+        holder = c.post("/v1/queues/default/leases", json={}).json()["lease"]
+        c.post("/v1/queues/default/leases", json={"wait_s": 0, "ttl_s": 600})  # then never polls again
+        assert c.get("/v1/queues/default").json()["waiting"] == 1
+        deadline = time.monotonic() + 20  # the grace is 5 s; a 600 s TTL must not keep it in line for 10 minutes
+        while c.get("/v1/queues/default").json()["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert c.get("/v1/queues/default").json()["waiting"] == 0
+        c.delete(f"/v1/leases/{holder['id']}")
+        assert c.get("/v1/queues/default").json()["in_use"] == 0
