@@ -127,7 +127,9 @@ class WaiterInfo(BaseModel):
     gpu_mem_mib: int = 0
     enqueued_at: float
     deadline: float | None = None
-    position: int = 0
+    position: int = Field(
+        default=0, description="1-based place in line; 0 when not computed (acquire poll answers in lines over 100)."
+    )
     job_id: str | None = None
 
 
