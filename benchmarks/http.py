@@ -1,6 +1,7 @@
 """HTTP throughput and latency of SlotDeck's API beside a bare FastAPI endpoint, in one run.
 
     .venv/bin/python benchmarks/http.py [--seconds 3] [--connections 1,50,500] [--paced 1000,2500,5000,8000,10000]
+    .venv/bin/python benchmarks/http.py --part waiters [--waiters 10,1000,10000]
 
 Two servers run in their own processes (uvicorn, same settings, uvloop): SlotDeck's app
 (memory store, auth on, a bearer token on every request) and a bare FastAPI app
@@ -11,6 +12,10 @@ keep-alive connections, in this process) measures both the same way:
   - GET snapshot at fixed offered rates over 500 connections (open loop): p50/p99
     latency when the server is not saturated.
 Ratios are SlotDeck / bare, measured in this run. Prints figures, asserts nothing.
+
+`--part waiters` (also in the default `all`): with 10, 1,000 and 10,000 remote waiters in one
+queue's line, the latency of one "still waiting" poll (of the last waiter: the goal is flat),
+and remote acquire+release round trips on a free queue beside that line (p50).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
@@ -57,6 +63,11 @@ def serve_slotdeck(port: int, token_file: Path) -> None:
         await svc.start()
         for name, limit in (("default", 1_000_000), ("chat", 3), ("train", 1), ("render", 8)):
             svc.configure_queue(name, limit=limit, max_waiting=100)
+        svc.configure_queue("line", limit=0)  # the waiters part builds its line here
+        with contextlib.suppress(ImportError, AttributeError):
+            from embedded_service.api import routes_leases
+
+            routes_leases.POLL_GRACE_S = 3600.0  # the line is built once, not kept alive by polls while measured
         token_file.write_text(await create_token(svc.store, "bench", Role.admin))
         app = create_app(svc, grace_s=0)
         await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)).serve()
@@ -199,6 +210,8 @@ def main() -> None:
         default="1000,2500,5000,8000,10000",
         help="open-loop snapshot rates (requests/s) offered over 500 connections",
     )
+    parser.add_argument("--part", choices=["all", "compare", "waiters"], default="all")
+    parser.add_argument("--waiters", default="10,1000,10000", help="line lengths for the waiters part")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -206,7 +219,68 @@ def main() -> None:
         (serve_slotdeck if kind == "slotdeck" else serve_bare)(int(port), Path(path))
         return
     with tempfile.TemporaryDirectory(prefix="slotdeck-bench-") as tmp:
-        compare(Path(tmp), args)
+        if args.part in ("all", "compare"):
+            compare(Path(tmp), args)
+        if args.part in ("all", "waiters"):
+            waiters(Path(tmp), args)
+
+
+async def grow_line(port: int, token: str, count: int) -> str:
+    """Add `count` waiters to queue "line" (answered 202 at once); returns the last one's id."""
+    body = json.dumps({"wait_s": 0, "ttl_s": 3600, "timeout_s": 86_400}).encode()
+    raw = http_request("POST", "/v1/queues/line/leases", token, body)
+    last = ""
+    connections = min(50, count)
+    conns = [Conn(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(connections)]
+
+    async def add(conn: Conn, n: int) -> None:
+        nonlocal last
+        for _ in range(n):
+            last = json.loads(await conn.request(raw))["waiter"]["id"]
+
+    share, extra = divmod(count, connections)
+    await asyncio.gather(*(add(c, share + (i < extra)) for i, c in enumerate(conns)))
+    for c in conns:
+        c.writer.close()
+    return last
+
+
+async def poll_cost(port: int, token: str, waiter_id: str, seconds: float) -> dict[str, float]:
+    """Latency of "still waiting" polls (wait_s 0) of one waiter, one connection, back to back."""
+    raw = http_request("POST", "/v1/queues/line/leases", token, json.dumps({"wait_s": 0, "waiter_id": waiter_id}).encode())
+
+    async def poll(conn: Conn) -> None:
+        answer = json.loads(await conn.request(raw))
+        if answer.get("status") != "waiting":
+            raise RuntimeError(f"the polled waiter is no longer waiting: {answer}")
+
+    lat = await run_load(port, 1, seconds, poll)
+    return {"per_s": len(lat) / seconds, "p50_ms": statistics.median(lat) * 1000, "p99_ms": pct(lat, 0.99)}
+
+
+def waiters(work: Path, args: argparse.Namespace) -> None:
+    """The cost of one waiting poll and of acquire+release beside a line of 10 .. 10,000 waiters."""
+    token_file = work / "token-waiters"
+    port = _free_port()
+    server = start("slotdeck", port, token_file)
+    try:
+        token = token_file.read_text()
+        print(f"waiters: one poll of the last waiter in line, and acquire+release on a free queue; cpus={os.cpu_count()}")
+        print(f"{'waiters':>8}{'poll p50 ms':>13}{'poll p99 ms':>13}{'polls/s':>9}{'acq+rel p50 ms':>16}{'acq+rel/s':>11}")
+        have = 0
+        for target in (int(n) for n in args.waiters.split(",") if n):
+            last = run(grow_line(port, token, target - have))
+            have = target
+            polls = run(poll_cost(port, token, last, args.seconds))
+            pair = run(measure(port, token, 1, args.seconds, "acquire+release"))
+            print(
+                f"{target:>8}{polls['p50_ms']:>13.2f}{polls['p99_ms']:>13.2f}{polls['per_s']:>9.0f}"
+                f"{pair['p50_ms']:>16.2f}{pair['per_s']:>11.0f}",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def compare(work: Path, args: argparse.Namespace) -> None:

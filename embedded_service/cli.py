@@ -38,6 +38,7 @@ from .errors import (
     NoFittingDevice,
     QueueBusy,
     QueueFull,
+    ServerUnavailable,
     SlotCancelled,
     SlotDeckError,
     SlotTimeout,
@@ -289,12 +290,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         else:
             before = c.job(args.id)
             result = before if before.state.finished else c.cancel_job(args.id)
-            if (result.state.finished and result.state is not JobState.cancelled) or before.state.finished:
+            if before.state.finished or (result.state.finished and result.state is not JobState.cancelled):
                 state = result.state.value  # finished before, or while we asked
                 print(f"slotdeck: job {args.id} had already finished ({state}); nothing to cancel", file=sys.stderr)
                 return EXIT_CONFLICT
+            if args.wait is not None:
+                result = _wait_finished(c, result, args.wait)
     emit_json(result) if args.json else print(f"{args.id}: {getattr(result, 'state', 'cancelled')}")
+    state = getattr(result, "state", None)
+    if args.wait is not None and isinstance(state, JobState) and not state.finished:
+        print(f"slotdeck: {args.id} was still {state} after {args.wait:g}s", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _wait_finished(c: Any, job: Any, wait_s: float) -> Any:
+    """Poll a cancelled job until its final state (the server answers `cancelling` while it stops it)."""
+    deadline = time.monotonic() + wait_s
+    while not job.state.finished and time.monotonic() < deadline:
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        job = c.job(job.id)
+    return job
 
 
 def _queue_command(action: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
@@ -512,6 +528,16 @@ def build_parser() -> argparse.ArgumentParser:
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--lease", action="store_true", help="the id is a lease: revoke it")
     kind.add_argument("--waiter", action="store_true", help="the id is a waiter: take it out of line")
+    p.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=60.0,
+        default=None,
+        metavar="SECONDS",
+        help="wait for the job's final state (default 60 s, longer than the kill grace) and print it; exit 1 if it "
+        "has none by then",
+    )
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("limit", parents=[common], help="set a queue's limit")
@@ -590,9 +616,8 @@ def exit_code(exc: SlotDeckError) -> int:
         return EXIT_USAGE
     if isinstance(exc, KeyError) or (isinstance(exc, ApiError) and exc.status == 404):
         return EXIT_NOT_FOUND
-    if isinstance(exc, SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice) or (
-        isinstance(exc, ApiError) and exc.status in (409, 410, 503)
-    ):
+    conflicts = SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice | ServerUnavailable
+    if isinstance(exc, conflicts) or (isinstance(exc, ApiError) and exc.status in (409, 410, 503)):
         return EXIT_CONFLICT
     return EXIT_FAILED
 

@@ -58,6 +58,26 @@ class LeaseGone(SlotDeckError):
         self.reason = reason
 
 
+class LeaseLost(LeaseGone):
+    """A held remote lease is no longer protected: the server said it is gone (revoked, expired,
+    unknown after a restart) or no renewal was confirmed before its local deadline (last confirmed
+    renewal + TTL - safety margin, by the monotonic clock). The async `slot()` body is cancelled
+    with it; the sync `slot()` raises it on exit and `lease.check()` raises it in long loops."""
+
+    def __init__(self, lease_id: str, reason: str, queue: str | None = None) -> None:
+        super().__init__(lease_id, reason)
+        self.queue = queue
+
+
+class ServerUnavailable(SlotDeckError):
+    """The server is draining or restarting (503 `shutting_down`, or a 502/503/504 without a SlotDeck
+    reason): retry after `retry_after_s`. `acquire()`/`slot()` retry it by default within their timeout."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class UnknownWaiter(SlotDeckError, KeyError):
     def __init__(self, waiter_id: str) -> None:
         super().__init__(waiter_id)

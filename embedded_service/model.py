@@ -13,6 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Bounds of numeric input: every number a client sends is finite (no NaN/Infinity) and in a sane range.
+MIN_RATE, MAX_RATE = 0.001, 1_000_000.0  # admissions per second
+MAX_COUNT = 10_000_000  # counts (max_waiting, per_gpu)
+MAX_SECONDS = 31_536_000.0  # one year
+MAX_MIB = 16 * 1024 * 1024  # 16 TiB of GPU memory
 
 # size caps of a command job's input (the request body as a whole is capped by the server, 4 MiB by default)
 MAX_ARGV_ITEMS = 4096
@@ -33,20 +38,24 @@ DeviceHealth = Literal["ok", "stale", "unreadable", "lost", "unified"]
 class QueueConfig(BaseModel):
     """Operator-set configuration of one named queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=QUEUE_NAME_PATTERN)
     limit: int = Field(default=1, ge=0, le=1_000_000, description="Slots: at most this many holders at once.")
     paused: bool = Field(default=False, description="A paused queue admits nobody; holders keep running.")
     max_waiting: int | None = Field(
-        default=None, ge=0, description="Waiters beyond this are rejected at once (None: unbounded)."
+        default=None, ge=0, le=MAX_COUNT, description="Waiters beyond this are rejected at once (None: unbounded)."
     )
     timeout_s: float = Field(default=300.0, gt=0, le=86_400, description="Default acquire wait.")
-    rate: float | None = Field(default=None, gt=0, description="Admissions per second (token bucket).")
-    burst: int = Field(default=1, ge=1, description="Token bucket size for `rate`.")
-    stuck_after_s: float | None = Field(default=None, gt=0, description="A holder older than this is stuck.")
+    rate: float | None = Field(
+        default=None, ge=MIN_RATE, le=MAX_RATE, description="Admissions per second (token bucket), 0.001 to 1e6."
+    )
+    burst: int = Field(default=1, ge=1, le=1_000_000, description="Token bucket size for `rate`.")
+    stuck_after_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="A holder older than this is stuck."
+    )
     per_gpu: int | None = Field(
-        default=None, ge=1, description="At most this many leases of this queue on one GPU (None: no cap)."
+        default=None, ge=1, le=MAX_COUNT, description="At most this many leases of this queue on one GPU (None: no cap)."
     )
     placement: Placement = Field(
         default="spread",
@@ -58,16 +67,16 @@ class QueueConfig(BaseModel):
 class QueuePatch(BaseModel):
     """A partial change to a queue's configuration."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     limit: int | None = Field(default=None, ge=0, le=1_000_000)
     paused: bool | None = None
-    max_waiting: int | None = Field(default=None, ge=0)
+    max_waiting: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
-    rate: float | None = Field(default=None, gt=0)
-    burst: int | None = Field(default=None, ge=1)
-    stuck_after_s: float | None = Field(default=None, gt=0)
-    per_gpu: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, ge=MIN_RATE, le=MAX_RATE)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+    stuck_after_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    per_gpu: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     placement: Placement | None = None
 
 
@@ -139,7 +148,9 @@ class WaiterInfo(BaseModel):
     gpu_mem_mib: int = 0
     enqueued_at: float
     deadline: float | None = None
-    position: int = 0
+    position: int = Field(
+        default=0, description="1-based place in line; 0 when not computed (acquire poll answers in lines over 100)."
+    )
     job_id: str | None = None
 
 
@@ -241,8 +252,12 @@ class History(BaseModel):
 
 
 class JobState(StrEnum):
+    """`cancelling` is shown (never stored) for a running job whose cancel was asked and whose process is
+    still being stopped (SIGTERM, then SIGKILL after the kill grace); its final state follows as a job event."""
+
     queued = "queued"
     running = "running"
+    cancelling = "cancelling"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -265,7 +280,7 @@ class JobKind(StrEnum):
 class TaskSubmit(BaseModel):
     """Run a registered callable."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = Field(min_length=1, max_length=200)
     args: list[Any] = Field(default_factory=list)
@@ -274,13 +289,13 @@ class TaskSubmit(BaseModel):
     gpu_mem_mib: int = Field(default=0, ge=0)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=1, ge=1, le=100)
-    max_runtime_s: float | None = Field(default=None, gt=0)
+    max_runtime_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class CommandSubmit(BaseModel):
     """Run a command (argv, no shell) in its own process group."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     argv: list[Annotated[str, Field(max_length=MAX_ARG_CHARS)]] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
     queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
@@ -290,10 +305,10 @@ class CommandSubmit(BaseModel):
     ] = Field(default_factory=dict, max_length=MAX_ENV_VARS, description="Values are write-only: never shown again.")
     cwd: str | None = Field(default=None, min_length=1, max_length=MAX_PATH_CHARS)
     gpus: int = Field(default=0, ge=0, le=64)
-    gpu_mem_mib: int = Field(default=0, ge=0)
+    gpu_mem_mib: int = Field(default=0, ge=0, le=MAX_MIB)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_attempts: int = Field(default=1, ge=1, le=100)
-    max_runtime_s: float | None = Field(default=None, gt=0)
+    max_runtime_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
     @field_validator("argv")
     @classmethod
@@ -406,16 +421,24 @@ class AuditEntry(BaseModel):
 class AcquireRequest(BaseModel):
     """Body of POST /v1/queues/{q}/leases."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     owner: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     gpus: int = Field(default=0, ge=0, le=64)
-    gpu_mem_mib: int = Field(default=0, ge=0)
+    gpu_mem_mib: int = Field(default=0, ge=0, le=MAX_MIB)
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     ttl_s: float = Field(default=30.0, ge=1, le=3600)
     wait_s: float = Field(default=20.0, ge=0, le=30, description="Long-poll bound of this one request.")
     waiter_id: str | None = Field(default=None, description="Resume polling a waiter from an earlier 202.")
+    request_id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="A name the client gives this request: a retry with it resumes the same waiter or lease, "
+        "and POST /v1/waiters/{request_id}/cancel withdraws it even before the first answer.",
+    )
 
 
 class AcquireResponse(BaseModel):

@@ -354,9 +354,10 @@ class SlotService:
         """Newest first; pass `next_cursor` back for the next page."""
         return await self.jobs.list_jobs(state, queue, owner, limit, cursor)
 
-    async def cancel_job(self, job_id: str) -> Job:
-        """Cancel a queued or running job (a command's whole process group); returns it once stopped."""
-        return await self.jobs.cancel_job(job_id)
+    async def cancel_job(self, job_id: str, wait_s: float | None = None) -> Job:
+        """Cancel a queued or running job (a command's whole process group); returns it once stopped,
+        or after `wait_s` seconds (default: kill grace + 2) as `cancelling` while it is being stopped."""
+        return await self.jobs.cancel_job(job_id, wait_s)
 
     async def job_log(self, job_id: str, tail: int = 200) -> str:
         """The last `tail` lines of a command job's output."""

@@ -24,6 +24,8 @@ REPLAY_EVENTS = 4096  # events kept for clients that reconnect
 REPLAY_BYTES = 16 * 1024 * 1024  # and at most this many bytes of them
 JOB_OWNERS_KEPT = 100_000  # job id -> owner, for telling each client only of its own pruned jobs
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
+KEEPALIVE_S = 10.0  # a stream that carries no snapshots gets a comment this often, so clients see it is alive
+KEEPALIVE = b": keep-alive\n\n"
 
 _CLOSE = object()
 
@@ -167,6 +169,8 @@ class EventBroker:
                 log.exception("could not publish event %s", event)
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + KEEPALIVE_S
         while True:
             await asyncio.sleep(self.period_s)
             watchers = [(queue, client) for queue, (types, client) in self._subscribers.items() if "snapshot" in types]
@@ -175,6 +179,11 @@ class EventBroker:
                 if client not in frames:
                     frames[client] = sse_frame("snapshot", self.snapshot_json(client))
                 self._offer(queue, frames[client])
+            if loop.time() >= next_keepalive:
+                next_keepalive = loop.time() + KEEPALIVE_S
+                for queue, (types, _client) in list(self._subscribers.items()):
+                    if "snapshot" not in types:
+                        self._offer(queue, KEEPALIVE)
 
     def snapshot_json(self, client: str | None = None) -> bytes:
         """The snapshot as `client` (a client token's name, or None for the other roles) may see it."""

@@ -59,12 +59,22 @@ def _broken_json(raw: bytes) -> RequestValidationError | None:
     except ValueError as exc:
         where = ("body", getattr(exc, "pos", 0))
         return RequestValidationError([{"type": "json_invalid", "loc": where, "msg": "JSON decode error", "input": {}}])
+    except RecursionError:
+        msg = "JSON nested too deeply"
+        return RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": msg, "input": {}}])
     return None
 
 
 def _caller(name: str, check: RoleCheck) -> Bind:
     async def bind(request: Request, args: dict[str, Any]) -> None:
         args[name] = await check.resolve(request)
+
+    return bind
+
+
+def _request(name: str) -> Bind:
+    async def bind(request: Request, args: dict[str, Any]) -> None:
+        args[name] = request
 
     return bind
 
@@ -119,6 +129,8 @@ def binder(endpoint: Callable[..., Any], path_names: set[str]) -> Callable[[Requ
         depends = [e for e in extras if isinstance(e, Depends)]
         if depends and isinstance(depends[0].dependency, RoleCheck):
             callers.append(_caller(name, depends[0].dependency))
+        elif base is Request and not extras:
+            steps.append(_request(name))
         elif name in path_names and any(isinstance(e, Path) for e in extras):
             steps.append(_path(name, annotation))
         elif not extras and (model := _body_model(base)) is not None and bodies == 0:

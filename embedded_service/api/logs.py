@@ -27,6 +27,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_control(text: str) -> str:
+    """Control characters as visible escapes, so a value (an owner with a newline) cannot forge a log line."""
+    return text.translate(_CONTROL)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message`, the message's control characters escaped (tracebacks stay multi-line)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
+
+
+
 REQUEST_LOGGERS = ("httpx", "uvicorn.access")
 
 
@@ -59,7 +77,7 @@ def configure_logging(level: str = "INFO", json_format: bool = False, access_log
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -25,6 +25,7 @@ from .state import ApiState
 from .visibility import masked
 
 FOLLOW_POLL_S = 0.2
+CANCEL_ANSWER_S = 1.0  # a cancel answers within this: the final state of a slow-to-stop job follows as an event
 READ_CHUNK = 64 * 1024
 
 
@@ -134,11 +135,22 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """One job with its state, outcome and live figures (env values masked)."""
         return masked(await visible_job(job_id, who))
 
-    @r.post("/v1/jobs/{job_id}/cancel", response_model=Job, responses=problems(401, 403, 404, 409, 422), tags=["jobs"])
-    async def cancel_job(job_id: ItemId, who: Client) -> Job:
-        """Cancel a queued job, or stop a running one (its process group gets SIGTERM, then SIGKILL)."""
+    @r.post(
+        "/v1/jobs/{job_id}/cancel",
+        response_model=Job,
+        responses={
+            202: {"model": Job, "description": "Still stopping (state `cancelling`): the final state comes as a job event"},
+            **problems(401, 403, 404, 409, 422),
+        },
+        tags=["jobs"],
+    )
+    async def cancel_job(job_id: ItemId, who: Client, response: Response) -> Job:
+        """Cancel a queued job, or stop a running one (its process group gets SIGTERM, then SIGKILL after the
+        kill grace). Answers within about a second: 200 with the final state, or 202 with `cancelling`."""
         before = await visible_job(job_id, who)
-        job = await svc.cancel_job(job_id)
+        job = await svc.cancel_job(job_id, wait_s=CANCEL_ANSWER_S)
+        if job.state is JobState.cancelling:
+            response.status_code = 202
         await st.audit(who, "job.cancel", job_id, before.state.value, job.state.value, owner=job.owner)
         return masked(job)
 

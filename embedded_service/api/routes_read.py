@@ -120,7 +120,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def audit(
         who: Viewer,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> list[AuditEntry]:
         """Operator actions, newest first: who (token name), what, before and after.
         A client sees the entries it caused and those about its own jobs."""

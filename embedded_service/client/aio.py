@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 
-from ..errors import LeaseGone, SlotDeckError
+from ..errors import LeaseGone, ServerUnavailable, SlotCancelled, SlotDeckError
 from ..model import (
     AuditEntry,
     Health,
@@ -31,9 +32,20 @@ from ..model import (
 )
 from . import calls
 from .calls import AcquireFlow, Call, ServerEvent, SseParser, acquire_request
-from .errors import ConnectionFailed
+from .errors import ApiError, ConnectionFailed, PoolExhausted
 from .lease import RemoteLease
-from .transport import Verify, describe_failure, http_options, read, stream_timeout
+from .transport import (
+    CONTROL_CONNECTIONS,
+    MAX_CONNECTIONS,
+    RETRY_S,
+    SentAt,
+    Verify,
+    describe_failure,
+    describe_pool,
+    http_options,
+    read,
+    stream_timeout,
+)
 
 log = logging.getLogger("slotdeck.client")
 
@@ -43,23 +55,60 @@ EVENTS_READ_S = 30.0  # snapshots come at least every second: 30 s of silence me
 
 
 class AsyncClient:
-    """`AsyncClient(url, token)`; HTTP errors raise the matching SlotDeck errors, transport failures `ConnectionFailed`."""
+    """`AsyncClient(url, token)`; HTTP errors raise the matching SlotDeck errors, transport failures
+    `ConnectionFailed`, a draining/restarting server `ServerUnavailable`, a busy connection pool `PoolExhausted`.
+
+    Renewals and releases go over their own small connection pool, so they never wait behind
+    long-polls. `retry=True`: `acquire()`/`slot()` retry `ServerUnavailable` and `ConnectionFailed`
+    within their `timeout_s` (or `retry_s` when none is given)."""
 
     def __init__(
-        self, base_url: str, token: str | None = None, *, verify: Verify = True, timeout: float = 10.0, poll_s: float = 20.0
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        verify: Verify = True,
+        timeout: float = 10.0,
+        poll_s: float = 20.0,
+        retry: bool = True,
+        retry_s: float = RETRY_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.poll_s = poll_s
-        self._http = httpx.AsyncClient(**http_options(base_url, token, verify, timeout))
+        self.retry_waits = retry  # not `retry`: that is the job method
+        self.retry_s = retry_s
+        self._http = httpx.AsyncClient(**http_options(base_url, token, verify, timeout, max_connections))
+        self._control = httpx.AsyncClient(**http_options(base_url, token, verify, timeout, CONTROL_CONNECTIONS))
         self._renewals: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._held: dict[str, RemoteLease] = {}
 
-    async def _send(self, call: Call[T]) -> T:
+    async def _send(self, call: Call[T], http: httpx.AsyncClient | None = None, sent: SentAt | None = None) -> T:
+        http = http or self._http
+        kwargs = call.request_kwargs()
+        if sent is not None:
+            kwargs["extensions"] = {"trace": sent.atrace}
         try:
-            response = await self._http.request(call.method, call.path, **call.request_kwargs())
+            response = await http.request(call.method, call.path, **kwargs)
+        except httpx.PoolTimeout as exc:
+            raise PoolExhausted(describe_pool(self.base_url, http is self._control)) from exc
         except httpx.TransportError as exc:
             raise ConnectionFailed(describe_failure(self.base_url, exc)) from exc
         return read(call, response)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background call (withdraw, release of a lost lease) that outlives a cancelled caller; close() awaits it."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _quietly(self, call: Call[Any]) -> None:
+        with contextlib.suppress(SlotDeckError, TimeoutError):
+            async with asyncio.timeout(self.timeout):
+                await self._send(call, self._control)
 
     async def _lines(self, call: Call[Any], read_s: float | None) -> AsyncIterator[str]:
         kwargs = call.request_kwargs()
@@ -75,9 +124,21 @@ class AsyncClient:
             raise ConnectionFailed(describe_failure(self.base_url, exc)) from exc
 
     async def close(self) -> None:
+        """Release every lease still held (best effort, bounded by `timeout`), then close the connections."""
+        held = [lease for lease in self._held.values() if lease.held]
+        for lease in held:
+            if lease._stop is not None:
+                lease._stop()
+            lease.released = True
+        if held:
+            await asyncio.gather(*(self._quietly(calls.release(lease.id)) for lease in held))
         for task in list(self._renewals):
             task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=self.timeout)
+        self._held.clear()
         await self._http.aclose()
+        await self._control.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -154,20 +215,52 @@ class AsyncClient:
         gpu_mem_mib: int = 0,
         timeout_s: float | None = None,
         ttl_s: float = 30.0,
+        on_lost: Callable[[RemoteLease], Any] | None = None,
     ) -> RemoteLease:
-        """Wait for a slot (long-polling) and keep the lease alive until `release()`."""
+        """Wait for a slot (long-polling) and keep the lease alive until `release()`.
+
+        A caller that gives up (cancelled, timed out) withdraws its request at once, also before
+        the first answer. `on_lost(lease)` runs once if the lease is lost while held."""
         flow = AcquireFlow(queue, acquire_request(owner, priority, gpus, gpu_mem_mib, timeout_s, ttl_s), self.poll_s)
-        call = flow.first()
+        give_up_at = time.monotonic() + (timeout_s if timeout_s is not None else self.retry_s)
+        call, backoff, resumed = flow.first(), 0.1, False
         try:
-            while not isinstance(step := flow.step(await self._send(call)), LeaseInfo):
+            while True:
+                sent = SentAt()
+                try:
+                    step = flow.step(await self._send(call, sent=sent))
+                except PoolExhausted:
+                    continue  # the request never left: waiting for a connection is part of waiting
+                except (ConnectionFailed, ServerUnavailable) as exc:
+                    left = give_up_at - time.monotonic()
+                    if not self.retry_waits or left <= backoff:
+                        raise
+                    pause = max(backoff, exc.retry_after_s if isinstance(exc, ServerUnavailable) else 0.0)
+                    log.warning("acquire in %s: %s; retrying in %.1fs", queue, exc, min(pause, left))
+                    await asyncio.sleep(min(pause, left - 0.05))
+                    backoff = min(backoff * 2, 2.0)
+                    remaining = give_up_at - time.monotonic() if timeout_s is not None else None
+                    call, resumed = (
+                        (flow.resume(), True) if isinstance(exc, ConnectionFailed) else (flow.restart(remaining), False)
+                    )
+                    continue
+                except SlotCancelled:
+                    if not resumed:
+                        raise
+                    call, resumed = flow.restart(give_up_at - time.monotonic() if timeout_s is not None else None), False
+                    continue  # the server withdrew it when the connection broke: ask again
+                resumed = False
+                if isinstance(step, LeaseInfo):
+                    break
                 call = step
         except BaseException as exc:
-            abandon = flow.abandon()
-            if abandon is not None and (not isinstance(exc, SlotDeckError) or isinstance(exc, ConnectionFailed)):
-                with contextlib.suppress(SlotDeckError):
-                    await asyncio.shield(self._send(abandon))
+            if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
+                self._spawn(self._quietly(flow.abandon()))  # shielded from the caller's cancel
             raise
-        lease = RemoteLease(step, ttl_s)
+        return self._hold(RemoteLease(step, ttl_s, sent.at, on_lost))
+
+    def _hold(self, lease: RemoteLease) -> RemoteLease:
+        self._held[lease.id] = lease
         task = asyncio.create_task(self._keep_alive(lease), name=f"slotdeck-renew-{lease.id}")
         self._renewals.add(task)
         task.add_done_callback(self._renewals.discard)
@@ -175,15 +268,42 @@ class AsyncClient:
         return lease
 
     async def _keep_alive(self, lease: RemoteLease) -> None:
-        while True:
-            await asyncio.sleep(lease.renew_every_s)
-            try:
-                lease.info = await self._send(calls.renew(lease.id))
-            except LeaseGone as exc:
-                lease.mark_lost(exc.reason)
-                return
-            except SlotDeckError as exc:
-                log.warning("renewing lease %s failed (will retry): %s", lease.id, exc)
+        """Renew on schedule; mark the lease lost on a 410/404 or when its local deadline passes unconfirmed."""
+        try:
+            while lease.held:
+                now = time.monotonic()
+                if now >= lease.deadline:
+                    self._lost(lease, "no renewal was confirmed within its TTL")
+                    return
+                wait = min(lease.next_renew_at, lease.deadline) - now
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                sent = SentAt()
+                try:
+                    async with asyncio.timeout(max(0.01, lease.deadline - sent.at)):
+                        info = await self._send(calls.renew(lease.id), self._control, sent)
+                except LeaseGone as exc:
+                    self._lost(lease, exc.reason)
+                    return
+                except ApiError as exc:
+                    if exc.status == 404:
+                        self._lost(lease, "the server does not know this lease (it restarted without it)")
+                        return
+                    log.warning("renewing lease %s failed (will retry until its deadline): %s", lease.id, exc)
+                    lease.failed(time.monotonic())
+                except (SlotDeckError, TimeoutError) as exc:
+                    log.warning("renewing lease %s failed (will retry until its deadline): %s", lease.id, exc or "timeout")
+                    lease.failed(time.monotonic())
+                else:
+                    lease.confirmed(info, sent.at)
+        finally:
+            if not lease.held:
+                self._held.pop(lease.id, None)
+
+    def _lost(self, lease: RemoteLease, reason: str) -> None:
+        if lease.mark_lost(reason):
+            self._spawn(self._quietly(calls.release(lease.id)))  # if the server still counts it, free it now
 
     async def release(self, lease: RemoteLease | str) -> None:
         """Give the slot back (idempotent)."""
@@ -191,10 +311,11 @@ class AsyncClient:
             if lease._stop is not None:
                 lease._stop()
             lease.released = True
+            self._held.pop(lease.id, None)
             lease_id = lease.id
         else:
             lease_id = lease
-        await self._send(calls.release(lease_id))
+        await self._send(calls.release(lease_id), self._control)
 
     def slot(self, queue: str, **kwargs: Any) -> _AsyncSlot:
         """`async with client.slot("chat", owner=...) as lease:`; a revoked lease cancels the body, as locally."""
@@ -283,23 +404,47 @@ class AsyncClient:
 
 
 class _AsyncSlot:
+    """`async with client.slot(...) as lease:` - a lost lease cancels the body, which then raises `LeaseLost`."""
+
     def __init__(self, client: AsyncClient, queue: str, kwargs: dict[str, Any]) -> None:
         self._client = client
         self._queue = queue
         self._kwargs = kwargs
         self.lease: RemoteLease | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
 
     async def __aenter__(self) -> RemoteLease:
         lease = await self._client.acquire(self._queue, **self._kwargs)
-        task = asyncio.current_task()
-        if task is not None:
-            lease.on_lost = task.cancel
+        self._task = asyncio.current_task()
+        lease._cancel_body = self._cancel
         self.lease = lease
+        if lease.lost is not None:  # lost before the body started
+            self._cancel()
         return lease
 
-    async def __aexit__(self, *exc: object) -> None:
+    def _cancel(self) -> None:
+        if self._task is not None and not self._cancelled:
+            self._cancelled = True
+            self._task.cancel(msg="slotdeck lease lost")
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         lease, self.lease = self.lease, None
-        if lease is not None:
-            lease.on_lost = None
-            with contextlib.suppress(ConnectionFailed):
+        if lease is None:
+            return
+        lease._cancel_body = None
+        if lease.lost is None:
+            try:
                 await self._client.release(lease)
+            except (ConnectionFailed, ServerUnavailable, PoolExhausted) as error:
+                log.warning("releasing lease %s failed (it expires on its own): %s", lease.id, error)
+            except (LeaseGone, ApiError) as error:
+                if isinstance(error, ApiError) and error.status != 404:
+                    raise
+                log.warning("releasing lease %s: the server no longer knows it: %s", lease.id, error)
+        if self._cancelled and self._task is not None:
+            ours = self._task.uncancel() == 0  # no one else cancelled the task too
+            if ours and (exc_type is None or issubclass(exc_type, asyncio.CancelledError)):
+                raise lease.error() from exc
+        if lease.lost is not None and exc_type is None:
+            raise lease.error()

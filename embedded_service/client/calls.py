@@ -8,6 +8,7 @@ never drift apart on paths, parameters or parsing.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -288,18 +289,28 @@ def delete_token(name: str, confirm_self: bool = False) -> Call[None]:
 # ----------------------------------------------------------- acquire flow
 
 
+def new_request_id() -> str:
+    """A name for one acquire, made by the client so it can withdraw the request before any answer."""
+    return "r" + secrets.token_urlsafe(15)
+
+
 @dataclass(slots=True)
 class AcquireFlow:
-    """The long-poll loop of an acquire, as data: each answer says what to send next."""
+    """The long-poll loop of an acquire, as data: each answer says what to send next.
+
+    The request carries a client-made `request_id`, so the caller can withdraw it at any
+    moment (`abandon()`), a lost answer can be asked for again (`resume()`), and a request
+    the server dropped can start over under a new name (`restart()`)."""
 
     queue: str
     request: dict[str, Any]
     poll_s: float = 20.0
     waiter_id: str | None = None
     waiter: WaiterInfo | None = field(default=None)
+    request_id: str = field(default_factory=new_request_id)
 
     def first(self) -> Call[AcquireResponse]:
-        return acquire(self.queue, self.request, self.poll_s)
+        return acquire(self.queue, {**self.request, "request_id": self.request_id}, self.poll_s)
 
     def step(self, answer: AcquireResponse) -> Call[AcquireResponse] | LeaseInfo:
         """The lease when granted, else the next poll."""
@@ -310,9 +321,21 @@ class AcquireFlow:
         self.waiter, self.waiter_id = answer.waiter, answer.waiter.id
         return acquire(self.queue, {**self.request, "waiter_id": self.waiter_id}, self.poll_s)
 
-    def abandon(self) -> Call[WaiterInfo] | None:
-        """What to send when the caller gives up (cancelled, interrupted) while waiting."""
-        return cancel_waiter(self.waiter_id) if self.waiter_id else None
+    def resume(self) -> Call[AcquireResponse]:
+        """Ask again under the same name (after a broken connection): the same waiter, or its lease."""
+        self.waiter_id = None
+        return self.first()
+
+    def restart(self, timeout_s: float | None) -> Call[AcquireResponse]:
+        """Start over under a new name (the server dropped the request, or restarted)."""
+        self.request_id, self.waiter_id, self.waiter = new_request_id(), None, None
+        if timeout_s is not None:
+            self.request = {**self.request, "timeout_s": max(0.001, timeout_s)}
+        return self.first()
+
+    def abandon(self) -> Call[WaiterInfo]:
+        """What to send when the caller gives up: withdraws the waiter, or releases a grant never received."""
+        return cancel_waiter(self.request_id)
 
 
 def acquire_request(

@@ -12,6 +12,7 @@ from ..errors import (
     NoFittingDevice,
     QueueBusy,
     QueueFull,
+    ServerUnavailable,
     SlotCancelled,
     SlotDeckError,
     SlotTimeout,
@@ -39,6 +40,18 @@ class AuthError(ApiError):
 
 class ConnectionFailed(SlotDeckError):
     """The server could not be reached or the connection broke."""
+
+
+class PoolExhausted(SlotDeckError):
+    """Every connection this client may open was busy for the whole timeout: the client is
+    overloaded, not the server unreachable. `acquire()` waits on; other calls may be retried."""
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.1, min(60.0, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
 
 
 def _f(body: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -70,6 +83,11 @@ def error_from(response: httpx.Response) -> SlotDeckError:
     builder = _BUILDERS.get(str(body.get("code")))
     if builder is not None:
         return builder(body)
+    if body.get("code") == "shutting_down" or (response.status_code in (502, 503, 504) and not body.get("code")):
+        title = str(body.get("title") or response.reason_phrase or "unavailable")
+        detail = body.get("detail") or ""
+        message = f"{response.status_code} {title}" + (f": {detail}" if detail else "")
+        return ServerUnavailable(message, _retry_after(response))
     title = str(body.get("title") or response.reason_phrase or "HTTP error")
     detail = body.get("detail") or (None if body else response.text[:500] or None)
     kind = AuthError if response.status_code in (401, 403) else ApiError

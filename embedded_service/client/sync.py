@@ -7,12 +7,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
 
-from ..errors import LeaseGone, SlotDeckError
+from ..errors import LeaseGone, ServerUnavailable, SlotCancelled, SlotDeckError
 from ..model import (
     AuditEntry,
     Health,
@@ -30,9 +30,20 @@ from ..model import (
 from . import calls
 from .aio import EVENTS_READ_S
 from .calls import AcquireFlow, Call, ServerEvent, SseParser, acquire_request
-from .errors import ConnectionFailed
+from .errors import ApiError, ConnectionFailed, PoolExhausted
 from .lease import RemoteLease
-from .transport import Verify, describe_failure, http_options, read, stream_timeout
+from .transport import (
+    CONTROL_CONNECTIONS,
+    MAX_CONNECTIONS,
+    RETRY_S,
+    SentAt,
+    Verify,
+    describe_failure,
+    describe_pool,
+    http_options,
+    read,
+    stream_timeout,
+)
 
 log = logging.getLogger("slotdeck.client")
 
@@ -40,22 +51,50 @@ T = TypeVar("T")
 
 
 class Client:
-    """`Client(url, token)`; HTTP errors raise the matching SlotDeck errors, transport failures `ConnectionFailed`."""
+    """`Client(url, token)`; the blocking twin of `AsyncClient`, with the same errors and options."""
 
     def __init__(
-        self, base_url: str, token: str | None = None, *, verify: Verify = True, timeout: float = 10.0, poll_s: float = 20.0
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        verify: Verify = True,
+        timeout: float = 10.0,
+        poll_s: float = 20.0,
+        retry: bool = True,
+        retry_s: float = RETRY_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.poll_s = poll_s
-        self._http = httpx.Client(**http_options(base_url, token, verify, timeout))
+        self.retry_waits = retry  # not `retry`: that is the job method
+        self.retry_s = retry_s
+        self._http = httpx.Client(**http_options(base_url, token, verify, timeout, max_connections))
+        self._control = httpx.Client(**http_options(base_url, token, verify, timeout, CONTROL_CONNECTIONS))
+        self._held: dict[str, RemoteLease] = {}
+        self._lock = threading.Lock()
 
-    def _send(self, call: Call[T]) -> T:
+    def _send(
+        self, call: Call[T], http: httpx.Client | None = None, timeout: float | None = None, sent: SentAt | None = None
+    ) -> T:
+        http = http or self._http
+        kwargs = call.request_kwargs()
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if sent is not None:
+            kwargs["extensions"] = {"trace": sent.trace}
         try:
-            response = self._http.request(call.method, call.path, **call.request_kwargs())
+            response = http.request(call.method, call.path, **kwargs)
+        except httpx.PoolTimeout as exc:
+            raise PoolExhausted(describe_pool(self.base_url, http is self._control)) from exc
         except httpx.TransportError as exc:
             raise ConnectionFailed(describe_failure(self.base_url, exc)) from exc
         return read(call, response)
+
+    def _quietly(self, call: Call[Any], timeout: float | None = None) -> None:
+        with contextlib.suppress(SlotDeckError):
+            self._send(call, self._control, timeout)
 
     def _lines(self, call: Call[Any], read_s: float | None) -> Iterator[str]:
         kwargs = call.request_kwargs()
@@ -70,7 +109,17 @@ class Client:
             raise ConnectionFailed(describe_failure(self.base_url, exc)) from exc
 
     def close(self) -> None:
+        """Release every lease still held (best effort, bounded by `timeout`), then close the connections."""
+        with self._lock:
+            held = [lease for lease in self._held.values() if lease.held]
+            self._held.clear()
+        for lease in held:
+            if lease._stop is not None:
+                lease._stop()
+            lease.released = True
+            self._quietly(calls.release(lease.id))
         self._http.close()
+        self._control.close()
 
     def __enter__(self) -> Client:
         return self
@@ -145,34 +194,94 @@ class Client:
         gpu_mem_mib: int = 0,
         timeout_s: float | None = None,
         ttl_s: float = 30.0,
+        on_lost: Callable[[RemoteLease], Any] | None = None,
     ) -> RemoteLease:
-        """Wait for a slot (long-polling) and keep the lease alive until `release()`."""
+        """Wait for a slot (long-polling) and keep the lease alive until `release()`.
+
+        A caller interrupted while waiting withdraws its request. `on_lost(lease)` runs once, from
+        the renewal thread, if the lease is lost while held."""
         flow = AcquireFlow(queue, acquire_request(owner, priority, gpus, gpu_mem_mib, timeout_s, ttl_s), self.poll_s)
-        call = flow.first()
+        give_up_at = time.monotonic() + (timeout_s if timeout_s is not None else self.retry_s)
+        call, backoff, resumed = flow.first(), 0.1, False
         try:
-            while not isinstance(step := flow.step(self._send(call)), LeaseInfo):
+            while True:
+                sent = SentAt()
+                try:
+                    step = flow.step(self._send(call, sent=sent))
+                except PoolExhausted:
+                    continue
+                except (ConnectionFailed, ServerUnavailable) as exc:
+                    left = give_up_at - time.monotonic()
+                    if not self.retry_waits or left <= backoff:
+                        raise
+                    pause = max(backoff, exc.retry_after_s if isinstance(exc, ServerUnavailable) else 0.0)
+                    log.warning("acquire in %s: %s; retrying in %.1fs", queue, exc, min(pause, left))
+                    time.sleep(min(pause, left - 0.05))
+                    backoff = min(backoff * 2, 2.0)
+                    remaining = give_up_at - time.monotonic() if timeout_s is not None else None
+                    call, resumed = (
+                        (flow.resume(), True) if isinstance(exc, ConnectionFailed) else (flow.restart(remaining), False)
+                    )
+                    continue
+                except SlotCancelled:
+                    if not resumed:
+                        raise
+                    call, resumed = flow.restart(give_up_at - time.monotonic() if timeout_s is not None else None), False
+                    continue
+                resumed = False
+                if isinstance(step, LeaseInfo):
+                    break
                 call = step
         except BaseException as exc:
-            abandon = flow.abandon()
-            if abandon is not None and (not isinstance(exc, SlotDeckError) or isinstance(exc, ConnectionFailed)):
-                with contextlib.suppress(SlotDeckError):
-                    self._send(abandon)
+            if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
+                self._quietly(flow.abandon())
             raise
-        lease = RemoteLease(step, ttl_s)
+        lease = RemoteLease(step, ttl_s, sent.at, on_lost)
         stop = threading.Event()
         lease._stop = stop.set
+        with self._lock:
+            self._held[lease.id] = lease
         threading.Thread(target=self._keep_alive, args=(lease, stop), name=f"slotdeck-renew-{lease.id}", daemon=True).start()
         return lease
 
     def _keep_alive(self, lease: RemoteLease, stop: threading.Event) -> None:
-        while not stop.wait(lease.renew_every_s):
-            try:
-                lease.info = self._send(calls.renew(lease.id))
-            except LeaseGone as exc:
-                lease.mark_lost(exc.reason)
-                return
-            except SlotDeckError as exc:
-                log.warning("renewing lease %s failed (will retry): %s", lease.id, exc)
+        """Renew on schedule; mark the lease lost on a 410/404 or when its local deadline passes unconfirmed."""
+        try:
+            while lease.held and not stop.is_set():
+                now = time.monotonic()
+                if now >= lease.deadline:
+                    self._lost(lease, "no renewal was confirmed within its TTL")
+                    return
+                wait = min(lease.next_renew_at, lease.deadline) - now
+                if wait > 0:
+                    stop.wait(wait)
+                    continue
+                sent = SentAt()
+                try:
+                    info = self._send(calls.renew(lease.id), self._control, max(0.01, lease.deadline - sent.at), sent)
+                except LeaseGone as exc:
+                    self._lost(lease, exc.reason)
+                    return
+                except ApiError as exc:
+                    if exc.status == 404:
+                        self._lost(lease, "the server does not know this lease (it restarted without it)")
+                        return
+                    log.warning("renewing lease %s failed (will retry until its deadline): %s", lease.id, exc)
+                    lease.failed(time.monotonic())
+                except SlotDeckError as exc:
+                    log.warning("renewing lease %s failed (will retry until its deadline): %s", lease.id, exc)
+                    lease.failed(time.monotonic())
+                else:
+                    if not stop.is_set():
+                        lease.confirmed(info, sent.at)
+        finally:
+            if not lease.held:
+                with self._lock:
+                    self._held.pop(lease.id, None)
+
+    def _lost(self, lease: RemoteLease, reason: str) -> None:
+        if lease.mark_lost(reason):
+            self._quietly(calls.release(lease.id), timeout=min(self.timeout, 5.0))
 
     def release(self, lease: RemoteLease | str) -> None:
         """Give the slot back (idempotent)."""
@@ -180,20 +289,32 @@ class Client:
             if lease._stop is not None:
                 lease._stop()
             lease.released = True
+            with self._lock:
+                self._held.pop(lease.id, None)
             lease_id = lease.id
         else:
             lease_id = lease
-        self._send(calls.release(lease_id))
+        self._send(calls.release(lease_id), self._control)
 
     @contextlib.contextmanager
     def slot(self, queue: str, **kwargs: Any) -> Iterator[RemoteLease]:
-        """`with client.slot("chat", owner=...) as lease:`; check `lease.lost` in long bodies."""
+        """`with client.slot("chat", owner=...) as lease:`; call `lease.check()` in long loops. A lease lost
+        while the body ran raises `LeaseLost` on exit (the body's own exception wins if it raised one)."""
         lease = self.acquire(queue, **kwargs)
         try:
             yield lease
         finally:
-            with contextlib.suppress(ConnectionFailed):
-                self.release(lease)
+            if lease.lost is None:
+                try:
+                    self.release(lease)
+                except (ConnectionFailed, ServerUnavailable, PoolExhausted) as error:
+                    log.warning("releasing lease %s failed (it expires on its own): %s", lease.id, error)
+                except (LeaseGone, ApiError) as error:
+                    if isinstance(error, ApiError) and error.status != 404:
+                        raise
+                    log.warning("releasing lease %s: the server no longer knows it: %s", lease.id, error)
+        if lease.lost is not None:
+            raise lease.error()
 
     def renew(self, lease_id: str, ttl_s: float | None = None) -> LeaseInfo:
         return self._send(calls.renew(lease_id, ttl_s))

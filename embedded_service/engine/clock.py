@@ -1,7 +1,13 @@
-"""Time as the engine sees it: wall time plus timers on the event loop.
+"""Time as the engine sees it: epoch seconds that never jump, plus timers on the event loop.
 
 The engine never reads `time` or calls `asyncio.sleep` directly, so tests can
 swap in `ManualClock` and check a 300 s timeout without waiting 300 s.
+
+`RealClock.time()` is the wall clock read once at start plus the monotonic time
+elapsed since: waiter deadlines, rate buckets, stuck flags and lease expiry are
+differences of it, so setting the system clock back an hour (or forward) changes
+none of them. The price: a wall-clock step after start is not followed by the
+times shown (granted_at, created_at, ...) until the next start.
 """
 
 from __future__ import annotations
@@ -27,9 +33,18 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """The system clock; timers are the running loop's own."""
+    """Monotonic time anchored to the epoch at construction; timers are the running loop's own (also monotonic)."""
 
-    time = staticmethod(time.time)  # wall time; bound straight to C, it is read on every grant and release
+    def __init__(self) -> None:
+        self._anchor = time.time() - time.monotonic()
+
+    def time(self) -> float:
+        """Epoch seconds as of start + monotonic seconds since: read on every grant and release."""
+        return self._anchor + time.monotonic()
+
+    def wall(self) -> float:
+        """The system's wall clock now (for display only; may jump)."""
+        return time.time()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
         return asyncio.get_running_loop().call_later(max(0.0, delay), callback, *args)

@@ -276,10 +276,20 @@ class SlotEngine:
             waiter.poll_timer.cancel()
         waiter.poll_timer = self.clock.call_later(ttl_s, self._abandon, waiter)
 
-    def _abandon(self, waiter: Waiter) -> None:
+    def _abandon(self, waiter: Waiter, reason: str = "waiter was not polled in time") -> None:
         if not waiter.done:
             self.queues[waiter.queue].cancelled += 1
-            self._end_waiter(waiter, SlotCancelled(waiter.queue, "waiter was not polled in time"))
+            self._end_waiter(waiter, SlotCancelled(waiter.queue, reason))
+            if self.listeners:
+                self._emit("cancelled", {"waiter": waiter.id, "queue": waiter.queue, "owner": waiter.owner})
+
+    def abandon(self, waiter_id: str, reason: str) -> bool:
+        """A remote waiter whose caller left (disconnected, gave up): out of line now, counted as cancelled."""
+        waiter = self.waiters.get(waiter_id)
+        if waiter is None:
+            return False
+        self._abandon(waiter, reason)
+        return True
 
     def _time_out(self, waiter: Waiter, now: float) -> None:
         state = self.queues[waiter.queue]

@@ -650,13 +650,14 @@ class JobRunner:
         held.control.request("cancelled")
         return True
 
-    async def cancel_job(self, job_id: str) -> Job:
-        """Cancel a queued or running job and return it once it has stopped (or after the kill grace)."""
+    async def cancel_job(self, job_id: str, wait_s: float | None = None) -> Job:
+        """Cancel a queued or running job and return it once it has stopped, or after `wait_s` (default:
+        the kill grace + 2 s) with state `cancelling` while its process is still being stopped."""
         held = self._held.get(job_id)
         if held is not None:
             self.cancel_held(job_id)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.kill_grace_s + 2.0):
+                async with asyncio.timeout(self.settings.kill_grace_s + 2.0 if wait_s is None else wait_s):
                     await held.settled.wait()
             return await self.get_job(job_id)
         job = await self.store.get_job(job_id)
@@ -706,6 +707,7 @@ class JobRunner:
     def _live(self, held: Held) -> Job:
         return held.job.model_copy(
             update={
+                "state": JobState.cancelling if held.control.reason == "cancelled" else held.job.state,
                 "pid": held.control.pid,
                 "cpu_pct": held.cpu_pct,
                 "rss_mib": held.rss_mib,

@@ -93,6 +93,6 @@ def parse_cursor(cursor: str | None) -> int | None:
         value = int(cursor)
     except ValueError:
         raise ValueError(f"invalid cursor {cursor!r}") from None
-    if value < 0:
+    if not 0 <= value < 2**63:  # SQLite integers are 64-bit: a larger one would fail inside the store
         raise ValueError(f"invalid cursor {cursor!r}")
     return value

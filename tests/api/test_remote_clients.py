@@ -17,7 +17,7 @@ import pytest
 
 from embedded_service import SlotService
 from embedded_service.client import AsyncClient, AuthError, Client, ConnectionFailed
-from embedded_service.errors import LeaseGone, QueueFull, SlotTimeout, UnknownQueue
+from embedded_service.errors import LeaseGone, LeaseLost, QueueFull, SlotTimeout, UnknownQueue
 from tests.api.conftest import Running
 
 
@@ -95,12 +95,12 @@ async def test_async_slot_is_cancelled_when_an_operator_revokes_it(running: Runn
         AsyncClient(running.url, running.tokens["operator"]) as op,
     ):
         reached_end = False
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(LeaseLost) as lost:
             async with c.slot("default", ttl_s=1) as lease:
                 await op.revoke(lease.id)
                 await asyncio.sleep(3)  # the next heartbeat learns it is gone and cancels this body
                 reached_end = True
-        assert not reached_end and lease.lost == "revoked"
+        assert not reached_end and lease.lost == "revoked" and lost.value.reason == "revoked"
         with pytest.raises(LeaseGone):
             await c.renew(lease.id)
 

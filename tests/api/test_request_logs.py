@@ -72,6 +72,9 @@ def root_capture() -> Iterator[Records]:
 def test_dashboard_http_requests_are_debug_lines(root_capture: Records) -> None:
     with EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0) as server:
         logging.getLogger().setLevel(logging.INFO)  # as the dashboard's basicConfig
+        for name in ("httpx", "uvicorn.access"):  # as a fresh process has them (an earlier test may have demoted)
+            for f in [f for f in logging.getLogger(name).filters if isinstance(f, DemoteToDebug)]:
+                logging.getLogger(name).removeFilter(f)
         httpx.get(f"{server.url}/v1/health", timeout=10)
         assert any("HTTP Request" in m for _, m in root_capture.lines)  # httpx's own INFO line, before
         root_capture.lines.clear()
