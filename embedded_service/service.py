@@ -338,7 +338,7 @@ class SlotService:
         self.history_ring.add(
             Sample(
                 t=self.clock.time(),
-                queues={name: (s.in_use, s.waiting, s.config.limit) for name, s in engine.queues.items()},
+                queues={name: (s.in_use, s.waiting + s.backlog, s.config.limit) for name, s in engine.queues.items()},
                 devices={
                     str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
                     for index, d in engine.pool.devices.items()

@@ -224,7 +224,7 @@ class SlotEngine:
         self.waiters[waiter.id] = waiter
         if gpus:
             self._gpu_waiting += 1
-        if state.waiting > state.marks.waiting:
+        if state.waiting + state.backlog > state.marks.waiting:
             state.note_waiting(now)
         self.version += 1
         if self.listeners:
@@ -595,7 +595,7 @@ class SlotEngine:
         return QueueStats(
             config=config,
             in_use=state.in_use,
-            waiting=state.waiting,
+            waiting=state.waiting + state.backlog,
             owners=len(owners),
             marks=state.marks.model_copy(),
             totals=state.totals(),

@@ -101,6 +101,11 @@ class QueueState:
     expired: int = 0
     revoked: int = 0
     bad_releases: int = 0
+    jobs_failed: int = 0
+    jobs_timed_out: int = 0
+    # Durable jobs queued in the store but not in the line above (beyond the job runner's window);
+    # set by the job runner. `waiting + backlog` is the queue's true depth.
+    backlog: int = 0
     wait_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     hold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
 
@@ -152,15 +157,16 @@ class QueueState:
             self.marks.in_use_at = now
 
     def note_waiting(self, now: float) -> None:
-        if self.waiting > self.marks.waiting:
-            self.marks.waiting = self.waiting
+        depth = self.waiting + self.backlog
+        if depth > self.marks.waiting:
+            self.marks.waiting = depth
             self.marks.waiting_at = now
 
     def reset_marks(self, now: float) -> None:
         self.marks = Marks(
             in_use=self.in_use,
             in_use_at=now,
-            waiting=self.waiting,
+            waiting=self.waiting + self.backlog,
             waiting_at=now,
             reset_at=now,
         )
@@ -182,6 +188,8 @@ class QueueState:
             expired=self.expired,
             revoked=self.revoked,
             bad_releases=self.bad_releases,
+            jobs_failed=self.jobs_failed,
+            jobs_timed_out=self.jobs_timed_out,
         )
 
     def restore_totals(self, totals: Totals) -> None:
@@ -192,7 +200,7 @@ class QueueState:
         """Wait of a newcomer: position over throughput (limit / mean hold time)."""
         if self.config.paused:
             return None
-        ahead = self.waiting + extra_ahead
+        ahead = self.waiting + self.backlog + extra_ahead
         if ahead == 0 and self.in_use < self.config.limit:
             return 0.0
         if not self.hold_samples or self.config.limit == 0:

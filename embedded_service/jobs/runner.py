@@ -29,6 +29,7 @@ from ..errors import NoFittingDevice, QueueFull, UnknownJob, UnknownQueue, Unkno
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
+from .backlog import Backlog
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
 from .process import group_alive, is_job_group, stop_group
@@ -62,6 +63,7 @@ class JobRunner:
         self._held: dict[str, Held] = {}
         self._by_lease: dict[str, Held] = {}
         self._windows: dict[str, QueueWindow] = {}
+        self.backlog = Backlog(engine)
         self._wake = asyncio.Event()
         self._claiming = False
         self._left_during_claim: set[str] = set()
@@ -81,6 +83,7 @@ class JobRunner:
     async def start(self) -> None:
         await self._recover()
         await self._prune()
+        self.backlog.load(await self.store.count_queued())
         self._pool = ThreadPoolExecutor(self.settings.task_threads, thread_name_prefix="slotdeck-task")
         self._started = True
         self._feeder = asyncio.create_task(self._feed_forever(), name="slotdeck-job-feeder")
@@ -229,6 +232,7 @@ class JobRunner:
 
     async def _submit(self, job: Job) -> Job:
         stored = await self.store.add_job(job)
+        self.backlog.change(stored.queue, stored=1)
         self._emit(stored)
         if self._started:
             self._offer(stored)
@@ -256,6 +260,8 @@ class JobRunner:
             window.complete = False  # the poll picks it up once due
             return
         target = self._target(job.queue)
+        if not window.complete and self.backlog.unclaimed(job.queue) == 1:
+            window.complete = True  # every other queued job of the queue is held: nothing in the store goes first
         if window.complete and len(window.waiting) < target:
             self._load(job, window)
             return
@@ -306,11 +312,24 @@ class JobRunner:
     def _hold(self, job: Job) -> Held:
         held = Held(job=job)
         self._held[job.id] = held
+        if job.state is JobState.queued:
+            self.backlog.change(job.queue, held=1)
         return held
+
+    def _retag(self, held: Held, job: Job) -> Job:
+        """Replace a held job's state, keeping the backlog counts (queued in the store, held) exact."""
+        was, now = held.job.state is JobState.queued, job.state is JobState.queued
+        held.job = job
+        if was != now:
+            step = 1 if now else -1
+            self.backlog.change(job.queue, stored=step, held=step if self._held.get(job.id) is held else 0)
+        return job
 
     def _forget(self, held: Held) -> None:
         if self._held.get(held.job.id) is held:
             del self._held[held.job.id]
+            if held.job.state is JobState.queued:
+                self.backlog.change(held.job.queue, held=-1)
             if self._claiming:
                 self._left_during_claim.add(held.job.id)
         if held.lease is not None:
@@ -343,8 +362,11 @@ class JobRunner:
                 if polled or now - last_poll >= self.settings.poll_s:
                     polled, last_poll = True, now
                     await self._sample_running()
-                for queue in list(self.engine.queues):
-                    await self._refill(queue, polled)
+                if polled:
+                    self.backlog.sync()
+                for queue in self.backlog.claimable_queues():
+                    if queue in self.engine.queues:
+                        await self._refill(queue, polled)
                 if now - self._last_prune >= self.settings.prune_every_s:
                     await self._prune()
             except Exception:
@@ -395,15 +417,18 @@ class JobRunner:
         try:
             if lease.id not in self.engine.leases:  # revoked between the grant and now
                 held.control.request("cancelled")
-            job = held.job = job.model_copy(
-                update={
-                    "state": JobState.running,
+            job = self._retag(
+                held,
+                job.model_copy(
+                    update={
+                        "state": JobState.running,
                     "started_at": self.clock.time(),
                     "attempts": job.attempts + 1,
                     "devices": list(lease.devices),
-                    "lease_id": lease.id,
-                    "not_before": None,
-                }
+                        "lease_id": lease.id,
+                        "not_before": None,
+                    }
+                ),
             )
             await self.store.save_job(job)
             self._emit(job)
@@ -467,7 +492,8 @@ class JobRunner:
 
     async def _settle(self, held: Held, **updates: Any) -> None:
         """Store a job's new state, then let go of it (and offer it again if it is queued)."""
-        job = held.job = held.job.model_copy(update=updates)
+        job = self._retag(held, held.job.model_copy(update=updates))
+        self._count_outcome(job)
         try:
             await self.store.save_job(job)
         except Exception:
@@ -479,6 +505,19 @@ class JobRunner:
         self._wake.set()
         if job.state is JobState.queued and self._started:
             self._offer(job)
+
+    def _count_outcome(self, job: Job) -> None:
+        """Failed and timed-out jobs count in their queue's totals (`/queue/status` `total_failed`)."""
+        state = self.engine.queues.get(job.queue)
+        if state is None:
+            return
+        if job.state is JobState.failed:
+            state.jobs_failed += 1
+        elif job.state is JobState.timed_out:
+            state.jobs_timed_out += 1
+        else:
+            return
+        self.engine.version += 1
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
 from .base import TERMINAL_STATES, parse_cursor
+from .sqlite_restart import SqliteRestartMixin
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
 
@@ -47,7 +48,7 @@ def _job_from_row(seq: int, data: str) -> Job:
     return job
 
 
-class SqliteStore:
+class SqliteStore(SqliteRestartMixin):
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.url = url
         self.path = path_from_url(url)

@@ -45,6 +45,12 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: what a restart must not forget: remote leases, the fence high-water, operator overrides
+    """
+    CREATE TABLE leases (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE queue_overrides (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

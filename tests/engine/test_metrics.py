@@ -76,6 +76,8 @@ async def test_totals_add_up_over_every_ending(svc: SlotService, clock: ManualCl
         "expired": 1,
         "revoked": 1,
         "bad_releases": 1,
+        "jobs_failed": 0,
+        "jobs_timed_out": 0,
     }
     assert totals.granted == totals.released + totals.expired + totals.revoked + stats("q").in_use
 
