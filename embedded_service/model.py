@@ -379,6 +379,7 @@ class HeldLease(BaseModel):
     waited_s: float = 0.0
     ttl_s: float
     expires_at: float
+    holder: str | None = Field(default=None, description="Name of the API token that acquired it.")
 
 
 class FieldOverride(BaseModel):

@@ -19,7 +19,9 @@ from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.history import DEFAULT_HISTORY_POINTS
 from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
+from .overrides import PYTHON_ACTOR, OverrideBook
 from .probes.base import GpuProbe, HostProbe
+from .restart import RestartKeeper
 from .stores import Store, open_store
 
 log = logging.getLogger("slotdeck.service")
@@ -96,15 +98,15 @@ class SlotService:
         self._sampler: asyncio.Task[None] | None = None
         self._pending_saves: set[asyncio.Task[None]] = set()
         self._unsaved_queues: set[str] = set()
+        self.overrides = OverrideBook()
+        self.keeper = RestartKeeper(self.engine, self.store, self.clock)
         self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
 
     async def start(self) -> SlotService:
         await self.store.open()
-        for config in await self.store.load_queues():
-            if config.name not in self.engine.queues:
-                self.engine.configure_queue(config.name, **config.model_dump(exclude={"name"}))
+        await self._load_queues()
         for name, (marks, totals) in (await self.store.load_queue_state()).items():
             state = self.engine.queues.get(name)
             if state is not None:
@@ -112,6 +114,7 @@ class SlotService:
                 state.restore_totals(totals)
         for name in list(self._unsaved_queues):
             await self._save_queue(name)
+        await self.keeper.restore()
         self.started_at = self.clock.time()
         await self.jobs.start()
         await self.sample_once()
@@ -127,7 +130,7 @@ class SlotService:
         await self.jobs.close()
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
-        await self.save_queue_state()
+        await self.keeper.close()
         await self.store.close()
 
     async def __aenter__(self) -> SlotService:
@@ -139,15 +142,49 @@ class SlotService:
     # ---------------------------------------------------------------- queues
 
     def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Create or change a queue now; it is saved to the store in the background."""
-        config = self.engine.configure_queue(name, **fields)
+        """Create a queue or set its *configured* values (code/config); saved to the store in the background.
+
+        A field an operator changed live keeps the operator's value until reset (`reset_fields`)."""
+        QueueConfig.model_validate({"name": name, **fields})  # a bad value changes nothing
+        config = self.engine.configure_queue(name, **self.overrides.code(name, fields))
         self._save_soon(name)
         return config
 
-    async def update_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Change an existing queue and return once the change is stored."""
+    async def _load_queues(self) -> None:
+        """At start: stored queues, with configured values from code where it set them and operator overrides."""
+        saved = await self.store.load_overrides()
+        for config in await self.store.load_queues():
+            fields = self.overrides.loaded(config.name, config, saved.get(config.name))
+            if fields or config.name not in self.engine.queues:
+                self.engine.configure_queue(config.name, **fields)
+                self._unsaved_queues.add(config.name)
+
+    async def update_queue(self, name: str, actor: str | None = None, **fields: Any) -> QueueConfig:
+        """Change an existing queue live and return once the change is stored.
+
+        A live change is an operator override of those fields (by `actor`, a token name; "python" when
+        None): it survives restarts and wins over `configure_queue` until `reset_fields`."""
         self.engine.queue(name)
         config = self.engine.configure_queue(name, **fields)
+        self.overrides.operator(name, fields, actor or PYTHON_ACTOR, self.clock.time())
+        await self._save_queue(name)
+        return config
+
+    async def replace_queue(self, name: str, actor: str | None = None, **fields: Any) -> QueueConfig:
+        """Create a queue or replace its whole configuration live (fields left out take their defaults)."""
+        full = QueueConfig(name=name, **fields).model_dump(exclude={"name"})
+        config = self.engine.configure_queue(name, **full)
+        self.overrides.operator(name, full, actor or PYTHON_ACTOR, self.clock.time())
+        await self._save_queue(name)
+        return config
+
+    async def reset_fields(self, name: str, fields: list[str]) -> QueueConfig:
+        """Give `fields` back to code/config: their configured values apply again and the overrides go.
+
+        ValueError for a name that is not a queue field; UnknownQueue."""
+        self.engine.queue(name)
+        values = self.overrides.reset(name, fields)
+        config = self.engine.configure_queue(name, **values)
         await self._save_queue(name)
         return config
 
@@ -163,11 +200,14 @@ class SlotService:
     async def delete_queue(self, name: str, force: bool = False) -> None:
         self.engine.delete_queue(name, force=force)
         self._unsaved_queues.discard(name)
+        self.overrides.forget(name)
+        self.keeper.forget_queue(name)
         await self.store.delete_queue(name)
+        await self.store.save_overrides(name, None)
 
     async def reset_marks(self, name: str) -> None:
         self.engine.reset_marks(name)
-        await self.save_queue_state([name])
+        await self.keeper.sync()
 
     def queue_config(self, name: str) -> QueueConfig:
         return self.engine.queue(name).config
@@ -189,17 +229,14 @@ class SlotService:
         state = self.engine.queues.get(name)
         if state is not None:
             await self.store.save_queue(state.config)
+            record = self.overrides.records.get(name)
+            if record is not None:
+                await self.store.save_overrides(name, record)
 
     async def save_queue_state(self, names: list[str] | None = None) -> None:
-        """Persist marks and totals (done each sample tick and at close)."""
-        chosen = names if names is not None else list(self.engine.queues)
-        states = {
-            name: (self.engine.queues[name].marks.model_copy(), self.engine.queues[name].totals())
-            for name in chosen
-            if name in self.engine.queues
-        }
-        if states:
-            await self.store.save_queue_state(states)
+        """Persist the marks and totals of the queues that changed since their last save (each sample tick,
+        before reads show them, and at close). `names` is accepted for compatibility; changed queues are found."""
+        await self.keeper.sync()
 
     # ----------------------------------------------------------------- slots
 
@@ -353,7 +390,7 @@ class SlotService:
             await asyncio.sleep(self.sample_interval_s)
             try:
                 await self.sample_once()
-                await self.save_queue_state()
+                await self.keeper.sync()
             except Exception:
                 log.exception("sampling failed; will retry")
 

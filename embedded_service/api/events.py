@@ -125,6 +125,10 @@ class EventBroker:
             watchers = [queue for queue, types in self._subscribers.items() if "snapshot" in types]
             if watchers:
                 frame = sse_frame("snapshot", self.snapshots.json())
+                try:
+                    await self.snapshots.service.keeper.sync()  # totals shown are stored first
+                except Exception:
+                    log.exception("could not store queue totals before a snapshot")
                 for queue in watchers:
                     self._offer(queue, frame)
 

@@ -39,6 +39,7 @@ class ApiState:
         self.metrics = Metrics(self.snapshots)
         self.broker = EventBroker(service, self.snapshots, settings.snapshot_hz, observers=[self.metrics.observe])
         self.holders: dict[str, str] = {}  # remote lease or waiter id -> token name that made it
+        self.holders.update(service.keeper.holders)  # remote leases taken back after a restart
         self.draining = False
         self.hurry = False  # a second signal: stop waiting for running work
         self.stopping = asyncio.Event()

@@ -31,7 +31,7 @@ from ..model import (
 )
 from . import calls
 from .calls import AcquireFlow, Call, ServerEvent, SseParser, acquire_request
-from .errors import ConnectionFailed
+from .errors import ApiError, ConnectionFailed
 from .lease import RemoteLease
 from .transport import Verify, describe_failure, http_options, read, stream_timeout
 
@@ -276,4 +276,9 @@ class _AsyncSlot:
         if lease is not None:
             lease.on_lost = None
             with contextlib.suppress(ConnectionFailed):
-                await self._client.release(lease)
+                try:
+                    await self._client.release(lease)
+                except ApiError as exc:
+                    if exc.code != "unknown_lease":
+                        raise
+                    log.warning("lease %s was unknown to the server at release (it restarted?): %s", lease.id, exc)

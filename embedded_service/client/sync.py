@@ -29,7 +29,7 @@ from ..model import (
 from . import calls
 from .aio import EVENTS_READ_S
 from .calls import AcquireFlow, Call, ServerEvent, SseParser, acquire_request
-from .errors import ConnectionFailed
+from .errors import ApiError, ConnectionFailed
 from .lease import RemoteLease
 from .transport import Verify, describe_failure, http_options, read, stream_timeout
 
@@ -192,7 +192,12 @@ class Client:
             yield lease
         finally:
             with contextlib.suppress(ConnectionFailed):
-                self.release(lease)
+                try:
+                    self.release(lease)
+                except ApiError as exc:
+                    if exc.code != "unknown_lease":
+                        raise
+                    log.warning("lease %s was unknown to the server at release (it restarted?): %s", lease.id, exc)
 
     def renew(self, lease_id: str, ttl_s: float | None = None) -> LeaseInfo:
         return self._send(calls.renew(lease_id, ttl_s))

@@ -102,6 +102,10 @@ class SlotEngine:
             self.pool.configure(devices)
         self.version = 0  # bumped on every change; snapshots carry it as `seq`
         self.fence = 0
+        # fences above this need a new durable reservation first (see restart.py); `fence_low` asks for it
+        self.fence_guard = 2**62
+        self.fence_low: Callable[[int], None] | None = None
+        self.on_remote_end: Callable[[Lease], None] | None = None  # a lease with a TTL ended (any reason)
         self.unattributed_bad_releases = 0
         self._prefix = secrets.token_hex(3)
         self._arrivals = itertools.count(1)  # a waiter's place in line, also its id
@@ -328,6 +332,8 @@ class SlotEngine:
     ) -> Lease:
         self.fence += 1
         fence = self.fence
+        if fence > self.fence_guard and self.fence_low is not None:
+            self.fence_low(fence)
         lease = Lease(  # positional: this is the hot path of every grant
             f"L{self._prefix}{fence:x}", state.config.name, owner, priority, fence, devices, gpu_mem_mib, now, waited
         )
@@ -468,6 +474,8 @@ class SlotEngine:
 
     def _drop_lease(self, lease: Lease, reason: str) -> None:
         del self.leases[lease.id]
+        if lease.ttl_s is not None and self.on_remote_end is not None:
+            self.on_remote_end(lease)
         if lease.timer is not None:
             lease.timer.cancel()
         now = self.clock.time()
@@ -495,6 +503,41 @@ class SlotEngine:
             state.revoked += 1
         if state.waiting or lease.devices:
             self._pump(None if lease.devices else state, now)
+
+    def restore_lease(
+        self,
+        lease_id: str,
+        queue: str,
+        owner: str | None,
+        priority: int,
+        fence: int,
+        devices: tuple[int, ...],
+        gpu_mem_mib: int,
+        granted_at: float,
+        waited_s: float,
+        ttl_s: float,
+        expires_at: float,
+    ) -> Lease | None:
+        """Take back a remote lease granted before a restart: it holds its slot (and devices) until its
+        holder renews or releases it or it expires at `expires_at`. None when its queue is gone."""
+        state = self.queues.get(queue)
+        if state is None or lease_id in self.leases:
+            return None
+        if not all(index in self.pool.devices for index in devices):
+            devices, gpu_mem_mib = (), 0  # its GPUs are not here any more: it still holds its slot
+        now = self.clock.time()
+        lease = Lease(lease_id, queue, owner, priority, fence, devices, gpu_mem_mib, granted_at, waited_s)
+        lease.ttl_s = ttl_s
+        lease.expires_at = expires_at
+        lease.timer = self.clock.call_later(max(0.0, expires_at - now), self._expire, lease)
+        self.leases[lease_id] = lease
+        state.in_use += 1
+        state.note_in_use(now)
+        if devices:
+            self.pool.assign(lease_id, queue, list(devices), gpu_mem_mib)
+        self.fence = max(self.fence, fence)
+        self._changed()
+        return lease
 
     def _expire(self, lease: Lease) -> None:
         if self.leases.get(lease.id) is lease:
