@@ -110,8 +110,11 @@ class RestartKeeper:
         if gone:
             await self.store.save_leases([], gone)
         if restored:
-            log.warning("took back %d remote lease(s) granted before the restart; each holds its slot until "
-                        "renewed, released or expired", restored)
+            log.warning(
+                "took back %d remote lease(s) granted before the restart; each holds its slot until "
+                "renewed, released or expired",
+                restored,
+            )
         engine.on_remote_end = self._ended
         engine.fence_low = self._fence_low
         return restored

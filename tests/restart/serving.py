@@ -42,8 +42,18 @@ class Server:
     def start(self, timeout: float = 60) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(self.port), "--no-probes",
-                 "--no-auth", "--no-local-token", *self.args],
+                [
+                    sys.executable,
+                    "-m",
+                    "embedded_service.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--no-probes",
+                    "--no-auth",
+                    "--no-local-token",
+                    *self.args,
+                ],
                 env=clean_env(self.home),
                 stdout=out,
                 stderr=subprocess.STDOUT,

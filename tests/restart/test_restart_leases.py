@@ -58,9 +58,7 @@ def test_kill_9_and_restart_never_break_the_limit_or_reuse_a_fence(tmp_path: Pat
         server.start()
         env = clean_env(tmp_path / "home")
         for _ in range(HOLDERS):
-            holders.append(
-                subprocess.Popen([sys.executable, str(HOLDER), server.url, str(log), str(stop)], env=env)
-            )
+            holders.append(subprocess.Popen([sys.executable, str(HOLDER), server.url, str(log), str(stop)], env=env))
         for _ in range(RESTARTS):
             deadline = time.monotonic() + 60
             entered = enter_count(log)
