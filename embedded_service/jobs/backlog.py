@@ -27,8 +27,10 @@ class Backlog:
         for queue in self.stored:
             self.push(queue)
 
-    def change(self, queue: str, stored: int = 0, held: int = 0) -> None:
-        """A job of `queue` entered (+1) or left (-1) the stored queued state, or the held-and-queued set."""
+    def change(self, queue: str, stored: int = 0, held: int = 0, push: bool = True) -> None:
+        """A job of `queue` entered (+1) or left (-1) the stored queued state, or the held-and-queued set.
+
+        `push=False` leaves telling the engine to a later `push` (a new job about to join the line)."""
         if stored:
             n = self.stored.get(queue, 0) + stored
             if n > 0:
@@ -41,7 +43,8 @@ class Backlog:
                 self.held[queue] = n
             else:
                 self.held.pop(queue, None)
-        self.push(queue)
+        if push:
+            self.push(queue)
 
     def unclaimed(self, queue: str) -> int:
         """Queued jobs of `queue` the store holds that the runner does not: what a claim could return."""

@@ -232,10 +232,11 @@ class JobRunner:
 
     async def _submit(self, job: Job) -> Job:
         stored = await self.store.add_job(job)
-        self.backlog.change(stored.queue, stored=1)
+        self.backlog.change(stored.queue, stored=1, push=False)  # told below: one granted at once never waited
         self._emit(stored)
         if self._started:
             self._offer(stored)
+        self.backlog.push(stored.queue)
         return stored
 
     # ---------------------------------------------------------------- window
@@ -283,6 +284,7 @@ class JobRunner:
 
     def _load(self, job: Job, window: QueueWindow) -> bool:
         """Make a queued job an engine waiter (or grant it at once); False when the queue takes no more."""
+        held = self._hold(job)  # first: it leaves the backlog as it joins the line, never counted twice
         try:
             result = self.engine.enqueue(
                 job.queue,
@@ -294,13 +296,12 @@ class JobRunner:
                 job_id=job.id,
             )
         except QueueFull:
+            self._forget(held)
             window.complete = False
             return False
         except (NoFittingDevice, UnknownQueue) as exc:
-            held = self._hold(job)
             self._spawn(self._settle(held, state=JobState.failed, error=str(exc), finished_at=self.clock.time()))
             return True
-        held = self._hold(job)
         if isinstance(result, Lease):
             self._start(held, result)
         else:

@@ -86,3 +86,17 @@ async def test_an_idle_runner_claims_nothing_for_queues_without_queued_jobs(stor
         job = await service.submit("noop")
         assert (await wait_job(service, job.id)).state is JobState.succeeded
         assert set(claims) <= {"q7"}
+
+
+async def test_a_job_granted_at_once_never_counts_as_waiting(store_url: str) -> None:
+    service = SlotService(store=store_url, jobs=JobSettings(poll_s=0.05))
+    service.configure_queue("default", limit=2)
+    async with service:
+
+        @service.task("noop")
+        async def noop() -> None:
+            return None
+
+        job = await service.submit("noop")
+        assert (await wait_job(service, job.id)).state is JobState.succeeded
+        assert service.snapshot().queues[0].marks.waiting == 0
