@@ -45,7 +45,7 @@ from ..model import (
 from .clock import Clock, RealClock, TimerHandle
 from .deadlines import Deadlines
 from .devices import DevicePool
-from .queues import QueueState, Waiter, percentile
+from .queues import QueueState, Waiter
 
 log = logging.getLogger("slotdeck.engine")
 
@@ -623,18 +623,22 @@ class SlotEngine:
 
     # ------------------------------------------------------------- observing
 
-    def queue_stats(self, state: QueueState, now: float) -> QueueStats:
+    def queue_stats(self, state: QueueState, now: float, leases: list[Lease] | None = None) -> QueueStats:
+        """One queue's figures. `leases`: that queue's leases when the caller grouped them already (a
+        snapshot of many queues); otherwise they are picked out here."""
         config = state.config
-        owners = {lease.owner for lease in self.leases.values() if lease.queue == config.name}
-        owners.update(w.owner for w in state.live_waiters())
+        if leases is None:
+            name = config.name
+            leases = [lease for lease in self.leases.values() if lease.queue == name]
+        owners = {lease.owner for lease in leases}
+        if state.waiting:
+            owners.update(w.owner for w in state.live_waiters())
         owners.discard(None)
         stuck = 0
         if config.stuck_after_s is not None:
-            stuck = sum(
-                1
-                for lease in self.leases.values()
-                if lease.queue == config.name and now - lease.granted_at > config.stuck_after_s
-            )
+            oldest = now - config.stuck_after_s
+            stuck = sum(1 for lease in leases if lease.granted_at < oldest)
+        wait_p50, wait_p95, hold_p50, hold_p95 = state.sample_percentiles()
         return QueueStats(
             config=config,
             in_use=state.in_use,
@@ -642,13 +646,22 @@ class SlotEngine:
             owners=len(owners),
             marks=state.marks.model_copy(),
             totals=state.totals(),
-            wait_p50_s=percentile(state.wait_samples, 0.5),
-            wait_p95_s=percentile(state.wait_samples, 0.95),
-            hold_p50_s=percentile(state.hold_samples, 0.5),
-            hold_p95_s=percentile(state.hold_samples, 0.95),
+            wait_p50_s=wait_p50,
+            wait_p95_s=wait_p95,
+            hold_p50_s=hold_p50,
+            hold_p95_s=hold_p95,
             est_wait_s=state.est_wait_s(),
             stuck=stuck,
         )
+
+    def all_queue_stats(self, now: float) -> list[QueueStats]:
+        """Every queue's figures, grouping the leases by queue once."""
+        by_queue: dict[str, list[Lease]] = {name: [] for name in self.queues}
+        for lease in self.leases.values():
+            group = by_queue.get(lease.queue)
+            if group is not None:
+                group.append(lease)
+        return [self.queue_stats(state, now, by_queue[name]) for name, state in self.queues.items()]
 
     def lease_infos(self, now: float) -> list[LeaseInfo]:
         return [

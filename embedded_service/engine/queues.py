@@ -69,6 +69,51 @@ class TokenBucket:
         return max(TIMER_SLACK_S, self.tat - self.tolerance - now)
 
 
+class SortedMirror:
+    """A sorted copy of a sample deque, brought up to date from how many samples were appended since.
+
+    The engine appends to the deque on its hot path and counts appends anyway (grants, ended leases);
+    a snapshot then pays for the samples that are new (a bisect-insert and a bisect-delete each)
+    instead of sorting every queue's whole window on every snapshot.
+    """
+
+    __slots__ = ("_mirror", "_seen", "sorted")
+
+    def __init__(self) -> None:
+        self.sorted: list[float] = []
+        self._mirror: deque[float] = deque()
+        self._seen = -1
+
+    def update(self, samples: deque[float], appended: int) -> list[float]:
+        """`appended`: how many samples were ever appended to `samples` (any monotonic count that grows by one
+        per append). Returns the samples in order."""
+        new = appended - self._seen
+        if new == 0 and len(self._mirror) == len(samples):
+            return self.sorted
+        size = len(samples)
+        if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
+            self.sorted = sorted(samples)
+            self._mirror = deque(samples)
+        else:
+            fresh = [samples[-i] for i in range(new, 0, -1)] if new else []
+            mirror, ordered = self._mirror, self.sorted
+            for value in fresh:
+                mirror.append(value)
+                bisect.insort(ordered, value)
+            while len(mirror) > size:
+                gone = mirror.popleft()
+                del ordered[bisect.bisect_left(ordered, gone)]
+        self._seen = appended
+        return self.sorted
+
+
+def nearest_rank(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of samples already in order (None when there are none)."""
+    if not ordered:
+        return None
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
 def percentile(samples: deque[float], q: float) -> float | None:
     """Nearest-rank percentile of the recent samples (None when there are none)."""
     if not samples:
@@ -108,6 +153,8 @@ class QueueState:
     backlog: int = 0
     wait_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     hold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    wait_sorted: SortedMirror = field(default_factory=SortedMirror)
+    hold_sorted: SortedMirror = field(default_factory=SortedMirror)
 
     @property
     def name(self) -> str:
@@ -195,6 +242,17 @@ class QueueState:
     def restore_totals(self, totals: Totals) -> None:
         for name in Totals.model_fields:
             setattr(self, name, getattr(totals, name))
+
+    def sample_percentiles(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(wait p50, wait p95, hold p50, hold p95) of the recent samples."""
+        waits = self.wait_sorted.update(self.wait_samples, self.granted)
+        holds = self.hold_sorted.update(self.hold_samples, self.released + self.expired + self.revoked)
+        return (
+            nearest_rank(waits, 0.5),
+            nearest_rank(waits, 0.95),
+            nearest_rank(holds, 0.5),
+            nearest_rank(holds, 0.95),
+        )
 
     def est_wait_s(self, extra_ahead: int = 0) -> float | None:
         """Wait of a newcomer: position over throughput (limit / mean hold time)."""
