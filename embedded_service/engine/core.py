@@ -650,7 +650,7 @@ class SlotEngine:
             wait_p95_s=wait_p95,
             hold_p50_s=hold_p50,
             hold_p95_s=hold_p95,
-            est_wait_s=state.est_wait_s(),
+            est_wait_s=state.est_wait_s(mean_hold=state.hold_sorted.mean(state.hold_samples)),
             stuck=stuck,
         )
 

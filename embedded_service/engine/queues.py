@@ -77,10 +77,11 @@ class SortedMirror:
     instead of sorting every queue's whole window on every snapshot.
     """
 
-    __slots__ = ("_mirror", "_seen", "sorted")
+    __slots__ = ("_mirror", "_seen", "sorted", "total")
 
     def __init__(self) -> None:
         self.sorted: list[float] = []
+        self.total = 0.0  # sum of the samples (kept alongside; re-summed on every full rebuild)
         self._mirror: deque[float] = deque()
         self._seen = -1
 
@@ -93,18 +94,29 @@ class SortedMirror:
         size = len(samples)
         if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
             self.sorted = sorted(samples)
+            self.total = math.fsum(self.sorted)
             self._mirror = deque(samples)
         else:
             fresh = [samples[-i] for i in range(new, 0, -1)] if new else []
             mirror, ordered = self._mirror, self.sorted
+            total = self.total
             for value in fresh:
                 mirror.append(value)
                 bisect.insort(ordered, value)
+                total += value
             while len(mirror) > size:
                 gone = mirror.popleft()
                 del ordered[bisect.bisect_left(ordered, gone)]
+                total -= gone
+            self.total = total
         self._seen = appended
         return self.sorted
+
+
+    def mean(self, samples: deque[float]) -> float | None:
+        """Mean of the samples as of the last `update` (None when it saw none or they changed size since)."""
+        count = len(self.sorted)
+        return self.total / count if count and count == len(samples) else None
 
 
 def nearest_rank(ordered: list[float], q: float) -> float | None:
@@ -254,7 +266,7 @@ class QueueState:
             nearest_rank(holds, 0.95),
         )
 
-    def est_wait_s(self, extra_ahead: int = 0) -> float | None:
+    def est_wait_s(self, extra_ahead: int = 0, mean_hold: float | None = None) -> float | None:
         """Wait of a newcomer: position over throughput (limit / mean hold time)."""
         if self.config.paused:
             return None
@@ -263,5 +275,6 @@ class QueueState:
             return 0.0
         if not self.hold_samples or self.config.limit == 0:
             return None
-        mean_hold = sum(self.hold_samples) / len(self.hold_samples)
+        if mean_hold is None:
+            mean_hold = sum(self.hold_samples) / len(self.hold_samples)
         return (ahead + 1) * mean_hold / self.config.limit
