@@ -39,7 +39,6 @@ class ApiState:
         self.metrics = Metrics(self.snapshots)
         self.broker = EventBroker(service, self.snapshots, settings.snapshot_hz, observers=[self.metrics.observe])
         self.holders: dict[str, str] = {}  # remote lease or waiter id -> token name that made it
-        self.holders.update(service.keeper.holders)  # remote leases taken back after a restart
         self.draining = False
         self.hurry = False  # a second signal: stop waiting for running work
         self.stopping = asyncio.Event()
@@ -67,7 +66,10 @@ class ApiState:
 
     def owns(self, item_id: str, who: Principal) -> bool:
         """Whether a client token made this lease/waiter (operators act on any)."""
-        return self.holders.get(item_id) == who.name
+        holder = self.holders.get(item_id)
+        if holder is None:  # a remote lease taken back after a restart
+            holder = self.service.keeper.holders.get(item_id)
+        return holder == who.name
 
     def check_admitting(self) -> None:
         if self.draining:
@@ -93,7 +95,8 @@ class ApiState:
             log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(running))
         while running & engine.leases.keys() and time.monotonic() < deadline and not self.hurry:
             await asyncio.sleep(0.05)
-        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders]:
+        restored = self.service.keeper.holders  # remote leases taken back after a restart are remote too
+        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders or lease_id in restored]:
             lease = engine.leases[lease_id]
             log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
             engine.revoke(lease_id)

@@ -20,6 +20,7 @@ from embedded_service.errors import SlotDeckError
 
 def main() -> None:
     url, log_path, stop_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    token = sys.argv[4] if len(sys.argv) > 4 else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
@@ -27,7 +28,7 @@ def main() -> None:
         os.write(fd, (line + "\n").encode())
 
     rng = random.Random(os.getpid())
-    client = Client(url, timeout=5.0, poll_s=2.0)
+    client = Client(url, token, timeout=5.0, poll_s=2.0)
     while not stop_path.exists():
         entered = False
         try:

@@ -30,8 +30,9 @@ def clean_env(home: Path) -> dict[str, str]:
 class Server:
     """`slotdeck serve --no-auth` on one port and data directory, started again after each kill."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, auth: bool = False) -> None:
         self.home = home
+        self.auth = auth
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = args
@@ -50,7 +51,7 @@ class Server:
                     "--port",
                     str(self.port),
                     "--no-probes",
-                    "--no-auth",
+                    *([] if self.auth else ["--no-auth"]),
                     "--no-local-token",
                     *self.args,
                 ],
@@ -68,6 +69,18 @@ class Server:
                 pass
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
+
+    def create_token(self, name: str, role: str) -> str:
+        """A token made straight in the store (before the server starts)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "embedded_service.cli", "token", "create", "--role", role, "--name", name],
+            env=clean_env(self.home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().split()[-1]
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -50,7 +50,8 @@ def most_at_once(enters: list[tuple[float, int, str]], leaves: list[tuple[float,
 
 @pytest.mark.timeout(300)
 def test_kill_9_and_restart_never_break_the_limit_or_reuse_a_fence(tmp_path: Path) -> None:
-    server = Server(tmp_path / "home", "--default-limit", str(LIMIT))
+    server = Server(tmp_path / "home", "--default-limit", str(LIMIT), auth=True)
+    token = server.create_token("holders", "client")  # renewing a taken-back lease needs its holder's token
     log, stop = tmp_path / "bodies.log", tmp_path / "stop"
     holders: list[subprocess.Popen[bytes]] = []
     epochs: list[tuple[float, float]] = []  # (killed at, ready again at), wall clock
@@ -58,7 +59,7 @@ def test_kill_9_and_restart_never_break_the_limit_or_reuse_a_fence(tmp_path: Pat
         server.start()
         env = clean_env(tmp_path / "home")
         for _ in range(HOLDERS):
-            holders.append(subprocess.Popen([sys.executable, str(HOLDER), server.url, str(log), str(stop)], env=env))
+            holders.append(subprocess.Popen([sys.executable, str(HOLDER), server.url, str(log), str(stop), token], env=env))
         for _ in range(RESTARTS):
             deadline = time.monotonic() + 60
             entered = enter_count(log)
