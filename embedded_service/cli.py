@@ -139,9 +139,12 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .cli_overrides import show_overrides
+
     with _client(args) as c:
         snap = c.snapshot()
-    emit_json(snap) if args.json else print(show_status(snap))
+        overrides = "" if args.json else show_overrides(c.queues())
+    emit_json(snap) if args.json else print("\n\n".join(filter(None, [show_status(snap), overrides])))
     return EXIT_OK
 
 
@@ -398,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=f"{name} a queue")
         p.add_argument("queue")
         p.set_defaults(func=func)
+
+    from .cli_overrides import add_reset_field_command
+
+    add_reset_field_command(sub, common, _client, emit_json)
 
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--store", help="store URL (default: the server's default store)")
