@@ -1,6 +1,10 @@
-"""Durable jobs: submit rate, end-to-end no-op job rate and claim rate, SQLite beside memory://.
+"""Durable jobs: submit rate, end-to-end no-op job rate, claim rate, and the idle cost of many queues.
 
-Run: .venv/bin/python benchmarks/jobs.py [--submits 20000] [--jobs 5000] [--waiting 20000]
+Run: .venv/bin/python benchmarks/jobs.py [--submits 20000] [--jobs 5000] [--waiting 20000] [--idle-queues 10000]
+
+The idle figure starts a service with `--idle-queues` queues on a SQLite store in a child
+process (benchmarks/idle_child.py), lets it settle, then reads its CPU time and RSS over
+`--idle-s` seconds (goal: under 5% of one core).
 
 Figures are printed, not judged: each SQLite figure is shown beside the
 memory:// baseline measured in the same run on the same machine.
@@ -11,9 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from embedded_service import SlotService
 from embedded_service.model import Job, JobKind
@@ -107,12 +115,38 @@ async def claim_rate(store: Store, waiting: int, rounds: int = 300) -> float:
         await store.close()
 
 
+def idle_cost(where: Path, queues: int, seconds: float) -> tuple[float, float, float, float]:
+    """(start-up s, CPU % of one core while idle, RSS MiB at the start and at the end of the idle period)."""
+    child_script = Path(__file__).with_name("idle_child.py")
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, str(child_script), str(where / "idle.db"), str(queues)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready", "idle child did not start"
+        startup = time.perf_counter() - started
+        proc = psutil.Process(child.pid)
+        time.sleep(3.0)  # let start-up work (first saves, first samples) pass
+        rss_start = proc.memory_info().rss / 2**20
+        cpu_start, wall_start = sum(proc.cpu_times()[:2]), time.perf_counter()
+        time.sleep(seconds)
+        cpu = sum(proc.cpu_times()[:2]) - cpu_start
+        wall = time.perf_counter() - wall_start
+        rss_end = proc.memory_info().rss / 2**20
+        return startup, 100.0 * cpu / wall, rss_start, rss_end
+    finally:
+        child.kill()
+        child.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submits", type=int, default=20_000)
     parser.add_argument("--jobs", type=int, default=5_000)
     parser.add_argument("--waiting", type=int, default=20_000)
     parser.add_argument("--limit", type=int, default=16, help="slots of the no-op job queue")
+    parser.add_argument("--idle-queues", type=int, default=10_000, help="queues of the idle-cost figure (0: skip it)")
+    parser.add_argument("--idle-s", type=float, default=20.0, help="seconds the idle cost is measured over")
     options = parser.parse_args()
     print(f"cores: {os.cpu_count()}  submitters: {SUBMITTERS}  SQLite: WAL, synchronous=FULL, one batched writer")
     with tempfile.TemporaryDirectory(prefix="slotdeck-bench-") as tmp:
@@ -139,6 +173,14 @@ async def main() -> None:
         for name in ("memory", "sqlite"):
             ratio = claims[name, options.waiting] / claims[name, 80]
             print(f"  {name} claim rate at {options.waiting:,} waiting / at ~0 waiting: {ratio:.2f}")
+
+        if options.idle_queues:
+            startup, cpu_pct, rss_start, rss_end = idle_cost(where, options.idle_queues, options.idle_s)
+            print(
+                f"idle, {options.idle_queues:,} queues (SQLite): start-up {startup:.1f} s, "
+                f"CPU {cpu_pct:.1f}% of one core (goal < 5%) over {options.idle_s:.0f} s, "
+                f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -222,9 +222,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         render = with_holders(show_status, table)
         with _client(args) as c:
             return watch(c.snapshot, render, url=args.resolved_url, interval_s=args.interval, count=args.count)
+    from .cli_overrides import show_overrides
+
     with _client(args) as c:
         snap = c.snapshot()
-    emit_json(snap) if args.json else print(show_status(snap))
+        overrides = "" if args.json else show_overrides(c.queues())
+    emit_json(snap) if args.json else print("\n\n".join(filter(None, [show_status(snap), overrides])))
     return EXIT_OK
 
 
@@ -553,19 +556,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("queue", help="queue name")
         p.set_defaults(func=func)
 
+    from .cli_overrides import add_reset_field_command
+
+    add_reset_field_command(sub, common, _client, emit_json)
+
     store = argparse.ArgumentParser(add_help=False, parents=[common])
     store.add_argument("--store", help="store URL (default: the server's default store)")
-    store.add_argument("--data-dir", type=Path)
+    store.add_argument("--data-dir", type=Path, help="data directory whose store to use (default: SLOTDECK_HOME)")
     p = sub.add_parser("token", help="manage API tokens (through the running server, else in the store)")
     tokens = p.add_subparsers(dest="token_action", metavar="ACTION", required=True)
     t = tokens.add_parser("create", parents=[store], help="create a token and print it once")
-    t.add_argument("--name", required=True)
-    t.add_argument("--role", required=True, choices=[r.value for r in Role])
+    t.add_argument("--name", required=True, help="the token's name (shown in the audit log as the actor)")
+    t.add_argument("--role", required=True, choices=[r.value for r in Role], help="viewer < client < operator < admin")
     t.add_argument("--replace", action="store_true", help="replace the token of that name if there is one")
     t.add_argument("--confirm-self", action="store_true", help="allow replacing the token making the request")
     tokens.add_parser("list", parents=[store], help="names and roles")
     t = tokens.add_parser("delete", parents=[store], help="revoke a token")
-    t.add_argument("name")
+    t.add_argument("name", help="the token's name")
     t.add_argument("--confirm-self", action="store_true", help="allow revoking the token making the request")
     p.set_defaults(func=cmd_token)
 

@@ -91,6 +91,8 @@ class Totals(BaseModel):
     expired: int = 0
     revoked: int = 0
     bad_releases: int = Field(default=0, description="Double releases, releases by non-holders or of dead leases.")
+    jobs_failed: int = Field(default=0, description="Jobs of this queue that ended failed (no attempts left).")
+    jobs_timed_out: int = Field(default=0, description="Jobs of this queue that ended timed out (ran past max_runtime_s).")
 
 
 class Marks(BaseModel):
@@ -459,3 +461,68 @@ class Health(BaseModel):
     store_fault: str | None = Field(default=None, description="Why it fails: disk full, read-only, corrupt, ...")
     store_failing_since: float | None = Field(default=None, description="When the current failing spell began (epoch s).")
     store_errors: int = Field(default=0, description="Store failures counted since the service started.")
+
+
+# ------------------------------------------------------- what survives a restart
+
+
+class HeldLease(BaseModel):
+    """A remote lease (one with a TTL) as stored, so that a restarted service still counts it.
+
+    `expires_at` is the epoch time of its last known expiry; on restore a lease
+    gets at least one full `ttl_s` from the restart to be renewed or released.
+    """
+
+    id: str
+    queue: str
+    owner: str | None = None
+    priority: int = 0
+    fence: int
+    devices: list[int] = Field(default_factory=list)
+    gpu_mem_mib: int = 0
+    granted_at: float
+    waited_s: float = 0.0
+    ttl_s: float
+    expires_at: float
+    holder: str | None = Field(default=None, description="Name of the API token that acquired it.")
+
+
+class FieldOverride(BaseModel):
+    """A queue field an operator set live: the value, who (token name) and when (epoch seconds)."""
+
+    value: Any
+    by: str
+    at: float
+
+
+class QueueOverrides(BaseModel):
+    """Per queue: the configured values (code/config, over the field defaults) and the operator's overrides."""
+
+    configured: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, FieldOverride] = Field(default_factory=dict)
+
+
+class QueueView(QueueConfig):
+    """`GET /v1/queues` item: the live configuration, what code/config set, and which fields an operator set."""
+
+    overrides: dict[str, FieldOverride] = Field(
+        default_factory=dict, description="Fields an operator set live: {field: {value, by, at}}; they win over code."
+    )
+    configured: dict[str, Any] = Field(
+        default_factory=dict, description="The values code/config gives every field (what a reset restores)."
+    )
+
+
+class QueueStatsView(QueueStats):
+    """`GET /v1/queues/{q}`: live state plus `overrides` and `configured` as in `QueueView`."""
+
+    overrides: dict[str, FieldOverride] = Field(default_factory=dict)
+    configured: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResetFields(BaseModel):
+    """Body of POST /v1/queues/{q}/reset-fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[str] = Field(min_length=1, max_length=16, description="Queue fields to give back to code/config.")

@@ -23,7 +23,9 @@ from .engine.visible import DeviceSelection
 from .errors import StoreFault
 from .jobs import JobRunner, JobSettings
 from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
+from .overrides import PYTHON_ACTOR, OverrideBook, check_fields
 from .probes.base import GpuProbe, HostProbe
+from .restart import RestartKeeper
 from .stores import Store, open_store
 from .stores.ownership import StoreLock, take_ownership
 
@@ -123,6 +125,8 @@ class SlotService:
         self._unsaved_queues: set[str] = set()
         self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
         self._config_lock = asyncio.Lock()
+        self.overrides = OverrideBook()
+        self.keeper = RestartKeeper(self.engine, self.store, self.clock)
         self.jobs = self._make_job_runner(log_dir, jobs)
 
     # ------------------------------------------------------------- lifecycle
@@ -135,16 +139,15 @@ class SlotService:
         except BaseException:
             self._release_ownership()
             raise
-        for config in await self.store.load_queues():
-            if config.name not in self.engine.queues:
-                self.engine.configure_queue(config.name, **config.model_dump(exclude={"name"}))
+        await self._load_queues()
         for name, (marks, totals) in (await self.store.load_queue_state()).items():
             state = self.engine.queues.get(name)
             if state is not None:
                 state.marks = marks
                 state.restore_totals(totals)
-        for name in list(self._unsaved_queues):
-            await self._save_queue(name)
+        # together: the store's writer commits a burst in a few transactions (10,000 queues start in seconds)
+        await asyncio.gather(*(self._save_queue(name) for name in list(self._unsaved_queues)))
+        await self.keeper.restore()
         self.started_at = self.clock.time()
         await self.jobs.start()
         await self.sample_once()
@@ -161,7 +164,7 @@ class SlotService:
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
         try:
-            await self.save_queue_state()
+            await self.keeper.close()
         except StoreFault as fault:
             log.error("closing: marks and totals not saved: %s", fault)
         await self.store.close()
@@ -181,21 +184,73 @@ class SlotService:
     # ---------------------------------------------------------------- queues
 
     def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Create or change a queue now; it is saved to the store in the background."""
-        config = self.engine.configure_queue(name, **fields)
+        """Create a queue or set its *configured* values (code/config); saved to the store in the background.
+
+        A field an operator changed live keeps the operator's value until reset (`reset_fields`)."""
+        QueueConfig.model_validate({"name": name, **fields})  # a bad value changes nothing
+        config = self.engine.configure_queue(name, **self.overrides.code(name, fields))
         self._save_soon(name)
         return config
 
-    async def update_queue(self, name: str, **fields: Any) -> QueueConfig:
-        """Change an existing queue and return once the change is stored.
+    async def _load_queues(self) -> None:
+        """At start: stored queues, with configured values from code where it set them and operator overrides."""
+        saved = await self.store.load_overrides()
+        for config in await self.store.load_queues():
+            fields = self.overrides.loaded(config.name, config, saved.get(config.name))
+            if fields or config.name not in self.engine.queues:
+                self.engine.configure_queue(config.name, **fields)
+                self._unsaved_queues.add(config.name)
 
-        Stored first, applied after: a change the store refuses (`StoreFault`: disk full, ...) is not applied.
-        """
+    async def _store_then_apply(self, name: str, fields: dict[str, Any], note: Callable[[], object]) -> QueueConfig:
+        """Store a live change of queue `name` (its config and, after `note` updated the override book, its
+        overrides), then apply `fields` to the engine. Stored first: a change the store refuses (`StoreFault`:
+        disk full, ...) is not applied, and the override book is put back as it was."""
         async with self._config_lock:  # one change at a time, so the store and the engine agree on the last one
             if self._pending_saves:  # a background save of an older config must not land after this one
                 await asyncio.gather(*self._pending_saves, return_exceptions=True)
-            await self.store.save_queue(proposed_config(self.engine.queue(name).config, fields))
+            state = self.engine.queues.get(name)
+            proposed = proposed_config(state.config if state is not None else QueueConfig(name=name), fields)
+            before = self.overrides.records.get(name)
+            before = before.model_copy(deep=True) if before is not None else None
+            note()
+            try:
+                await self.store.save_queue(proposed)
+                record = self.overrides.records.get(name)
+                if record is not None:
+                    await self.store.save_overrides(name, record)
+            except BaseException:
+                if before is None:
+                    self.overrides.records.pop(name, None)
+                else:
+                    self.overrides.records[name] = before
+                raise
+            self._unsaved_queues.discard(name)
             return self.engine.configure_queue(name, **fields)
+
+    async def update_queue(self, name: str, actor: str | None = None, **fields: Any) -> QueueConfig:
+        """Change an existing queue live and return once the change is stored (not applied if the store refuses it).
+
+        A live change is an operator override of those fields (by `actor`, a token name; "python" when
+        None): it survives restarts and wins over `configure_queue` until `reset_fields`."""
+        self.engine.queue(name)
+        by, at = actor or PYTHON_ACTOR, self.clock.time()
+        return await self._store_then_apply(name, fields, lambda: self.overrides.operator(name, fields, by, at))
+
+    async def replace_queue(self, name: str, actor: str | None = None, **fields: Any) -> QueueConfig:
+        """Create a queue or replace its whole configuration live (fields left out take their defaults)."""
+        full = QueueConfig(name=name, **fields).model_dump(exclude={"name"})
+        by, at = actor or PYTHON_ACTOR, self.clock.time()
+        return await self._store_then_apply(name, full, lambda: self.overrides.operator(name, full, by, at))
+
+    async def reset_fields(self, name: str, fields: list[str]) -> QueueConfig:
+        """Give `fields` back to code/config: their configured values apply again and the overrides go.
+
+        ValueError for a name that is not a queue field; UnknownQueue."""
+        self.engine.queue(name)
+        check_fields(fields)
+        record = self.overrides.record(name)
+        values = {field: record.configured.get(field) for field in fields}
+        return await self._store_then_apply(name, values, lambda: self.overrides.reset(name, fields))
 
     async def set_limit(self, name: str, limit: int) -> QueueConfig:
         return await self.update_queue(name, limit=limit)
@@ -215,10 +270,13 @@ class SlotService:
         await self.store.delete_queue(name)
         self.engine.delete_queue(name, force=force)
         self._unsaved_queues.discard(name)
+        self.overrides.forget(name)
+        self.keeper.forget_queue(name)
+        await self.store.save_overrides(name, None)
 
     async def reset_marks(self, name: str) -> None:
         self.engine.reset_marks(name)
-        await self.save_queue_state([name])
+        await self.keeper.sync()
 
     def queue_config(self, name: str) -> QueueConfig:
         return self.engine.queue(name).config
@@ -240,17 +298,14 @@ class SlotService:
         state = self.engine.queues.get(name)
         if state is not None:
             await self.store.save_queue(state.config)
+            record = self.overrides.records.get(name)
+            if record is not None:
+                await self.store.save_overrides(name, record)
 
     async def save_queue_state(self, names: list[str] | None = None) -> None:
-        """Persist marks and totals (done each sample tick and at close)."""
-        chosen = names if names is not None else list(self.engine.queues)
-        states = {
-            name: (self.engine.queues[name].marks.model_copy(), self.engine.queues[name].totals())
-            for name in chosen
-            if name in self.engine.queues
-        }
-        if states:
-            await self.store.save_queue_state(states)
+        """Persist the marks and totals of the queues that changed since their last save (each sample tick,
+        before reads show them, and at close). `names` is accepted for compatibility; changed queues are found."""
+        await self.keeper.sync()
 
     # ----------------------------------------------------------------- slots
 
@@ -372,10 +427,10 @@ class SlotService:
     def snapshot(self) -> Snapshot:
         now = self.clock.time()
         engine = self.engine
-        return Snapshot(
+        return Snapshot.model_construct(  # its parts are models built just now: validating them again costs ~1/3
             seq=engine.version,
             at=now,
-            queues=[engine.queue_stats(state, now) for state in engine.queues.values()],
+            queues=engine.all_queue_stats(now),
             devices=engine.pool.infos(now),
             gpu_probe=self.gpu_probe_reason,
             gpu_selection=engine.pool.selection_note,
@@ -412,7 +467,7 @@ class SlotService:
         self.history_ring.add(
             Sample(
                 t=self.clock.time(),
-                queues={name: (s.in_use, s.waiting, s.config.limit) for name, s in engine.queues.items()},
+                queues={name: (s.in_use, s.waiting + s.backlog, s.config.limit) for name, s in engine.queues.items()},
                 devices={
                     str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
                     for index, d in engine.pool.devices.items()
@@ -427,7 +482,7 @@ class SlotService:
             await asyncio.sleep(self.sample_interval_s)
             try:
                 await self.sample_once()
-                await self.save_queue_state()
+                await self.keeper.sync()
             except StoreFault:
                 pass  # logged once and counted by the store's health; saved again on the next tick
             except Exception:

@@ -36,7 +36,7 @@ def test_the_page_has_the_examples_this_test_knows() -> None:
 @pytest.fixture(scope="module")
 def server_env() -> dict[str, str]:  # type: ignore[misc]
     with EmbeddedServer("memory://", probes=False, write_local=False, grace_s=0) as server:
-        token = server.call(create_token(server.service.store, "docs-example", Role.client))
+        token = server.call(create_token(server.service.store, "docs-example", Role.operator))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTDECK_")}
         yield {**env, "SLOTDECK_URL": server.url, "SLOTDECK_TOKEN": token}
 

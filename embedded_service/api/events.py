@@ -174,6 +174,8 @@ class EventBroker:
         while True:
             await asyncio.sleep(self.period_s)
             watchers = [(queue, client) for queue, (types, client) in self._subscribers.items() if "snapshot" in types]
+            if watchers:
+                await self.snapshots.service.keeper.sync_shown()  # totals shown are stored first
             frames: dict[str | None, bytes] = {}
             for queue, client in watchers:
                 if client not in frames:

@@ -89,7 +89,9 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         if not who.allows(Role.operator) and not st.owns(item_id, who):
             raise ApiProblem(403, "Not yours", f"{item_id} was made by another token", code="forbidden")
 
-    def granted(lease: Lease) -> Response:
+    async def granted(lease: Lease, who: Principal) -> Response:
+        svc.keeper.granted(lease, who.name)
+        await svc.keeper.sync((lease.queue,))  # stored before the holder hears of it: a restart still counts it
         # serialized here, not re-validated by FastAPI: this is the hot path of every remote acquire
         body = AcquireResponse(status="granted", lease=lease_info(lease)).model_dump_json()
         return Response(body, status_code=201, media_type="application/json")
@@ -178,7 +180,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 lease = engine.leases.get(known)
                 if lease is not None:  # its answer was lost: the same lease again, its TTL counted from now
                     short.discard(lease.id)
-                    return granted(engine.renew(lease.id, body.ttl_s))
+                    return await granted(engine.renew(lease.id, body.ttl_s), who)
                 if known not in pending:
                     raise SlotCancelled(queue, f"request {request_id} ended: {engine.ended_reason(known) or 'gone'}")
                 waiter_id = known
@@ -201,7 +203,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 name_request(who, request_id, result.id)
             if isinstance(result, Lease):
                 st.remember(result.id, who)
-                return granted(result)
+                return await granted(result, who)
             waiter = result
             st.remember(waiter.id, who)
             pending[waiter.id] = waiter
@@ -217,7 +219,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             st.remember(lease.id, who)
             if request_id is not None:
                 name_request(who, request_id, lease.id)
-            return granted(lease)
+            return await granted(lease, who)
         engine.expire_unpolled(waiter.id, grace_s)
         body_json = AcquireResponse(status="waiting", waiter=waiter_info(waiter)).model_dump_json()
         return Response(body_json, status_code=202, media_type="application/json")

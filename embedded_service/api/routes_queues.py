@@ -4,10 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from ..model import QueueConfig, QueuePatch, QueueStats, Role
+from ..model import QueueConfig, QueuePatch, QueueStats, QueueStatsView, QueueView, ResetFields, Role
 from .auth import Principal
 from .deps import Need, QueueName
-from .problems import problems
+from .problems import ApiProblem, problems
 from .state import ApiState
 
 
@@ -20,24 +20,30 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         state = svc.engine.queues.get(name)
         return state.config.model_dump(mode="json") if state is not None else None
 
-    @r.get("/v1/queues", response_model=list[QueueConfig], responses=problems(401, 403), tags=["queues"])
-    async def list_queues(_: Viewer) -> list[QueueConfig]:
-        """Every queue's configuration."""
-        return [state.config for state in svc.engine.queues.values()]
+    def view(config: QueueConfig) -> QueueView:
+        configured, overrides = svc.overrides.view(config.name)
+        return QueueView(**config.model_dump(), overrides=overrides, configured=configured)
 
-    @r.get("/v1/queues/{queue}", response_model=QueueStats, responses=problems(401, 403, 404, 422), tags=["queues"])
-    async def get_queue(queue: QueueName, _: Viewer) -> QueueStats:
-        """One queue's live state."""
+    @r.get("/v1/queues", response_model=list[QueueView], responses=problems(401, 403), tags=["queues"])
+    async def list_queues(_: Viewer) -> list[QueueView]:
+        """Every queue's configuration, with `configured` (code/config values) and `overrides` (fields an
+        operator set live: value, by, at)."""
+        return [view(state.config) for state in svc.engine.queues.values()]
+
+    @r.get("/v1/queues/{queue}", response_model=QueueStatsView, responses=problems(401, 403, 404, 422), tags=["queues"])
+    async def get_queue(queue: QueueName, _: Viewer) -> QueueStatsView:
+        """One queue's live state, with `configured` and `overrides` as in the list."""
         state = svc.engine.queue(queue)
-        return svc.engine.queue_stats(state, svc.clock.time())
+        stats = svc.engine.queue_stats(state, svc.clock.time())
+        await svc.keeper.sync_shown((queue,))  # the totals shown are stored: they never go backwards after a crash
+        configured, overrides = svc.overrides.view(queue)
+        return QueueStatsView(**dict(stats), overrides=overrides, configured=configured)
 
     @r.put("/v1/queues/{queue}", response_model=QueueConfig, responses=problems(401, 403, 422), tags=["queues"])
     async def put_queue(queue: QueueName, body: QueuePatch, who: Operator) -> QueueConfig:
         """Create a queue or replace its whole configuration (fields left out take their defaults)."""
         before = current(queue)
-        config = QueueConfig(name=queue, **body.model_dump(exclude_unset=True))
-        await svc.store.save_queue(config)  # stored first: a change the store refuses is not applied
-        svc.configure_queue(queue, **config.model_dump(exclude={"name"}))
+        config = await svc.replace_queue(queue, who.name, **body.model_dump(exclude_unset=True))
         await st.audit(who, "queue.create" if before is None else "queue.replace", queue, before, current(queue))
         return config
 
@@ -45,7 +51,7 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def patch_queue(queue: QueueName, body: QueuePatch, who: Operator) -> QueueConfig:
         """Change some fields of an existing queue; raising the limit or resuming admits waiters at once."""
         before = current(queue)
-        config = await svc.update_queue(queue, **body.model_dump(exclude_unset=True))
+        config = await svc.update_queue(queue, who.name, **body.model_dump(exclude_unset=True))
         await st.audit(who, "queue.update", queue, before, current(queue))
         return config
 
@@ -69,9 +75,23 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     async def control(queue: str, who: Principal, action: str, **fields: Any) -> QueueConfig:
         before = current(queue)
-        config = await svc.update_queue(queue, **fields)
+        config = await svc.update_queue(queue, who.name, **fields)
         await st.audit(who, action, queue, before, current(queue))
         return config
+
+    @r.post(
+        "/v1/queues/{queue}/reset-fields", response_model=QueueView, responses=problems(401, 403, 404, 422), tags=["queues"]
+    )
+    async def reset_fields(queue: QueueName, body: ResetFields, who: Operator) -> QueueView:
+        """Give fields back to code/config: their configured values apply again and the operator overrides
+        go (`{"fields": ["limit", ...]}`)."""
+        before = current(queue)
+        try:
+            config = await svc.reset_fields(queue, body.fields)
+        except ValueError as exc:
+            raise ApiProblem(422, "Invalid request", str(exc), code="invalid") from None
+        await st.audit(who, "queue.reset_fields", queue, before, {**(current(queue) or {}), "fields": body.fields})
+        return view(config)
 
     @r.post("/v1/queues/{queue}/pause", response_model=QueueConfig, responses=problems(401, 403, 404, 422), tags=["queues"])
     async def pause(queue: QueueName, who: Operator) -> QueueConfig:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..errors import UnknownJob, UnknownQueue
@@ -32,15 +32,18 @@ class CompatHealth(BaseModel):
 
 
 class CompatQueueStatus(BaseModel):
-    """`GET /queue/status` in the shape existing ops scripts poll."""
+    """`GET /queue/status` in the shape existing ops scripts poll, each field with the meaning it has there."""
 
-    queue_size: int
-    max_queue_size: int | None
-    processing: int
-    max_processing: int
-    total_processed: int
-    total_failed: int
-    estimated_wait_time: float | None
+    queue_size: int = Field(description="Waiting now: engine waiters plus every queued job.")
+    max_queue_size: int = Field(description="High-water mark of queue_size (since the last reset-marks).")
+    processing: int = Field(description="Slots in use now.")
+    max_processing: int = Field(description="High-water mark of processing (since the last reset-marks).")
+    total_processed: int = Field(description="Holds that ended normally, less jobs that ended failed or timed out.")
+    total_failed: int = Field(
+        description="Failed and timed-out work: jobs failed or timed out, waits timed out, rejected (queue full), "
+        "leases expired or revoked."
+    )
+    estimated_wait_time: float | None = Field(description="Seconds a newcomer would wait (estimate; null: unknown).")
 
 
 _ONE_TYPE = "(" + "|".join(EVENT_TYPES) + ")"
@@ -52,10 +55,11 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     Viewer = Annotated[Principal, Depends(need(Role.viewer))]
 
     def stats(queue: str) -> QueueStats:
-        for stats in st.snapshots.model().queues:
-            if stats.config.name == queue:
-                return stats
-        raise UnknownQueue(queue)
+        """One queue's figures, built for it alone (not a whole snapshot of every queue)."""
+        state = svc.engine.queues.get(queue)
+        if state is None:
+            raise UnknownQueue(queue)
+        return svc.engine.queue_stats(state, svc.clock.time())
 
     @r.get("/v1/health", response_model=Health, tags=["observe"])
     async def health() -> Health:
@@ -80,7 +84,9 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def snapshot(who: Viewer) -> Response:
         """Queues, devices, host, leases and waiters now; `seq` grows with every change.
         A client sees its own leases and waiters only (others' are in the queue counts)."""
-        return Response(st.broker.snapshot_json(client_name(who)), media_type="application/json", headers=NO_STORE)
+        body = st.broker.snapshot_json(client_name(who))
+        await svc.keeper.sync_shown()  # the totals shown are stored first: they never go backwards after a crash
+        return Response(body, media_type="application/json", headers=NO_STORE)
 
     @r.get("/v1/history", response_model=History, responses=problems(401, 403, 422), tags=["observe"])
     async def history(_: Viewer, seconds: Annotated[float, Query(gt=0, le=86_400)] = 600) -> History:
@@ -146,7 +152,9 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     )
     async def metrics(_: Viewer) -> Response:
         """Prometheus exposition: per-queue and per-device gauges and counters, wait and hold histograms."""
-        return Response(st.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        body = st.metrics.exposition()
+        await svc.keeper.sync_shown()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @r.get("/health", response_model=CompatHealth, responses=problems(404, 422), tags=["compatibility"])
     async def compat_health(queue: Annotated[str, Query(max_length=64)] = "default") -> CompatHealth:
@@ -162,15 +170,18 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     @r.get("/queue/status", response_model=CompatQueueStatus, responses=problems(401, 403, 404, 422), tags=["compatibility"])
     async def compat_queue_status(_: Viewer, queue: Annotated[str, Query(max_length=64)] = "default") -> CompatQueueStatus:
-        """One queue in the legacy shape; failed = timed out + rejected + expired + revoked."""
+        """One queue in the legacy shape: `max_*` are high-water marks; failed = jobs failed or timed out + waits
+        timed out + rejected + expired + revoked."""
         s = stats(queue)
+        await svc.keeper.sync_shown((queue,))
         t = s.totals
+        job_failures = t.jobs_failed + t.jobs_timed_out
         return CompatQueueStatus(
             queue_size=s.waiting,
-            max_queue_size=s.config.max_waiting,
+            max_queue_size=s.marks.waiting,
             processing=s.in_use,
-            max_processing=s.config.limit,
-            total_processed=t.released,
-            total_failed=t.timed_out + t.rejected + t.expired + t.revoked,
+            max_processing=s.marks.in_use,
+            total_processed=max(0, t.released - job_failures),
+            total_failed=job_failures + t.timed_out + t.rejected + t.expired + t.revoked,
             estimated_wait_time=s.est_wait_s,
         )

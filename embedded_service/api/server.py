@@ -91,8 +91,9 @@ async def open_service(store: str, *, probes: bool = True, default_limit: int | 
     if DEFAULT_QUEUE not in svc.engine.queues:
         svc.configure_queue(DEFAULT_QUEUE, limit=1 if default_limit is None else default_limit)
         await svc.store.save_queue(svc.queue_config(DEFAULT_QUEUE))
-    elif default_limit is not None:
-        await svc.set_limit(DEFAULT_QUEUE, default_limit)
+    elif default_limit is not None:  # configuration, not an operator: an operator's live limit still wins
+        svc.configure_queue(DEFAULT_QUEUE, limit=default_limit)
+        await svc.store.save_queue(svc.queue_config(DEFAULT_QUEUE))
     return svc
 
 

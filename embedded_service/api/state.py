@@ -81,7 +81,10 @@ class ApiState:
 
     def owns(self, item_id: str, who: Principal) -> bool:
         """Whether a client token made this lease/waiter (operators act on any)."""
-        return self.holders.get(item_id) == who.name
+        holder = self.holders.get(item_id)
+        if holder is None:  # a remote lease taken back after a restart
+            holder = self.service.keeper.holders.get(item_id)
+        return holder == who.name
 
     def check_admitting(self) -> None:
         if self.draining:
@@ -108,7 +111,8 @@ class ApiState:
             log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(running))
         while running & engine.leases.keys() and time.monotonic() < deadline and not self.hurry:
             await asyncio.sleep(0.05)
-        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders]:
+        restored = self.service.keeper.holders  # remote leases taken back after a restart are remote too
+        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders or lease_id in restored]:
             lease = engine.leases[lease_id]
             log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
             engine.revoke(lease_id)

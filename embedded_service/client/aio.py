@@ -26,6 +26,8 @@ from ..model import (
     LeaseInfo,
     QueueConfig,
     QueueStats,
+    QueueStatsView,
+    QueueView,
     Snapshot,
     TokenInfo,
     WaiterInfo,
@@ -176,10 +178,10 @@ class AsyncClient:
 
     # ------------------------------------------------------------- queues
 
-    async def queues(self) -> list[QueueConfig]:
+    async def queues(self) -> list[QueueView]:
         return await self._send(calls.queues())
 
-    async def queue(self, name: str) -> QueueStats:
+    async def queue(self, name: str) -> QueueStatsView:
         return await self._send(calls.queue(name))
 
     async def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
@@ -202,6 +204,10 @@ class AsyncClient:
 
     async def reset_marks(self, name: str) -> QueueStats:
         return await self._send(calls.reset_marks(name))
+
+    async def reset_fields(self, name: str, fields: list[str]) -> QueueView:
+        """Give fields back to code/config (their configured values) and drop the operator's overrides."""
+        return await self._send(calls.reset_fields(name, fields))
 
     # ------------------------------------------------------------- leases
 

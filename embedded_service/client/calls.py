@@ -30,6 +30,8 @@ from ..model import (
     LeaseInfo,
     QueueConfig,
     QueueStats,
+    QueueStatsView,
+    QueueView,
     Snapshot,
     TaskSubmit,
     TokenInfo,
@@ -148,12 +150,12 @@ def metrics() -> Call[str]:
 # ------------------------------------------------------------------- queues
 
 
-def queues() -> Call[list[QueueConfig]]:
-    return Call("GET", "/v1/queues", _model(list[QueueConfig]))
+def queues() -> Call[list[QueueView]]:
+    return Call("GET", "/v1/queues", _model(list[QueueView]))
 
 
-def queue(name: str) -> Call[QueueStats]:
-    return Call("GET", f"/v1/queues/{_q(name)}", _model(QueueStats))
+def queue(name: str) -> Call[QueueStatsView]:
+    return Call("GET", f"/v1/queues/{_q(name)}", _model(QueueStatsView))
 
 
 def configure_queue(name: str, fields: dict[str, Any]) -> Call[QueueConfig]:
@@ -174,6 +176,10 @@ def queue_action(name: str, action: str) -> Call[QueueConfig]:
 
 def reset_marks(name: str) -> Call[QueueStats]:
     return Call("POST", f"/v1/queues/{_q(name)}/reset-marks", _model(QueueStats))
+
+
+def reset_fields(name: str, fields: list[str]) -> Call[QueueView]:
+    return Call("POST", f"/v1/queues/{_q(name)}/reset-fields", _model(QueueView), body={"fields": fields})
 
 
 # ------------------------------------------------------------------- leases

@@ -23,6 +23,8 @@ from ..model import (
     LeaseInfo,
     QueueConfig,
     QueueStats,
+    QueueStatsView,
+    QueueView,
     Snapshot,
     TokenInfo,
     WaiterInfo,
@@ -155,10 +157,10 @@ class Client:
 
     # ------------------------------------------------------------- queues
 
-    def queues(self) -> list[QueueConfig]:
+    def queues(self) -> list[QueueView]:
         return self._send(calls.queues())
 
-    def queue(self, name: str) -> QueueStats:
+    def queue(self, name: str) -> QueueStatsView:
         return self._send(calls.queue(name))
 
     def configure_queue(self, name: str, **fields: Any) -> QueueConfig:
@@ -181,6 +183,10 @@ class Client:
 
     def reset_marks(self, name: str) -> QueueStats:
         return self._send(calls.reset_marks(name))
+
+    def reset_fields(self, name: str, fields: list[str]) -> QueueView:
+        """Give fields back to code/config (their configured values) and drop the operator's overrides."""
+        return self._send(calls.reset_fields(name, fields))
 
     # ------------------------------------------------------------- leases
 

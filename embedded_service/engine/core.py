@@ -45,7 +45,7 @@ from ..model import (
 from .clock import Clock, RealClock, TimerHandle
 from .deadlines import Deadlines
 from .devices import DevicePool
-from .queues import QueueState, Waiter, percentile
+from .queues import QueueState, Waiter
 
 log = logging.getLogger("slotdeck.engine")
 
@@ -104,6 +104,10 @@ class SlotEngine:
             self.pool.configure(devices)
         self.version = 0  # bumped on every change; snapshots carry it as `seq`
         self.fence = 0
+        # fences above this need a new durable reservation first (see restart.py); `fence_low` asks for it
+        self.fence_guard = 2**62
+        self.fence_low: Callable[[int], None] | None = None
+        self.on_remote_end: Callable[[Lease], None] | None = None  # a lease with a TTL ended (any reason)
         self.unattributed_bad_releases = 0
         self._prefix = secrets.token_hex(3)
         self._arrivals = itertools.count(1)  # a waiter's place in line, also its id
@@ -226,7 +230,7 @@ class SlotEngine:
         self.waiters[waiter.id] = waiter
         if gpus:
             self._gpu_waiting += 1
-        if state.waiting > state.marks.waiting:
+        if state.waiting + state.backlog > state.marks.waiting:
             state.note_waiting(now)
         self.version += 1
         if self.listeners:
@@ -340,6 +344,8 @@ class SlotEngine:
     ) -> Lease:
         self.fence += 1
         fence = self.fence
+        if fence > self.fence_guard and self.fence_low is not None:
+            self.fence_low(fence)
         lease = Lease(  # positional: this is the hot path of every grant
             f"L{self._prefix}{fence:x}", state.config.name, owner, priority, fence, devices, gpu_mem_mib, now, waited
         )
@@ -481,6 +487,8 @@ class SlotEngine:
 
     def _drop_lease(self, lease: Lease, reason: str) -> None:
         del self.leases[lease.id]
+        if lease.ttl_s is not None and self.on_remote_end is not None:
+            self.on_remote_end(lease)
         if lease.timer is not None:
             lease.timer.cancel()
         now = self.clock.time()
@@ -508,6 +516,41 @@ class SlotEngine:
             state.revoked += 1
         if state.waiting or lease.devices:
             self._pump(None if lease.devices else state, now)
+
+    def restore_lease(
+        self,
+        lease_id: str,
+        queue: str,
+        owner: str | None,
+        priority: int,
+        fence: int,
+        devices: tuple[int, ...],
+        gpu_mem_mib: int,
+        granted_at: float,
+        waited_s: float,
+        ttl_s: float,
+        expires_at: float,
+    ) -> Lease | None:
+        """Take back a remote lease granted before a restart: it holds its slot (and devices) until its
+        holder renews or releases it or it expires at `expires_at`. None when its queue is gone."""
+        state = self.queues.get(queue)
+        if state is None or lease_id in self.leases:
+            return None
+        if not all(index in self.pool.devices for index in devices):
+            devices, gpu_mem_mib = (), 0  # its GPUs are not here any more: it still holds its slot
+        now = self.clock.time()
+        lease = Lease(lease_id, queue, owner, priority, fence, devices, gpu_mem_mib, granted_at, waited_s)
+        lease.ttl_s = ttl_s
+        lease.expires_at = expires_at
+        lease.timer = self.clock.call_later(max(0.0, expires_at - now), self._expire, lease)
+        self.leases[lease_id] = lease
+        state.in_use += 1
+        state.note_in_use(now)
+        if devices:
+            self.pool.assign(lease_id, queue, list(devices), gpu_mem_mib)
+        self.fence = max(self.fence, fence)
+        self._changed()
+        return lease
 
     def _expire(self, lease: Lease) -> None:
         if self.leases.get(lease.id) is lease:
@@ -605,32 +648,45 @@ class SlotEngine:
 
     # ------------------------------------------------------------- observing
 
-    def queue_stats(self, state: QueueState, now: float) -> QueueStats:
+    def queue_stats(self, state: QueueState, now: float, leases: list[Lease] | None = None) -> QueueStats:
+        """One queue's figures. `leases`: that queue's leases when the caller grouped them already (a
+        snapshot of many queues); otherwise they are picked out here."""
         config = state.config
-        owners = {lease.owner for lease in self.leases.values() if lease.queue == config.name}
-        owners.update(w.owner for w in state.live_waiters())
+        if leases is None:
+            name = config.name
+            leases = [lease for lease in self.leases.values() if lease.queue == name]
+        owners = {lease.owner for lease in leases}
+        if state.waiting:
+            owners.update(w.owner for w in state.live_waiters())
         owners.discard(None)
         stuck = 0
         if config.stuck_after_s is not None:
-            stuck = sum(
-                1
-                for lease in self.leases.values()
-                if lease.queue == config.name and now - lease.granted_at > config.stuck_after_s
-            )
+            oldest = now - config.stuck_after_s
+            stuck = sum(1 for lease in leases if lease.granted_at < oldest)
+        wait_p50, wait_p95, hold_p50, hold_p95 = state.sample_percentiles()
         return QueueStats(
             config=config,
             in_use=state.in_use,
-            waiting=state.waiting,
+            waiting=state.waiting + state.backlog,
             owners=len(owners),
             marks=state.marks.model_copy(),
             totals=state.totals(),
-            wait_p50_s=percentile(state.wait_samples, 0.5),
-            wait_p95_s=percentile(state.wait_samples, 0.95),
-            hold_p50_s=percentile(state.hold_samples, 0.5),
-            hold_p95_s=percentile(state.hold_samples, 0.95),
-            est_wait_s=state.est_wait_s(),
+            wait_p50_s=wait_p50,
+            wait_p95_s=wait_p95,
+            hold_p50_s=hold_p50,
+            hold_p95_s=hold_p95,
+            est_wait_s=state.est_wait_s(mean_hold=state.hold_sorted.mean(state.hold_samples)),
             stuck=stuck,
         )
+
+    def all_queue_stats(self, now: float) -> list[QueueStats]:
+        """Every queue's figures, grouping the leases by queue once."""
+        by_queue: dict[str, list[Lease]] = {name: [] for name in self.queues}
+        for lease in self.leases.values():
+            group = by_queue.get(lease.queue)
+            if group is not None:
+                group.append(lease)
+        return [self.queue_stats(state, now, by_queue[name]) for name, state in self.queues.items()]
 
     def lease_infos(self, now: float) -> list[LeaseInfo]:
         return [

@@ -19,27 +19,77 @@ class Sample:
     host_memory_used_mib: float | None
 
 
+QueueFigures = tuple[int, int, int]  # (in_use, waiting, limit)
+DEFAULT_HISTORY_BUDGET = 1_000_000  # queue changes kept at most (~100-150 MB); idle queues add none
+
+
+@dataclass(slots=True)
+class _Point:
+    t: float
+    changed: dict[str, QueueFigures | None]  # queues whose figures changed since the point before (None: gone)
+    devices: dict[str, tuple[float | None, float, float | None]]
+    host_cpu_pct: float | None
+    host_memory_used_mib: float | None
+
+
 class HistoryRing:
-    def __init__(self, points: int = DEFAULT_HISTORY_POINTS) -> None:
-        self._samples: deque[Sample] = deque(maxlen=points)
+    """Up to `points` samples (one hour at 1 Hz by default), each storing only the queues that changed.
+
+    A queue whose figures stay the same costs nothing per point, so 10,000 idle queues
+    do not grow the ring. Memory is bounded by `budget`, the most queue changes kept
+    in all: when busy queues exceed it the oldest points go first (the ring covers
+    less time rather than growing).
+    """
+
+    def __init__(self, points: int = DEFAULT_HISTORY_POINTS, budget: int = DEFAULT_HISTORY_BUDGET) -> None:
+        self.points = points
+        self.budget = budget
+        self._points: deque[_Point] = deque()
+        self._base: dict[str, QueueFigures] = {}  # every queue's figures just before the oldest point
+        self._last: dict[str, QueueFigures] = {}  # ... and after the newest
+        self.entries = 0  # queue changes held now (what `budget` bounds)
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return len(self._points)
 
     def add(self, sample: Sample) -> None:
-        self._samples.append(sample)
+        """Add a sample of every queue's figures now (only the changes are kept)."""
+        last = self._last
+        queues = sample.queues
+        changed: dict[str, QueueFigures | None] = {name: v for name, v in queues.items() if last.get(name) != v}
+        if len(last) + len(changed) > len(queues):  # some queue may be gone
+            changed.update({name: None for name in last if name not in queues})
+        for name, figures in changed.items():
+            if figures is None:
+                del last[name]
+            else:
+                last[name] = figures
+        self._points.append(_Point(sample.t, changed, sample.devices, sample.host_cpu_pct, sample.host_memory_used_mib))
+        self.entries += len(changed)
+        while len(self._points) > self.points or (self.entries > self.budget and len(self._points) > 1):
+            oldest = self._points.popleft()
+            self.entries -= len(oldest.changed)
+            _apply(self._base, oldest.changed)
 
     def series(self, seconds: float, now: float) -> History:
         """Samples newer than `now - seconds`; a queue or device absent at some instant reads as 0/None there."""
         since = now - seconds
-        picked = [s for s in self._samples if s.t >= since]
-        queue_names = sorted({name for s in picked for name in s.queues})
+        state = dict(self._base)
+        picked: list[_Point] = []
+        states: list[dict[str, QueueFigures]] = []
+        for point in self._points:
+            _apply(state, point.changed)
+            if point.t >= since:
+                picked.append(point)
+                states.append(state.copy() if point.changed or not states else states[-1])
+        queue_names = sorted({name for st in {id(st): st for st in states}.values() for name in st})
         device_names = sorted({name for s in picked for name in s.devices}, key=int)
+        zero = (0, 0, 0)
         queues = {
             name: QueueSeries(
-                in_use=[s.queues.get(name, (0, 0, 0))[0] for s in picked],
-                waiting=[s.queues.get(name, (0, 0, 0))[1] for s in picked],
-                limit=[s.queues.get(name, (0, 0, 0))[2] for s in picked],
+                in_use=[st.get(name, zero)[0] for st in states],
+                waiting=[st.get(name, zero)[1] for st in states],
+                limit=[st.get(name, zero)[2] for st in states],
             )
             for name in queue_names
         }
@@ -58,3 +108,11 @@ class HistoryRing:
             host_cpu_pct=[s.host_cpu_pct for s in picked],
             host_memory_used_mib=[s.host_memory_used_mib for s in picked],
         )
+
+
+def _apply(state: dict[str, QueueFigures], changed: dict[str, QueueFigures | None]) -> None:
+    for name, figures in changed.items():
+        if figures is None:
+            state.pop(name, None)
+        else:
+            state[name] = figures

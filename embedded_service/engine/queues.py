@@ -69,6 +69,63 @@ class TokenBucket:
         return max(TIMER_SLACK_S, self.tat - self.tolerance - now)
 
 
+class SortedMirror:
+    """A sorted copy of a sample deque, brought up to date from how many samples were appended since.
+
+    The engine appends to the deque on its hot path and counts appends anyway (grants, ended leases);
+    a snapshot then pays for the samples that are new (a bisect-insert and a bisect-delete each)
+    instead of sorting every queue's whole window on every snapshot.
+    """
+
+    __slots__ = ("_mirror", "_seen", "sorted", "total")
+
+    def __init__(self) -> None:
+        self.sorted: list[float] = []
+        self.total = 0.0  # sum of the samples (kept alongside; re-summed on every full rebuild)
+        self._mirror: deque[float] = deque()
+        self._seen = -1
+
+    def update(self, samples: deque[float], appended: int) -> list[float]:
+        """`appended`: how many samples were ever appended to `samples` (any monotonic count that grows by one
+        per append). Returns the samples in order."""
+        new = appended - self._seen
+        if new == 0 and len(self._mirror) == len(samples):
+            return self.sorted
+        size = len(samples)
+        if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
+            self.sorted = sorted(samples)
+            self.total = math.fsum(self.sorted)
+            self._mirror = deque(samples)
+        else:
+            fresh = [samples[-i] for i in range(new, 0, -1)] if new else []
+            mirror, ordered = self._mirror, self.sorted
+            total = self.total
+            for value in fresh:
+                mirror.append(value)
+                bisect.insort(ordered, value)
+                total += value
+            while len(mirror) > size:
+                gone = mirror.popleft()
+                del ordered[bisect.bisect_left(ordered, gone)]
+                total -= gone
+            self.total = total
+        self._seen = appended
+        return self.sorted
+
+
+    def mean(self, samples: deque[float]) -> float | None:
+        """Mean of the samples as of the last `update` (None when it saw none or they changed size since)."""
+        count = len(self.sorted)
+        return self.total / count if count and count == len(samples) else None
+
+
+def nearest_rank(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of samples already in order (None when there are none)."""
+    if not ordered:
+        return None
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
 def percentile(samples: deque[float], q: float) -> float | None:
     """Nearest-rank percentile of the recent samples (None when there are none)."""
     if not samples:
@@ -101,8 +158,15 @@ class QueueState:
     expired: int = 0
     revoked: int = 0
     bad_releases: int = 0
+    jobs_failed: int = 0
+    jobs_timed_out: int = 0
+    # Durable jobs queued in the store but not in the line above (beyond the job runner's window);
+    # set by the job runner. `waiting + backlog` is the queue's true depth.
+    backlog: int = 0
     wait_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     hold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    wait_sorted: SortedMirror = field(default_factory=SortedMirror)
+    hold_sorted: SortedMirror = field(default_factory=SortedMirror)
 
     @property
     def name(self) -> str:
@@ -152,15 +216,16 @@ class QueueState:
             self.marks.in_use_at = now
 
     def note_waiting(self, now: float) -> None:
-        if self.waiting > self.marks.waiting:
-            self.marks.waiting = self.waiting
+        depth = self.waiting + self.backlog
+        if depth > self.marks.waiting:
+            self.marks.waiting = depth
             self.marks.waiting_at = now
 
     def reset_marks(self, now: float) -> None:
         self.marks = Marks(
             in_use=self.in_use,
             in_use_at=now,
-            waiting=self.waiting,
+            waiting=self.waiting + self.backlog,
             waiting_at=now,
             reset_at=now,
         )
@@ -182,20 +247,34 @@ class QueueState:
             expired=self.expired,
             revoked=self.revoked,
             bad_releases=self.bad_releases,
+            jobs_failed=self.jobs_failed,
+            jobs_timed_out=self.jobs_timed_out,
         )
 
     def restore_totals(self, totals: Totals) -> None:
         for name in Totals.model_fields:
             setattr(self, name, getattr(totals, name))
 
-    def est_wait_s(self, extra_ahead: int = 0) -> float | None:
+    def sample_percentiles(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(wait p50, wait p95, hold p50, hold p95) of the recent samples."""
+        waits = self.wait_sorted.update(self.wait_samples, self.granted)
+        holds = self.hold_sorted.update(self.hold_samples, self.released + self.expired + self.revoked)
+        return (
+            nearest_rank(waits, 0.5),
+            nearest_rank(waits, 0.95),
+            nearest_rank(holds, 0.5),
+            nearest_rank(holds, 0.95),
+        )
+
+    def est_wait_s(self, extra_ahead: int = 0, mean_hold: float | None = None) -> float | None:
         """Wait of a newcomer: position over throughput (limit / mean hold time)."""
         if self.config.paused:
             return None
-        ahead = self.waiting + extra_ahead
+        ahead = self.waiting + self.backlog + extra_ahead
         if ahead == 0 and self.in_use < self.config.limit:
             return 0.0
         if not self.hold_samples or self.config.limit == 0:
             return None
-        mean_hold = sum(self.hold_samples) / len(self.hold_samples)
+        if mean_hold is None:
+            mean_hold = sum(self.hold_samples) / len(self.hold_samples)
         return (ahead + 1) * mean_hold / self.config.limit

@@ -30,6 +30,7 @@ from ..errors import NoFittingDevice, QueueFull, StoreFault, UnknownJob, Unknown
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
+from .backlog import Backlog
 from .context import JobContext
 from .execute import Outcome, run_command, run_task
 from .logs import read_tail, remove_log
@@ -69,6 +70,7 @@ class JobRunner:
         self._held: dict[str, Held] = {}
         self._by_lease: dict[str, Held] = {}
         self._windows: dict[str, QueueWindow] = {}
+        self.backlog = Backlog(engine)
         self._wake = asyncio.Event()
         self._claiming = False
         self._left_during_claim: set[str] = set()
@@ -91,6 +93,7 @@ class JobRunner:
     async def start(self) -> None:
         await self._recover()
         await self._prune()
+        self.backlog.load(await self.store.count_queued())
         self._pool = ThreadPoolExecutor(self.settings.task_threads, thread_name_prefix="slotdeck-task")
         self._started = True
         self._feeder = asyncio.create_task(self._feed_forever(), name="slotdeck-job-feeder")
@@ -295,9 +298,11 @@ class JobRunner:
                 return stored.as_replay()
         else:
             stored = await self.store.add_job(job)
+        self.backlog.change(stored.queue, stored=1, push=False)  # told below: one granted at once never waited
         self._emit(stored)
         if self._started:
             self._offer(stored)
+        self.backlog.push(stored.queue)
         return stored
 
     # ---------------------------------------------------------------- window
@@ -324,6 +329,8 @@ class JobRunner:
             window.complete = False  # the poll picks it up once due
             return
         target = self._target(job.queue)
+        if not window.complete and self.backlog.unclaimed(job.queue) == 1:
+            window.complete = True  # every other queued job of the queue is held: nothing in the store goes first
         if window.complete and len(window.waiting) < target:
             self._load(job, window)
             return
@@ -345,6 +352,7 @@ class JobRunner:
 
     def _load(self, job: Job, window: QueueWindow) -> bool:
         """Make a queued job an engine waiter (or grant it at once); False when the queue takes no more."""
+        held = self._hold(job)  # first: it leaves the backlog as it joins the line, never counted twice
         try:
             result = self.engine.enqueue(
                 job.queue,
@@ -356,13 +364,12 @@ class JobRunner:
                 job_id=job.id,
             )
         except QueueFull:
+            self._forget(held)
             window.complete = False
             return False
         except (NoFittingDevice, UnknownQueue) as exc:
-            held = self._hold(job)
             self._spawn(self._settle(held, state=JobState.failed, error=str(exc), finished_at=self.clock.time()))
             return True
-        held = self._hold(job)
         if isinstance(result, Lease):
             self._start(held, result)
         else:
@@ -374,11 +381,24 @@ class JobRunner:
     def _hold(self, job: Job) -> Held:
         held = Held(job=job)
         self._held[job.id] = held
+        if job.state is JobState.queued:
+            self.backlog.change(job.queue, held=1)
         return held
+
+    def _retag(self, held: Held, job: Job) -> Job:
+        """Replace a held job's state, keeping the backlog counts (queued in the store, held) exact."""
+        was, now = held.job.state is JobState.queued, job.state is JobState.queued
+        held.job = job
+        if was != now:
+            step = 1 if now else -1
+            self.backlog.change(job.queue, stored=step, held=step if self._held.get(job.id) is held else 0)
+        return job
 
     def _forget(self, held: Held) -> None:
         if self._held.get(held.job.id) is held:
             del self._held[held.job.id]
+            if held.job.state is JobState.queued:
+                self.backlog.change(held.job.queue, held=-1)
             if self._claiming:
                 self._left_during_claim.add(held.job.id)
         if held.lease is not None:
@@ -415,8 +435,11 @@ class JobRunner:
                 if polled or now - last_poll >= self.settings.poll_s:
                     polled, last_poll = True, now
                     await self._sample_running()
-                for queue in list(self.engine.queues):
-                    await self._refill(queue, polled)
+                if polled:
+                    self.backlog.sync()
+                for queue in self.backlog.claimable_queues():
+                    if queue in self.engine.queues:
+                        await self._refill(queue, polled)
                 if now - self._last_prune >= self.settings.prune_every_s:
                     await self._prune()
             except StoreFault:  # logged once and counted by the store's health; try again on the next poll
@@ -488,7 +511,7 @@ class JobRunner:
             except StoreFault:  # it could not be recorded as running, so it does not run: it stays queued in the store
                 self._put_back(held)
                 return
-            job = held.job = running
+            job = self._retag(held, running)
             if job.kind is JobKind.command:
                 held.control.mark = job_mark(job.id, job.attempts)
             self._emit(job)
@@ -572,7 +595,8 @@ class JobRunner:
 
     async def _settle(self, held: Held, **updates: Any) -> None:
         """Store a job's new state, then let go of it (and offer it again if it is queued)."""
-        job = held.job = held.job.model_copy(update=updates)
+        job = self._retag(held, held.job.model_copy(update=updates))
+        self._count_outcome(job)
         try:
             await self._store_outcome(job)
         except Exception:
@@ -618,6 +642,19 @@ class JobRunner:
                 if self._unsaved.pop(job.id, None) is not None:
                     log.info("job %s: its state (%s) is stored now", job.id, job.state)
                 return
+
+    def _count_outcome(self, job: Job) -> None:
+        """Failed and timed-out jobs count in their queue's totals (`/queue/status` `total_failed`)."""
+        state = self.engine.queues.get(job.queue)
+        if state is None:
+            return
+        if job.state is JobState.failed:
+            state.jobs_failed += 1
+        elif job.state is JobState.timed_out:
+            state.jobs_timed_out += 1
+        else:
+            return
+        self.engine.version += 1
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
-from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
+from ..model import AuditEntry, HeldLease, Job, JobPage, JobState, Marks, QueueConfig, QueueOverrides, StoredToken, Totals
 
 # A job in one of these states will not run again; retention may prune it.
 TERMINAL_STATES = frozenset(
@@ -74,6 +74,26 @@ class Store(Protocol):
 
     async def list_audit(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
         """Newest first."""
+
+    # what a restart must not forget (see stores/sqlite_restart.py)
+    async def count_queued(self) -> dict[str, int]:
+        """Queued jobs per queue (queues with none may be left out)."""
+
+    async def load_leases(self) -> list[HeldLease]: ...
+
+    async def save_leases(
+        self, put: list[HeldLease], drop: list[str], states: dict[str, tuple[Marks, Totals]] | None = None
+    ) -> None:
+        """Store granted remote leases, forget ended ones and save marks/totals, atomically."""
+
+    async def load_fence(self) -> int: ...
+
+    async def save_fence(self, fence: int) -> None:
+        """Fences up to `fence` may be in use; the stored high-water never goes down."""
+
+    async def load_overrides(self) -> dict[str, QueueOverrides]: ...
+
+    async def save_overrides(self, name: str, record: QueueOverrides | None) -> None: ...
 
     # API tokens, hashed at rest
     async def save_token(self, token: StoredToken) -> None: ...

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, StoredToken, Totals
 from .base import TERMINAL_STATES, parse_cursor
+from .memory_restart import MemoryRestartMixin
 
 
-class MemoryStore:
+class MemoryStore(MemoryRestartMixin):
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._queues: dict[str, QueueConfig] = {}
@@ -21,6 +22,7 @@ class MemoryStore:
         self._queued: dict[str, list[tuple[int, int, str]]] = {}  # queue -> sorted (priority, seq, id)
         self._seq = 0
         self._idem: dict[str, str] = {}  # scoped idempotency key -> job id
+        self._restart_init()
 
     async def open(self) -> None:
         return None

@@ -19,6 +19,7 @@ from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, Stor
 from ..private import narrow, private_dir, private_file
 from .base import TERMINAL_STATES, parse_cursor
 from .faults import StoreHealth, as_fault, classify
+from .sqlite_restart import SqliteRestartMixin
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
 
@@ -54,7 +55,7 @@ def _job_from_row(seq: int, data: str) -> Job:
     return job
 
 
-class SqliteStore:
+class SqliteStore(SqliteRestartMixin):
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.url = url
         self.path = path_from_url(url)

@@ -50,6 +50,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN idem TEXT;
     CREATE UNIQUE INDEX jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
     """,
+    # 2 -> 3: what a restart must not forget: remote leases, the fence high-water, operator overrides
+    """
+    CREATE TABLE leases (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE queue_overrides (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

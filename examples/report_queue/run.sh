@@ -13,7 +13,13 @@ mkdir -p "$SLOTDECK_HOME" "$out/reports"
 slotdeck() { "$PY" -m embedded_service.cli "$@"; }
 local_field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$SLOTDECK_HOME/local.json" "$1"; }
 
-slotdeck serve --port 0 --no-probes >"$out/server.log" 2>&1 &
+# a client token may run only the commands an admin allow-lists: here, the renderer and nothing else
+cat >"$out/allow.toml" <<EOF
+[[allow]]
+prefix = ["$PY", "$here/render_report.py"]
+tokens = ["report-submitter"]
+EOF
+slotdeck serve --port 0 --no-probes --command-allowlist "$out/allow.toml" >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 300); do [ -s "$SLOTDECK_HOME/local.json" ] && break; sleep 0.1; done

@@ -163,7 +163,7 @@ def test_snapshot_history_metrics_and_compat_views(running: Running) -> None:
     assert "slotdeck_wait_seconds_bucket" in metrics
     assert status == {
         "queue_size": 1,
-        "max_queue_size": None,
+        "max_queue_size": 1,
         "processing": 1,
         "max_processing": 1,
         "total_processed": 0,

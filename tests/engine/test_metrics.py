@@ -76,6 +76,8 @@ async def test_totals_add_up_over_every_ending(svc: SlotService, clock: ManualCl
         "expired": 1,
         "revoked": 1,
         "bad_releases": 1,
+        "jobs_failed": 0,
+        "jobs_timed_out": 0,
     }
     assert totals.granted == totals.released + totals.expired + totals.revoked + stats("q").in_use
 
@@ -179,3 +181,28 @@ def test_history_series_fills_gaps_for_queues_that_came_and_went() -> None:
     assert history.devices["0"].memory_used_mib == [100.0, None]
     assert history.host_cpu_pct == [5.0, None]
     assert ring.series(seconds=0.5, now=2.0).t == [2.0]
+
+
+async def test_percentiles_follow_the_sliding_window_as_samples_come_and_go(svc: SlotService, clock: ManualClock) -> None:
+    """The snapshot keeps a sorted copy of the samples up to date incrementally; it must equal a full sort."""
+    from embedded_service.engine.queues import SAMPLE_WINDOW, percentile
+
+    svc.configure_queue("q", limit=1)
+    state = svc.engine.queues["q"]
+    for round_ in range(3):
+        for i in range(SAMPLE_WINDOW // 2 + 37):
+            lease = await svc.acquire("q")
+            clock.advance(((i * 7919 + round_) % 101) / 100)
+            svc.release(lease)
+            if i % 97 == 0:  # now and then mid-stream, so both the incremental and the full path run
+                stats = svc.engine.queue_stats(state, clock.time())
+                assert stats.hold_p50_s == percentile(state.hold_samples, 0.5)
+        stats = svc.engine.queue_stats(state, clock.time())
+        assert (stats.hold_p50_s, stats.hold_p95_s) == (
+            percentile(state.hold_samples, 0.5),
+            percentile(state.hold_samples, 0.95),
+        )
+        assert (stats.wait_p50_s, stats.wait_p95_s) == (
+            percentile(state.wait_samples, 0.5),
+            percentile(state.wait_samples, 0.95),
+        )

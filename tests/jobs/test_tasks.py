@@ -148,8 +148,9 @@ async def test_queued_jobs_run_in_priority_then_submit_order_beyond_the_window(s
         priority = 0 if n % 3 else -1
         await svc.submit("note", [n], priority=priority)
         expected.append((priority, n))
-    await wait_until(lambda: svc.snapshot().queues[0].waiting > 0, what="a window of waiters")
-    assert svc.snapshot().queues[0].waiting <= 8
+    await wait_until(lambda: svc.engine.queues["default"].waiting > 0, what="a window of waiters")
+    assert svc.engine.queues["default"].waiting <= 8  # the engine's line is the window...
+    assert svc.snapshot().queues[0].waiting == 40  # ...the queue's depth is every queued job
     await svc.resume("default")
     await wait_until(lambda: len(order) == 40, what="all 40 jobs run")
     assert order == [n for _p, n in sorted(expected)]
@@ -166,9 +167,10 @@ async def test_a_better_job_arriving_when_the_window_is_full_takes_its_place(svc
     await svc.pause("default")
     for n in range(20):
         await svc.submit("note", [f"p0-{n}"])
-    await wait_until(lambda: svc.snapshot().queues[0].waiting == 8, what="a full window")
+    await wait_until(lambda: svc.engine.queues["default"].waiting == 8, what="a full window")
     await svc.submit("note", ["urgent"], priority=-1)
-    assert svc.snapshot().queues[0].waiting == 8
+    assert svc.engine.queues["default"].waiting == 8
+    assert svc.snapshot().queues[0].waiting == 21
     await svc.resume("default")
     await wait_until(lambda: len(order) == 21, what="all jobs run")
     assert order == ["urgent"] + [f"p0-{n}" for n in range(20)]
@@ -260,7 +262,7 @@ async def test_a_job_beyond_the_window_can_be_cancelled_and_never_runs(svc: Slot
 
     await svc.pause("default")
     jobs = [await svc.submit("note", [n]) for n in range(20)]
-    await wait_until(lambda: svc.snapshot().queues[0].waiting == 8, what="a full window")
+    await wait_until(lambda: svc.engine.queues["default"].waiting == 8, what="a full window")
     assert (await svc.cancel_job(jobs[15].id)).state is JobState.cancelled
     await svc.resume("default")
     await wait_until(lambda: len(ran) == 19, what="the other jobs run")
