@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+import psutil
+
 from .private import private_dir
 
 log = logging.getLogger("slotdeck.localmode")
@@ -51,16 +53,35 @@ def write_local_endpoint(url: str, token: str) -> Path:
 
 
 def read_local_endpoint() -> tuple[str, str] | None:
-    """The (url, token) a local service left, or None when there is none or it is unreadable."""
+    """The (url, token) a local service left, or None when there is none, it is unreadable, or its process is gone.
+
+    A file left by a service that no longer runs (killed) is ignored: whoever listens on its port now must
+    not be sent the token.
+    """
     path = local_endpoint_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        pid = data.get("pid")
+        if isinstance(pid, int) and not psutil.pid_exists(pid):
+            log.info("ignoring %s: the service that wrote it (pid %d) no longer runs", path, pid)
+            return None
         return str(data["url"]), str(data["token"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable local endpoint file %s: %s", path, exc)
         return None
+
+
+def forget_local_endpoint(url: str | None = None) -> None:
+    """Remove `local.json` when this process wrote it (for `url`, where given): a service stopping; else leave it."""
+    path = local_endpoint_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("pid") == os.getpid() and url in (None, data.get("url")):
+            path.unlink()
+    except (OSError, ValueError, AttributeError) as exc:
+        log.debug("local endpoint file %s not removed: %s", path, exc)
 
 
 def is_loopback(host: str) -> bool:

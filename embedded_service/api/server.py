@@ -19,7 +19,7 @@ import uvicorn
 from ..config import ConfigError, Settings
 from ..jobs import JobSettings
 from ..jobs.environment import parse_pass_env
-from ..localmode import is_loopback, write_local_endpoint
+from ..localmode import forget_local_endpoint, is_loopback, write_local_endpoint
 from ..model import AuditEntry, Role
 from ..service import SlotService
 from .app import api_state, create_app
@@ -183,6 +183,7 @@ async def serve(settings: Settings) -> None:
     svc = await open_service(
         settings.resolved_store(), probes=settings.probes, default_limit=settings.default_limit, **service_options(settings)
     )
+    server: SlotDeckServer | None = None
     try:
         await check_bind(svc, settings)
         app = create_app(svc, **options)
@@ -191,6 +192,8 @@ async def serve(settings: Settings) -> None:
         await server.serve()
         announce.cancel()
     finally:
+        if server is not None and server.started:
+            forget_local_endpoint()  # this process's file only: one serve, one server
         await svc.close()
         log.info("stopped; store closed")
 
