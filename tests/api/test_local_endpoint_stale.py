@@ -82,3 +82,13 @@ def test_a_killed_servers_local_json_is_not_sent_to_whoever_has_its_port(
     (data / "local.json").write_text(json.dumps({"url": url, "token": "sdk_live", "pid": os.getpid()}))
     slotdeck("token", "list", env=home)
     assert "Bearer sdk_live" in seen
+
+
+def test_a_server_that_is_not_slotdeck_gets_a_one_line_error(
+    home: dict[str, str],  # noqa: F811
+    stranger: tuple[str, list[str | None]],
+) -> None:
+    url, _seen = stranger
+    status = slotdeck("status", "--url", url, "--token", "sdk_x", env=home)
+    assert status.returncode != 0 and "Traceback" not in status.stderr, status.stderr
+    assert status.stderr.count("\n") == 1 and "did not answer as SlotDeck does" in status.stderr, status.stderr
