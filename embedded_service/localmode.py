@@ -44,7 +44,8 @@ def write_local_endpoint(url: str, token: str) -> Path:
     path = local_endpoint_path()
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # never write through what is there (a planted symlink): a new file or nothing
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
     os.chmod(tmp, 0o600)

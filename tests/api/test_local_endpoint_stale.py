@@ -92,3 +92,15 @@ def test_a_server_that_is_not_slotdeck_gets_a_one_line_error(
     status = slotdeck("status", "--url", url, "--token", "sdk_x", env=home)
     assert status.returncode != 0 and "Traceback" not in status.stderr, status.stderr
     assert status.stderr.count("\n") == 1 and "did not answer as SlotDeck does" in status.stderr, status.stderr
+
+
+def test_local_json_is_not_written_through_a_planted_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedded_service.localmode import read_local_endpoint, write_local_endpoint
+
+    home_dir, stolen = tmp_path / "home", tmp_path / "stolen"
+    home_dir.mkdir(mode=0o700)
+    (home_dir / f".local.json.{os.getpid()}.tmp").symlink_to(stolen)  # left there while the directory was open
+    monkeypatch.setenv("SLOTDECK_HOME", str(home_dir))
+    path = write_local_endpoint("http://127.0.0.1:1", "sdk_admin")
+    assert not stolen.exists(), "the admin token went where the symlink pointed"
+    assert not path.is_symlink() and read_local_endpoint() == ("http://127.0.0.1:1", "sdk_admin")
