@@ -71,6 +71,7 @@ class EventBroker:
         self._subscribers: dict[asyncio.Queue[Any], tuple[frozenset[str], str | None]] = {}
         self._job_owners: dict[str, str] = {}
         self._holders: dict[asyncio.Queue[Any], str] = {}  # each stream's token name: revoking it ends the stream
+        self._revisions: dict[str, int] = {}  # how often each token name was revoked or replaced
         self._client_snapshots: dict[str, tuple[Any, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
@@ -234,8 +235,13 @@ class EventBroker:
             self._subscribers.pop(queue, None)
             self._holders.pop(queue, None)
 
+    def token_revision(self, holder: str) -> int:
+        """A number that changes when the token named `holder` is revoked or replaced (other streams watch it)."""
+        return self._revisions.get(holder, 0)
+
     def end_streams_of(self, holder: str) -> int:
         """End the open streams of the token named `holder` (revoked or replaced); returns how many."""
+        self._revisions[holder] = self._revisions.get(holder, 0) + 1
         queues = [queue for queue, name in self._holders.items() if name == holder]
         for queue in queues:
             self._subscribers.pop(queue, None)  # nothing more is sent to it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -70,3 +71,37 @@ def test_other_streams_go_on(running: Running) -> None:
     finally:
         stop.set()
         listener.join(30)
+
+
+def test_a_revoked_tokens_log_follow_ends(running: Running) -> None:
+    script = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.2)"
+    with running.http("admin") as admin, running.http("operator") as operator:
+        token = admin.post("/v1/tokens", json={"name": "tailer", "role": "viewer"}).json()["token"]
+        job = operator.post("/v1/jobs", json={"argv": [sys.executable, "-c", script]}).json()["id"]
+        lines: list[str] = []
+        done = threading.Event()
+
+        def follow() -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            url = f"{running.url}/v1/jobs/{job}/log?follow=true"
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as answer:
+                for line in answer.iter_lines():
+                    lines.append(line)
+                    if done.is_set():
+                        return
+            lines.append("<ended>")
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 30
+            while "tick" not in lines:
+                assert time.monotonic() < deadline, "no output followed"
+                time.sleep(0.05)
+            assert admin.delete("/v1/tokens/tailer").status_code == 204
+            reader.join(30)
+            assert not reader.is_alive() and lines[-1] == "<ended>", "the revoked token still reads the log"
+        finally:
+            done.set()
+            operator.post(f"/v1/jobs/{job}/cancel")
+            reader.join(30)
