@@ -26,6 +26,7 @@ from .app import api_state, create_app
 from .auth import create_token
 from .commands import AllowListError, load_allowlist
 from .deps import redact_url
+from .headlimit import http_protocol
 from .state import ApiState
 
 log = logging.getLogger("slotdeck.server")
@@ -132,6 +133,7 @@ def uvicorn_config(app: Any, settings: Settings, port: int | None = None) -> uvi
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=http_protocol(),
     )
 
 
