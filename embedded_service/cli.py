@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML settings file (env SLOTDECK_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="data directory (env SLOTDECK_HOME)")
     p.add_argument("--default-limit", type=int, help="limit of the default queue (env MAX_CONCURRENT_REQUESTS)")
-    p.add_argument("--no-auth", action="store_true", help="serve without tokens (loopback only)")
+    p.add_argument("--no-auth", action="store_true", help="no tokens (loopback only; every local user is admin)")
     p.add_argument("--no-local-token", action="store_true", help="do not write the local admin token file")
     p.add_argument("--no-probes", action="store_true", help="do not sample GPUs and host")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ...")

@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+import psutil
+
 from .private import private_dir
 
 log = logging.getLogger("slotdeck.localmode")
@@ -37,30 +39,64 @@ def local_endpoint_path() -> Path:
     return data_dir() / LOCAL_FILE
 
 
-def write_local_endpoint(url: str, token: str) -> Path:
-    """Write the local service's URL and token, readable by this user only; returns the file's path."""
+def write_local_endpoint(url: str | None, token: str) -> Path:
+    """Write the local service's URL and token, readable by this user only; returns the file's path.
+    `url` None: the service stopped; the token stays for its next start (see `stored_local_token`)."""
     path = local_endpoint_path()
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # never write through what is there (a planted symlink): a new file or nothing
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
+        json.dump({"url": url, "token": token, "pid": os.getpid() if url is not None else None}, fh)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
 
 
 def read_local_endpoint() -> tuple[str, str] | None:
-    """The (url, token) a local service left, or None when there is none or it is unreadable."""
+    """The (url, token) a local service left, or None when there is none, it is unreadable, or its process is gone.
+
+    A file left by a service that no longer runs (killed) is ignored: whoever listens on its port now must
+    not be sent the token.
+    """
     path = local_endpoint_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        pid = data.get("pid")
+        if data.get("url") is None:  # its service stopped cleanly: no URL to send the token to
+            return None
+        if isinstance(pid, int) and not psutil.pid_exists(pid):
+            log.info("ignoring %s: the service that wrote it (pid %d) no longer runs", path, pid)
+            return None
         return str(data["url"]), str(data["token"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable local endpoint file %s: %s", path, exc)
         return None
+
+
+def stored_local_token() -> str | None:
+    """The token `local.json` holds, whether or not its service runs: the next owner of the data directory
+    reuses it (when its store still knows it), so scripts that read the file keep working across restarts."""
+    try:
+        token = json.loads(local_endpoint_path().read_text(encoding="utf-8")).get("token")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return token if isinstance(token, str) else None
+
+
+def forget_local_endpoint(url: str | None = None) -> None:
+    """A service stopping: when this process wrote `local.json` (for `url`, where given), take its URL out so
+    nobody sends the token to whoever takes the port next; the token stays for the next start."""
+    path = local_endpoint_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("pid") == os.getpid() and url in (None, data.get("url")):
+            write_local_endpoint(None, str(data["token"]))
+    except (OSError, ValueError, AttributeError, KeyError) as exc:
+        log.debug("local endpoint file %s not updated: %s", path, exc)
 
 
 def is_loopback(host: str) -> bool:

@@ -23,6 +23,7 @@ directory the job asks for are allowed by it: a command that may run with any
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -34,6 +35,24 @@ from .auth import Principal
 from .problems import ApiProblem
 
 REST = "**"
+
+
+def _climbs(value: str) -> bool:
+    """Whether a path-like string has a `..` component (`a/../b`, `..`, `x/..`)."""
+    return ".." in value.replace("\\", "/").split("/")
+
+
+def _glob_matches(value: str, glob: str) -> bool:
+    """fnmatch, except that a glob cannot be climbed out of: `/data/in/*` does not match `/data/in/../../etc/x`.
+
+    (`*` matches `/` in fnmatch; a value with a `..` component matches only a glob that has one itself.)
+    """
+    return fnmatchcase(value, glob) and (not _climbs(value) or _climbs(glob))
+
+
+def _cwd_allowed(cwd: str, globs: tuple[str, ...]) -> bool:
+    """The directory as given and as it resolves now (symlinks followed) must both match a glob."""
+    return any(_glob_matches(cwd, g) for g in globs) and any(_glob_matches(os.path.realpath(cwd), g) for g in globs)
 
 
 class AllowListError(ValueError):
@@ -59,7 +78,7 @@ class CommandRule:
             if len(argv) < len(pattern):
                 return False
             argv = argv[: len(pattern)]
-        return len(argv) == len(pattern) and all(fnmatchcase(a, p) for a, p in zip(argv, pattern, strict=True))
+        return len(argv) == len(pattern) and all(_glob_matches(a, p) for a, p in zip(argv, pattern, strict=True))
 
     def allows(self, who: Principal, body: CommandSubmit) -> bool:
         if self.tokens is not None and who.name not in self.tokens:
@@ -68,7 +87,7 @@ class CommandRule:
             return False
         if any(not any(fnmatchcase(name, glob) for glob in self.env) for name in body.env):
             return False
-        return body.cwd is None or any(fnmatchcase(body.cwd, glob) for glob in self.cwd)
+        return body.cwd is None or _cwd_allowed(body.cwd, self.cwd)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Settings
-from ..localmode import data_dir
+from ..localmode import data_dir, forget_local_endpoint
 from ..model import Role
 from ..service import SlotService
 from .app import api_state, create_app
@@ -150,6 +150,8 @@ class EmbeddedServer:
             ready.set_result(None)
             await serving
         finally:
+            if self.write_local and self.url:
+                forget_local_endpoint(self.url)
             await svc.close()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:

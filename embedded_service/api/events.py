@@ -72,6 +72,8 @@ class EventBroker:
         # each subscriber with the event types it asked for and, for a client token, its name (see visibility)
         self._subscribers: dict[asyncio.Queue[Any], tuple[frozenset[str], str | None]] = {}
         self._job_owners: dict[str, str] = {}
+        self._holders: dict[asyncio.Queue[Any], str] = {}  # each stream's token name: revoking it ends the stream
+        self._revisions: dict[str, int] = {}  # how often each token name was revoked or replaced
         self._client_snapshots: dict[str, tuple[Any, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
@@ -217,15 +219,19 @@ class EventBroker:
         last_event_id: str | None = None,
         types: frozenset[str] = frozenset(EVENT_TYPES),
         client: str | None = None,
+        holder: str | None = None,
     ) -> AsyncIterator[bytes]:
         """A subscriber's frames of the asked `types`: a snapshot now, what it missed, then live events until close.
 
         A dashboard that draws snapshots and lists jobs need not be sent (and parse) every
         lease event of a busy server: thousands a second. `client` (a client token's name) limits the
-        stream to what that client may read (see `visibility`); None is every other role's view."""
+        stream to what that client may read (see `visibility`); None is every other role's view. `holder`
+        (the token's name) lets `end_streams_of` end it when that token is revoked or replaced."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
         backlog = self._missed(last_event_id, types, client)
         self._subscribers[queue] = (types, client)
+        if holder is not None:
+            self._holders[queue] = holder
         try:
             if "snapshot" in types:
                 yield sse_frame("snapshot", self.snapshot_json(client))
@@ -238,3 +244,17 @@ class EventBroker:
                 yield item
         finally:
             self._subscribers.pop(queue, None)
+            self._holders.pop(queue, None)
+
+    def token_revision(self, holder: str) -> int:
+        """A number that changes when the token named `holder` is revoked or replaced (other streams watch it)."""
+        return self._revisions.get(holder, 0)
+
+    def end_streams_of(self, holder: str) -> int:
+        """End the open streams of the token named `holder` (revoked or replaced); returns how many."""
+        self._revisions[holder] = self._revisions.get(holder, 0) + 1
+        queues = [queue for queue, name in self._holders.items() if name == holder]
+        for queue in queues:
+            self._subscribers.pop(queue, None)  # nothing more is sent to it
+            self._offer(queue, _CLOSE, force=True)
+        return len(queues)

@@ -174,9 +174,10 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         await st.audit(who, "job.retry", job_id, {"job": job_id}, {"job": job.id})
         return masked(job)
 
-    async def follow(job_id: str, tail: int) -> AsyncIterator[bytes]:
+    async def follow(job_id: str, tail: int, holder: str = "") -> AsyncIterator[bytes]:
         offset: int | None = None  # None until the log file exists (a queued job has none yet)
-        while True:
+        revision = st.broker.token_revision(holder)
+        while st.broker.token_revision(holder) == revision:  # the token revoked or replaced: the stream ends
             finished = (await svc.get_job(job_id)).state.finished  # read before the file: no last line is lost
             path = svc.job_log_path(job_id)
             if path is not None and offset is None:
@@ -209,7 +210,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """The last `tail` lines of the job's output; with `follow`, new lines as they are written."""
         await visible_job(job_id, who)
         if follow_:
-            return StreamingResponse(follow(job_id, tail), media_type="text/plain; charset=utf-8")
+            return StreamingResponse(follow(job_id, tail, who.name), media_type="text/plain; charset=utf-8")
         return PlainTextResponse(await svc.job_log(job_id, tail=tail))
 
 

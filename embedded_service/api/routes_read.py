@@ -117,7 +117,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         st.check_admitting()
         wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
         return StreamingResponse(
-            st.broker.stream(last_event_id or since, wanted, client_name(who)),
+            st.broker.stream(last_event_id or since, wanted, client_name(who), holder=who.name),
             media_type="text/event-stream",
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )

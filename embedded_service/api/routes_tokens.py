@@ -60,6 +60,7 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             check_self(body.name, who, body.confirm_self, "replacing")
         token = await create_token(store, body.name, body.role)
         st.auth.forget()
+        st.broker.end_streams_of(body.name)  # a replaced token's open event streams end with it
         stored = next(t for t in await store.list_tokens() if t.name == body.name)
         action, old = ("token.replace", {"role": before.role.value}) if before else ("token.create", None)
         await st.audit(who, action, body.name, old, {"role": body.role.value})
@@ -82,5 +83,6 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         if not await store.delete_token(name):
             raise ApiProblem(404, "Unknown token", f"no token named {name!r}", code="unknown_token")
         st.auth.forget()
+        st.broker.end_streams_of(name)  # a revoked token's open event streams end at once
         await st.audit(who, "token.delete", name, None, None)
         return Response(status_code=204)

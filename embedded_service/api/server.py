@@ -19,13 +19,14 @@ import uvicorn
 from ..config import ConfigError, Settings
 from ..jobs import JobSettings
 from ..jobs.environment import parse_pass_env
-from ..localmode import is_loopback, read_local_endpoint, write_local_endpoint
+from ..localmode import forget_local_endpoint, is_loopback, stored_local_token, write_local_endpoint
 from ..model import AuditEntry, Role
 from ..service import SlotService
 from .app import api_state, create_app
 from .auth import create_token, hash_token
 from .commands import AllowListError, load_allowlist
 from .deps import redact_url
+from .headlimit import http_protocol
 from .state import ApiState
 
 log = logging.getLogger("slotdeck.server")
@@ -102,11 +103,11 @@ async def local_admin_token(svc: SlotService) -> str:
 
     So the token stays the same across restarts of one data directory, and scripts that read it keep working.
     """
-    known = read_local_endpoint()
+    known = stored_local_token()
     if known is not None:
-        stored = await svc.store.find_token(hash_token(known[1]))
+        stored = await svc.store.find_token(hash_token(known))
         if stored is not None and stored.name == LOCAL_TOKEN_NAME and stored.role is Role.admin:
-            return known[1]
+            return known
     token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
     role = {"role": Role.admin.value}
     await svc.store.add_audit(
@@ -148,6 +149,7 @@ def uvicorn_config(app: Any, settings: Settings, port: int | None = None) -> uvi
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=http_protocol(),
     )
 
 
@@ -203,6 +205,7 @@ async def serve(settings: Settings) -> None:
         **service_options(settings),
         **settings.gpu_service_kwargs(),
     )
+    server: SlotDeckServer | None = None
     try:
         await check_bind(svc, settings)
         app = create_app(svc, **options)
@@ -211,6 +214,8 @@ async def serve(settings: Settings) -> None:
         await server.serve()
         announce.cancel()
     finally:
+        if server is not None and server.started:
+            forget_local_endpoint()  # this process's file only: one serve, one server
         await svc.close()
         log.info("stopped; store closed")
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from .calls import Call
-from .errors import error_from
+from .errors import ApiError, error_from
 
 T = TypeVar("T")
 
@@ -50,7 +50,13 @@ def read(call: Call[T], response: httpx.Response) -> T:
     """The parsed answer, or the SlotDeck error the server's problem document names."""
     if response.status_code >= 400:
         raise error_from(response)
-    return call.parse(response)
+    try:
+        return call.parse(response)
+    except ValueError as exc:  # not JSON, or not the shape SlotDeck answers with (pydantic errors are ValueErrors)
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ApiError(
+            response.status_code, "Unexpected answer", f"{response.request.url} did not answer as SlotDeck does ({first})"
+        ) from None
 
 
 def describe_failure(base_url: str, exc: Exception) -> str:
