@@ -105,7 +105,7 @@ async def stop_job_processes(pgid: int | None, mark: str, grace_s: float) -> lis
     group, marked = await _wait_gone(pgid, mark, grace_s)
     if not group and not marked:
         return []
-    log.info("job processes (group %d, %d marked) ignored SIGTERM for %.1fs; sending SIGKILL", pgid, len(marked), grace_s)
+    log.info("job processes (group %s, %d marked) ignored SIGTERM for %.1fs; sending SIGKILL", pgid, len(marked), grace_s)
     deadline = time.monotonic() + KILL_WAIT_S
     while group or marked:
         _signal_all(pgid, group, marked, signal.SIGKILL)
