@@ -11,7 +11,8 @@ Across queues, waiters that need GPUs are considered in (priority, arrival)
 order too, and the first one that does not fit *reserves*: no GPU waiter behind
 it is admitted until it fits. A large request therefore cannot starve behind a
 stream of small ones; the price is that GPUs may sit idle while memory drains
-for it. Waiters without GPU needs are never held back by this.
+for it. Waiters without GPU needs are never held back by this, nor by a waiter
+that needs a lost GPU (it could not fit however long the others waited).
 """
 
 from __future__ import annotations
@@ -409,6 +410,8 @@ class SlotEngine:
                     continue  # held by its own queue's per-GPU cap, like a limit: it reserves nothing
                 devices = self.pool.fit(head.gpus, head.gpu_mem_mib, name, per_gpu, config.placement, now)
                 if devices is None:
+                    if not self.pool.possible_now(head.gpus, head.gpu_mem_mib):
+                        continue  # it needs a lost GPU: it waits for it, but holds nobody back meanwhile
                     break  # it reserves: nothing behind it in GPU order goes first
                 if queue_state.bucket is not None:
                     queue_state.bucket.take(now)

@@ -249,7 +249,12 @@ class DevicePool:
     # --------------------------------------------------------------- admission
 
     def check_possible(self, gpus: int, gpu_mem_mib: int) -> None:
-        """Refuse at once a request no device set of this host could ever satisfy (NoFittingDevice says why)."""
+        """Refuse at once a request no device set of this host could ever satisfy (NoFittingDevice says why).
+
+        ValueError for negative sizes (HTTP bodies are validated before; `slot()` callers are not).
+        """
+        if gpus < 0 or gpu_mem_mib < 0:
+            raise ValueError(f"gpus and gpu_mem_mib must be >= 0, not gpus={gpus}, gpu_mem_mib={gpu_mem_mib}")
         if gpus == 0:
             return
         usable = [d for d in self.devices.values() if d.health != "lost"]
@@ -269,6 +274,12 @@ class DevicePool:
                 "set a GPU memory budget (gpu_memory_budget_mib) to admit memory requests there"
             )
         raise NoFittingDevice(f"asked for {gpus} GPU(s) with {gpu_mem_mib} MiB each; too few devices that large")
+
+    def possible_now(self, gpus: int, gpu_mem_mib: int) -> bool:
+        """Whether the devices not lost could hold the request once emptied; False while a lost GPU is needed
+        (a waiter that cannot fit for that reason must not hold back those behind it)."""
+        usable = [d for d in self.devices.values() if d.health != "lost"]
+        return sum(1 for d in usable if not gpu_mem_mib or self._could_hold(d, gpu_mem_mib)) >= gpus
 
     def _could_hold(self, state: DeviceState, gpu_mem_mib: int) -> bool:
         """Whether this device could ever give `gpu_mem_mib` (a size not read yet may turn out large enough)."""
