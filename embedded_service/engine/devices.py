@@ -39,11 +39,14 @@ Figures that cannot be read are never read as "unlimited" (`DeviceInfo.health`):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..errors import NoFittingDevice
 from ..model import DeviceInfo, DeviceSpec
 from .visible import DeviceSelection
+
+log = logging.getLogger("slotdeck.engine.devices")
 
 DEFAULT_STALE_AFTER_S = 10.0
 _UNBOUNDED = 1 << 40
@@ -144,7 +147,10 @@ class DevicePool:
     def _select(self, infos: list[DeviceInfo]) -> None:
         if self.selection is None:
             return
-        chosen, self.selection_note = self.selection.choose(infos)
+        chosen, note = self.selection.choose(infos)
+        if note != self.selection_note and "names no GPU" in note:
+            log.warning("GPU selection %s", note)  # a typo here hides GPUs: say so once, not only in the status
+        self.selection_note = note
         self._hidden = {info.index for info in infos if info.index not in chosen}
         for index in self._hidden:
             state = self.devices.get(index)
@@ -260,6 +266,8 @@ class DevicePool:
         usable = [d for d in self.devices.values() if d.health != "lost"]
         if gpus > len(usable):
             lost = [f"GPU {i} lost ({d.reason})" for i, d in self.devices.items() if d.health == "lost"]
+            if self.selection_note:
+                lost.append(self.selection_note)  # the GPUs it hides are not this host's for SlotDeck
             detail = f"; {'; '.join(lost)}" if lost else ""
             raise NoFittingDevice(f"asked for {gpus} GPU(s), this host has {len(usable)} usable{detail}")
         if not gpu_mem_mib:

@@ -4,12 +4,14 @@ with negative sizes through the library API (HTTP already refuses them)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from fake_nvml import FakeGpu, FakeNvml
 
-from embedded_service import SlotService
+from embedded_service import NoFittingDevice, SlotService
 from embedded_service.engine import Lease
+from embedded_service.model import DeviceSpec
 from embedded_service.probes import NvmlProbe
 
 
@@ -98,3 +100,21 @@ async def test_negative_gpu_requests_are_refused_by_the_library_too(gpus: int, g
                 pass
         assert svc.snapshot().leases == [] and svc.snapshot().waiters == []
         assert next(d for d in svc.snapshot().devices if d.index == 0).memory_free_mib == 16_000
+
+
+async def test_a_selection_that_hides_every_gpu_is_named_in_the_refusal_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`slotdeck serve --gpus "0;1"` (a typo for 0,1) on a 2-GPU host hides both GPUs. Before, the server said
+    nothing at start and a GPU request was refused with "this host has 0 usable", as if it had no GPUs."""
+    caplog.set_level(logging.WARNING, logger="slotdeck.engine.devices")
+    specs = [DeviceSpec(index=0, memory_total_mib=16_000), DeviceSpec(index=1, memory_total_mib=16_000)]
+    async with SlotService(devices=specs, visible_gpus="0;1", sample_interval_s=3600) as svc:
+        svc.configure_queue("q", limit=10)
+        with pytest.raises(NoFittingDevice, match=r"0 usable.*--gpus 0;1: GPUs none of 2; '0;1' names no GPU"):
+            await svc.acquire("q", gpus=1)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("'0;1' names no GPU" in message for message in warnings), warnings
+        assert len(warnings) == 1, "said once, not at every reading"
+        await svc.sample_once()
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
