@@ -529,10 +529,16 @@ class SlotEngine:
         return self._ended.get(lease_id) or self._ended_old.get(lease_id)
 
     def revoke(self, lease_id: str) -> bool:
-        """Operator force-release: the slot comes back now; the holder learns at its next renew."""
+        """Operator force-release: the slot comes back now; the holder learns at its next renew.
+
+        A job's lease is cancelled instead (see `cancel`): its work is stopped, and its slot and GPUs come back
+        once its processes are gone, never to the next job while they still run on the card.
+        """
         lease = self.leases.get(lease_id)
         if lease is None:
             return False
+        if lease.job_id is not None and lease.on_cancel is not None:
+            return self.cancel(lease_id)
         self._drop_lease(lease, "revoked")
         return True
 
