@@ -118,3 +118,21 @@ async def test_a_selection_that_hides_every_gpu_is_named_in_the_refusal_and_logg
         assert len(warnings) == 1, "said once, not at every reading"
         await svc.sample_once()
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+async def test_the_leases_table_names_the_gpus_a_lease_holds_not_a_count() -> None:
+    """`slotdeck leases` headed the GPUs a lease holds `GPUS`, as the waiters table heads the number it asks
+    for: a lease on GPU 0 read "GPUS 0", as if it held none."""
+    from embedded_service.cli import table
+    from embedded_service.cli_work import show_leases
+
+    specs = [DeviceSpec(index=0, memory_total_mib=16_000), DeviceSpec(index=1, memory_total_mib=16_000)]
+    async with SlotService(devices=specs, sample_interval_s=3600) as svc:
+        svc.configure_queue("q", limit=10)
+        lease = await svc.acquire("q", gpus=1, gpu_mem_mib=1_000)
+        assert lease.devices == (0,)
+        header, row = show_leases(svc.snapshot(), None, table).splitlines()[:2]
+        columns = header.split()
+        assert "GPUS" not in columns and "DEVICES" in columns
+        assert row.split()[columns.index("DEVICES")] == "0"
+        svc.release(lease)
