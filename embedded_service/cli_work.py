@@ -93,7 +93,7 @@ def show_leases(snap: Any, queue: str | None, table: Callable[..., str]) -> str:
         for lease in snap.leases
         if queue is None or lease.queue == queue
     ]
-    headers = ["ID", "QUEUE", "OWNER", "PRIO", "HELD", "WAITED", "GPUS", "GPU MEM", "EXPIRES", "JOB", "STUCK"]
+    headers = ["ID", "QUEUE", "OWNER", "PRIO", "HELD", "WAITED", "DEVICES", "GPU MEM", "EXPIRES", "JOB", "STUCK"]
     return table(headers, rows)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from .localmode import data_dir
 from .model import DeviceSpec
@@ -70,6 +71,16 @@ class Settings(BaseModel):
     gpu_stale_after_s: float = Field(
         default=10.0, ge=0, le=3600, description="How long the last good GPU figures stand for a failed reading."
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _one_declaration_per_gpu(cls, devices: list[DeviceSpec]) -> list[DeviceSpec]:
+        seen: set[int] = set()
+        for device in devices:
+            if device.index in seen:  # the last one winning silently would promise a size the card may not have
+                raise PydanticCustomError("device_twice", "GPU {index} is declared more than once", {"index": device.index})
+            seen.add(device.index)
+        return devices
 
     def gpu_service_kwargs(self) -> dict[str, Any]:
         """The SlotService arguments these settings give for GPUs."""

@@ -258,7 +258,8 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         tags=["leases"],
     )
     async def revoke(lease_id: ItemId, who: Operator) -> LeaseInfo:
-        """Operator force-release: the slot comes back now; the holder learns at its next heartbeat (410)."""
+        """Operator force-release: the slot comes back now; the holder learns at its next heartbeat (410).
+        A job's lease: the job is stopped as by a cancel, its slot comes back once its processes are gone."""
         lease = engine.leases.get(lease_id)
         if lease is None:
             reason = engine.ended_reason(lease_id)

@@ -41,6 +41,9 @@ from ..model import (
 T = TypeVar("T")
 
 CONNECT_SLACK_S = 10.0  # added to a long-poll's wait for the HTTP timeout
+# a job cancel is answered once the job's processes are gone: after the server's kill grace (10 s by default)
+# when they ignore SIGTERM, so the plain request timeout would report a reachable server as unreachable
+CANCEL_WAIT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +259,8 @@ def job(job_id: str) -> Call[Job]:
 
 
 def cancel_job(job_id: str) -> Call[Job]:
-    return Call("POST", f"/v1/jobs/{_q(job_id)}/cancel", _model(Job))
+    """Answered once the job has stopped; waits up to `CANCEL_WAIT_S` whatever the client's request timeout."""
+    return Call("POST", f"/v1/jobs/{_q(job_id)}/cancel", _model(Job), timeout=CANCEL_WAIT_S)
 
 
 def retry_job(job_id: str) -> Call[Job]:

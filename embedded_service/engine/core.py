@@ -11,7 +11,8 @@ Across queues, waiters that need GPUs are considered in (priority, arrival)
 order too, and the first one that does not fit *reserves*: no GPU waiter behind
 it is admitted until it fits. A large request therefore cannot starve behind a
 stream of small ones; the price is that GPUs may sit idle while memory drains
-for it. Waiters without GPU needs are never held back by this.
+for it. Waiters without GPU needs are never held back by this, nor by a waiter
+that needs a lost GPU (it could not fit however long the others waited).
 """
 
 from __future__ import annotations
@@ -425,6 +426,8 @@ class SlotEngine:
                     continue  # held by its own queue's per-GPU cap, like a limit: it reserves nothing
                 devices = self.pool.fit(head.gpus, head.gpu_mem_mib, name, per_gpu, config.placement, now)
                 if devices is None:
+                    if not self.pool.possible_now(head.gpus, head.gpu_mem_mib):
+                        continue  # it needs a lost GPU: it waits for it, but holds nobody back meanwhile
                     break  # it reserves: nothing behind it in GPU order goes first
                 if queue_state.bucket is not None:
                     queue_state.bucket.take(now)
@@ -579,10 +582,16 @@ class SlotEngine:
         return self._ended.get(lease_id) or self._ended_old.get(lease_id)
 
     def revoke(self, lease_id: str) -> bool:
-        """Operator force-release: the slot comes back now; the holder learns at its next renew."""
+        """Operator force-release: the slot comes back now; the holder learns at its next renew.
+
+        A job's lease is cancelled instead (see `cancel`): its work is stopped, and its slot and GPUs come back
+        once its processes are gone, never to the next job while they still run on the card.
+        """
         lease = self.leases.get(lease_id)
         if lease is None:
             return False
+        if lease.job_id is not None and lease.on_cancel is not None:
+            return self.cancel(lease_id)
         self._drop_lease(lease, "revoked")
         return True
 

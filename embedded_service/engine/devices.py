@@ -39,11 +39,14 @@ Figures that cannot be read are never read as "unlimited" (`DeviceInfo.health`):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..errors import NoFittingDevice
 from ..model import DeviceInfo, DeviceSpec
 from .visible import DeviceSelection
+
+log = logging.getLogger("slotdeck.engine.devices")
 
 DEFAULT_STALE_AFTER_S = 10.0
 _UNBOUNDED = 1 << 40
@@ -144,7 +147,10 @@ class DevicePool:
     def _select(self, infos: list[DeviceInfo]) -> None:
         if self.selection is None:
             return
-        chosen, self.selection_note = self.selection.choose(infos)
+        chosen, note = self.selection.choose(infos)
+        if note != self.selection_note and "names no GPU" in note:
+            log.warning("GPU selection %s", note)  # a typo here hides GPUs: say so once, not only in the status
+        self.selection_note = note
         self._hidden = {info.index for info in infos if info.index not in chosen}
         for index in self._hidden:
             state = self.devices.get(index)
@@ -249,12 +255,19 @@ class DevicePool:
     # --------------------------------------------------------------- admission
 
     def check_possible(self, gpus: int, gpu_mem_mib: int) -> None:
-        """Refuse at once a request no device set of this host could ever satisfy (NoFittingDevice says why)."""
+        """Refuse at once a request no device set of this host could ever satisfy (NoFittingDevice says why).
+
+        ValueError for negative sizes (HTTP bodies are validated before; `slot()` callers are not).
+        """
+        if gpus < 0 or gpu_mem_mib < 0:
+            raise ValueError(f"gpus and gpu_mem_mib must be >= 0, not gpus={gpus}, gpu_mem_mib={gpu_mem_mib}")
         if gpus == 0:
             return
         usable = [d for d in self.devices.values() if d.health != "lost"]
         if gpus > len(usable):
             lost = [f"GPU {i} lost ({d.reason})" for i, d in self.devices.items() if d.health == "lost"]
+            if self.selection_note:
+                lost.append(self.selection_note)  # the GPUs it hides are not this host's for SlotDeck
             detail = f"; {'; '.join(lost)}" if lost else ""
             raise NoFittingDevice(f"asked for {gpus} GPU(s), this host has {len(usable)} usable{detail}")
         if not gpu_mem_mib:
@@ -269,6 +282,12 @@ class DevicePool:
                 "set a GPU memory budget (gpu_memory_budget_mib) to admit memory requests there"
             )
         raise NoFittingDevice(f"asked for {gpus} GPU(s) with {gpu_mem_mib} MiB each; too few devices that large")
+
+    def possible_now(self, gpus: int, gpu_mem_mib: int) -> bool:
+        """Whether the devices not lost could hold the request once emptied; False while a lost GPU is needed
+        (a waiter that cannot fit for that reason must not hold back those behind it)."""
+        usable = [d for d in self.devices.values() if d.health != "lost"]
+        return sum(1 for d in usable if not gpu_mem_mib or self._could_hold(d, gpu_mem_mib)) >= gpus
 
     def _could_hold(self, state: DeviceState, gpu_mem_mib: int) -> bool:
         """Whether this device could ever give `gpu_mem_mib` (a size not read yet may turn out large enough)."""

@@ -171,8 +171,9 @@ class JobRunner:
         cursor = None
         while True:
             page = await self.store.list_jobs(state=JobState.running, limit=500, cursor=cursor)
+            # together: each may take the kill grace, and the service answers nobody until all are stopped
+            await asyncio.gather(*(self._stop_orphan(job) for job in page.jobs))
             for job in page.jobs:
-                await self._stop_orphan(job)
                 note = f"interrupted: the service stopped while attempt {job.attempts} of {job.max_attempts} ran"
                 updates: dict[str, Any] = {"error": note, "pid": None, "lease_id": None}
                 if job.attempts < job.max_attempts:

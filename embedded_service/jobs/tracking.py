@@ -7,8 +7,9 @@ carry a random per-service prefix), which its
 descendants inherit whatever group they join; this module finds the live
 processes that carry it by reading `/proc/<pid>/environ` (Linux; other systems
 fall back to the process group alone). A process that empties its own
-environment, or runs as another user, cannot be found this way; the job
-reports what it could not stop (`Job.survivors`).
+environment is still found while the job's leader runs (its descendants are
+stopped too); once reparented away from it, or run as another user, it cannot
+be found; the job reports what it could not stop (`Job.survivors`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import signal
 import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
+
+import psutil
 
 from .process import group_alive
 
@@ -77,14 +80,25 @@ def _signal_all(pgid: int | None, group: bool, pids: Iterable[int], sig: int) ->
             os.kill(pid, sig)
 
 
-def _left(pgid: int | None, mark: str) -> tuple[bool, set[int]]:
-    return pgid is not None and group_alive(pgid), marked_pids([mark])[mark]
+def _descendants(leader: int | None) -> set[int]:
+    """The live descendants of the job's leader: also those that left its group and emptied their environment
+    (`setsid env -i ...`), found while the leader that started them still runs."""
+    if leader is None or not group_alive(leader):  # a pid still in use as a group id is never reused: the leader
+        return set()
+    try:
+        return {child.pid for child in psutil.Process(leader).children(recursive=True)}
+    except psutil.Error:
+        return set()
 
 
-async def _wait_gone(pgid: int | None, mark: str, timeout_s: float) -> tuple[bool, set[int]]:
+def _left(pgid: int | None, mark: str, tree: frozenset[int] = frozenset()) -> tuple[bool, set[int]]:
+    return pgid is not None and group_alive(pgid), marked_pids([mark])[mark] | {pid for pid in tree if _alive(pid)}
+
+
+async def _wait_gone(pgid: int | None, mark: str, timeout_s: float, tree: frozenset[int]) -> tuple[bool, set[int]]:
     deadline = time.monotonic() + timeout_s
     while True:
-        group, marked = await asyncio.to_thread(_left, pgid, mark)
+        group, marked = await asyncio.to_thread(_left, pgid, mark, tree)
         if (not group and not marked) or time.monotonic() >= deadline:
             return group, marked
         await asyncio.sleep(_POLL_S)
@@ -98,20 +112,21 @@ async def stop_job_processes(pgid: int | None, mark: str, grace_s: float) -> lis
     `KILL_WAIT_S` for them to go. Processes found after that are returned
     (the caller reports them); an empty list means nothing of the job is left.
     """
-    group, marked = await asyncio.to_thread(_left, pgid, mark)
+    tree = frozenset(await asyncio.to_thread(_descendants, pgid))  # pgid is the leader's pid (a new session)
+    group, marked = await asyncio.to_thread(_left, pgid, mark, tree)
     if not group and not marked:
         return []
     _signal_all(pgid, group, marked, signal.SIGTERM)
-    group, marked = await _wait_gone(pgid, mark, grace_s)
+    group, marked = await _wait_gone(pgid, mark, grace_s, tree)
     if not group and not marked:
         return []
-    log.info("job processes (group %d, %d marked) ignored SIGTERM for %.1fs; sending SIGKILL", pgid, len(marked), grace_s)
+    log.info("job processes (group %s, %d marked) ignored SIGTERM for %.1fs; sending SIGKILL", pgid, len(marked), grace_s)
     deadline = time.monotonic() + KILL_WAIT_S
     while group or marked:
         _signal_all(pgid, group, marked, signal.SIGKILL)
         if time.monotonic() >= deadline:
             break
-        group, marked = await _wait_gone(pgid, mark, min(0.5, max(0.0, deadline - time.monotonic())))
+        group, marked = await _wait_gone(pgid, mark, min(0.5, max(0.0, deadline - time.monotonic())), tree)
     if not group and not marked:
         return []
     survivors = set(marked) | (_group_members(pgid) if group and pgid is not None else set())
