@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from embedded_service.model import AuditEntry
 
 from .formats import format_when
-from .table import HeaderedTable, Index
+from .table import ID_ROLE, HeaderedTable, Index
 
 COLUMNS = ("When", "Who", "Action", "Target", "Before", "After")
 MAX_ROWS = 10_000
@@ -43,6 +43,8 @@ class AuditModel(HeaderedTable):
         return self._rows[row]
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if index.isValid() and role == ID_ROLE:
+            return str(self._rows[index.row()].id)
         if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return None
         e = self._rows[index.row()]

@@ -34,7 +34,7 @@ from PySide6.QtGui import QBrush, QColor
 from embedded_service.model import Job, JobKind, JobState, Snapshot
 
 from .formats import format_duration
-from .table import HeaderedTable
+from .table import ID_ROLE, HeaderedTable
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,8 @@ class JobsModel(HeaderedTable):
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(job, column, self._clock())
+        if role == ID_ROLE:
+            return job.id
         if role == Qt.ItemDataRole.BackgroundRole:
             return STUCK_BRUSH if self.is_stuck(job) else None
         if role == Qt.ItemDataRole.TextAlignmentRole and column in _NUMERIC:

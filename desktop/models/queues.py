@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from embedded_service.model import QueueStats, Snapshot
 
 from .formats import format_wait, format_when
-from .table import HeaderedTable, Index
+from .table import ID_ROLE, HeaderedTable, Index
 
 COLUMNS = ("Queue", "Limit", "State", "In use", "Waiting", "Peak in use", "Peak waiting", "Est. wait", "Stuck", "Granted")
 LIMIT_COLUMN = 1
@@ -65,6 +65,8 @@ class QueuesModel(HeaderedTable):
             return None
         q = self._rows[index.row()]
         col = index.column()
+        if role == ID_ROLE:
+            return q.config.name
         if role == Qt.ItemDataRole.EditRole and col == LIMIT_COLUMN:
             return q.config.limit
         if role == Qt.ItemDataRole.DisplayRole:

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +24,7 @@ from embedded_service.model import QueueStats, Snapshot
 
 from ..models.queues import LIMIT_COLUMN, QueuesModel
 from . import confirm
+from .keeping_table import KeepingTable
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -61,11 +61,9 @@ class QueuesView(QWidget):
         super().__init__(parent)
         self.model = QueuesModel()
         self.model.limit_edited.connect(self._on_limit_edited)
-        self.table = QTableView()
+        self.table = KeepingTable()
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(LIMIT_COLUMN, LimitDelegate(self.table))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(
             QAbstractItemView.EditTrigger.DoubleClicked
             | QAbstractItemView.EditTrigger.EditKeyPressed
@@ -95,15 +93,13 @@ class QueuesView(QWidget):
         layout.addWidget(self.table)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.model.modelReset.connect(self._update_buttons)
+        self.table.selection_lost.connect(self._update_buttons)
         self.model.dataChanged.connect(self._update_buttons)
         self._read_only = False
         self._update_buttons()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        selected = self.selected_queue()
-        self.model.apply_snapshot(snap)
-        if selected is not None and self.selected_queue() != selected:
-            self.select_queue(selected)  # a new set of queues resets the model and its selection
+        self.model.apply_snapshot(snap)  # the table keeps the selected queue by name, or drops it if it left
 
     def set_read_only(self, read_only: bool) -> None:
         self._read_only = read_only

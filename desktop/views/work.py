@@ -24,6 +24,7 @@ from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
 
 from ..models.work import SORT_ROLE, LeasesModel, WaitersModel
 from . import confirm
+from .keeping_table import KeepingTable
 
 REPAINT_MS = 1000  # ages and time left move on between snapshots
 
@@ -33,10 +34,8 @@ def _table(model: WaitersModel | LeasesModel, parent: QWidget) -> tuple[QTableVi
     proxy.setSourceModel(model)
     proxy.setSortRole(SORT_ROLE)
     proxy.setDynamicSortFilter(True)
-    table = QTableView()
+    table = KeepingTable()
     table.setModel(proxy)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSortingEnabled(True)
     table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -85,6 +84,7 @@ class WorkView(QWidget):
             table.selectionModel().selectionChanged.connect(self._update_buttons)
             table.model().rowsRemoved.connect(self._update_buttons)
             table.model().modelReset.connect(self._update_buttons)
+            table.selection_lost.connect(self._update_buttons)
         self._repaint = QTimer(self)
         self._repaint.setInterval(REPAINT_MS)
         self._repaint.timeout.connect(self.waiters_table.viewport().update)
