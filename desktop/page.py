@@ -32,10 +32,15 @@ class ConnectionPage(QWidget):
         self.link.setObjectName("linkState")
         self.link.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.age = QLabel("")
+        self.role = QLabel("")
+        self.role.setObjectName("tokenRole")
+        self.url = QLabel(conn.spec.url)
+        self.url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         header = QHBoxLayout()
         header.addWidget(self.title)
-        header.addWidget(QLabel(conn.spec.url))
+        header.addWidget(self.url)
         header.addStretch(1)
+        header.addWidget(self.role)
         header.addWidget(self.link)
         header.addWidget(self.age)
 
@@ -67,16 +72,26 @@ class ConnectionPage(QWidget):
         c.log_lines.connect(self.jobs.append_log)
         c.state_changed.connect(self._show_state)
         c.stale_changed.connect(self._show_stale)
+        c.role_changed.connect(self._show_role)
+        c.job_created.connect(lambda job: self.jobs.select_job(job.id))
 
         self.queues.limit_requested.connect(c.set_limit)
         self.queues.pause_requested.connect(c.pause)
         self.queues.resume_requested.connect(c.resume)
         self.queues.reset_marks_requested.connect(c.reset_marks)
+        self.queues.create_requested.connect(c.create_queue)
+        self.queues.update_requested.connect(c.update_queue)
+        self.queues.reset_fields_requested.connect(c.reset_fields)
+        self.queues.delete_requested.connect(c.delete_queue)
+        c.queue_details.connect(self.queues.apply_details)
+        c.audit_received.connect(self._on_audit)
         self.work.cancel_waiter_requested.connect(c.cancel_waiter)
         self.work.revoke_requested.connect(c.revoke)
         self.jobs.cancel_requested.connect(c.cancel_job)
         self.jobs.submit_requested.connect(c.submit_command)
         self.jobs.log_wanted.connect(c.follow_log)
+        self.jobs.log_lines_wanted.connect(c.load_log)
+        self.jobs.retry_requested.connect(c.retry_job)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.overview.apply_snapshot(snap)
@@ -91,7 +106,26 @@ class ConnectionPage(QWidget):
         self.link.setProperty("state", state)
         self.link.style().unpolish(self.link)
         self.link.style().polish(self.link)
+        if state == LinkState.unauthorized.value:
+            self.overview.show_problem(f"The server refused this connection's token.\n\n{detail}\n\n"
+                                       "Edit the server's token (File > Edit server token…) or ask for a new one.")
+        elif state == LinkState.failed.value:
+            self.overview.show_problem(f"Cannot connect: {detail}")
+        else:
+            self.overview.show_problem("")
         self._update_actions()
+
+    def _on_audit(self, entries: list) -> None:  # type: ignore[type-arg]
+        if any(str(e.action).startswith("queue") for e in entries):
+            self.conn.refresh_queue_details()  # who set what: the overrides follow queue changes
+
+    def _show_role(self, role: str) -> None:
+        self.conn.refresh_queue_details()
+        name = self.conn.token_name
+        self.role.setText(f"role: {role}" if role else "")
+        self.role.setToolTip(f"This connection's token is {name!r}, role {role}." if role else "")
+        for view in (self.queues, self.jobs, self.work):
+            view.set_role(role)
 
     def _show_stale(self, stale: bool) -> None:
         self.setProperty("stale", stale)

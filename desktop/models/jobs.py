@@ -46,6 +46,9 @@ RESORT_SHARE = 0.1
 
 STUCK_BRUSH = QBrush(QColor(255, 160, 0, 110))
 """Translucent amber: readable under both the light and the dark theme."""
+FAILED_BRUSH = QBrush(QColor(207, 34, 46, 70))
+"""Translucent red for failed and timed-out jobs, readable under both themes."""
+FAILED_STATES = frozenset({JobState.failed, JobState.timed_out})
 
 
 class Column(IntEnum):
@@ -206,6 +209,8 @@ class JobsModel(HeaderedTable):
         if role == ID_ROLE:
             return job.id
         if role == Qt.ItemDataRole.BackgroundRole:
+            if job.state in FAILED_STATES:
+                return FAILED_BRUSH
             return STUCK_BRUSH if self.is_stuck(job) else None
         if role == Qt.ItemDataRole.TextAlignmentRole and column in _NUMERIC:
             return _RIGHT
@@ -217,7 +222,7 @@ class JobsModel(HeaderedTable):
         return None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        """Reorder rows by a column (-1: arrival order) and keep that order through later updates."""
+        """Reorder rows by a column (-1: arrival order, newest first) and keep that order through later updates."""
         self._sort_column = column
         self._sort_order = order
         self._resort()
@@ -257,7 +262,7 @@ class JobsModel(HeaderedTable):
                 self._rows.append(_Row(job, _search_text(job), self._arrivals))
                 self._arrivals += 1
             self.endInsertRows()
-        if column >= 0 and (new or misplaced) and not self._resort_timer.isActive():
+        if (new or (column >= 0 and misplaced)) and not self._resort_timer.isActive():
             self._resort_timer.start()
 
     def remove(self, job_ids: Iterable[str]) -> None:
@@ -310,7 +315,7 @@ class JobsModel(HeaderedTable):
         started = time.perf_counter()
         column, now = self._sort_column, self._clock()
         if column < 0:
-            order = sorted(self._rows, key=lambda r: r.arrival)
+            order = sorted(self._rows, key=lambda r: r.arrival, reverse=True)  # newest first
         else:
             # Blanks (None) go last in both directions; the sort is stable, so ties keep their order.
             keyed = [(sort_key(r.job, column, now), r) for r in self._rows]

@@ -229,6 +229,9 @@ class _Panel:
             self.percent_vb.setOpacity(opacity)
 
 
+WAITING_TEXT = "Waiting for the first figures from the service…"
+
+
 class OverviewView(QWidget):
     """Per queue, per GPU and host graphs of one connection, following live data or paused to look back."""
 
@@ -261,8 +264,9 @@ class OverviewView(QWidget):
         self.stale_label = QLabel("Stale: these figures are not live")
         self.stale_label.setStyleSheet("color: #bf8700; font-weight: bold;")
         self.stale_label.hide()
-        self.empty_label = QLabel("Waiting for the first figures from the service…")
+        self.empty_label = QLabel(WAITING_TEXT)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Window"))
@@ -311,6 +315,12 @@ class OverviewView(QWidget):
         else:
             self._drop_unshown_rings()
         self._request_redraw()
+
+    def show_problem(self, text: str) -> None:
+        """Say why no figures come (a refused token, a broken set-up) in place of the waiting line; "" clears."""
+        self.empty_label.setText(text or WAITING_TEXT)
+        self.empty_label.setProperty("problem", bool(text))
+        self.empty_label.setStyleSheet("color: #cf222e; font-weight: bold;" if text else "")
 
     def set_stale(self, stale: bool) -> None:
         """Grey the graphs out while the connection's data is old."""
