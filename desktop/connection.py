@@ -130,6 +130,7 @@ class Connection(QObject):
         self._actions: set[asyncio.Task[None]] = set()
         self._closing = False
         self._live_since = 0.0
+        self.stale_after_s = STALE_AFTER_S
         self._stale_timer = QTimer(self)
         self._stale_timer.setInterval(500)
         self._stale_timer.timeout.connect(self._check_stale)
@@ -189,7 +190,7 @@ class Connection(QObject):
 
     def _check_stale(self) -> None:
         age = self.data_age_s()
-        self._set_stale(age is None or age > STALE_AFTER_S or self.state is not LinkState.live)
+        self._set_stale(age is None or age > self.stale_after_s or self.state is not LinkState.live)
 
     # ---------------------------------------------------------- the stream
 

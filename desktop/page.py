@@ -7,7 +7,7 @@ the views' operator signals call the connection's actions. No I/O here.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QTableView, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QTableView, QTabWidget, QVBoxLayout, QWidget
 
 from embedded_service.model import Snapshot
 
@@ -20,6 +20,16 @@ from .views.queues import QueuesView
 from .views.work import WorkView
 
 TABS = ("Overview", "Queues", "Waiting && holding", "Jobs", "Devices", "Audit")
+
+
+def _scrolling(view: QWidget) -> QScrollArea:
+    """The view in a scroll area that fills it: a narrow window scrolls the view rather than growing past
+    the screen or cutting it off."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(view)
+    return area
 
 
 class ConnectionPage(QWidget):
@@ -53,7 +63,7 @@ class ConnectionPage(QWidget):
         self.tabs = QTabWidget()
         views = (self.overview, self.queues, self.work, self.jobs, self.devices, self.audit)
         for view, label in zip(views, TABS, strict=True):
-            self.tabs.addTab(view, label)
+            self.tabs.addTab(view if view is self.overview else _scrolling(view), label)
 
         layout = QVBoxLayout(self)
         layout.addLayout(header)
