@@ -20,9 +20,10 @@ from PySide6.QtWidgets import (
     QApplication,
     QMainWindow,
     QMessageBox,
-    QSplitter,
     QStackedWidget,
     QSystemTrayIcon,
+    QVBoxLayout,
+    QWidget,
 )
 
 from embedded_service import __version__
@@ -60,12 +61,12 @@ class MainWindow(QMainWindow):
         self.fleet = FleetView(self.notifier.active_count)
         self.fleet.server_chosen.connect(self.show_server)
         self.stack = QStackedWidget()
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.addWidget(self.fleet)
-        self.splitter.addWidget(self.stack)
-        self.splitter.setStretchFactor(1, 1)
-        self.setCentralWidget(self.splitter)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(4, 4, 4, 0)
+        column.addWidget(self.fleet)  # as tall as its rows (up to ten), then it scrolls
+        column.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
 
         self.tray = QSystemTrayIcon(app_icon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
         if self.tray is not None:

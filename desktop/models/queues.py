@@ -113,7 +113,7 @@ class QueuesModel(HeaderedTable):
             case 1:
                 return str(q.config.limit)
             case 2:
-                return "⏸ paused" if q.config.paused else "running"
+                return "PAUSED" if q.config.paused else "running"
             case 3:
                 return f"{q.in_use} / {q.config.limit}"
             case 4:

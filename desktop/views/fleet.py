@@ -145,8 +145,8 @@ class FleetView(QWidget):
             self.server_chosen.emit(str(current.data(ID_ROLE)))
 
     def _fit_height(self) -> None:
-        """Tall enough for every row up to ten, then it scrolls."""
+        """Exactly as tall as its rows, up to ten; more scroll."""
         rows = min(max(1, self.model.rowCount()), 10)
-        height = self.table.horizontalHeader().sizeHint().height() + rows * self.table.verticalHeader().defaultSectionSize()
-        self.setMaximumHeight(height + 2 * self.table.frameWidth() + 2)
-        self.setMinimumHeight(min(height, self.table.horizontalHeader().sizeHint().height() * 3) + 4)
+        header = self.table.horizontalHeader().sizeHint().height()
+        height = header + rows * self.table.verticalHeader().defaultSectionSize() + 2 * self.table.frameWidth()
+        self.setFixedHeight(height)

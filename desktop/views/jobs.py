@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -166,6 +167,7 @@ class JobsView(QWidget):
         header.sortIndicatorChanged.connect(self.filter.sort)
         header.resizeSection(Column.ID, 120)
         header.resizeSection(Column.COMMAND, 260)
+        header.resizeSection(Column.TIME, 120)
 
         self.details: dict[str, QLabel] = {}
         form = QFormLayout()
@@ -175,8 +177,12 @@ class JobsView(QWidget):
             label.setWordWrap(True)
             self.details[name] = label
             form.addRow(name, label)
-        details = QWidget()
-        details.setLayout(form)
+        details_body = QWidget()
+        details_body.setLayout(form)
+        details = QScrollArea()
+        details.setWidgetResizable(True)
+        details.setWidget(details_body)
+        details.setMinimumWidth(320)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(LOG_MAX_LINES)
@@ -207,11 +213,13 @@ class JobsView(QWidget):
         lower.addWidget(details)
         lower.addWidget(log_box)
         lower.setStretchFactor(1, 2)
+        lower.setSizes([380, 620])
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(lower)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([600, 400])  # the table first: it is what the operator scans
 
         self.cancel_button = QPushButton("Cancel job")
         self.cancel_button.clicked.connect(self._cancel)
@@ -395,7 +403,9 @@ class JobsView(QWidget):
             self.earlier_button.setEnabled(False)
             return
         self._log_complete = self._log_lines < self._log_asked
-        if self._log_complete:
+        if self._log_lines == 0:
+            self.log_marker.setText("No output yet")
+        elif self._log_complete:
             self.log_marker.setText(f"Whole log: {self._log_lines:,} lines, from the first")
         else:
             self.log_marker.setText(f"Last {self._log_asked:,} lines and what follows; earlier lines not shown")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
@@ -126,7 +126,7 @@ def queue_summary(q: QueueStats) -> str:
     if q.stuck:
         parts.append(f"<span style='color:#cf222e'><b>{q.stuck} stuck</b></span>")
     if q.config.paused:
-        parts.append("<span style='color:#bf8700'><b>⏸ PAUSED</b></span>")
+        parts.append("<span style='color:#bf8700'><b>PAUSED</b></span>")
     return " · ".join(parts)
 
 
@@ -171,6 +171,18 @@ class CountAxis(pg.AxisItem):
         return [str(round(v)) if abs(v - round(v)) < 1e-6 else "" for v in values]
 
 
+PLOT_HEIGHT = 250
+"""The height a plot asks for under its summary: rows of plots in a short window scroll rather than each
+taking the PlotWidget's default 480 px (which hid the time axis below the fold)."""
+
+
+class _Plot(pg.PlotWidget):
+    """A PlotWidget that asks for `PLOT_HEIGHT` (layouts in a scroll area give it what it asks for)."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, PLOT_HEIGHT)
+
+
 def _foreground() -> str:
     colour = pg.getConfigOption("foreground")
     return colour if isinstance(colour, str) else pg.mkColor(colour).name()
@@ -185,7 +197,7 @@ class _Panel:
         axes = {"bottom": pg.DateAxisItem(orientation="bottom")}
         if layout.left_units == "count":
             axes["left"] = CountAxis(orientation="left")
-        self.widget = pg.PlotWidget(axisItems=axes)
+        self.widget = _Plot(axisItems=axes)
         self.widget.setMinimumHeight(230)
         self.summary = QLabel("")
         self.summary.setObjectName("plotSummary")

@@ -209,7 +209,7 @@ def test_operator_set_fields_are_marked_in_the_queues_table(qapp) -> None:  # ty
     view.apply_details([{"name": "chat", "overrides": {"limit": {"value": 4, "by": "ops", "at": 1.0}}}])
     assert view.model.index(0, 1).data() == "4 ✎"
     assert "limit by ops" in view.model.index(0, 1).data(Qt.ItemDataRole.ToolTipRole)
-    assert "paused" in view.model.index(0, 2).data()
+    assert view.model.index(0, 2).data() == "PAUSED"
     assert view.model.index(0, 0).data(Qt.ItemDataRole.BackgroundRole) is not None  # paused rows are shaded
 
 
@@ -408,3 +408,125 @@ def test_work_actions_follow_the_role(qapp) -> None:  # type: ignore[no-untyped-
     assert not view.revoke_button.isEnabled() and "operator" in view.revoke_button.toolTip()
     view.set_role("")  # unknown (an older server): the server decides
     assert view.revoke_button.isEnabled()
+
+
+# ------------------------------------------------------------- overview
+
+
+def test_overview_summary_integer_ticks_limit_on_top_paused_shading(qtbot) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from desktop.views.overview import CountAxis, OverviewView, paused_spans
+
+    view = OverviewView()
+    qtbot.addWidget(view)
+    view.resize(1200, 700)
+    view.show()
+    full = queue_stats("chat", 4, in_use=4, waiting=2, paused=True)
+    view.apply_snapshot(Snapshot(seq=1, at=1_000.0, queues=[full]))
+    panel = view._panels["queue:chat"]
+    summary = panel.summary.text()
+    assert "<b>4/4</b> in use" in summary and "<b>2</b> waiting" in summary and "PAUSED" in summary
+    axis = view.plot_widget("queue:chat").getPlotItem().getAxis("left")
+    assert isinstance(axis, CountAxis)
+    assert all(spacing >= 1 and spacing == int(spacing) for spacing, _ in axis.tickSpacing(0, 2.4, 200))
+    assert axis.tickStrings([0.0, 1.0, 2.0], 1, 1) == ["0", "1", "2"]
+    assert view.curve("queue:chat", "limit").zValue() > view.curve("queue:chat", "in use").zValue()
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert paused_spans(t, np.array([0, 1, 1, 0, 1.0]), (0.0, 10.0)) == [(2.0, 4.0), (5.0, 10.0)]
+    view.apply_snapshot(Snapshot(seq=2, at=1_001.0, queues=[full]))
+    view.redraw()
+    assert any(region.isVisible() for region in panel._paused_regions), "the paused period is shaded"
+
+
+def test_theme_switch_recolours_titles_legends_and_axes(window) -> None:  # type: ignore[no-untyped-def]
+    import pyqtgraph as pg
+
+    page = next(iter(window.pages.values()))
+    key = page.overview.plot_keys()[0]
+    plot = page.overview.plot_widget(key).getPlotItem()
+    before = window.settings.theme()
+    window.toggle_theme()
+    fg = pg.mkColor(pg.getConfigOption("foreground")).name()
+    assert fg in plot.titleLabel.item.toHtml() or plot.titleLabel.opts.get("color") == fg
+    legend = page.overview._panels[key].legend
+    assert all(label.opts.get("color") == fg for _, label in legend.items)
+    assert plot.getAxis("left").textPen().color().name() == fg
+    window.toggle_theme()
+    assert window.settings.theme() == before
+    fg = pg.mkColor(pg.getConfigOption("foreground")).name()
+    assert all(label.opts.get("color") == fg for _, label in legend.items)
+
+
+# ------------------------------------------------------------- fleet and dialogs
+
+
+def test_ten_servers_fit_the_fleet_table_without_scrolling(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.views.fleet import FleetView
+
+    fleet = FleetView()
+    qtbot.addWidget(fleet)
+    conns = [Connection(ConnectionSpec(name=f"gpu-{i:02d}", url=f"http://127.0.0.1:{9000 + i}"), None) for i in range(10)]
+    fleet.set_connections(conns, "gpu-03")
+    fleet.resize(1280, fleet.height())
+    fleet.show()
+    table = fleet.table
+    assert table.rowViewportPosition(9) + table.rowHeight(9) <= table.viewport().height(), "all ten rows shown"
+    assert fleet.chosen() == "gpu-03"
+    assert [fleet.model.index(r, 1).data() for r in range(2)] == ["closed", "closed"]
+    chosen: list[str] = []
+    fleet.server_chosen.connect(chosen.append)
+    table.setCurrentIndex(fleet.model.index(7, 0))
+    assert chosen == ["gpu-07"]
+
+
+def test_settings_dialog_and_alert_history(window, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.views.alerts import AlertHistoryDialog
+    from desktop.views.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.settings)
+    qtbot.addWidget(dialog)
+    dialog.waiting_alert.setValue(3)
+    dialog.stale_after.setValue(12)
+    dialog.redraws.setValue(2)
+    dialog.save()
+    assert (window.settings.waiting_alert(), window.settings.stale_after_s(), window.settings.redraws_per_s()) == (3, 12, 2)
+    window.notifier.waiting_threshold = 3
+    window.notifier.check_snapshot("box", Snapshot(seq=1, at=1.0, queues=[queue_stats("chat", waiting=5)]))
+    assert window.notifier.active_count("box") == 1
+    history = AlertHistoryDialog(window.notifier)
+    qtbot.addWidget(history)
+    assert history.table.rowCount() == 1 and "chat is backing up" in history.table.item(0, 2).text()
+    window.notifier.check_snapshot("box", Snapshot(seq=2, at=2.0, queues=[queue_stats("chat", waiting=0)]))
+    assert window.notifier.active_count("box") == 0 and history.table.rowCount() == 1, "history keeps it"
+
+
+def test_add_server_dialog_tests_the_connection_and_shows_the_token(qloop: QtLoop, server, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.views.connect_dialog import ConnectDialog
+
+    dialog = ConnectDialog(set())
+    qtbot.addWidget(dialog)
+    dialog.url.setText(server.url)
+    dialog.token.setText("sdk_wrong")
+    assert "refused the token" in qloop.run(dialog.test_connection())
+    dialog.token.setText(server.token)
+    result = qloop.run(dialog.test_connection())
+    assert result.startswith("Connected to SlotDeck") and "role admin" in result
+    assert dialog.token.echoMode() == dialog.token.EchoMode.Password
+    dialog.show_token.setChecked(True)
+    assert dialog.token.echoMode() == dialog.token.EchoMode.Normal
+    editing = ConnectDialog({"other"}, edit=ConnectionSpec("box", server.url))
+    qtbot.addWidget(editing)
+    assert editing.name.text() == "box" and editing.name.isReadOnly() and editing.url.text() == server.url
+    assert editing.problem() is None
+
+
+def test_about_names_the_version(window, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QMessageBox
+
+    from embedded_service import __version__
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "about", lambda parent, title, text: shown.append(text))
+    window._about()
+    assert shown and __version__ in shown[0]
