@@ -36,6 +36,7 @@ class ConnectionPage(QWidget):
     def __init__(self, conn: Connection, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.conn = conn
+        self.active = True
         self.title = QLabel(conn.name)
         self.title.setObjectName("connectionTitle")
         self.link = QLabel("connecting")
@@ -103,8 +104,23 @@ class ConnectionPage(QWidget):
         self.jobs.log_lines_wanted.connect(c.load_log)
         self.jobs.retry_requested.connect(c.retry_job)
 
+    def set_active(self, active: bool) -> None:
+        """In focus (True) or one of many watched in the background (False): in the background only the
+        graphs' points are recorded (and alerts and the fleet row follow the connection); the tables and
+        plots catch up with the latest snapshot when the page comes back into focus."""
+        if active == self.active:
+            return
+        self.active = active
+        self.overview.set_active(active)
+        if active and self.conn.last_snapshot is not None:
+            self._apply_to_views(self.conn.last_snapshot)
+
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.overview.apply_snapshot(snap)
+        if self.active:
+            self._apply_to_views(snap)
+
+    def _apply_to_views(self, snap: Snapshot) -> None:
         self.queues.apply_snapshot(snap)
         self.work.apply_snapshot(snap)
         self.devices.apply_snapshot(snap)

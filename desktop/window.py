@@ -122,6 +122,8 @@ class MainWindow(QMainWindow):
             return
         if self.stack.currentWidget() is not page:
             self.stack.setCurrentWidget(page)
+        for each in self.pages.values():
+            each.set_active(each is page)
         if self.fleet.chosen() != name:
             self.fleet.choose(name)
 
@@ -249,6 +251,7 @@ class MainWindow(QMainWindow):
         conn.stale_after_s = self.settings.stale_after_s()
         self.notifier.watch(conn)
         chosen = self.fleet.chosen() or spec.name
+        page.set_active(chosen == spec.name)
         self.fleet.set_connections([p.conn for p in self.pages.values()], chosen)
         self.show_server(chosen)
         conn.start()

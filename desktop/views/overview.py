@@ -391,6 +391,9 @@ class OverviewView(QWidget):
         self.max_redraws_per_s = MAX_REDRAWS_PER_S
         self._stale = False
         self._seen_snapshot = False
+        self._active = True
+        self._wanted: dict[str, str] = {}
+        self._last_snap: Snapshot | None = None
         self._dirty = False
         self._last_redraw = 0.0
         self._redraw_timer = QTimer(self)
@@ -446,12 +449,11 @@ class OverviewView(QWidget):
         for d in sorted(snap.devices, key=lambda d: d.index):
             wanted[device_key(d.index)] = f"GPU {d.index} · {d.name}"
         wanted[HOST_KEY] = _host_title(snap)
-        changed = self._sync_panels(wanted)
-        for q in snap.queues:
-            self._panels[queue_key(q.config.name)].set_summary(queue_summary(q))
-        for d in snap.devices:
-            self._panels[device_key(d.index)].set_summary(device_summary(d))
-        self._panels[HOST_KEY].set_summary(host_summary(snap))
+        self._last_snap = snap
+        changed = self._show(wanted)
+        if not self._active:
+            return  # a server not in focus: its rings fill, its plots are made when it is chosen
+        self._summarize(snap)
         if changed or self._live or self._shows_newest():
             self._request_redraw()  # paused on the past, new points change nothing on screen: no redraw
 
@@ -463,10 +465,46 @@ class OverviewView(QWidget):
             for index in sorted(history.devices, key=int):
                 wanted[device_key(index)] = f"GPU {index}"
             wanted[HOST_KEY] = "Host"
-            self._sync_panels(wanted)
-        else:
+            self._show(wanted)
+        elif self._active:
             self._drop_unshown_rings()
-        self._request_redraw()
+        if self._active:
+            self._request_redraw()
+
+    def set_active(self, active: bool) -> None:
+        """Draw (True) or not (False). Inactive, the view only records points: its plots are deleted (a
+        dashboard watching ten servers keeps the plots of the one in focus) and made again from the rings
+        when it becomes active."""
+        if active == self._active:
+            return
+        self._active = active
+        self._show(self._wanted)
+        if active:
+            if self._last_snap is not None:
+                self._summarize(self._last_snap)
+            self.redraw()
+
+    def _show(self, wanted: dict[str, str]) -> bool:
+        self._wanted = wanted
+        if self._active:
+            return self._sync_panels(wanted)
+        for key in [k for k in self.book if k not in wanted]:
+            self.book.discard(key)
+        if self._panels:
+            for panel in self._panels.values():
+                self._grid.removeWidget(panel.box)
+                panel.box.setParent(None)
+                panel.box.deleteLater()
+            self._panels.clear()
+            self._order = []
+        return False
+
+    def _summarize(self, snap: Snapshot) -> None:
+        for q in snap.queues:
+            self._panels[queue_key(q.config.name)].set_summary(queue_summary(q))
+        for d in snap.devices:
+            self._panels[device_key(d.index)].set_summary(device_summary(d))
+        self._panels[HOST_KEY].set_summary(host_summary(snap))
 
     def restyle(self) -> None:
         """Repaint every plot in the current theme's colours: titles, legends, axes (after Ctrl+T)."""

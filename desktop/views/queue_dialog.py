@@ -2,7 +2,9 @@
 
 Fields: limit, paused, max_waiting, timeout_s, stuck_after_s, rate, burst,
 per_gpu and (where the server has it) placement. Optional fields have a "none"
-box. A field an operator set at run time (the server's `overrides`, where
+box; placement is offered where the server has it (an edited queue carries it; a new one only when this
+client's `QueueConfig` knows the field, so an older server is not sent a field it refuses). A field an
+operator set at run time (the server's `overrides`, where
 offered) is labelled with who set it and when, and can be ticked back to its
 configured value. `changes()` gives only the fields the operator changed;
 `resets()` the fields to reset.
@@ -29,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from embedded_service.model import QUEUE_NAME_PATTERN
+from embedded_service.model import QUEUE_NAME_PATTERN, QueueConfig
 
 from ..models.formats import format_when
 
@@ -88,7 +90,7 @@ class QueueDialog(QDialog):
             "burst": _spin(1, 1_000_000),
             "per_gpu": _spin(1, 10_000),
         }
-        if self._creating or "placement" in self._initial:
+        if "placement" in self._initial or (self._creating and "placement" in QueueConfig.model_fields):
             combo = QComboBox()
             combo.addItems(PLACEMENTS)
             combo.setToolTip("spread: least-loaded GPU first; pack: fill one GPU before the next")

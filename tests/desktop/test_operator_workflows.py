@@ -530,3 +530,24 @@ def test_about_names_the_version(window, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(QMessageBox, "about", lambda parent, title, text: shown.append(text))
     window._about()
     assert shown and __version__ in shown[0]
+
+
+def test_a_server_out_of_focus_records_points_but_makes_no_plots(qtbot) -> None:  # type: ignore[no-untyped-def]
+    conn = Connection(ConnectionSpec(name="bg", url="http://127.0.0.1:9"), None)
+    page = ConnectionPage(conn)
+    qtbot.addWidget(page)
+    page.resize(1200, 800)
+    page.show()
+    page.set_active(False)
+    for i in range(3):
+        snap = Snapshot(seq=i, at=1_000.0 + i, queues=[queue_stats("chat", 4, in_use=i)])
+        conn.last_snapshot = snap
+        page._on_snapshot(snap)
+    assert page.overview.plot_keys() == [] and len(page.overview.book.get("queue:chat")) == 3  # type: ignore[arg-type]
+    assert page.queues.model.rowCount() == 0, "tables wait for focus"
+    page.set_active(True)
+    assert page.overview.plot_keys() == ["queue:chat", "host"]
+    assert page.queues.model.names() == ["chat"] and "<b>2/4</b>" in page.overview._panels["queue:chat"].summary.text()
+    qtbot.waitUntil(lambda: page.overview.curve("queue:chat", "in use").getOriginalDataset()[1] is not None)
+    _, y = page.overview.curve("queue:chat", "in use").getOriginalDataset()
+    assert list(y) == [0.0, 1.0, 2.0], "the points recorded out of focus are drawn"
