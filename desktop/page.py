@@ -111,6 +111,7 @@ class ConnectionPage(QWidget):
         if active == self.active:
             return
         self.active = active
+        self.conn.background = not active
         self.overview.set_active(active)
         if active and self.conn.last_snapshot is not None:
             self._apply_to_views(self.conn.last_snapshot)

@@ -551,3 +551,21 @@ def test_a_server_out_of_focus_records_points_but_makes_no_plots(qtbot) -> None:
     qtbot.waitUntil(lambda: page.overview.curve("queue:chat", "in use").getOriginalDataset()[1] is not None)
     _, y = page.overview.curve("queue:chat", "in use").getOriginalDataset()
     assert list(y) == [0.0, 1.0, 2.0], "the points recorded out of focus are drawn"
+
+
+def test_a_background_connection_reads_at_most_two_snapshots_a_second(qapp) -> None:  # type: ignore[no-untyped-def]
+    now = [100.0]
+    conn = Connection(ConnectionSpec(name="bg", url="http://127.0.0.1:9"), None, clock=lambda: now[0])
+    got: list[Snapshot] = []
+    conn.snapshot_received.connect(got.append)
+    data = Snapshot(seq=1, at=1.0, queues=[queue_stats("chat")]).model_dump(mode="json")
+    for _ in range(5):  # in focus: every one (8 Hz: steps exact in binary)
+        conn._dispatch("snapshot", data)
+        now[0] += 0.125
+    assert len(got) == 5
+    conn.background = True
+    for _ in range(16):  # two seconds at 8 Hz out of focus: four
+        conn._dispatch("snapshot", data)
+        now[0] += 0.125
+    assert len(got) == 9
+    assert conn.data_age_s() == 0.125, "skipped snapshots still count as news"
