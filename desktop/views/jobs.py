@@ -196,6 +196,7 @@ class JobsView(QWidget):
         self.log_search = QLineEdit()
         self.log_search.setPlaceholderText("Find in log (Enter: next)")
         self.log_search.setClearButtonEnabled(True)
+        self.log_search.setMinimumWidth(220)
         self.log_search.returnPressed.connect(self.find_in_log)
         self.save_log_button = QPushButton("Save log…")
         self.save_log_button.clicked.connect(self._save_log)
