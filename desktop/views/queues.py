@@ -118,10 +118,15 @@ class QueuesView(QWidget):
         self._read_only = False
         self._role = ""
         self._details: dict[str, dict[str, Any]] = {}
+        self._shape: tuple[object, ...] = ()
         self._update_buttons()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.model.apply_snapshot(snap)  # the table keeps the selected queue by name, or drops it if it left
+        shape = tuple((q.config.name, q.config.paused, q.config.limit, q.config.max_waiting) for q in snap.queues)
+        if shape != self._shape:  # what sets the columns' widths changed (a pause, a limit): size them again
+            self._shape = shape
+            self.table.resizeColumnsToContents()
 
     def set_read_only(self, read_only: bool) -> None:
         self._read_only = read_only
@@ -137,6 +142,7 @@ class QueuesView(QWidget):
         """GET /v1/queues items: operator-set fields (`overrides`) are marked in the table and the editor."""
         self._details = {str(item.get("name")): item for item in items if isinstance(item, dict)}
         self.model.set_overrides({name: dict(item.get("overrides") or {}) for name, item in self._details.items()})
+        self.table.resizeColumnsToContents()
 
     def select_queue(self, name: str) -> None:
         if name in self.model.names():

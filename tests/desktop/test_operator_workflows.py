@@ -569,3 +569,16 @@ def test_a_background_connection_reads_at_most_two_snapshots_a_second(qapp) -> N
         now[0] += 0.125
     assert len(got) == 9
     assert conn.data_age_s() == 0.125, "skipped snapshots still count as news"
+
+
+def test_pausing_a_queue_widens_its_state_column_to_fit(qtbot) -> None:  # type: ignore[no-untyped-def]
+    view = QueuesView()
+    qtbot.addWidget(view)
+    view.resize(1200, 400)
+    view.show()
+    view.apply_snapshot(Snapshot(seq=1, at=1.0, queues=[queue_stats("chat"), queue_stats("train")]))
+    view.apply_snapshot(Snapshot(seq=2, at=2.0, queues=[queue_stats("chat", paused=True), queue_stats("train")]))
+    view.apply_details([{"name": "train", "overrides": {"paused": {"value": False, "by": "ops", "at": 1.0}}}])
+    view.apply_snapshot(Snapshot(seq=3, at=3.0, queues=[queue_stats("chat", paused=True), queue_stats("train")]))
+    for column in (1, 2):  # limit and state, with the operator-set marks
+        assert view.table.columnWidth(column) >= view.table.sizeHintForColumn(column), column
