@@ -164,6 +164,21 @@ def test_create_edit_and_delete_a_queue_from_the_queues_page(  # type: ignore[no
         return (c.limit, c.max_waiting, c.timeout_s, c.stuck_after_s, c.rate, c.per_gpu) == (5, 7, 30.0, 90.0, 2.5, 2)
 
     qloop.until(edited, what="every field changed on the server")
+
+    def clear(dialog: QueueDialog) -> int:
+        dialog.unset["max_waiting"].setChecked(True)
+        dialog.unset["rate"].setChecked(True)
+        assert dialog.changes() == {"max_waiting": None, "rate": None}
+        return 1
+
+    qloop.until(lambda: page.queues.model.stats("batch").config.max_waiting == 7, what="the table caught up")  # type: ignore[union-attr]
+    monkeypatch.setattr(QueueDialog, "exec", clear)
+    page.queues.select_queue("batch")
+    page.queues.edit_button.click()
+    qloop.until(
+        lambda: (svc.queue_config("batch").max_waiting, svc.queue_config("batch").rate) == (None, None),
+        what="optional fields cleared on the server",
+    )
     page.queues.select_queue("batch")
     page.queues.delete_button.click()
     assert answers.asked[-1][0] == "Delete queue batch?"
