@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFontDatabase, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -325,10 +325,13 @@ class JobsView(QWidget):
             self.owner_filter.clear()
             self.text_filter.clear()
             self._apply_typed_filters()
-        self.table.select_ids([job_id])
-        row = self.filter.row_of(job_id)
-        if row is not None:
-            self.table.scrollTo(self.filter.index(row, 0))
+        row = self.filter.row_of(job_id)  # by the model's index, not a scan of 100,000 rows
+        if row is None:
+            return
+        index = self.filter.index(row, 0)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().setCurrentIndex(index, flags)
+        self.table.scrollTo(index)
 
     def find_in_log(self) -> bool:
         """Select the next match of the search text in the log (wrapping to the top); False when none."""

@@ -31,7 +31,6 @@ class KeepingTable(QTableView):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self._held: list[str] = []
-        self._resetting = False
 
     def setModel(self, model: object) -> None:  # type: ignore[override]
         old = self.model()
@@ -100,10 +99,8 @@ class KeepingTable(QTableView):
 
     def _before_reset(self) -> None:
         self._held = self.selected_ids()
-        self._resetting = True
 
     def _after_reset(self) -> None:
-        self._resetting = False
         if self._held:
             held, self._held = self._held, []
             self.select_ids(held)
