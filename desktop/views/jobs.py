@@ -413,6 +413,11 @@ class JobsView(QWidget):
             self.log_marker.setText(f"Whole log: {self._log_lines:,} lines, from the first")
         else:
             self.log_marker.setText(f"Last {self._log_asked:,} lines and what follows; earlier lines not shown")
+        job = self.selected_job()
+        if job is not None and job.attempts > 1:  # the server writes no separator between attempts (yet)
+            self.log_marker.setText(
+                f"{self.log_marker.text()} · {job.attempts} attempts: their output follows one another here"
+            )
         self.earlier_button.setEnabled(not self._log_complete and self._log_asked < LOG_MAX_TAIL)
 
     def _load_earlier(self) -> None:

@@ -597,3 +597,12 @@ def test_pausing_a_queue_widens_its_state_column_to_fit(qtbot) -> None:  # type:
     view.apply_snapshot(Snapshot(seq=3, at=3.0, queues=[queue_stats("chat", paused=True), queue_stats("train")]))
     for column in (1, 2):  # limit and state, with the operator-set marks
         assert view.table.columnWidth(column) >= view.table.sizeHintForColumn(column), column
+
+
+def test_the_log_marker_says_when_several_attempts_share_the_log(qapp) -> None:  # type: ignore[no-untyped-def]
+    view = JobsView()
+    view.apply_jobs([job("a", JobState.failed, attempts=3, max_attempts=3)])
+    view.table.select_ids(["a"])
+    view.show_log("a", "")
+    view.append_log("a", ["one", "two"])
+    assert "Whole log: 2 lines" in view.log_marker.text() and "3 attempts" in view.log_marker.text()
