@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 from urllib.parse import urlparse
 
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -68,13 +68,11 @@ class ConnectDialog(QDialog):
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("from: slotdeck token create --role operator --name NAME")
-        self.show_token = QAction("Show", self.token)
-        self.show_token.setCheckable(True)
+        self.show_token = QCheckBox("Show")
         self.show_token.setToolTip("Show or hide the token")
         self.show_token.toggled.connect(
             lambda shown: self.token.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
         )
-        self.token.addAction(self.show_token, QLineEdit.ActionPosition.TrailingPosition)
         self.ca = QLineEdit()
         self.ca.setPlaceholderText("optional: CA certificate (PEM) for a private TLS certificate")
         self.test_button = QPushButton("Test connection")
@@ -95,7 +93,10 @@ class ConnectDialog(QDialog):
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("URL", self.url)
-        form.addRow("Token", self.token)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token, 1)
+        token_row.addWidget(self.show_token)
+        form.addRow("Token", token_row)
         form.addRow("CA certificate", ca_row)
         test_row = QHBoxLayout()
         test_row.addWidget(self.test_button)

@@ -92,7 +92,7 @@ class SubmitDialog(QDialog):
         self.setMinimumWidth(560)
         self.argv = QLineEdit()
         self.argv.setPlaceholderText("python train.py --epochs 3 'a b'")
-        self.shell = QCheckBox("Run in a shell (bash -lc): pipes, &&, globs and $VARS work")
+        self.shell = QCheckBox("Run in a shell (bash -lc): pipes, &&&&, globs and $VARS work")  # "&&" shows one "&"
         self.shell.setToolTip("Off: the line is split into arguments and run directly, no shell involved.")
         self.shell.toggled.connect(self._explain)
         self.how = QLabel()
