@@ -142,3 +142,23 @@ def test_a_server_that_goes_away_greys_its_page_and_blocks_actions(window: MainW
     assert not page.jobs.submit_button.isEnabled()
     assert page.overview.stale_label.isVisible()
     assert window.fleet.model.index(1, 1).data().startswith("reconnecting")
+
+
+def test_a_saved_servers_token_can_be_edited_in_place(  # type: ignore[no-untyped-def]
+    window: MainWindow, server, qloop: QtLoop, monkeypatch
+) -> None:
+    window.add_connection(ConnectionSpec("box", server.url), "sdk_stale-token")
+    window.show_server("box")
+    qloop.until(lambda: window.pages["box"].conn.state is LinkState.unauthorized, what="the old token refused")
+
+    def enter_new_token(dialog: ConnectDialog) -> int:
+        assert dialog.name.text() == "box" and dialog.url.text() == server.url
+        dialog.token.setText(server.token)
+        return 1
+
+    monkeypatch.setattr(ConnectDialog, "exec", enter_new_token)
+    window._edit_token()
+    qloop.until(lambda: window.pages["box"].conn.state is LinkState.live, what="live with the new token")
+    assert window.vault.get(server.url) == server.token
+    assert [s.name for s in window.settings.remote_connections()] == ["box"]
+    assert window.fleet.chosen() == "box"
