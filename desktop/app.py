@@ -16,7 +16,9 @@ from embedded_service.api.logs import demote_request_logs
 
 from .connection import ConnectionSpec
 from .credentials import TokenVault
+from .display import NO_DISPLAY_EXIT, no_display_reason
 from .local import LocalService
+from .local_port import choose_local_port
 from .settings import AppSettings
 from .theme import app_icon, apply_theme
 from .views.connect_dialog import check_url
@@ -29,6 +31,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--store", help="store URL of the local service (default: SQLite in the data directory)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (remembered)")
     parser.add_argument(
+        "--port",
+        type=int,
+        help="port of the local service on 127.0.0.1 (remembered; by default one is chosen at the first start and kept)",
+    )
+    parser.add_argument(
         "--connect",
         metavar="URL",
         action="append",
@@ -36,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also watch this server for this run (token: SLOTDECK_TOKEN, else the keyring's for that URL)",
     )
     args = parser.parse_args(argv)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: a port is between 1 and 65535")
     for url in args.connect:
         problem = check_url(url)
         if problem:
@@ -56,9 +65,16 @@ def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]
     settings.set_theme(apply_theme(app, args.theme or settings.theme()))
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    local = None if args.no_local else LocalService(args.store)
+    port_note = None
+    if args.no_local:
+        local = None
+    else:
+        port, port_note = choose_local_port(settings, args.port)
+        local = LocalService(args.store, port=port)
     vault = TokenVault()
     window = MainWindow(settings, vault, local)
+    if port_note:
+        window.statusBar().showMessage(port_note, 30000)
     token = os.environ.get("SLOTDECK_TOKEN")
     for url in args.connect:
         spec = ConnectionSpec(name=urlparse(url).netloc, url=url, remember=False)
@@ -68,6 +84,11 @@ def build(argv: list[str]) -> tuple[QApplication, qasync.QEventLoop, MainWindow]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the dashboard; 2 (and what to run instead) where no window can be shown."""
+    reason = no_display_reason()
+    if reason is not None and not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        print(reason, file=sys.stderr)
+        return NO_DISPLAY_EXIT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demote_request_logs()  # one line per HTTP request only with DEBUG
     _, loop, window = build(sys.argv[1:] if argv is None else argv)

@@ -27,6 +27,7 @@ from embedded_service.client import AsyncClient, AuthError, ConnectionFailed
 from embedded_service.errors import SlotDeckError
 from embedded_service.model import AuditEntry, CommandSubmit, Job, Snapshot
 
+from . import extra_calls
 from .batching import LineBatch
 
 log = logging.getLogger("slotdeck.desktop.connection")
@@ -38,6 +39,7 @@ LOG_TAIL_LINES = 500
 # not "lease": a busy server sends thousands a second, and the snapshot carries what the views show of them
 DRAWN_EVENTS = ("snapshot", "job", "prune", "audit")
 REPLAY_KEPT = "replay-0"  # an id of no server run: the server answers with all the events it keeps
+BACKGROUND_SNAPSHOT_S = 0.5  # a connection out of focus reads at most 2 snapshots a second (see `background`)
 STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -93,6 +95,9 @@ class Connection(QObject):
     audit_received = Signal(object)  # list[AuditEntry], oldest first
     log_reset = Signal(str, str)  # job id, text so far
     log_lines = Signal(str, object)  # job id, list[str]
+    role_changed = Signal(str)  # the token's role ("viewer", "client", "operator", "admin"); "" when unknown
+    queue_details = Signal(object)  # list[dict]: GET /v1/queues items (with `overrides`/`configured` if offered)
+    job_created = Signal(object)  # Job: a job this dashboard submitted or retried
     action_done = Signal(str)  # what was done, in words
     action_failed = Signal(str, str)  # what was tried, why it failed
 
@@ -116,6 +121,8 @@ class Connection(QObject):
         self.detail = ""
         self.stale = True
         self.last_snapshot: Snapshot | None = None
+        self.role = ""  # from GET /v1/whoami; "" until known (or from a server without the route)
+        self.token_name = ""
         self._last_seen: float | None = None
         self._last_event_id: str | None = None
         self._client: AsyncClient | None = None
@@ -124,6 +131,9 @@ class Connection(QObject):
         self._actions: set[asyncio.Task[None]] = set()
         self._closing = False
         self._live_since = 0.0
+        self.stale_after_s = STALE_AFTER_S
+        self.background = False  # out of focus: snapshots are read at most every BACKGROUND_SNAPSHOT_S
+        self._last_read = -BACKGROUND_SNAPSHOT_S
         self._stale_timer = QTimer(self)
         self._stale_timer.setInterval(500)
         self._stale_timer.timeout.connect(self._check_stale)
@@ -183,7 +193,7 @@ class Connection(QObject):
 
     def _check_stale(self) -> None:
         age = self.data_age_s()
-        self._set_stale(age is None or age > STALE_AFTER_S or self.state is not LinkState.live)
+        self._set_stale(age is None or age > self.stale_after_s or self.state is not LinkState.live)
 
     # ---------------------------------------------------------- the stream
 
@@ -218,6 +228,7 @@ class Connection(QObject):
     async def _session(self) -> None:
         client = self._require_client()
         await client.health()
+        await self._learn_role(client)
         self.history_received.emit(await client.history(HISTORY_BACKFILL_S))
         await self._backfill_jobs(client)
         self.audit_received.emit(list(reversed(await client.audit(AUDIT_BACKFILL))))
@@ -227,6 +238,14 @@ class Connection(QObject):
             if event.id:
                 self._last_event_id = event.id
             self._dispatch(event.type, event.data)
+
+    async def _learn_role(self, client: AsyncClient) -> None:
+        who = await extra_calls.whoami(client)
+        self.token_name = who["name"] if who else ""
+        role = who["role"] if who else ""
+        if role != self.role:
+            self.role = role
+            self.role_changed.emit(role)
 
     async def _backfill_jobs(self, client: AsyncClient) -> None:
         cursor: str | None = None
@@ -240,6 +259,11 @@ class Connection(QObject):
 
     def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "snapshot":
+            now = self._clock()
+            if self.background and now - self._last_read < BACKGROUND_SNAPSHOT_S and self.state is LinkState.live:
+                self._last_seen = now  # the figures are fresh; reading every one of ten servers' costs too much
+                return
+            self._last_read = now
             snap = Snapshot.model_validate(data)
             self.last_snapshot = snap
             self._last_seen = self._clock()
@@ -270,12 +294,12 @@ class Connection(QObject):
         if job_id and self._client is not None:
             self._log_task = asyncio.ensure_future(self._follow(job_id))
 
-    async def _follow(self, job_id: str) -> None:
+    async def _follow(self, job_id: str, tail: int = LOG_TAIL_LINES) -> None:
         client = self._require_client()
         self.log_reset.emit(job_id, "")
         batch = LineBatch(lambda lines: self.log_lines.emit(job_id, lines))
         try:
-            async for line in client.follow_log(job_id, LOG_TAIL_LINES):
+            async for line in client.follow_log(job_id, tail):
                 batch.add(line)
         except SlotDeckError as exc:
             batch.add(f"[log unavailable: {exc}]")
@@ -286,14 +310,14 @@ class Connection(QObject):
 
     # ------------------------------------------------------------ actions
 
-    def _act(self, what: str, work: Callable[[AsyncClient], Awaitable[Any]]) -> None:
+    def _act(self, what: str, work: Callable[[AsyncClient], Awaitable[Any]], older: str = "") -> None:
         async def run() -> None:
             try:
                 await work(self._require_client())
             except AuthError as exc:
                 self.action_failed.emit(what, f"not allowed with this connection's token ({exc.title})")
             except SlotDeckError as exc:
-                self.action_failed.emit(what, str(exc))
+                self.action_failed.emit(what, older if older and extra_calls.older_server(exc) else str(exc))
             except Exception as exc:  # reported, not left as "Task exception was never retrieved"
                 log.exception("%s: %s failed unexpectedly", self.spec.name, what)
                 self.action_failed.emit(what, f"unexpected {exc.__class__.__name__}: {exc}")
@@ -326,5 +350,76 @@ class Connection(QObject):
         self._act(f"force-release lease {lease_id}", lambda c: c.revoke(lease_id))
 
     def submit_command(self, command: CommandSubmit) -> None:
+        """Submit; the created job comes back as `job_created` (the jobs page selects it)."""
         fields = command.model_dump(exclude={"argv"})
-        self._act(f"submit {' '.join(command.argv)}", lambda c: c.submit_command(command.argv, **fields))
+
+        async def work(c: AsyncClient) -> None:
+            job = await c.submit_command(command.argv, **fields)
+            self.jobs_received.emit([job])
+            self.job_created.emit(job)
+
+        self._act(f"submit {' '.join(command.argv)}", work)
+
+    def retry_job(self, job_id: str) -> None:
+        """A new job with the same spec (POST /v1/jobs/{id}/retry); the new job comes back as `job_created`."""
+
+        async def work(c: AsyncClient) -> None:
+            job = await extra_calls.retry_job(c, job_id)
+            self.jobs_received.emit([job])
+            self.job_created.emit(job)
+
+        self._act(f"retry job {job_id}", work, older="this server cannot retry jobs yet (it has no retry route)")
+
+    def create_queue(self, name: str, fields: dict[str, Any]) -> None:
+        self._act(f"create queue {name}", lambda c: c.configure_queue(name, **fields))
+
+    def update_queue(self, name: str, fields: dict[str, Any]) -> None:
+        """PATCH only the given fields (a None value clears an optional field)."""
+        changes = ", ".join(f"{k} {v}" for k, v in fields.items())
+
+        async def work(c: AsyncClient) -> None:
+            await c.update_queue(name, **fields)
+            await self._fetch_queue_details(c)
+
+        self._act(f"change {name}: {changes}", work)
+
+    def delete_queue(self, name: str, force: bool) -> None:
+        self._act(f"delete queue {name}", lambda c: c.delete_queue(name, force=force))
+
+    def reset_fields(self, name: str, fields: list[str]) -> None:
+        async def work(c: AsyncClient) -> None:
+            await extra_calls.reset_fields(c, name, fields)
+            await self._fetch_queue_details(c)
+
+        self._act(
+            f"reset {', '.join(fields)} of {name} to configured",
+            work,
+            older="this server does not track operator overrides (no reset-fields route)",
+        )
+
+    def refresh_queue_details(self) -> None:
+        """Fetch GET /v1/queues (overrides and configured values, where offered) into `queue_details`."""
+        if self._client is None:
+            return
+        client = self._client
+
+        async def run() -> None:
+            try:
+                await self._fetch_queue_details(client)
+            except Exception as exc:  # a read for markers only: the snapshot still shows the queues
+                log.info("%s: could not read the queue settings: %s", self.spec.name, exc)
+
+        task = asyncio.ensure_future(run())
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+
+    async def _fetch_queue_details(self, client: AsyncClient) -> None:
+        self.queue_details.emit(await extra_calls.queues_raw(client))
+
+    def load_log(self, job_id: str, lines: int) -> None:
+        """Replace the shown log of `job_id` with its last `lines` lines (`log_reset`), then keep following."""
+        if self._log_task is not None:
+            self._log_task.cancel()
+            self._log_task = None
+        if job_id and self._client is not None:
+            self._log_task = asyncio.ensure_future(self._follow(job_id, lines))

@@ -7,7 +7,7 @@ the views' operator signals call the connection's actions. No I/O here.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QTableView, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QTableView, QTabWidget, QVBoxLayout, QWidget
 
 from embedded_service.model import Snapshot
 
@@ -22,20 +22,36 @@ from .views.work import WorkView
 TABS = ("Overview", "Queues", "Waiting && holding", "Jobs", "Devices", "Audit")
 
 
+def _scrolling(view: QWidget) -> QScrollArea:
+    """The view in a scroll area that fills it: a narrow window scrolls the view rather than growing past
+    the screen or cutting it off."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(view)
+    return area
+
+
 class ConnectionPage(QWidget):
     def __init__(self, conn: Connection, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.conn = conn
+        self.active = True
         self.title = QLabel(conn.name)
         self.title.setObjectName("connectionTitle")
         self.link = QLabel("connecting")
         self.link.setObjectName("linkState")
         self.link.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.age = QLabel("")
+        self.role = QLabel("")
+        self.role.setObjectName("tokenRole")
+        self.url = QLabel(conn.spec.url)
+        self.url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         header = QHBoxLayout()
         header.addWidget(self.title)
-        header.addWidget(QLabel(conn.spec.url))
+        header.addWidget(self.url)
         header.addStretch(1)
+        header.addWidget(self.role)
         header.addWidget(self.link)
         header.addWidget(self.age)
 
@@ -48,7 +64,7 @@ class ConnectionPage(QWidget):
         self.tabs = QTabWidget()
         views = (self.overview, self.queues, self.work, self.jobs, self.devices, self.audit)
         for view, label in zip(views, TABS, strict=True):
-            self.tabs.addTab(view, label)
+            self.tabs.addTab(view if view is self.overview else _scrolling(view), label)
 
         layout = QVBoxLayout(self)
         layout.addLayout(header)
@@ -67,19 +83,45 @@ class ConnectionPage(QWidget):
         c.log_lines.connect(self.jobs.append_log)
         c.state_changed.connect(self._show_state)
         c.stale_changed.connect(self._show_stale)
+        c.role_changed.connect(self._show_role)
+        c.job_created.connect(lambda job: self.jobs.select_job(job.id))
 
         self.queues.limit_requested.connect(c.set_limit)
         self.queues.pause_requested.connect(c.pause)
         self.queues.resume_requested.connect(c.resume)
         self.queues.reset_marks_requested.connect(c.reset_marks)
+        self.queues.create_requested.connect(c.create_queue)
+        self.queues.update_requested.connect(c.update_queue)
+        self.queues.reset_fields_requested.connect(c.reset_fields)
+        self.queues.delete_requested.connect(c.delete_queue)
+        c.queue_details.connect(self.queues.apply_details)
+        c.audit_received.connect(self._on_audit)
         self.work.cancel_waiter_requested.connect(c.cancel_waiter)
         self.work.revoke_requested.connect(c.revoke)
         self.jobs.cancel_requested.connect(c.cancel_job)
         self.jobs.submit_requested.connect(c.submit_command)
         self.jobs.log_wanted.connect(c.follow_log)
+        self.jobs.log_lines_wanted.connect(c.load_log)
+        self.jobs.retry_requested.connect(c.retry_job)
+
+    def set_active(self, active: bool) -> None:
+        """In focus (True) or one of many watched in the background (False): in the background only the
+        graphs' points are recorded (and alerts and the fleet row follow the connection); the tables and
+        plots catch up with the latest snapshot when the page comes back into focus."""
+        if active == self.active:
+            return
+        self.active = active
+        self.conn.background = not active
+        self.overview.set_active(active)
+        if active and self.conn.last_snapshot is not None:
+            self._apply_to_views(self.conn.last_snapshot)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.overview.apply_snapshot(snap)
+        if self.active:
+            self._apply_to_views(snap)
+
+    def _apply_to_views(self, snap: Snapshot) -> None:
         self.queues.apply_snapshot(snap)
         self.work.apply_snapshot(snap)
         self.devices.apply_snapshot(snap)
@@ -91,7 +133,26 @@ class ConnectionPage(QWidget):
         self.link.setProperty("state", state)
         self.link.style().unpolish(self.link)
         self.link.style().polish(self.link)
+        if state == LinkState.unauthorized.value:
+            self.overview.show_problem(f"The server refused this connection's token.\n\n{detail}\n\n"
+                                       "Edit the server's token (File > Edit server token…) or ask for a new one.")
+        elif state == LinkState.failed.value:
+            self.overview.show_problem(f"Cannot connect: {detail}")
+        else:
+            self.overview.show_problem("")
         self._update_actions()
+
+    def _on_audit(self, entries: list) -> None:  # type: ignore[type-arg]
+        if any(str(e.action).startswith("queue") for e in entries):
+            self.conn.refresh_queue_details()  # who set what: the overrides follow queue changes
+
+    def _show_role(self, role: str) -> None:
+        self.conn.refresh_queue_details()
+        name = self.conn.token_name
+        self.role.setText(f"role: {role}" if role else "")
+        self.role.setToolTip(f"This connection's token is {name!r}, role {role}." if role else "")
+        for view in (self.queues, self.jobs, self.work):
+            view.set_role(role)
 
     def _show_stale(self, stale: bool) -> None:
         self.setProperty("stale", stale)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 36_000  # one hour at 10 Hz
 
-QUEUE_COLUMNS = ("in_use", "limit", "waiting", "waiting_hwm")
+QUEUE_COLUMNS = ("in_use", "limit", "waiting", "waiting_hwm", "paused")
 DEVICE_COLUMNS = ("memory_used_mib", "memory_reserved_mib", "memory_total_mib", "utilization_pct")
 HOST_COLUMNS = ("cpu_pct", "memory_used_mib", "memory_total_mib")
 HOST_KEY = "host"
@@ -180,7 +180,9 @@ class SeriesBook:
     def apply_snapshot(self, snap: Snapshot) -> None:
         """One point per queue, device and the host, at `snap.at`."""
         for q in snap.queues:
-            self.ring(queue_key(q.config.name)).append(snap.at, (q.in_use, q.config.limit, q.waiting, q.marks.waiting))
+            self.ring(queue_key(q.config.name)).append(
+                snap.at, (q.in_use, q.config.limit, q.waiting, q.marks.waiting, float(q.config.paused))
+            )
         for d in snap.devices:
             self.ring(device_key(d.index)).append(
                 snap.at, (d.memory_used_mib, d.memory_reserved_mib, d.memory_total_mib, d.utilization_pct)
@@ -197,7 +199,7 @@ class SeriesBook:
         n = len(t)
         missing = np.full(n, np.nan)
         for name, qs in history.queues.items():
-            cols = (_fit(qs.in_use, n), _fit(qs.limit, n), _fit(qs.waiting, n), missing)
+            cols = (_fit(qs.in_use, n), _fit(qs.limit, n), _fit(qs.waiting, n), missing, missing)
             self.ring(queue_key(name)).extend(t, np.column_stack(cols))
         for index, ds in history.devices.items():
             cols = (_fit(ds.memory_used_mib, n), _fit(ds.memory_reserved_mib, n), missing, _fit(ds.utilization_pct, n))

@@ -59,3 +59,38 @@ class AppSettings:
             return max(1, int(self._s.value("alerts/waiting", 20)))
         except (TypeError, ValueError):
             return 20
+
+    def set_waiting_alert(self, threshold: int) -> None:
+        self._s.setValue("alerts/waiting", max(1, int(threshold)))
+
+    def stale_after_s(self) -> float:
+        """Seconds without a snapshot after which a connection's figures are marked stale (2 to 300)."""
+        try:
+            return min(300.0, max(2.0, float(self._s.value("refresh/stale_after_s", 5.0))))
+        except (TypeError, ValueError):
+            return 5.0
+
+    def set_stale_after_s(self, seconds: float) -> None:
+        self._s.setValue("refresh/stale_after_s", float(seconds))
+
+    def redraws_per_s(self) -> int:
+        """Most graph redraws per second (1 to 10)."""
+        try:
+            return min(10, max(1, int(self._s.value("refresh/redraws_per_s", 5))))
+        except (TypeError, ValueError):
+            return 5
+
+    def set_redraws_per_s(self, rate: int) -> None:
+        self._s.setValue("refresh/redraws_per_s", int(rate))
+
+    def local_port(self) -> int | None:
+        """The port the local service listens on, chosen once and kept (None: not chosen yet)."""
+        try:
+            port = int(self._s.value("local/port", 0))
+        except (TypeError, ValueError):
+            return None
+        return port if 0 < port < 65536 else None
+
+    def set_local_port(self, port: int) -> None:
+        self._s.setValue("local/port", int(port))
+        self._s.sync()

@@ -1,6 +1,7 @@
-"""`MainWindow`: connections on the left, one page per shown connection side by side.
+"""`MainWindow`: the fleet (one row per server) above the chosen server's pages at full width.
 
-The window owns the connections and the optional local service. Closing it
+The window never opens larger than the screen it is on, and a remembered
+geometry is brought back within that screen. The window owns the connections and the optional local service. Closing it
 with work running on the local service asks first: quitting interrupts that
 work, which is recorded and re-queued when the service next starts.
 """
@@ -9,25 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QDockWidget,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMessageBox,
-    QSplitter,
+    QStackedWidget,
     QSystemTrayIcon,
+    QVBoxLayout,
+    QWidget,
 )
 
-from .connection import Connection, ConnectionSpec, LinkState
+from embedded_service import __version__
+
+from .connection import Connection, ConnectionSpec
 from .credentials import TokenVault
 from .local import LocalService
 from .notify import Notifier
@@ -35,33 +36,12 @@ from .page import TABS, ConnectionPage
 from .settings import AppSettings
 from .theme import THEMES, app_icon, apply_theme
 from .views import confirm
+from .views.alerts import AlertHistoryDialog
 from .views.connect_dialog import ConnectDialog
+from .views.fleet import FleetView
+from .views.settings_dialog import SettingsDialog
 
 log = logging.getLogger("slotdeck.desktop.window")
-
-STATE_COLOURS = {
-    LinkState.live.value: "#2da44e",
-    LinkState.connecting.value: "#d4a72c",
-    LinkState.reconnecting.value: "#e16f24",
-    LinkState.unauthorized.value: "#cf222e",
-    LinkState.failed.value: "#cf222e",
-    LinkState.closed.value: "#8c959f",
-}
-
-
-@functools.cache
-def state_icon(state: str) -> QIcon:
-    """A filled dot in the state's colour (drawn, so it needs no emoji font and stays sharp)."""
-    pixmap = QPixmap(32, 32)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setBrush(QColor(STATE_COLOURS.get(state, "#8c959f")))
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.drawEllipse(6, 6, 20, 20)
-    painter.end()
-    return QIcon(pixmap)
-
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, vault: TokenVault, local: LocalService | None = None) -> None:
@@ -77,40 +57,77 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.resize(1400, 880)
 
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
-        self.connections = QListWidget()
-        self.connections.itemChanged.connect(self._on_item_toggled)
-        dock = QDockWidget("Connections", self)
-        dock.setObjectName("connectionsDock")
-        dock.setWidget(self.connections)
-        self.connections.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.notifier = Notifier(settings.waiting_alert())
+        self.fleet = FleetView(self.notifier.active_count)
+        self.fleet.server_chosen.connect(self.show_server)
+        self.stack = QStackedWidget()
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(4, 4, 4, 0)
+        column.addWidget(self.fleet)  # as tall as its rows (up to ten), then it scrolls
+        column.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
 
         self.tray = QSystemTrayIcon(app_icon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
         if self.tray is not None:
             self.tray.setToolTip("SlotDeck")
             self.tray.show()
-        self.notifier = Notifier(settings.waiting_alert(), self.tray)
+        self.notifier.tray = self.tray
         self.notifier.notified.connect(lambda title, text: self.statusBar().showMessage(f"{title}: {text}", 15000))
-        self._build_menus(dock)
+        self._build_menus()
 
         self._ages = QTimer(self)
         self._ages.setInterval(1000)
-        self._ages.timeout.connect(self._refresh_list)
+        self._ages.timeout.connect(self._refresh_ages)
         self._ages.start()
         geometry, state = settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        self.fit_to_screen()
         if vault.problem:
             self.statusBar().showMessage(vault.problem, 20000)
 
     # ------------------------------------------------------------- menus
 
-    def _build_menus(self, dock: QDockWidget) -> None:
+    def fit_to_screen(self) -> None:
+        """Shrink the window to the available screen and move it onto it (a remembered size may be larger,
+        or from a screen no longer there)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        if self.isMaximized() or self.isFullScreen():
+            return
+        frame = self.frameGeometry()
+        extra_w, extra_h = frame.width() - self.width(), frame.height() - self.height()
+        width = min(self.width(), area.width() - extra_w)
+        height = min(self.height(), area.height() - extra_h)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        x = min(max(frame.x(), area.left()), area.right() - width - extra_w + 1)
+        y = min(max(frame.y(), area.top()), area.bottom() - height - extra_h + 1)
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self.fit_to_screen)  # once shown, the frame's size is known
+
+    def show_server(self, name: str) -> None:
+        """Show this server's pages at full width (and select its fleet row)."""
+        page = self.pages.get(name)
+        if page is None:
+            return
+        if self.stack.currentWidget() is not page:
+            self.stack.setCurrentWidget(page)
+        for each in self.pages.values():
+            each.set_active(each is page)
+        if self.fleet.chosen() != name:
+            self.fleet.choose(name)
+
+    def _build_menus(self) -> None:
         def action(menu_name: str, text: str, shortcut: QKeySequence | str | None, slot: object) -> QAction:
             act = QAction(text, self)
             if shortcut is not None:
@@ -122,28 +139,33 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         menus = {name: bar.addMenu(name) for name in ("&File", "&View", "&Help")}
         action("&File", "&Add server…", QKeySequence.StandardKey.New, self.add_connection_dialog)
+        action("&File", "&Edit server token…", None, self._edit_token)
         action("&File", "&Remove selected server", None, self._remove_selected)
         action("&File", "&Submit command job…", "Ctrl+J", self._submit_on_current)
         menus["&File"].addSeparator()
         action("&File", "&Quit", QKeySequence.StandardKey.Quit, self.close)
         for i, label in enumerate(TABS):
-            action("&View", label.replace("&&", "&"), f"Ctrl+{i + 1}", lambda _=False, i=i: self._show_tab(i))
+            # "&&" is a literal "&" in a tab label; in a menu the same text must not underline anything either
+            action("&View", label, f"Ctrl+{i + 1}", lambda _=False, i=i: self._show_tab(i))
         menus["&View"].addSeparator()
+        fleet = action("&View", "&Servers table", "Ctrl+0", lambda checked: self.fleet.setVisible(checked))
+        fleet.setCheckable(True)
+        fleet.setChecked(True)
         action("&View", "&Dark theme / light theme", "Ctrl+T", self.toggle_theme)
         action("&View", "Pause / resume &live graphs", "Ctrl+L", self._toggle_live)
-        menus["&View"].addAction(dock.toggleViewAction())
+        menus["&View"].addSeparator()
+        action("&View", "Alert &history…", None, self._show_alerts)
+        action("&View", "Se&ttings…", "Ctrl+,", self._show_settings)
         action("&Help", "&About SlotDeck", None, self._about)
+        self.menus = menus
 
     def _current_page(self) -> ConnectionPage | None:
-        focused = QApplication.focusWidget()
-        for page in self.pages.values():
-            if focused is not None and page.isAncestorOf(focused):
-                return page
-        visible = [p for p in self.pages.values() if p.isVisible()]
-        return visible[0] if visible else None
+        page = self.stack.currentWidget()
+        return page if isinstance(page, ConnectionPage) else None
 
     def _show_tab(self, index: int) -> None:
-        for page in self.pages.values():
+        page = self._current_page()
+        if page is not None:
             page.show_tab(index)
 
     def _submit_on_current(self) -> None:
@@ -162,13 +184,53 @@ class MainWindow(QMainWindow):
             current = self.settings.theme()
             chosen = apply_theme(app, THEMES[(THEMES.index(current) + 1) % len(THEMES)] if current in THEMES else "dark")
             self.settings.set_theme(chosen)
+            for page in self.pages.values():
+                page.overview.restyle()
 
     def _about(self) -> None:
         QMessageBox.about(
             self,
             "About SlotDeck",
-            "SlotDeck: queues with concurrency slots for slow GPU and LLM work, and this dashboard to watch and steer them.",
+            f"SlotDeck {__version__}\n\nQueues with concurrency slots for slow GPU and LLM work, "
+            "and this dashboard to watch and steer them.",
         )
+
+    def _show_alerts(self) -> None:
+        dialog = AlertHistoryDialog(self.notifier, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def _show_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            dialog.save()
+            self.notifier.waiting_threshold = self.settings.waiting_alert()
+            app = QApplication.instance()
+            if isinstance(app, QApplication) and self.settings.theme() != dialog.initial_theme:
+                apply_theme(app, self.settings.theme())
+                for page in self.pages.values():
+                    page.overview.restyle()
+            for page in self.pages.values():
+                page.conn.stale_after_s = self.settings.stale_after_s()
+
+    def _edit_token(self) -> None:
+        page = self._current_page()
+        if page is None or page.conn.spec.local:
+            self.statusBar().showMessage("Choose a remote server in the servers table first.", 8000)
+            return
+        dialog = ConnectDialog(set(self.pages) - {page.conn.name}, self.vault.problem, self, edit=page.conn.spec)
+        if not dialog.exec():
+            return
+        spec, token = dialog.spec(), dialog.token_text()
+        if token:
+            self.vault.put(spec.url, token)
+        old = page.conn
+        self.pages.pop(old.name)
+        self.stack.removeWidget(page)
+        self._spawn(old.close())
+        page.deleteLater()
+        self.add_connection(spec, token or self.vault.get(spec.url))
+        self._save_remotes()
 
     # ------------------------------------------------------- connections
 
@@ -182,18 +244,17 @@ class MainWindow(QMainWindow):
         conn = Connection(spec, token, parent=self)
         page = ConnectionPage(conn)
         self.pages[spec.name] = page
-        self.splitter.addWidget(page)
+        self.stack.addWidget(page)
         conn.action_done.connect(lambda what: self.statusBar().showMessage(f"{spec.name}: done: {what}", 8000))
         conn.action_failed.connect(lambda what, why: self._action_failed(spec.name, what, why))
-        conn.state_changed.connect(lambda *_: self._refresh_list())
+        conn.state_changed.connect(lambda *_: self.fleet.model.refresh())
+        conn.stale_after_s = self.settings.stale_after_s()
         self.notifier.watch(conn)
-        item = QListWidgetItem(spec.name)
-        item.setData(Qt.ItemDataRole.UserRole, spec.name)
-        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setCheckState(Qt.CheckState.Checked)
-        self.connections.addItem(item)
+        chosen = self.fleet.chosen() or spec.name
+        page.set_active(chosen == spec.name)
+        self.fleet.set_connections([p.conn for p in self.pages.values()], chosen)
+        self.show_server(chosen)
         conn.start()
-        self._refresh_list()
         return page
 
     def _action_failed(self, server: str, what: str, why: str) -> None:
@@ -212,14 +273,14 @@ class MainWindow(QMainWindow):
             spec, token = dialog.spec(), dialog.token_text()
             if token:
                 self.vault.put(spec.url, token)
-            self.add_connection(spec, token)
+            page = self.add_connection(spec, token)
+            self.show_server(page.conn.name)
             self._save_remotes()
 
     def _remove_selected(self) -> None:
-        item = self.connections.currentItem()
-        if item is None:
+        name = self.fleet.chosen()
+        if name is None:
             return
-        name = item.data(Qt.ItemDataRole.UserRole)
         page = self.pages.get(name)
         if page is None or page.conn.spec.local:
             self.statusBar().showMessage("The local service cannot be removed; it stops when you quit.", 8000)
@@ -227,7 +288,11 @@ class MainWindow(QMainWindow):
         if not confirm.confirm(self, f"Remove {name}?", f"Stop watching {page.conn.spec.url} and forget its token?"):
             return
         self.pages.pop(name)
-        self.connections.takeItem(self.connections.row(item))
+        self.stack.removeWidget(page)
+        remaining = next(iter(self.pages), None)
+        self.fleet.set_connections([p.conn for p in self.pages.values()], remaining)
+        if remaining is not None:
+            self.show_server(remaining)
         self.vault.forget(page.conn.spec.url)
         self._spawn(page.conn.close())
         page.setParent(None)
@@ -237,25 +302,9 @@ class MainWindow(QMainWindow):
     def _save_remotes(self) -> None:
         self.settings.save_remote_connections([p.conn.spec for p in self.pages.values() if p.conn.spec.remember])
 
-    def _on_item_toggled(self, item: QListWidgetItem) -> None:
-        page = self.pages.get(item.data(Qt.ItemDataRole.UserRole))
-        if page is not None:
-            page.setVisible(item.checkState() == Qt.CheckState.Checked)
-
-    def _refresh_list(self) -> None:
-        self.connections.blockSignals(True)
-        for row in range(self.connections.count()):
-            item = self.connections.item(row)
-            page = self.pages.get(item.data(Qt.ItemDataRole.UserRole))
-            if page is None:
-                continue
+    def _refresh_ages(self) -> None:
+        for page in self.pages.values():
             page.refresh_age()
-            conn = page.conn
-            item.setIcon(state_icon(conn.state.value))
-            age_text = "" if conn.data_age_s() is None else f" · {conn.freshness()}"
-            item.setText(f"{conn.name}\n{conn.state.value}{age_text}")
-            item.setToolTip(f"{conn.spec.url}\n{conn.detail}")
-        self.connections.blockSignals(False)
 
     # -------------------------------------------------------------- life
 

@@ -34,7 +34,7 @@ from PySide6.QtGui import QBrush, QColor
 from embedded_service.model import Job, JobKind, JobState, Snapshot
 
 from .formats import format_duration
-from .table import HeaderedTable
+from .table import ID_ROLE, HeaderedTable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ RESORT_SHARE = 0.1
 
 STUCK_BRUSH = QBrush(QColor(255, 160, 0, 110))
 """Translucent amber: readable under both the light and the dark theme."""
+FAILED_BRUSH = QBrush(QColor(207, 34, 46, 70))
+"""Translucent red for failed and timed-out jobs, readable under both themes."""
+FAILED_STATES = frozenset({JobState.failed, JobState.timed_out})
 
 
 class Column(IntEnum):
@@ -203,7 +206,11 @@ class JobsModel(HeaderedTable):
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(job, column, self._clock())
+        if role == ID_ROLE:
+            return job.id
         if role == Qt.ItemDataRole.BackgroundRole:
+            if job.state in FAILED_STATES:
+                return FAILED_BRUSH
             return STUCK_BRUSH if self.is_stuck(job) else None
         if role == Qt.ItemDataRole.TextAlignmentRole and column in _NUMERIC:
             return _RIGHT
@@ -215,7 +222,7 @@ class JobsModel(HeaderedTable):
         return None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        """Reorder rows by a column (-1: arrival order) and keep that order through later updates."""
+        """Reorder rows by a column (-1: arrival order, newest first) and keep that order through later updates."""
         self._sort_column = column
         self._sort_order = order
         self._resort()
@@ -255,7 +262,7 @@ class JobsModel(HeaderedTable):
                 self._rows.append(_Row(job, _search_text(job), self._arrivals))
                 self._arrivals += 1
             self.endInsertRows()
-        if column >= 0 and (new or misplaced) and not self._resort_timer.isActive():
+        if (new or (column >= 0 and misplaced)) and not self._resort_timer.isActive():
             self._resort_timer.start()
 
     def remove(self, job_ids: Iterable[str]) -> None:
@@ -308,7 +315,7 @@ class JobsModel(HeaderedTable):
         started = time.perf_counter()
         column, now = self._sort_column, self._clock()
         if column < 0:
-            order = sorted(self._rows, key=lambda r: r.arrival)
+            order = sorted(self._rows, key=lambda r: r.arrival, reverse=True)  # newest first
         else:
             # Blanks (None) go last in both directions; the sort is stable, so ties keep their order.
             keyed = [(sort_key(r.job, column, now), r) for r in self._rows]

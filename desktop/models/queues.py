@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 
 from embedded_service.model import QueueStats, Snapshot
 
 from .formats import format_wait, format_when
-from .table import HeaderedTable, Index
+from .table import ID_ROLE, HeaderedTable, Index
 
 COLUMNS = ("Queue", "Limit", "State", "In use", "Waiting", "Peak in use", "Peak waiting", "Est. wait", "Stuck", "Granted")
 LIMIT_COLUMN = 1
+PAUSED_BRUSH = QBrush(QColor(212, 167, 44, 60))
+"""Translucent yellow for a paused queue's row, readable under both themes."""
 
 
 class QueuesModel(HeaderedTable):
@@ -26,6 +29,14 @@ class QueuesModel(HeaderedTable):
     def __init__(self) -> None:
         super().__init__()  # rows: QueueStats, by name
         self.editable = True
+        self._overrides: dict[str, dict[str, Any]] = {}
+
+    def set_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        """Per queue, the operator-set fields: `{field: {"value", "by", "at"}}` (from GET /v1/queues)."""
+        if overrides != self._overrides:
+            self._overrides = overrides
+            if self._rows:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(COLUMNS) - 1))
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         rows = sorted(snap.queues, key=lambda q: q.config.name)
@@ -65,12 +76,27 @@ class QueuesModel(HeaderedTable):
             return None
         q = self._rows[index.row()]
         col = index.column()
+        if role == ID_ROLE:
+            return q.config.name
         if role == Qt.ItemDataRole.EditRole and col == LIMIT_COLUMN:
             return q.config.limit
+        set_by = self._overrides.get(q.config.name, {})
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(q, col)
+            text = self._display(q, col)
+            if (col == LIMIT_COLUMN and "limit" in set_by) or (col == 2 and "paused" in set_by):
+                text += " ✎"
+            if col == 0 and set_by:
+                text += " ✎"
+            return text
         if role == Qt.ItemDataRole.ToolTipRole and col in (5, 6):
             return self._mark_tooltip(q, col)
+        if role == Qt.ItemDataRole.ToolTipRole and set_by:
+            return "Set by an operator (not the configuration): " + ", ".join(
+                f"{field} by {(who or {}).get('by', '?')} {format_when((who or {}).get('at'))}"
+                for field, who in set_by.items()
+            )
+        if role == Qt.ItemDataRole.BackgroundRole and q.config.paused:
+            return PAUSED_BRUSH
         if role == Qt.ItemDataRole.TextAlignmentRole and col > 0 and col != 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and col == 2 and q.config.paused:
@@ -87,7 +113,7 @@ class QueuesModel(HeaderedTable):
             case 1:
                 return str(q.config.limit)
             case 2:
-                return "paused" if q.config.paused else "running"
+                return "PAUSED" if q.config.paused else "running"
             case 3:
                 return f"{q.in_use} / {q.config.limit}"
             case 4:

@@ -9,6 +9,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 Index = QModelIndex | QPersistentModelIndex
 
+ID_ROLE = Qt.ItemDataRole.UserRole + 7
+"""Data role every SlotDeck table model answers with the row's id (str); views keep selections by it."""
+
 
 class HeaderedTable(QAbstractTableModel):
     """A flat table: one row per entry of `self._rows`, one column per entry of `headers`."""

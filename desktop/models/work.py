@@ -18,7 +18,7 @@ from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
 
 from .formats import format_duration
 from .jobs import STUCK_BRUSH, contiguous_runs
-from .table import HeaderedTable, Index
+from .table import ID_ROLE, HeaderedTable, Index
 
 Item = TypeVar("Item", WaiterInfo, LeaseInfo)
 
@@ -52,6 +52,8 @@ class _ByIdTable(HeaderedTable, Generic[Item]):
             return _RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"id {item.id}"
+        if role == ID_ROLE:
+            return item.id
         return self._extra(item, role)
 
     def item(self, row: int) -> Item:

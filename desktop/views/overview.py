@@ -7,18 +7,20 @@ each redraw handing pyqtgraph contiguous numpy views of the visible window only.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from embedded_service.model import History, Snapshot
+from embedded_service.model import DeviceInfo, History, QueueStats, Snapshot
 
+from ..models.formats import format_wait
 from ..series import HOST_KEY, RingSeries, SeriesBook, device_key, queue_key
 
 WINDOWS_S = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 h": 3600.0}
@@ -98,15 +100,119 @@ def _axis_label(label: str, units: str) -> str:
     return f"{label} ({units})"
 
 
+def paused_spans(t: np.ndarray, paused: np.ndarray, x_range: tuple[float, float]) -> list[tuple[float, float]]:
+    """The (start, end) times where `paused` is 1, clipped to `x_range`; a run still going ends at x_range's end."""
+    on = np.nan_to_num(paused, nan=0.0) > 0.5
+    if not on.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], on, [False])).astype(np.int8)))
+    spans = []
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        end = t[stop] if stop < len(t) else x_range[1]
+        if end >= x_range[0] and t[start] <= x_range[1]:
+            spans.append((max(float(t[start]), x_range[0]), min(float(end), x_range[1])))
+    return spans
+
+
+def queue_summary(q: QueueStats) -> str:
+    """The figures an operator glances for, as rich text: in use/limit, waiting, peak (with its time),
+    est. wait, stuck, paused."""
+    parts = [f"<b>{q.in_use}/{q.config.limit}</b> in use", f"<b>{q.waiting}</b> waiting"]
+    peak = f"peak <b>{q.marks.waiting}</b> waiting"
+    if q.marks.waiting_at:
+        peak += " at " + dt.datetime.fromtimestamp(q.marks.waiting_at).strftime("%H:%M")
+    parts.append(peak)
+    parts.append(f"est. wait <b>{format_wait(q.est_wait_s)}</b>")
+    if q.stuck:
+        parts.append(f"<span style='color:#cf222e'><b>{q.stuck} stuck</b></span>")
+    if q.config.paused:
+        parts.append("<span style='color:#bf8700'><b>PAUSED</b></span>")
+    return " · ".join(parts)
+
+
+def device_summary(d: DeviceInfo) -> str:
+    parts = []
+    if d.memory_total_mib:
+        used = (d.memory_used_mib or 0) / _MIB_PER_GIB
+        parts.append(f"<b>{used:.1f}</b> of {d.memory_total_mib / _MIB_PER_GIB:.1f} GiB used")
+    if d.memory_reserved_mib:
+        parts.append(f"{d.memory_reserved_mib / _MIB_PER_GIB:.1f} GiB reserved")
+    if d.utilization_pct is not None:
+        parts.append(f"<b>{d.utilization_pct:.0f}%</b> busy")
+    if d.leases:
+        parts.append(f"{len(d.leases)} lease{'s' if len(d.leases) != 1 else ''}")
+    return " · ".join(parts) or (d.error or "")
+
+
+def host_summary(snap: Snapshot) -> str:
+    host = snap.host
+    if host is None:
+        return ""
+    parts = []
+    if host.cpu_pct is not None:
+        parts.append(f"CPU <b>{host.cpu_pct:.0f}%</b>")
+    if host.memory_total_mib:
+        used = (host.memory_used_mib or 0) / _MIB_PER_GIB
+        parts.append(f"memory <b>{used:.1f}</b> of {host.memory_total_mib / _MIB_PER_GIB:.1f} GiB")
+    if host.load_1m is not None:
+        parts.append(f"load {host.load_1m:.2f}")
+    return " · ".join(parts)
+
+
+class CountAxis(pg.AxisItem):
+    """A left axis for counts (slots, requests): ticks only at whole numbers, never at 0.1 slot."""
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:
+        levels = [(float(max(1, round(spacing))), 0.0) for spacing, _ in super().tickSpacing(minVal, maxVal, size)]
+        unique = list(dict.fromkeys(levels))
+        return unique[:2] or [(1.0, 0.0)]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [str(round(v)) if abs(v - round(v)) < 1e-6 else "" for v in values]
+
+
+PLOT_HEIGHT = 250
+"""The height a plot asks for under its summary: rows of plots in a short window scroll rather than each
+taking the PlotWidget's default 480 px (which hid the time axis below the fold)."""
+
+
+class _Plot(pg.PlotWidget):
+    """A PlotWidget that asks for `PLOT_HEIGHT` (layouts in a scroll area give it what it asks for)."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, PLOT_HEIGHT)
+
+
+def _foreground() -> str:
+    colour = pg.getConfigOption("foreground")
+    return colour if isinstance(colour, str) else pg.mkColor(colour).name()
+
+
 class _Panel:
-    """One PlotWidget: a clock-time x axis, curves against a left axis and optionally a 0-100 % right axis."""
+    """One PlotWidget: a clock-time x axis, curves against a left axis and optionally a 0-100 % right axis,
+    under a one-line summary of the current figures (`box` holds both)."""
 
     def __init__(self, title: str, layout: _Layout) -> None:
         self.layout = layout
-        self.widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        axes = {"bottom": pg.DateAxisItem(orientation="bottom")}
+        if layout.left_units == "count":
+            axes["left"] = CountAxis(orientation="left")
+        self.widget = _Plot(axisItems=axes)
         self.widget.setMinimumHeight(230)
+        self.summary = QLabel("")
+        self.summary.setObjectName("plotSummary")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.box = QWidget()
+        box_layout = QVBoxLayout(self.box)
+        box_layout.setContentsMargins(0, 0, 0, 0)
+        box_layout.setSpacing(2)
+        box_layout.addWidget(self.summary)
+        box_layout.addWidget(self.widget, 1)
         self.plot = self.widget.getPlotItem()
-        self.plot.setTitle(title)
+        self._title = title
+        self.plot.setTitle(title, color=_foreground())
+        self._paused_regions: list[pg.LinearRegionItem] = []
         self.plot.setLabel("left", _axis_label(layout.left_label, layout.left_units))
         self.plot.setMouseEnabled(x=True, y=False)  # drag and wheel move through time only
         self.plot.hideButtons()
@@ -117,18 +223,21 @@ class _Panel:
         self.percent_vb = self._add_percent_axis(layout.right_label) if layout.right_label else None
         self.total_line: pg.InfiniteLine | None = None
         self._total: float | None = None
-        if layout.total_column:
+        if layout.total_column:  # no label on the line: data would cover it; the summary above says the total
             self.total_line = pg.InfiniteLine(
-                angle=0, movable=False, pen=pg.mkPen(_GREY, width=1, style=Qt.PenStyle.DashLine),
-                label="total {value:.1f} " + layout.left_units,
-                labelOpts={"position": 0.02, "color": _GREY, "anchors": [(0, 0), (0, 0)]},
-            )  # fmt: skip
+                angle=0, movable=False, pen=pg.mkPen(_GREY, width=1, style=Qt.PenStyle.DashLine)
+            )
             self.total_line.hide()
             self.plot.addItem(self.total_line, ignoreBounds=True)
         self.curves: dict[str, pg.PlotDataItem] = {}
         for i, spec in enumerate(layout.curves):
             self.curves[spec.label] = item = self._add_curve(spec)
-            item.setZValue(len(layout.curves) - i)  # the first on top: "in use" stays visible at the limit
+            item.setZValue(len(layout.curves) - i)  # the first on top
+        if "limit" in self.curves:  # the dashed limit above "in use": at a full queue both stay visible
+            self.curves["limit"].setZValue(len(layout.curves) + 1)
+        if "waiting" in self.curves:  # a filled area: spikes in the line read at a glance
+            self.curves["waiting"].setFillLevel(0)
+            self.curves["waiting"].setBrush(pg.mkBrush(212, 167, 44, 60))
 
     def _add_legend(self, columns: int) -> pg.LegendItem:
         """A one-row legend in the (hidden) top axis' row, above the data rather than over it."""
@@ -168,8 +277,42 @@ class _Panel:
         return item
 
     def set_title(self, title: str) -> None:
-        if self.plot.titleLabel.text != title:
-            self.plot.setTitle(title)
+        if self._title != title:
+            self._title = title
+            self.plot.setTitle(title, color=_foreground())
+
+    def restyle(self) -> None:
+        """Recolour title, legend and axes from pyqtgraph's current options (after a theme switch)."""
+        fg = _foreground()
+        self.widget.setBackground(pg.getConfigOption("background"))
+        self.plot.setTitle(self._title, color=fg)
+        self.legend.setLabelTextColor(fg)
+        for _sample, label in self.legend.items:
+            label.setText(label.text, color=fg)
+        for name in ("left", "bottom", "right"):
+            axis = self.plot.getAxis(name)
+            axis.setTextPen(fg)
+            axis.setPen(fg)
+            if axis.labelText:
+                axis.setLabel(axis.labelText, axis.labelUnits, color=fg)
+        self.widget.update()
+
+    def set_summary(self, html: str) -> None:
+        if self.summary.text() != html:
+            self.summary.setText(html)
+
+    def shade(self, spans: list[tuple[float, float]]) -> None:
+        """Shade these time spans (paused periods) behind the curves."""
+        while len(self._paused_regions) < len(spans):
+            region = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(140, 149, 159, 60), pen=pg.mkPen(None))
+            region.setZValue(-100)
+            self.plot.addItem(region, ignoreBounds=True)
+            self._paused_regions.append(region)
+        for region, span in zip(self._paused_regions, spans, strict=False):
+            region.setRegion(span)
+            region.show()
+        for region in self._paused_regions[len(spans) :]:
+            region.hide()
 
     def on_screen(self) -> bool:
         """Whether any of the plot is visible (not scrolled away, not on a hidden tab)."""
@@ -201,6 +344,8 @@ class _Panel:
             known = totals[np.isfinite(totals)]
             if len(known):
                 self._show_total(float(known[-1]) / _MIB_PER_GIB)
+        if "paused" in ring.columns:
+            self.shade(paused_spans(t, values[ring.column("paused")], x_range))
         self._fit_y(peak)
 
     def _show_total(self, total: float) -> None:
@@ -229,6 +374,9 @@ class _Panel:
             self.percent_vb.setOpacity(opacity)
 
 
+WAITING_TEXT = "Waiting for the first figures from the service…"
+
+
 class OverviewView(QWidget):
     """Per queue, per GPU and host graphs of one connection, following live data or paused to look back."""
 
@@ -240,8 +388,12 @@ class OverviewView(QWidget):
         self._window_s = WINDOWS_S["5 min"]
         self._x_range: tuple[float, float] | None = None  # what every plot shows (once drawn)
         self._live = True
+        self.max_redraws_per_s = MAX_REDRAWS_PER_S
         self._stale = False
         self._seen_snapshot = False
+        self._active = True
+        self._wanted: dict[str, str] = {}
+        self._last_snap: Snapshot | None = None
         self._dirty = False
         self._last_redraw = 0.0
         self._redraw_timer = QTimer(self)
@@ -261,8 +413,9 @@ class OverviewView(QWidget):
         self.stale_label = QLabel("Stale: these figures are not live")
         self.stale_label.setStyleSheet("color: #bf8700; font-weight: bold;")
         self.stale_label.hide()
-        self.empty_label = QLabel("Waiting for the first figures from the service…")
+        self.empty_label = QLabel(WAITING_TEXT)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Window"))
@@ -296,7 +449,12 @@ class OverviewView(QWidget):
         for d in sorted(snap.devices, key=lambda d: d.index):
             wanted[device_key(d.index)] = f"GPU {d.index} · {d.name}"
         wanted[HOST_KEY] = _host_title(snap)
-        if self._sync_panels(wanted) or self._live or self._shows_newest():
+        self._last_snap = snap
+        changed = self._show(wanted)
+        if not self._active:
+            return  # a server not in focus: its rings fill, its plots are made when it is chosen
+        self._summarize(snap)
+        if changed or self._live or self._shows_newest():
             self._request_redraw()  # paused on the past, new points change nothing on screen: no redraw
 
     def backfill(self, history: History) -> None:
@@ -307,10 +465,57 @@ class OverviewView(QWidget):
             for index in sorted(history.devices, key=int):
                 wanted[device_key(index)] = f"GPU {index}"
             wanted[HOST_KEY] = "Host"
-            self._sync_panels(wanted)
-        else:
+            self._show(wanted)
+        elif self._active:
             self._drop_unshown_rings()
-        self._request_redraw()
+        if self._active:
+            self._request_redraw()
+
+    def set_active(self, active: bool) -> None:
+        """Draw (True) or not (False). Inactive, the view only records points: its plots are deleted (a
+        dashboard watching ten servers keeps the plots of the one in focus) and made again from the rings
+        when it becomes active."""
+        if active == self._active:
+            return
+        self._active = active
+        self._show(self._wanted)
+        if active:
+            if self._last_snap is not None:
+                self._summarize(self._last_snap)
+            self.redraw()
+
+    def _show(self, wanted: dict[str, str]) -> bool:
+        self._wanted = wanted
+        if self._active:
+            return self._sync_panels(wanted)
+        for key in [k for k in self.book if k not in wanted]:
+            self.book.discard(key)
+        if self._panels:
+            for panel in self._panels.values():
+                self._grid.removeWidget(panel.box)
+                panel.box.setParent(None)
+                panel.box.deleteLater()
+            self._panels.clear()
+            self._order = []
+        return False
+
+    def _summarize(self, snap: Snapshot) -> None:
+        for q in snap.queues:
+            self._panels[queue_key(q.config.name)].set_summary(queue_summary(q))
+        for d in snap.devices:
+            self._panels[device_key(d.index)].set_summary(device_summary(d))
+        self._panels[HOST_KEY].set_summary(host_summary(snap))
+
+    def restyle(self) -> None:
+        """Repaint every plot in the current theme's colours: titles, legends, axes (after Ctrl+T)."""
+        for panel in self._panels.values():
+            panel.restyle()
+
+    def show_problem(self, text: str) -> None:
+        """Say why no figures come (a refused token, a broken set-up) in place of the waiting line; "" clears."""
+        self.empty_label.setText(text or WAITING_TEXT)
+        self.empty_label.setProperty("problem", bool(text))
+        self.empty_label.setStyleSheet("color: #cf222e; font-weight: bold;" if text else "")
 
     def set_stale(self, stale: bool) -> None:
         """Grey the graphs out while the connection's data is old."""
@@ -395,7 +600,7 @@ class OverviewView(QWidget):
         """Seconds between redraws: redrawing before the graphs move by a pixel only costs CPU,
         so 0.1 s for short windows, longer for long ones, never more than a second."""
         plot_px = max(self._scroll.viewport().width() / COLUMNS - 80, 100)
-        return min(max(self._window_s / plot_px, 1.0 / MAX_REDRAWS_PER_S), 1.0)
+        return min(max(self._window_s / plot_px, 1.0 / self.max_redraws_per_s), 1.0)
 
     def _request_redraw(self) -> None:
         self._dirty = True
@@ -431,9 +636,9 @@ class OverviewView(QWidget):
         changed = wanted.keys() != self._panels.keys()
         for key in [k for k in self._panels if k not in wanted]:
             panel = self._panels.pop(key)
-            self._grid.removeWidget(panel.widget)
-            panel.widget.setParent(None)
-            panel.widget.deleteLater()
+            self._grid.removeWidget(panel.box)
+            panel.box.setParent(None)
+            panel.box.deleteLater()
         for key, title in wanted.items():
             panel = self._panels.get(key)
             if panel is None:
@@ -461,10 +666,10 @@ class OverviewView(QWidget):
 
     def _relayout(self) -> None:
         for panel in self._panels.values():
-            self._grid.removeWidget(panel.widget)
+            self._grid.removeWidget(panel.box)
         self.empty_label.setVisible(not self._order)
         for i, key in enumerate(self._order):
-            widget = self._panels[key].widget
+            widget = self._panels[key].box
             self._grid.addWidget(widget, 1 + i // COLUMNS, i % COLUMNS)
             widget.show()  # now, not from Qt's queued show, so the next redraw already draws it
         self._grid.activate()

@@ -1,7 +1,9 @@
 """`SubmitDialog`: an operator types a command line and picks where and how it runs.
 
-The command is one line split like a POSIX shell would (shlex), but it runs
-without a shell. Mistakes (an unbalanced quote, a bad queue name) are shown in
+By default the command line is split like a POSIX shell would (shlex) and run
+without a shell: `a && b` passes "&&" to `a` as an argument. Ticking "Run in a
+shell" sends `["bash", "-lc", line]` instead, so pipes, `&&`, globs and `$VARS`
+work. Mistakes (an unbalanced quote, a bad queue name) are shown in
 the dialog in plain words and keep it open; nothing is sent from here: the
 caller reads `command()` after the dialog is accepted.
 """
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -20,6 +23,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -34,7 +38,25 @@ _FIELD_NAMES = {
     "gpu_mem_mib": "GPU memory",
     "priority": "Priority",
     "max_runtime_s": "Max runtime",
+    "max_attempts": "Attempts",
+    "env": "Environment",
+    "cwd": "Working directory",
 }
+SHELL = ("bash", "-lc")
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """`NAME=value` lines (blank lines and `#` comments skipped) as a dict; ValueError naming the bad line."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip() or not name.strip().replace("_", "a").isalnum():
+            raise ValueError(f"Environment line {number}: write NAME=value (got {line[:40]!r}).")
+        env[name.strip()] = value
+    return env
 
 
 def split_command(line: str) -> list[str]:
@@ -67,8 +89,22 @@ class SubmitDialog(QDialog):
     def __init__(self, queues: Sequence[str] = (), parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Submit command")
+        self.setMinimumWidth(560)
         self.argv = QLineEdit()
         self.argv.setPlaceholderText("python train.py --epochs 3 'a b'")
+        self.shell = QCheckBox("Run in a shell (bash -lc): pipes, &&&&, globs and $VARS work")  # "&&" shows one "&"
+        self.shell.setToolTip("Off: the line is split into arguments and run directly, no shell involved.")
+        self.shell.toggled.connect(self._explain)
+        self.how = QLabel()
+        self.how.setWordWrap(True)
+        self.env = QPlainTextEdit()
+        self.env.setPlaceholderText("NAME=value, one per line")
+        self.env.setFixedHeight(self.fontMetrics().height() * 4 + 12)
+        self.cwd = QLineEdit()
+        self.cwd.setPlaceholderText("the service's working directory")
+        self.attempts = QSpinBox()
+        self.attempts.setRange(1, 100)
+        self.attempts.setToolTip("Runs at most this many times: a failure is retried while attempts remain.")
         self.queue = QComboBox()
         self.queue.setEditable(True)
         self.queue.addItems(list(queues))
@@ -95,11 +131,16 @@ class SubmitDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Command", self.argv)
+        form.addRow("", self.shell)
+        form.addRow("", self.how)
         form.addRow("Queue", self.queue)
         form.addRow("GPUs", self.gpus)
         form.addRow("GPU memory", self.gpu_mem)
         form.addRow("Priority (lower runs first)", self.priority)
         form.addRow("Max runtime", self.max_runtime)
+        form.addRow("Attempts", self.attempts)
+        form.addRow("Working directory", self.cwd)
+        form.addRow("Environment", self.env)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -108,11 +149,21 @@ class SubmitDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self.argv.textEdited.connect(self.error.hide)
+        self._explain()
+
+    def _explain(self) -> None:
+        self.how.setText(
+            "Runs: bash -lc '<your line>'"
+            if self.shell.isChecked()
+            else "Runs without a shell: the line is split into arguments; '&&', '|' and '>' are passed on literally."
+        )
 
     def command(self) -> CommandSubmit | None:
         """The command the fields describe, or None after showing why they do not describe one."""
+        line = self.argv.text()
         try:
-            argv = split_command(self.argv.text())
+            argv = [*SHELL, line] if self.shell.isChecked() and line.strip() else split_command(line)
+            env = parse_env(self.env.toPlainText())
         except ValueError as exc:
             return self._fail(str(exc))
         if not argv:
@@ -125,6 +176,9 @@ class SubmitDialog(QDialog):
                 gpu_mem_mib=self.gpu_mem.value(),
                 priority=self.priority.value(),
                 max_runtime_s=self.max_runtime.value() or None,
+                max_attempts=self.attempts.value(),
+                env=env,
+                cwd=self.cwd.text().strip() or None,
             )
         except ValidationError as exc:
             return self._fail(describe_errors(exc))

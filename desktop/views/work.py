@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
 from embedded_service.model import LeaseInfo, Snapshot, WaiterInfo
 
 from ..models.work import SORT_ROLE, LeasesModel, WaitersModel
+from ..roles import Act, gate
 from . import confirm
+from .keeping_table import KeepingTable
 
 REPAINT_MS = 1000  # ages and time left move on between snapshots
 
@@ -33,10 +35,8 @@ def _table(model: WaitersModel | LeasesModel, parent: QWidget) -> tuple[QTableVi
     proxy.setSourceModel(model)
     proxy.setSortRole(SORT_ROLE)
     proxy.setDynamicSortFilter(True)
-    table = QTableView()
+    table = KeepingTable()
     table.setModel(proxy)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSortingEnabled(True)
     table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -69,6 +69,7 @@ class WorkView(QWidget):
         self.waiters_table, self._waiters_proxy = _table(self.waiters, self)
         self.leases_table, self._leases_proxy = _table(self.leases, self)
         self._read_only = False
+        self._role = ""
 
         self.cancel_button = QPushButton("Cancel waiter")
         self.cancel_button.clicked.connect(self._cancel_waiter)
@@ -85,6 +86,7 @@ class WorkView(QWidget):
             table.selectionModel().selectionChanged.connect(self._update_buttons)
             table.model().rowsRemoved.connect(self._update_buttons)
             table.model().modelReset.connect(self._update_buttons)
+            table.selection_lost.connect(self._update_buttons)
         self._repaint = QTimer(self)
         self._repaint.setInterval(REPAINT_MS)
         self._repaint.timeout.connect(self.waiters_table.viewport().update)
@@ -114,6 +116,11 @@ class WorkView(QWidget):
         self._read_only = read_only
         self._update_buttons()
 
+    def set_role(self, role: str) -> None:
+        """The connection's token role: actions it may not do are disabled with a tooltip saying why."""
+        self._role = role
+        self._update_buttons()
+
     def selected_waiter(self) -> WaiterInfo | None:
         row = _selected_row(self.waiters_table, self._waiters_proxy)
         return None if row is None else self.waiters.waiter(row)
@@ -123,8 +130,8 @@ class WorkView(QWidget):
         return None if row is None else self.leases.lease(row)
 
     def _update_buttons(self) -> None:
-        self.cancel_button.setEnabled(not self._read_only and self.selected_waiter() is not None)
-        self.revoke_button.setEnabled(not self._read_only and self.selected_lease() is not None)
+        gate(self.cancel_button, Act.cancel_waiter, self._role, not self._read_only and self.selected_waiter() is not None)
+        gate(self.revoke_button, Act.revoke, self._role, not self._read_only and self.selected_lease() is not None)
 
     def _cancel_waiter(self) -> None:
         waiter = self.selected_waiter()

@@ -26,6 +26,7 @@ from .routes_leases import add_lease_routes
 from .routes_queues import add_queue_routes
 from .routes_read import add_read_routes
 from .routes_tokens import add_token_routes
+from .routes_whoami import add_whoami_routes
 from .state import ApiSettings, ApiState
 
 log = logging.getLogger("slotdeck.api")
@@ -96,7 +97,7 @@ def router(
     r = APIRouter(route_class=route_class(max_body_bytes), lifespan=lifespan)
     r.slotdeck_state = state  # type: ignore[attr-defined]  # for the server's signal handling and tests
     need = role_checker(state)
-    for add in (add_read_routes, add_queue_routes, add_lease_routes, add_job_routes, add_token_routes):
+    for add in (add_read_routes, add_queue_routes, add_lease_routes, add_job_routes, add_token_routes, add_whoami_routes):
         add(r, state, need)
     # Starlette tries routes in order, several microseconds each: the paths every client hits many times a
     # second go first (a stable sort: the rest keep their order, and no two of these paths overlap)

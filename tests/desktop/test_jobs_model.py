@@ -141,7 +141,7 @@ def test_sort_by_priority_is_numeric_in_both_directions_and_blanks_go_last(qapp)
     proxy.sort(Column.EXIT, Qt.SortOrder.DescendingOrder)
     assert shown(proxy, Column.EXIT) == ["100", "10", "9", "", ""]
     proxy.sort(-1)
-    assert shown(proxy, Column.PRIORITY) == ["10", "9", "100", "-5", "2"]  # back to arrival order
+    assert shown(proxy, Column.PRIORITY) == ["2", "-5", "100", "9", "10"]  # back to arrival order, newest first
 
 
 def test_sorted_table_puts_changed_and_new_jobs_in_place_and_keeps_selection(qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -109,7 +109,8 @@ def test_audit_model_newest_first_and_replay_deduplicated() -> None:
     model.add([first[1], AuditEntry(id=3, at=102.0, actor="admin", action="token.create", target="bob")])
     assert model.rowCount() == 3
     assert [model.entry(r).id for r in range(3)] == [3, 2, 1]
-    assert model.data(model.index(2, 4)) == '{"limit": 3}'
+    assert model.data(model.index(2, 4)) == "limit 3 -> 5"  # a summary, not the JSON
+    assert '"limit": 3' in model.data(model.index(2, 4), Qt.ItemDataRole.ToolTipRole)  # the full before on demand
     assert model.data(model.index(2, 1)) == "ops"
 
 

@@ -1,9 +1,9 @@
-"""The main window around the pages: several servers side by side, removing one, the theme, the add dialog."""
+"""The main window around the pages: the fleet of servers, one in focus at full width, removing one, the theme,
+the add dialog, the window kept within the screen."""
 
 from __future__ import annotations
 
 from desktop_harness import Confirmations, QtLoop, start_server
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from desktop.connection import ConnectionSpec, LinkState
@@ -12,7 +12,7 @@ from desktop.views.connect_dialog import ConnectDialog
 from desktop.window import MainWindow
 
 
-def test_a_remote_server_beside_the_local_one_then_removed(
+def test_the_fleet_lists_every_server_and_shows_the_chosen_one_at_full_width(
     window: MainWindow, server, qloop: QtLoop, answers: Confirmations  # type: ignore[no-untyped-def]
 ) -> None:
     window.vault.put(server.url, server.token)
@@ -20,27 +20,57 @@ def test_a_remote_server_beside_the_local_one_then_removed(
     window._save_remotes()
     qloop.until(lambda: window.pages["gpu-box"].conn.state is LinkState.live, what="remote live")
     local, remote = window.pages[LOCAL_NAME], window.pages["gpu-box"]
-    assert local.isVisible() and remote.isVisible(), "both servers are shown at once"
-    assert local.geometry().right() <= remote.geometry().left() or remote.geometry().right() <= local.geometry().left()
-    qloop.until(lambda: window.connections.item(1).text().startswith("gpu-box\nlive"), what="state in the list")
+    fleet = window.fleet.model
+    qloop.until(lambda: fleet.index(1, 1).data().startswith("live"), what="state in the fleet")
+    assert [fleet.index(r, 0).data() for r in range(fleet.rowCount())] == [LOCAL_NAME, "gpu-box"]
+    assert fleet.index(1, 3).data() == "0 / 1 in 1 queue" and fleet.index(1, 4).data() == "0"
+    assert local.isVisible() and not remote.isVisible(), "one server in focus"
+    window.fleet.table.selectRow(1)
+    assert remote.isVisible() and not local.isVisible()
+    assert remote.width() >= window.centralWidget().width() - 20, "the chosen server gets the full width"
     assert window.settings.remote_connections() == [ConnectionSpec("gpu-box", server.url)]
 
-    window.connections.item(1).setCheckState(Qt.CheckState.Unchecked)
-    assert not remote.isVisible() and local.isVisible()
-
-    window.connections.setCurrentRow(0)
+    window.fleet.table.selectRow(0)
     window._remove_selected()
     assert LOCAL_NAME in window.pages, "the local service is not removable"
-    window.connections.setCurrentRow(1)
+    window.fleet.table.selectRow(1)
     answers.default = False
     window._remove_selected()
     assert "gpu-box" in window.pages
     answers.default = True
     window._remove_selected()
-    assert "gpu-box" not in window.pages and window.connections.count() == 1
+    assert "gpu-box" not in window.pages and fleet.rowCount() == 1
+    assert local.isVisible() and window.fleet.chosen() == LOCAL_NAME
     assert window.settings.remote_connections() == []
     assert window.vault.get(server.url) is None, "its token is forgotten with it"
     qloop.until(lambda: remote.conn.state is LinkState.closed, what="the removed connection closed")
+
+
+def test_the_window_never_grows_past_the_screen_and_restores_within_it(  # type: ignore[no-untyped-def]
+    window: MainWindow, server, qloop: QtLoop
+) -> None:
+    area = window.screen().availableGeometry()
+    for i in range(3):
+        window.add_connection(ConnectionSpec(f"box{i}", server.url, remember=False), server.token)
+    qloop.until(lambda: all(p.conn.state is LinkState.live for p in window.pages.values()), what="all live")
+    for i in range(4):
+        window.fleet.table.selectRow(i)
+        window._show_tab(i)
+    qloop.until(
+        lambda: window.frameGeometry().width() <= area.width() and window.frameGeometry().height() <= area.height(),
+        what=f"the window within the screen ({window.frameGeometry()} in {area})",
+    )
+    window.resize(area.width() + 900, area.height() + 600)
+    window.move(area.right() + 400, area.bottom() + 300)
+    window.fit_to_screen()
+    frame = window.frameGeometry()
+    assert frame.width() <= area.width() and frame.height() <= area.height()
+    assert area.contains(frame.topLeft()) and frame.right() <= area.right() + 1 and frame.bottom() <= area.bottom() + 1
+
+
+def test_view_menu_labels_have_no_stray_mnemonic(window: MainWindow) -> None:
+    texts = [a.text() for a in window.menus["&View"].actions()]
+    assert "Waiting && holding" in texts  # shown as "Waiting & holding"; "Waiting &holding" underlined a space
 
 
 def test_theme_toggle_is_applied_and_remembered(window: MainWindow) -> None:
@@ -102,6 +132,7 @@ def test_a_server_that_goes_away_greys_its_page_and_blocks_actions(window: MainW
     gone = start_server()
     window.add_connection(ConnectionSpec("flaky", gone.url), gone.token)
     page = window.pages["flaky"]
+    window.show_server("flaky")
     qloop.until(lambda: page.conn.state is LinkState.live and page.queues.model.rowCount() == 1, what="live")
     page.queues.select_queue("default")
     assert page.queues.pause_button.isEnabled() and page.property("stale") is False
@@ -110,4 +141,24 @@ def test_a_server_that_goes_away_greys_its_page_and_blocks_actions(window: MainW
     assert not page.queues.pause_button.isEnabled(), "no actions on figures that are not live"
     assert not page.jobs.submit_button.isEnabled()
     assert page.overview.stale_label.isVisible()
-    assert "reconnecting" in window.connections.item(1).text()
+    assert window.fleet.model.index(1, 1).data().startswith("reconnecting")
+
+
+def test_a_saved_servers_token_can_be_edited_in_place(  # type: ignore[no-untyped-def]
+    window: MainWindow, server, qloop: QtLoop, monkeypatch
+) -> None:
+    window.add_connection(ConnectionSpec("box", server.url), "sdk_stale-token")
+    window.show_server("box")
+    qloop.until(lambda: window.pages["box"].conn.state is LinkState.unauthorized, what="the old token refused")
+
+    def enter_new_token(dialog: ConnectDialog) -> int:
+        assert dialog.name.text() == "box" and dialog.url.text() == server.url
+        dialog.token.setText(server.token)
+        return 1
+
+    monkeypatch.setattr(ConnectDialog, "exec", enter_new_token)
+    window._edit_token()
+    qloop.until(lambda: window.pages["box"].conn.state is LinkState.live, what="live with the new token")
+    assert window.vault.get(server.url) == server.token
+    assert [s.name for s in window.settings.remote_connections()] == ["box"]
+    assert window.fleet.chosen() == "box"

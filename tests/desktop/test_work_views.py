@@ -306,3 +306,36 @@ def test_submit_dialog_reports_mistakes_in_plain_words_and_stays_open(qtbot) -> 
     dialog.queue.setCurrentText("default")
     dialog.accept()
     assert dialog.result() == QDialog.DialogCode.Accepted
+
+
+# ------------------------------------------------- selection follows the item
+
+
+def test_a_selected_waiter_that_leaves_is_not_replaced_by_its_neighbour(qapp) -> None:  # type: ignore[no-untyped-def]
+    """The seen bug: the selected waiter left and the next one (another queue's) became selected, with
+    Cancel waiter still enabled on it."""
+    view = WorkView()
+    view.apply_snapshot(snapshot([waiter("w1"), waiter("w2", queue="cpu"), waiter("w3", queue="llm")]))
+    view.waiters_table.selectRow(1)
+    view.waiters_table.setCurrentIndex(view.waiters_table.model().index(1, 0))
+    assert view.selected_waiter() is not None and view.selected_waiter().id == "w2"  # type: ignore[union-attr]
+    assert view.cancel_button.isEnabled()
+    view.apply_snapshot(snapshot([waiter("w1"), waiter("w3", queue="llm")]))
+    assert view.selected_waiter() is None
+    assert not view.cancel_button.isEnabled()
+    view.apply_snapshot(snapshot([waiter("w3", queue="llm"), waiter("w4")]))  # later snapshots pick nothing either
+    assert view.selected_waiter() is None
+    assert not view.cancel_button.isEnabled()
+
+
+def test_a_selected_lease_stays_on_its_id_while_others_come_and_go(qapp) -> None:  # type: ignore[no-untyped-def]
+    view = WorkView()
+    view.apply_snapshot(snapshot(leases=[lease("a", fence=1), lease("b", fence=2), lease("c", fence=3)]))
+    view.leases_table.selectRow(1)
+    view.apply_snapshot(snapshot(leases=[lease("b", fence=2), lease("c", fence=3), lease("d", fence=4)]))
+    assert view.selected_lease().id == "b"  # type: ignore[union-attr]
+    view.leases_table.sortByColumn(LeasesModel.FENCE, Qt.SortOrder.DescendingOrder)
+    assert view.selected_lease().id == "b"  # type: ignore[union-attr]
+    view.apply_snapshot(snapshot(leases=[lease("c", fence=3), lease("d", fence=4)]))
+    assert view.selected_lease() is None
+    assert not view.revoke_button.isEnabled()

@@ -92,3 +92,33 @@ def test_first_start_in_local_mode_lays_its_two_plots_out_evenly(display: str, t
     assert "state=live queues=1" in result.stdout
     widths = json.loads(result.stdout.split("widths=")[1].splitlines()[0])
     assert len(widths) == 2 and abs(widths[0] - widths[1]) <= 0.05 * max(widths), widths
+
+
+def test_three_servers_at_1280x800_fit_the_screen_and_a_refused_token_is_shown(
+    loaded_service: tuple[str, str], tmp_path: Path
+) -> None:
+    """The fleet view in a real X window on a 1280x800 screen: two live connections and one whose token is
+    refused; the window stays within the screen and every page is grabbed (fleet-*.png) for a person."""
+    url, token = loaded_service
+    out = Path(os.environ.get("SLOTDECK_SCREENSHOTS") or tmp_path / "shots") / "fleet"
+    with xvfb_display("1280x800x24") as name:
+        env = {
+            **os.environ,
+            "DISPLAY": name,
+            "QT_QPA_PLATFORM": "xcb",
+            "SLOTDECK_HOME": str(tmp_path / "home"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        }
+        result = subprocess.run(
+            [sys.executable, str(HERE / "grab_fleet.py"), str(out), "1280x800", f"{url}#{token}", f"{url}#{token}",
+             f"{url}#sdk_refused"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = result.stdout.strip().splitlines()[-1]
+    assert "states=live,live,unauthorized" in facts, facts
+    width, height = (int(v) for v in facts.split("frame=")[1].split()[0].split("x"))
+    assert width <= 1280 and height <= 800, facts
+    for page in ("overview", "queues", "waiting-and-holding", "jobs", "devices", "audit"):
+        image = QImage(str(out / f"fleet-{page}.png"))
+        assert not image.isNull() and image.width() >= 1200, page
