@@ -118,6 +118,7 @@ class ClusterSlots:
         self._r: aredis.Redis | None = None
         self._rb: aredis.Redis | None = None
         self.data_losses = 0
+        self._closing = False
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -155,11 +156,16 @@ class ClusterSlots:
         """Release this process's leases, drop its waiters, stop the tasks. Idempotent."""
         if self._r is None:
             return
-        for task in self._tasks:
+        # The reader leaves by itself after its current blocking pop (at most ~1 s): cancelling a
+        # blocking read inside redis-py can hang; the other tasks are cancelled.
+        self._closing = True
+        with contextlib.suppress(*_NET_ERRORS, ResponseError):
+            await self._r.rpush(self._inbox, '{"t": "q"}')  # wakes our reader's blocking pop
+        for task in self._tasks[1:]:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.wait(self._tasks, timeout=self._block_s + 2)
+        self._tasks[0].cancel()
+        await asyncio.wait(self._tasks, timeout=1)
         self._tasks = []
         with contextlib.suppress(*_NET_ERRORS, ResponseError):
             for lease in list(self._leases.values()):
@@ -454,7 +460,7 @@ class ClusterSlots:
     async def _reader(self) -> None:
         assert self._rb is not None
         delay = 0.05
-        while True:
+        while not self._closing:
             try:
                 item = await self._rb.blpop([self._inbox], timeout=self._block_s)
                 delay = 0.05

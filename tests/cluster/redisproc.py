@@ -38,8 +38,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         args = [
-            str(self.exe), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--maxmemory-policy", self.policy, "--daemonize", "no", "--logfile", "redis.log",
+            str(self.exe),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--maxmemory-policy",
+            self.policy,
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
         ]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
