@@ -15,7 +15,8 @@ Keys under the prefix P (all times are Redis milliseconds):
   P:q:<n>:st          hash totals (granted, released, timed_out, expired, revoked, cancelled, abandoned)
                       and marks (mark_in_use, mark_in_use_at, mark_waiting, mark_waiting_at)
   P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at)
-  P:l:<lid>           hash q, o, p, f (fence), t0 (granted at)
+  P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id)
+  P:g:<wid>           lease id of an inline grant (so a retried acquire is idempotent), deleted with the lease
   P:procs             zset process id -> alive until
   P:pw:<proc>         set of that process's waiter ids
   P:in:<proc>         list: that process's inbox (grants, time-outs, lost leases as JSON)
@@ -72,6 +73,14 @@ local function marks(P, name, now)
   end
 end
 
+-- Delete a lease record (and the retry marker of an inline grant); returns its process id.
+local function drop_lease(P, lid)
+  local l = redis.call('HMGET', P .. ':l:' .. lid, 'p', 'w')
+  if l[2] then redis.call('DEL', P .. ':g:' .. l[2]) end
+  redis.call('DEL', P .. ':l:' .. lid)
+  return l[1]
+end
+
 local function drop_waiter(P, name, wid)
   redis.call('ZREM', qk(P, name, 'wait'), wid)
   redis.call('ZREM', qk(P, name, 'wdl'), wid)
@@ -104,8 +113,7 @@ local function reclaim_queue(P, name, now)
   local hold = qk(P, name, 'hold')
   for _, lid in ipairs(redis.call('ZRANGEBYSCORE', hold, '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
     redis.call('ZREM', hold, lid)
-    local proc = redis.call('HGET', P .. ':l:' .. lid, 'p')
-    redis.call('DEL', P .. ':l:' .. lid)
+    local proc = drop_lease(P, lid)
     bump(P, name, 'expired')
     push(P, proc, {t = 'x', l = lid, r = 'expired'})
   end
@@ -138,13 +146,14 @@ local function pump(P, name, now, self_wid, lease_ms)
     local lid = 'L' .. fmt(fence)
     local expiry
     if wid == self_wid then expiry = now + lease_ms else expiry = now + claim_ms end
-    redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', w[1] or '', 'p', w[2] or '', 'f', fmt(fence), 't0', fmt(now))
+    redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', w[1] or '', 'p', w[2] or '', 'f', fmt(fence), 't0', fmt(now), 'w', wid)
     redis.call('ZADD', hold, expiry, lid)
     bump(P, name, 'granted')
     in_use = in_use + 1
     n = n + 1
     if wid == self_wid then
       mine = {lid, fence, expiry}
+      redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     else
       push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
     end
@@ -227,6 +236,14 @@ redis.register_function('sd_acquire', function(keys, args)
   local now = now_ms()
   local proc, name, wid = args[2], args[4], args[5]
   beat(P, proc, tonumber(args[3]), now)
+  -- idempotent: a call retried after a lost reply gets the same answer
+  local prior = redis.call('GET', P .. ':g:' .. wid)
+  if prior then
+    local f = redis.call('HGET', P .. ':l:' .. prior, 'f')
+    local exp = redis.call('ZSCORE', qk(P, name, 'hold'), prior)
+    if f and exp then return {'G', prior, tonumber(f), tonumber(exp)} end
+  end
+  if redis.call('EXISTS', P .. ':w:' .. wid) == 1 then return {'W'} end
   local cfgk = qk(P, name, 'cfg')
   if redis.call('EXISTS', cfgk) == 0 then return {'U'} end
   settle(P, name, now, nil, 0)
@@ -301,7 +318,7 @@ redis.register_function('sd_release', function(keys, args)
   local name = redis.call('HGET', P .. ':l:' .. lid, 'q')
   if not name then return 0 end
   local gone = redis.call('ZREM', qk(P, name, 'hold'), lid)
-  redis.call('DEL', P .. ':l:' .. lid)
+  drop_lease(P, lid)
   if gone == 1 then bump(P, name, 'released') end
   settle(P, name, now, nil, 0)
   return gone
@@ -315,7 +332,7 @@ redis.register_function('sd_revoke', function(keys, args)
   local l = redis.call('HMGET', P .. ':l:' .. lid, 'q', 'p')
   if not l[1] then return 0 end
   redis.call('ZREM', qk(P, l[1], 'hold'), lid)
-  redis.call('DEL', P .. ':l:' .. lid)
+  drop_lease(P, lid)
   bump(P, l[1], 'revoked')
   push(P, l[2], {t = 'x', l = lid, r = args[2]})
   settle(P, l[1], now, nil, 0)

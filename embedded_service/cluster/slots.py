@@ -316,7 +316,6 @@ class ClusterSlots:
                         priority,
                         timeout_ms,
                         self._lease_ms,
-                        retry=False,
                     )
                 )
                 try:

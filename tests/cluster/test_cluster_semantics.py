@@ -35,7 +35,8 @@ async def test_limit_priority_then_fifo(slots: ClusterSlots, ns_url: str) -> Non
         tasks = []
         for name, prio, s in [("a", 5, slots), ("b", 5, other), ("c", 1, other), ("d", 5, slots), ("e", 1, slots)]:
             tasks.append(asyncio.create_task(take(name, prio, s)))
-            await until(lambda n=len(tasks): _waiting(slots, n))
+            n = len(tasks)
+            await until(lambda n=n: _waiting(slots, n))
         assert (await slots.snapshot())["queues"]["q"]["in_use"] == 1
         await slots.release(first)
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
