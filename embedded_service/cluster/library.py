@@ -146,7 +146,8 @@ local function pump(P, name, now, self_wid, lease_ms)
     local lid = 'L' .. fmt(fence)
     local expiry
     if wid == self_wid then expiry = now + lease_ms else expiry = now + claim_ms end
-    redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', w[1] or '', 'p', w[2] or '', 'f', fmt(fence), 't0', fmt(now), 'w', wid)
+    redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', w[1] or '', 'p', w[2] or '',
+      'f', fmt(fence), 't0', fmt(now), 'w', wid)
     redis.call('ZADD', hold, expiry, lid)
     bump(P, name, 'granted')
     in_use = in_use + 1

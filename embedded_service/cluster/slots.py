@@ -204,8 +204,9 @@ class ClusterSlots:
 
     async def _fcall(self, fn: str, *args: Any, retry: bool = True) -> Any:
         """Call a library function; reload the library if Redis lost it; retry network errors
-        (idempotent calls only, ``retry=True``) a few times."""
-        assert self._r is not None
+        (idempotent calls only, ``retry=True``) a few times. Raises SlotDeckError once closed."""
+        if self._r is None:
+            raise SlotDeckError("cluster slots are closed")
         delay = 0.05
         for attempt in range(6):
             try:
@@ -472,7 +473,7 @@ class ClusterSlots:
 
     async def _ticker(self) -> None:
         gate_ms = int(self._tick_s * 1000)
-        while True:
+        while not self._closing:
             try:
                 names = {q for _, q in self._waiters.values()}
                 res = await self._fcall("sd_tick", self._epoch, self.proc_id, self._proc_ms, gate_ms, *sorted(names))
@@ -480,14 +481,14 @@ class ClusterSlots:
                     await self._recover()
                     continue
                 sleep = min(self._tick_s, max(0.002, int(res[0]) / 1000 + 0.001))
-            except (*_NET_ERRORS, ResponseError):
+            except (*_NET_ERRORS, ResponseError, SlotDeckError):
                 sleep = 0.2
             self._tick_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick_wake.wait(), sleep)
 
     async def _renewer(self) -> None:
-        while True:
+        while not self._closing:
             lids = list(self._leases)  # grants still to claim are among them
             self._to_claim.clear()
             self._renew_wake.clear()
@@ -500,7 +501,7 @@ class ClusterSlots:
                         for lid, ok in zip(lids, res, strict=True):
                             if not ok:
                                 self._mark_lost(lid, "expired or revoked")
-                except (*_NET_ERRORS, ResponseError):
+                except (*_NET_ERRORS, ResponseError, SlotDeckError):
                     self._to_claim.update(lid for lid in lids if lid in self._leases)
                     await asyncio.sleep(0.2)
                     continue

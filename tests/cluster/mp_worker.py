@@ -31,7 +31,7 @@ async def churn(url: str, log: str, n_tasks: int, rounds: int) -> None:
                 ev(e="start", k=key)
                 try:
                     lease = await slots.acquire("q", owner=key, timeout_s=120)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     ev(e="end", k=key, ok=False, err=type(exc).__name__)
                     continue
                 ev(e="enter", k=key, f=lease.fence)
