@@ -215,3 +215,17 @@ def test_blocking_facade(ns_url: str) -> None:
         with pytest.raises(UnknownQueue):
             s.acquire("missing")
         assert s.snapshot()["queues"]["q"]["totals"]["granted"] == 1
+
+
+def test_readme_cluster_example_runs(redis_server: PrivateRedis) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = next(b for b in re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M) if "ClusterSlots(" in b)
+    example = example.replace("redis://127.0.0.1:6379/0?namespace=myapp", redis_server.url("readme"))
+    result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "holding " in result.stdout and "'granted': 1, 'released': 1" in result.stdout
