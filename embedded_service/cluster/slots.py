@@ -27,10 +27,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+try:
+    import redis.asyncio as aredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("cluster mode needs the redis extra: pip install 'slotdeck[redis]'") from exc
 
 from embedded_service.cluster.library import LIBRARY
 from embedded_service.cluster.url import parse_cluster_url

@@ -4,6 +4,7 @@ MODE churn: N asyncio tasks each take the "q" slot ROUNDS times, logging one JSO
 (start/enter/leave/end with time.monotonic(), which is system-wide on Linux) to LOGFILE.
 MODE hold: take one slot, write {"held": fence}, then sleep (the test SIGKILLs it).
 MODE wait: write {"waiting": true}, then wait for a slot (the test SIGKILLs it).
+MODE once: wait for a slot, write {"fence": n}, release, exit.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ async def hold(url: str, log: str, mode: str) -> None:
             lease = await slots.acquire("q")
             with open(log, "w") as f:
                 f.write(json.dumps({"held": lease.fence}))
+        elif mode == "once":
+            lease = await slots.acquire("q", timeout_s=120)
+            await asyncio.sleep(0.05)
+            with open(log, "w") as f:
+                f.write(json.dumps({"fence": lease.fence}))
+            await slots.release(lease)
+            return
         else:
             with open(log, "w") as f:
                 f.write(json.dumps({"waiting": True}))

@@ -152,3 +152,26 @@ async def test_sigkill_of_a_waiting_process_does_not_stall_the_line(ns_url: str,
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
     assert await leftover_keys(ns_url) == set()
+
+
+async def test_fifo_across_processes(ns_url: str, tmp_path: Path) -> None:
+    async with ClusterSlots(ns_url) as slots:
+        await slots.configure_queue("q", limit=1)
+        first = await slots.acquire("q")
+        procs = []
+        try:
+            for i in range(4):  # enqueue one process at a time, so the arrival order is known
+                procs.append(spawn("once", ns_url, str(tmp_path / f"o{i}.json")))
+                while (await slots.snapshot())["queues"]["q"]["waiting"] < i + 1:
+                    assert procs[-1].poll() is None
+                    await asyncio.sleep(0.02)
+            await slots.release(first)
+            for p in procs:
+                assert await asyncio.to_thread(p.wait, 120) == 0
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+    fences = [json.loads((tmp_path / f"o{i}.json").read_text())["fence"] for i in range(4)]
+    assert fences == [first.fence + 1 + i for i in range(4)]
+    assert await leftover_keys(ns_url) == set()

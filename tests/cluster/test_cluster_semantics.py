@@ -229,3 +229,13 @@ def test_readme_cluster_example_runs(redis_server: PrivateRedis) -> None:
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "holding " in result.stdout and "'granted': 1, 'released': 1" in result.stdout
+
+
+async def test_revoked_holder_learns_on_renewal_when_the_message_is_lost(ns_url: str) -> None:
+    async with ClusterSlots(ns_url, lease_ttl_s=0.9, claim_ttl_s=0.9) as holder, ClusterSlots(ns_url) as other:
+        await holder.configure_queue("q", limit=1)
+        lease = await holder.acquire("q")
+        holder._dispatch = lambda msg: None  # type: ignore[method-assign]  # the inbox message never arrives
+        assert await other.revoke(lease.lease_id)
+        await until(lambda: _true(lease.lost))
+        assert lease.lost_reason == "expired or revoked"
