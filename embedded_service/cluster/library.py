@@ -124,6 +124,17 @@ local function reclaim_queue(P, name, now)
   end
 end
 
+-- Record a grant: a holder expiring at `expiry`, its fence from the counter that never repeats.
+local function new_lease(P, name, now, wid, owner, proc, expiry)
+  local fence = redis.call('INCR', P .. ':fence')
+  local lid = 'L' .. fmt(fence)
+  redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', owner or '', 'p', proc or '',
+    'f', fmt(fence), 't0', fmt(now), 'w', wid)
+  redis.call('ZADD', qk(P, name, 'hold'), expiry, lid)
+  bump(P, name, 'granted')
+  return lid, fence
+end
+
 -- Grant to the head of the line while capacity allows. A grant to `self_wid` (the caller of
 -- acquire) is returned instead of pushed, with the full lease TTL; others start with the claim TTL.
 local function pump(P, name, now, self_wid, lease_ms)
@@ -142,14 +153,9 @@ local function pump(P, name, now, self_wid, lease_ms)
     local wid = head[1]
     local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p')
     drop_waiter(P, name, wid)
-    local fence = redis.call('INCR', P .. ':fence')
-    local lid = 'L' .. fmt(fence)
     local expiry
     if wid == self_wid then expiry = now + lease_ms else expiry = now + claim_ms end
-    redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', w[1] or '', 'p', w[2] or '',
-      'f', fmt(fence), 't0', fmt(now), 'w', wid)
-    redis.call('ZADD', hold, expiry, lid)
-    bump(P, name, 'granted')
+    local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry)
     in_use = in_use + 1
     n = n + 1
     if wid == self_wid then
@@ -255,6 +261,13 @@ redis.register_function('sd_acquire', function(keys, args)
   local maxw = tonumber(cfg[3] or '-1')
   if not can_now and maxw >= 0 and waiting >= maxw then
     return {'F', waiting}
+  end
+  if can_now then  -- nobody waits and a slot is free: grant without queueing
+    local expiry = now + tonumber(args[9])
+    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry)
+    redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
+    marks(P, name, now)
+    return {'G', lid, fence, expiry}
   end
   local seq = redis.call('INCR', P .. ':seq') % TWO32
   local score = (tonumber(args[7]) + PRIO_OFFSET) * TWO32 + seq
