@@ -2,7 +2,9 @@
 
 One private event loop on a daemon thread runs the asyncio ClusterSlots; every method blocks the
 calling thread until its coroutine finishes and raises the same errors (UnknownQueue, QueueFull,
-SlotTimeout, RedisNotSafe). Usable from many threads at once.
+SlotTimeout, RedisNotSafe). Usable from many threads at once. In a forking worker pool (Celery
+prefork, gunicorn) create it in each child after the fork (e.g. Celery's ``worker_process_init``
+signal), never in the parent: a loop thread and sockets do not survive a fork.
 """
 
 from __future__ import annotations

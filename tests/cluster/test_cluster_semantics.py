@@ -239,3 +239,36 @@ async def test_revoked_holder_learns_on_renewal_when_the_message_is_lost(ns_url:
         assert await other.revoke(lease.lease_id)
         await until(lambda: _true(lease.lost))
         assert lease.lost_reason == "expired or revoked"
+
+
+def test_blocking_facade_from_many_threads(ns_url: str) -> None:
+    import threading
+
+    inside = peak = 0
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    with ClusterSlots.blocking(ns_url) as s:
+        s.configure_queue("q", limit=2)
+
+        def work() -> None:
+            nonlocal inside, peak
+            try:
+                for _ in range(5):
+                    with s.slot("q", timeout_s=60):
+                        with lock:
+                            inside += 1
+                            peak = max(peak, inside)
+                        time.sleep(0.005)
+                        with lock:
+                            inside -= 1
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        totals = s.snapshot()["queues"]["q"]["totals"]
+    assert not errors and peak == 2
+    assert totals["granted"] == 30 == totals["released"]
