@@ -1,0 +1,106 @@
+"""BlockingClusterSlots: ClusterSlots for threads and Celery tasks (no asyncio in the caller).
+
+One private event loop on a daemon thread runs the asyncio ClusterSlots; every method blocks the
+calling thread until its coroutine finishes and raises the same errors (UnknownQueue, QueueFull,
+SlotTimeout, RedisNotSafe). Usable from many threads at once. In a forking worker pool (Celery
+prefork, gunicorn) create it in each child after the fork (e.g. Celery's ``worker_process_init``
+signal), never in the parent: a loop thread and sockets do not survive a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+from embedded_service.cluster.slots import ClusterLease, ClusterSlots
+
+T = TypeVar("T")
+
+
+class BlockingClusterSlots:
+    """``with BlockingClusterSlots(url) as slots: with slots.slot("llm", timeout_s=30) as lease: ...``
+
+    Keyword arguments are ClusterSlots'. Opens at construction (raises what ``ClusterSlots.open`` raises).
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="slotdeck-cluster", daemon=True)
+        self._thread.start()
+        self._slots = ClusterSlots(url, **kwargs)
+        try:
+            self._run(self._make())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    async def _make(self) -> None:
+        await self._slots.open()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()
+            raise
+
+    @property
+    def proc_id(self) -> str:
+        return self._slots.proc_id
+
+    def configure_queue(self, name: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None) -> None:
+        self._run(self._slots.configure_queue(name, limit=limit, max_waiting=max_waiting, paused=paused))
+
+    def set_limit(self, name: str, limit: int) -> None:
+        self._run(self._slots.set_limit(name, limit))
+
+    def pause(self, name: str) -> None:
+        self._run(self._slots.pause(name))
+
+    def resume(self, name: str) -> None:
+        self._run(self._slots.resume(name))
+
+    def acquire(self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None) -> ClusterLease:
+        return self._run(self._slots.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s))
+
+    def release(self, lease: ClusterLease) -> None:
+        self._run(self._slots.release(lease))
+
+    def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
+        return self._run(self._slots.revoke(lease_id, reason))
+
+    @contextlib.contextmanager
+    def slot(
+        self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None
+    ) -> Iterator[ClusterLease]:
+        lease = self.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s)
+        try:
+            yield lease
+        finally:
+            self.release(lease)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._run(self._slots.snapshot())
+
+    def close(self) -> None:
+        """Release this process's leases and stop the loop thread. Idempotent."""
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._run(self._slots.close())
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> BlockingClusterSlots:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,420 @@
+"""The Redis 7 FUNCTION library behind cluster mode: one function per operation.
+
+Every function takes one key, the deployment's hash-tagged prefix ``{sd:<namespace>}``, and builds
+the other key names under it, so every call touches one hash slot. Each function reads ``TIME``
+(never the client's clock), reclaims what is due (dead processes' waiters, timed-out waiters,
+expired holders), applies its change, then pumps grants while ``in_use < limit`` and the queue is
+not paused, at most ``PUMP_MAX`` per queue per call (the rest on the next tick).
+
+Keys under the prefix P (all times are Redis milliseconds):
+  P:queues            set of queue names
+  P:q:<n>:cfg         hash limit, max_waiting (-1 = none), paused (0/1)
+  P:q:<n>:wait        zset waiter id -> (priority + 2^20) * 2^32 + arrival (lower first)
+  P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
+  P:q:<n>:hold        zset lease id -> expiry
+  P:q:<n>:st          hash totals (granted, released, timed_out, expired, revoked, cancelled, abandoned)
+                      and marks (mark_in_use, mark_in_use_at, mark_waiting, mark_waiting_at)
+  P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at)
+  P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id)
+  P:g:<wid>           lease id of an inline grant (so a retried acquire is idempotent), deleted with the lease
+  P:procs             zset process id -> alive until
+  P:pw:<proc>         set of that process's waiter ids
+  P:in:<proc>         list: that process's inbox (grants, time-outs, lost leases as JSON)
+  P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
+"""
+
+from __future__ import annotations
+
+LIBRARY_NAME = "slotdeck_v1"
+
+LIBRARY = r"""#!lua name=slotdeck_v1
+
+local PUMP_MAX = 64
+local RECLAIM_MAX = 64
+local PRIO_OFFSET = 1048576
+local TWO32 = 4294967296
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function qk(P, name, part) return P .. ':q:' .. name .. ':' .. part end
+
+local function fmt(n) return string.format('%.0f', n) end
+
+local function push(P, proc, msg)
+  if not proc then return end
+  if not redis.call('ZSCORE', P .. ':procs', proc) then return end
+  local inbox = P .. ':in:' .. proc
+  redis.call('RPUSH', inbox, cjson.encode(msg))
+  redis.call('PEXPIRE', inbox, 120000)
+end
+
+local function bump(P, name, field, by)
+  redis.call('HINCRBY', qk(P, name, 'st'), field, by or 1)
+end
+
+local function marks(P, name, now)
+  local st = qk(P, name, 'st')
+  local in_use = redis.call('ZCARD', qk(P, name, 'hold'))
+  local waiting = redis.call('ZCARD', qk(P, name, 'wait'))
+  local m = redis.call('HMGET', st, 'mark_in_use', 'mark_waiting')
+  if in_use > (tonumber(m[1]) or 0) then
+    redis.call('HSET', st, 'mark_in_use', in_use, 'mark_in_use_at', fmt(now))
+  end
+  if waiting > (tonumber(m[2]) or 0) then
+    redis.call('HSET', st, 'mark_waiting', waiting, 'mark_waiting_at', fmt(now))
+  end
+end
+
+-- Delete a lease record (and the retry marker of an inline grant); returns its process id.
+local function drop_lease(P, lid)
+  local l = redis.call('HMGET', P .. ':l:' .. lid, 'p', 'w')
+  if l[2] then redis.call('DEL', P .. ':g:' .. l[2]) end
+  redis.call('DEL', P .. ':l:' .. lid)
+  return l[1]
+end
+
+local function drop_waiter(P, name, wid)
+  redis.call('ZREM', qk(P, name, 'wait'), wid)
+  redis.call('ZREM', qk(P, name, 'wdl'), wid)
+  local proc = redis.call('HGET', P .. ':w:' .. wid, 'p')
+  redis.call('DEL', P .. ':w:' .. wid)
+  if proc then redis.call('SREM', P .. ':pw:' .. proc, wid) end
+  return proc
+end
+
+-- Waiters of processes whose heartbeat stopped; returns the queues touched.
+local function reclaim_procs(P, now)
+  local touched = {}
+  local dead = redis.call('ZRANGEBYSCORE', P .. ':procs', '-inf', now, 'LIMIT', 0, 16)
+  for _, proc in ipairs(dead) do
+    for _, wid in ipairs(redis.call('SMEMBERS', P .. ':pw:' .. proc)) do
+      local name = redis.call('HGET', P .. ':w:' .. wid, 'q')
+      if name then
+        drop_waiter(P, name, wid)
+        bump(P, name, 'abandoned')
+        touched[name] = true
+      end
+    end
+    redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
+    redis.call('ZREM', P .. ':procs', proc)
+  end
+  return touched
+end
+
+local function reclaim_queue(P, name, now)
+  local hold = qk(P, name, 'hold')
+  for _, lid in ipairs(redis.call('ZRANGEBYSCORE', hold, '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
+    redis.call('ZREM', hold, lid)
+    local proc = drop_lease(P, lid)
+    bump(P, name, 'expired')
+    push(P, proc, {t = 'x', l = lid, r = 'expired'})
+  end
+  for _, wid in ipairs(redis.call('ZRANGEBYSCORE', qk(P, name, 'wdl'), '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
+    local proc = drop_waiter(P, name, wid)
+    bump(P, name, 'timed_out')
+    push(P, proc, {t = 't', w = wid})
+  end
+end
+
+-- Record a grant: a holder expiring at `expiry`, its fence from the counter that never repeats.
+local function new_lease(P, name, now, wid, owner, proc, expiry)
+  local fence = redis.call('INCR', P .. ':fence')
+  local lid = 'L' .. fmt(fence)
+  redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', owner or '', 'p', proc or '',
+    'f', fmt(fence), 't0', fmt(now), 'w', wid)
+  redis.call('ZADD', qk(P, name, 'hold'), expiry, lid)
+  bump(P, name, 'granted')
+  return lid, fence
+end
+
+-- Grant to the head of the line while capacity allows. A grant to `self_wid` (the caller of
+-- acquire) is returned instead of pushed, with the full lease TTL; others start with the claim TTL.
+local function pump(P, name, now, self_wid, lease_ms)
+  local cfg = redis.call('HMGET', qk(P, name, 'cfg'), 'limit', 'paused')
+  if not cfg[1] or cfg[2] == '1' then return nil end
+  local limit = tonumber(cfg[1])
+  local hold = qk(P, name, 'hold')
+  local wait = qk(P, name, 'wait')
+  local in_use = redis.call('ZCARD', hold)
+  local claim_ms = tonumber(redis.call('HGET', P .. ':opt', 'claim_ms') or '5000')
+  local mine = nil
+  local n = 0
+  while in_use < limit and n < PUMP_MAX do
+    local head = redis.call('ZRANGE', wait, 0, 0)
+    if #head == 0 then break end
+    local wid = head[1]
+    local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p')
+    drop_waiter(P, name, wid)
+    local expiry
+    if wid == self_wid then expiry = now + lease_ms else expiry = now + claim_ms end
+    local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry)
+    in_use = in_use + 1
+    n = n + 1
+    if wid == self_wid then
+      mine = {lid, fence, expiry}
+      redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
+    else
+      push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
+    end
+  end
+  return mine
+end
+
+local function settle(P, name, now, self_wid, lease_ms)
+  local touched = reclaim_procs(P, now)
+  touched[name] = true
+  local mine = nil
+  for q, _ in pairs(touched) do
+    reclaim_queue(P, q, now)
+    local got = pump(P, q, now, self_wid, lease_ms)
+    if q == name then mine = got end
+    marks(P, q, now)
+  end
+  return mine
+end
+
+local function epoch_ok(P, epoch)
+  return redis.call('GET', P .. ':epoch') == epoch
+end
+
+local function beat(P, proc, proc_ms, now)
+  redis.call('ZADD', P .. ':procs', now + proc_ms, proc)
+end
+
+-- init(P; candidate, min_fence, proc, proc_ms, claim_ms) -> {epoch, created}
+redis.register_function('sd_init', function(keys, args)
+  local P = keys[1]
+  local now = now_ms()
+  local created = 0
+  local epoch = redis.call('GET', P .. ':epoch')
+  if not epoch then
+    epoch = args[1]
+    redis.call('SET', P .. ':epoch', epoch)
+    -- Fences never repeat, even after Redis lost everything: start above the clock in
+    -- microseconds (grants run far below a million a second) and above what any caller saw.
+    local base = math.max(tonumber(redis.call('GET', P .. ':fence') or '0'), now_us(), tonumber(args[2]))
+    redis.call('SET', P .. ':fence', fmt(base))
+    created = 1
+  else
+    local cur = tonumber(redis.call('GET', P .. ':fence') or '0')
+    if tonumber(args[2]) > cur then redis.call('SET', P .. ':fence', fmt(tonumber(args[2]))) end
+  end
+  redis.call('HSET', P .. ':opt', 'claim_ms', args[5])
+  beat(P, args[3], tonumber(args[4]), now)
+  return {epoch, created}
+end)
+
+-- configure(P; name, limit, max_waiting, paused('' = keep)) -> 1
+redis.register_function('sd_configure', function(keys, args)
+  local P = keys[1]
+  local name = args[1]
+  local now = now_ms()
+  redis.call('SADD', P .. ':queues', name)
+  redis.call('HSET', qk(P, name, 'cfg'), 'limit', args[2], 'max_waiting', args[3])
+  if args[4] ~= '' then redis.call('HSET', qk(P, name, 'cfg'), 'paused', args[4]) end
+  redis.call('HSETNX', qk(P, name, 'cfg'), 'paused', '0')
+  settle(P, name, now, nil, 0)
+  return 1
+end)
+
+-- set(P; name, field, value) -> 1, or 0 for an unknown queue. field: limit | paused | max_waiting
+redis.register_function('sd_set', function(keys, args)
+  local P = keys[1]
+  local name = args[1]
+  if redis.call('EXISTS', qk(P, name, 'cfg')) == 0 then return 0 end
+  redis.call('HSET', qk(P, name, 'cfg'), args[2], args[3])
+  settle(P, name, now_ms(), nil, 0)
+  return 1
+end)
+
+-- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none), lease_ms)
+--   -> {'G', lid, fence, expiry} | {'W'} | {'F', waiting} | {'U'} | {'E'}
+redis.register_function('sd_acquire', function(keys, args)
+  local P = keys[1]
+  if not epoch_ok(P, args[1]) then return {'E'} end
+  local now = now_ms()
+  local proc, name, wid = args[2], args[4], args[5]
+  beat(P, proc, tonumber(args[3]), now)
+  -- idempotent: a call retried after a lost reply gets the same answer
+  local prior = redis.call('GET', P .. ':g:' .. wid)
+  if prior then
+    local f = redis.call('HGET', P .. ':l:' .. prior, 'f')
+    local exp = redis.call('ZSCORE', qk(P, name, 'hold'), prior)
+    if f and exp then return {'G', prior, tonumber(f), tonumber(exp)} end
+  end
+  if redis.call('EXISTS', P .. ':w:' .. wid) == 1 then return {'W'} end
+  local cfgk = qk(P, name, 'cfg')
+  if redis.call('EXISTS', cfgk) == 0 then return {'U'} end
+  settle(P, name, now, nil, 0)
+  local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'max_waiting')
+  local waiting = redis.call('ZCARD', qk(P, name, 'wait'))
+  local in_use = redis.call('ZCARD', qk(P, name, 'hold'))
+  local can_now = waiting == 0 and cfg[2] ~= '1' and in_use < tonumber(cfg[1])
+  local maxw = tonumber(cfg[3] or '-1')
+  if not can_now and maxw >= 0 and waiting >= maxw then
+    return {'F', waiting}
+  end
+  if can_now then  -- nobody waits and a slot is free: grant without queueing
+    local expiry = now + tonumber(args[9])
+    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry)
+    redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
+    marks(P, name, now)
+    return {'G', lid, fence, expiry}
+  end
+  local seq = redis.call('INCR', P .. ':seq') % TWO32
+  local score = (tonumber(args[7]) + PRIO_OFFSET) * TWO32 + seq
+  redis.call('HSET', P .. ':w:' .. wid, 'q', name, 'o', args[6], 'p', proc, 't0', fmt(now))
+  redis.call('SADD', P .. ':pw:' .. proc, wid)
+  redis.call('ZADD', qk(P, name, 'wait'), score, wid)
+  local timeout = tonumber(args[8])
+  if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
+  local mine = pump(P, name, now, wid, tonumber(args[9]))
+  marks(P, name, now)
+  if mine then return {'G', mine[1], mine[2], mine[3]} end
+  return {'W'}
+end)
+
+-- cancel(P; name, wid, why) -> 1 if the waiter was still waiting (now removed), else 0.
+-- why: timed_out | cancelled
+redis.register_function('sd_cancel', function(keys, args)
+  local P = keys[1]
+  local name, wid = args[1], args[2]
+  local now = now_ms()
+  if not redis.call('ZSCORE', qk(P, name, 'wait'), wid) then
+    settle(P, name, now, nil, 0)
+    return 0
+  end
+  drop_waiter(P, name, wid)
+  bump(P, name, args[3])
+  settle(P, name, now, nil, 0)
+  return 1
+end)
+
+-- renew(P; epoch, proc, proc_ms, lease_ms, lid...) -> {'E'} | {1|0 per lid} (0: gone)
+-- Also how a process claims a grant pushed to its inbox.
+redis.register_function('sd_renew', function(keys, args)
+  local P = keys[1]
+  if not epoch_ok(P, args[1]) then return {'E'} end
+  local now = now_ms()
+  beat(P, args[2], tonumber(args[3]), now)
+  local lease_ms = tonumber(args[4])
+  local out = {}
+  for i = 5, #args do
+    local lid = args[i]
+    local name = redis.call('HGET', P .. ':l:' .. lid, 'q')
+    local ok = 0
+    if name then
+      local hold = qk(P, name, 'hold')
+      local exp = tonumber(redis.call('ZSCORE', hold, lid))
+      if exp and exp > now then
+        redis.call('ZADD', hold, now + lease_ms, lid)
+        ok = 1
+      end
+    end
+    out[#out + 1] = ok
+  end
+  return out
+end)
+
+-- release(P; lid) -> 1 if it was held, 0 if already gone (idempotent)
+redis.register_function('sd_release', function(keys, args)
+  local P = keys[1]
+  local lid = args[1]
+  local now = now_ms()
+  local name = redis.call('HGET', P .. ':l:' .. lid, 'q')
+  if not name then return 0 end
+  local gone = redis.call('ZREM', qk(P, name, 'hold'), lid)
+  drop_lease(P, lid)
+  if gone == 1 then bump(P, name, 'released') end
+  settle(P, name, now, nil, 0)
+  return gone
+end)
+
+-- revoke(P; lid, reason) -> 1 if it was held (its process is told), else 0
+redis.register_function('sd_revoke', function(keys, args)
+  local P = keys[1]
+  local lid = args[1]
+  local now = now_ms()
+  local l = redis.call('HMGET', P .. ':l:' .. lid, 'q', 'p')
+  if not l[1] then return 0 end
+  redis.call('ZREM', qk(P, l[1], 'hold'), lid)
+  drop_lease(P, lid)
+  bump(P, l[1], 'revoked')
+  push(P, l[2], {t = 'x', l = lid, r = args[2]})
+  settle(P, l[1], now, nil, 0)
+  return 1
+end)
+
+-- tick(P; epoch, proc, proc_ms, gate_ms, name...) -> {'E'} | {ms until the next due event}
+-- The heartbeat of a process: refreshes its liveness, settles the named queues, and (at most once
+-- per gate_ms across the whole deployment) every queue.
+redis.register_function('sd_tick', function(keys, args)
+  local P = keys[1]
+  if not epoch_ok(P, args[1]) then return {'E'} end
+  local now = now_ms()
+  beat(P, args[2], tonumber(args[3]), now)
+  local names = {}
+  for i = 5, #args do names[args[i]] = true end
+  if redis.call('SET', P .. ':tick', '1', 'PX', tonumber(args[4]), 'NX') then
+    for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do names[q] = true end
+  end
+  local due = 1000000
+  for q, _ in pairs(names) do
+    settle(P, q, now, nil, 0)
+    for _, part in ipairs({'hold', 'wdl'}) do
+      local first = redis.call('ZRANGE', qk(P, q, part), 0, 0, 'WITHSCORES')
+      if #first == 2 then due = math.min(due, tonumber(first[2]) - now) end
+    end
+  end
+  local p = redis.call('ZRANGE', P .. ':procs', 0, 0, 'WITHSCORES')
+  if #p == 2 then due = math.min(due, tonumber(p[2]) - now) end
+  if due < 0 then due = 0 end
+  return {due}
+end)
+
+-- bye(P; proc) -> 1: a closing process leaves (its waiters and inbox go)
+redis.register_function('sd_bye', function(keys, args)
+  local P = keys[1]
+  local proc = args[1]
+  local now = now_ms()
+  for _, wid in ipairs(redis.call('SMEMBERS', P .. ':pw:' .. proc)) do
+    local name = redis.call('HGET', P .. ':w:' .. wid, 'q')
+    if name then
+      drop_waiter(P, name, wid)
+      bump(P, name, 'cancelled')
+      settle(P, name, now, nil, 0)
+    end
+  end
+  redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
+  redis.call('ZREM', P .. ':procs', proc)
+  return 1
+end)
+
+-- snapshot(P) -> JSON {now_ms, queues: {name: {...}}}
+redis.register_function{function_name = 'sd_snapshot', flags = {'no-writes'}, callback = function(keys, args)
+  local P = keys[1]
+  local out = {}
+  for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting')
+    local st = redis.call('HGETALL', qk(P, q, 'st'))
+    local stats = {}
+    for i = 1, #st, 2 do stats[st[i]] = st[i + 1] end
+    out[q] = {
+      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3],
+      in_use = redis.call('ZCARD', qk(P, q, 'hold')),
+      waiting = redis.call('ZCARD', qk(P, q, 'wait')),
+      stats = stats,
+    }
+  end
+  local t = redis.call('TIME')
+  return cjson.encode({queues = out, now = t[1] .. '.' .. t[2]})
+end}
+"""

@@ -1,0 +1,508 @@
+"""ClusterSlots: one admission domain shared by every process that opens the same Redis + namespace.
+
+Usage (asyncio)::
+
+    async with ClusterSlots("redis://127.0.0.1:6379/0?namespace=x") as slots:
+        await slots.configure_queue("llm", limit=10)
+        async with slots.slot("llm", owner="worker-3", priority=0, timeout_s=30) as lease:
+            ...  # lease.fence: int, strictly increasing across the deployment; lease.lost: bool
+
+Each process keeps three background tasks: an inbox reader (one blocking-pop connection that
+receives grants pushed by the Redis functions), a ticker (the process heartbeat, which also
+reclaims expired holders and timed-out waiters at the next due time) and a renewer (one call
+renews every lease this process holds). Errors are the in-process engine's: ``UnknownQueue``,
+``QueueFull``, ``SlotTimeout``; a paused queue makes acquirers wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+try:
+    import redis.asyncio as aredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("cluster mode needs the redis extra: pip install 'slotdeck[redis]'") from exc
+
+from embedded_service.cluster.library import LIBRARY
+from embedded_service.cluster.url import parse_cluster_url
+from embedded_service.errors import LeaseLost, QueueFull, SlotDeckError, SlotTimeout, UnknownQueue
+
+if TYPE_CHECKING:
+    from embedded_service.cluster.blocking import BlockingClusterSlots
+
+_NET_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisNotSafe(SlotDeckError):
+    """The Redis server cannot hold admission state safely (evicting policy, or older than 7)."""
+
+
+@dataclass
+class ClusterLease:
+    """A held slot. ``fence`` never repeats in a deployment, even across Redis data loss.
+
+    ``lost`` turns True (with ``lost_reason``: "expired", "revoked: ...", "redis data lost") when this
+    process learns the slot is no longer its own; the body is never interrupted, check it or call
+    ``raise_if_lost()`` before side effects that need the slot.
+    """
+
+    lease_id: str
+    queue: str
+    owner: str
+    fence: int
+    granted_at: float = field(default_factory=time.monotonic)
+    lost: bool = False
+    lost_reason: str | None = None
+    released: bool = False
+
+    def raise_if_lost(self) -> None:
+        if self.lost:
+            raise LeaseLost(self.lease_id, self.lost_reason or "lost", self.queue)
+
+
+class ClusterSlots:
+    """Queues with a limit shared by every process on one Redis (7+) and namespace.
+
+    Times in seconds. ``lease_ttl_s``: a holder's slot returns this long after its process stops
+    renewing; ``claim_ttl_s``: a grant pushed to a process that does not claim it returns after
+    this long; ``proc_ttl_s``: a process's waiters are dropped this long after its last heartbeat.
+    Raises ``RedisNotSafe`` from ``open()`` on a Redis whose ``maxmemory-policy`` is not ``noeviction``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_ttl_s: float = 30.0,
+        claim_ttl_s: float = 5.0,
+        proc_ttl_s: float = 10.0,
+        tick_s: float = 1.0,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        parsed = parse_cluster_url(url)
+        self.namespace = parsed.namespace
+        self._P = parsed.prefix
+        self._url = parsed.redis_url
+        self._lease_ms = int(lease_ttl_s * 1000)
+        self._claim_ms = int(claim_ttl_s * 1000)
+        self._proc_ms = int(proc_ttl_s * 1000)
+        self._tick_s = tick_s
+        self._renew_s = max(0.05, min(lease_ttl_s, claim_ttl_s * 2) / 3)
+        self._block_s = 1
+        self._sock_s = socket_timeout_s
+        self.proc_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._inbox = f"{self._P}:in:{self.proc_id}"
+        self._epoch = ""
+        self._max_fence = 0
+        self._configs: dict[str, tuple[Any, ...]] = {}
+        self._waiters: dict[str, tuple[asyncio.Future[dict[str, Any]], str]] = {}
+        self._leases: dict[str, ClusterLease] = {}
+        self._to_claim: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tick_wake = asyncio.Event()
+        self._renew_wake = asyncio.Event()
+        self._recover_lock = asyncio.Lock()
+        self._r: aredis.Redis | None = None
+        self._rb: aredis.Redis | None = None
+        self.data_losses = 0
+        self._closing = False
+
+    # ---- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> ClusterSlots:
+        """Connect, check the server, load the functions, join the deployment, start the tasks."""
+        common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": self._sock_s}
+        self._r = aredis.Redis.from_url(self._url, socket_timeout=self._sock_s, health_check_interval=10, **common)
+        self._rb = aredis.Redis.from_url(
+            self._url, socket_timeout=self._block_s + self._sock_s, health_check_interval=10, max_connections=2, **common
+        )
+        try:
+            info = await self._r.info()
+            policy = info.get("maxmemory_policy")
+            if policy != "noeviction":
+                raise RedisNotSafe(
+                    f"Redis uses maxmemory-policy {policy!r}; cluster mode needs 'noeviction' "
+                    "(an evicted key would free or duplicate slots): CONFIG SET maxmemory-policy noeviction"
+                )
+            major = int(str(info.get("redis_version", "0")).split(".")[0])
+            if major < 7:
+                raise RedisNotSafe(f"Redis {info.get('redis_version')} is too old: cluster mode needs Redis 7+")
+            await self._load()
+            await self._init()
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._reader(), name="slotdeck-cluster-inbox"),
+            asyncio.create_task(self._ticker(), name="slotdeck-cluster-tick"),
+            asyncio.create_task(self._renewer(), name="slotdeck-cluster-renew"),
+        ]
+        return self
+
+    async def close(self) -> None:
+        """Release this process's leases, drop its waiters, stop the tasks. Idempotent."""
+        if self._r is None:
+            return
+        # The reader leaves by itself after its current blocking pop (at most ~1 s): cancelling a
+        # blocking read inside redis-py can hang; the other tasks are cancelled.
+        self._closing = True
+        with contextlib.suppress(*_NET_ERRORS, ResponseError):
+            await self._r.rpush(self._inbox, '{"t": "q"}')  # wakes our reader's blocking pop
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.wait(self._tasks, timeout=self._block_s + 2)
+        self._tasks[0].cancel()
+        await asyncio.wait(self._tasks, timeout=1)
+        self._tasks = []
+        with contextlib.suppress(*_NET_ERRORS, ResponseError):
+            for lease in list(self._leases.values()):
+                await self.release(lease)
+            await self._fcall("sd_bye", self.proc_id)
+        for fut, _ in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(SlotDeckError("cluster slots closed"))
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        for client in (self._r, self._rb):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._r = self._rb = None
+
+    async def __aenter__(self) -> ClusterSlots:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @classmethod
+    def blocking(cls, url: str, **kwargs: Any) -> BlockingClusterSlots:
+        """The same domain for threads and Celery tasks: see ``BlockingClusterSlots``."""
+        from embedded_service.cluster.blocking import BlockingClusterSlots
+
+        return BlockingClusterSlots(url, **kwargs)
+
+    # ---- calls ----------------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        assert self._r is not None
+        await self._r.execute_command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+
+    async def _fcall(self, fn: str, *args: Any, retry: bool = True) -> Any:
+        """Call a library function; reload the library if Redis lost it; retry network errors
+        (idempotent calls only, ``retry=True``) a few times. Raises SlotDeckError once closed."""
+        if self._r is None:
+            raise SlotDeckError("cluster slots are closed")
+        delay = 0.05
+        for attempt in range(6):
+            try:
+                return await self._r.fcall(fn, 1, self._P, *args)
+            except ResponseError as exc:
+                if "function not found" not in str(exc).lower() or attempt >= 2:
+                    raise
+                await self._load()
+            except _NET_ERRORS:
+                if not retry or attempt >= 5:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+        raise AssertionError("unreachable")
+
+    async def _init(self) -> None:
+        res = await self._fcall("sd_init", uuid.uuid4().hex, self._max_fence, self.proc_id, self._proc_ms, self._claim_ms)
+        self._epoch = res[0]
+
+    async def _recover(self) -> None:
+        """Redis lost our epoch (data loss): leases are gone, fences resume above the highest seen,
+        the queues this process configured are published again, waiters are enqueued again."""
+        async with self._recover_lock:
+            assert self._r is not None
+            if await self._r.get(f"{self._P}:epoch") == self._epoch:
+                return
+            self.data_losses += 1
+            for lease in list(self._leases.values()):
+                self._mark_lost(lease.lease_id, "redis data lost")
+            await self._init()
+            for args in self._configs.values():
+                await self._fcall("sd_configure", *args)
+            for fut, _ in self._waiters.values():
+                if not fut.done():
+                    fut.set_result({"t": "r"})
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    async def configure_queue(
+        self, name: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None
+    ) -> None:
+        """Create or update a queue for the whole deployment (``limit`` >= 0 slots)."""
+        if limit < 0 or (max_waiting is not None and max_waiting < 0):
+            raise ValueError("limit and max_waiting must be >= 0")
+        args = (name, limit, -1 if max_waiting is None else max_waiting, "" if paused is None else int(paused))
+        self._configs[name] = args
+        await self._fcall("sd_configure", *args)
+
+    async def _set(self, name: str, fieldname: str, value: int) -> None:
+        if not await self._fcall("sd_set", name, fieldname, value):
+            raise UnknownQueue(name)
+
+    async def set_limit(self, name: str, limit: int) -> None:
+        """Change the limit everywhere at once; raising admits waiters now, lowering never preempts."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        await self._set(name, "limit", limit)
+
+    async def set_max_waiting(self, name: str, max_waiting: int | None) -> None:
+        await self._set(name, "max_waiting", -1 if max_waiting is None else max_waiting)
+
+    async def pause(self, name: str) -> None:
+        """Stop granting in this queue (acquirers wait; holders keep their slots)."""
+        await self._set(name, "paused", 1)
+
+    async def resume(self, name: str) -> None:
+        await self._set(name, "paused", 0)
+
+    # ---- acquire / release --------------------------------------------------------------------
+
+    def _adopt(self, lid: str, fence: Any, queue: str, owner: str, claimed: bool) -> ClusterLease:
+        lease = ClusterLease(lid, queue, owner, int(fence))
+        self._max_fence = max(self._max_fence, lease.fence)
+        self._leases[lid] = lease
+        if not claimed:
+            self._to_claim.add(lid)
+            self._renew_wake.set()
+        return lease
+
+    async def acquire(
+        self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None
+    ) -> ClusterLease:
+        """Wait for a slot; lower ``priority`` first, then arrival order.
+
+        Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed).
+        """
+        if not -(2**20) <= priority < 2**20:
+            raise ValueError("priority must be within [-1048576, 1048575]")
+        t0 = time.monotonic()
+        wid = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        while True:
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._waiters[wid] = (fut, queue)
+            adopted = False
+            try:
+                left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
+                timeout_ms = -1 if left is None else int(left * 1000)
+                call = asyncio.ensure_future(
+                    self._fcall(
+                        "sd_acquire",
+                        self._epoch,
+                        self.proc_id,
+                        self._proc_ms,
+                        queue,
+                        wid,
+                        owner,
+                        priority,
+                        timeout_ms,
+                        self._lease_ms,
+                    )
+                )
+                try:
+                    res = await asyncio.shield(call)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        res = await asyncio.wait_for(call, self._sock_s)
+                        if res[0] == "G":
+                            await self._fcall("sd_release", res[1])
+                        elif res[0] == "W":
+                            await self._fcall("sd_cancel", queue, wid, "cancelled")
+                    raise
+                kind = res[0]
+                if kind == "G":
+                    adopted = True
+                    return self._adopt(res[1], res[2], queue, owner, claimed=True)
+                if kind == "U":
+                    raise UnknownQueue(queue)
+                if kind == "F":
+                    raise QueueFull(queue, int(res[1]))
+                if kind == "E":
+                    await self._recover()
+                    continue
+                self._tick_wake.set()
+                try:
+                    left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
+                    msg = await asyncio.wait_for(asyncio.shield(fut), left)
+                except TimeoutError:
+                    if await self._fcall("sd_cancel", queue, wid, "timed_out"):
+                        raise SlotTimeout(queue, time.monotonic() - t0) from None
+                    # Granted (or timed out by Redis) at the same moment: its message is on the way.
+                    try:
+                        msg = await asyncio.wait_for(asyncio.shield(fut), self._sock_s + self._block_s)
+                    except TimeoutError:
+                        raise SlotTimeout(queue, time.monotonic() - t0) from None
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._fcall("sd_cancel", queue, wid, "cancelled"))
+                    raise
+                if msg["t"] == "g":
+                    adopted = True
+                    return self._adopt(msg["l"], msg["f"], queue, owner, claimed=False)
+                if msg["t"] == "t":
+                    raise SlotTimeout(queue, time.monotonic() - t0)
+                # "r": Redis lost its data while we waited; enqueue again.
+            finally:
+                self._waiters.pop(wid, None)
+                if not adopted and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    msg = fut.result()
+                    if msg.get("t") == "g":
+                        self._spawn(self._release_id(msg["l"]))
+
+    async def release(self, lease: ClusterLease) -> None:
+        """Give the slot back (idempotent; a lost lease is just forgotten)."""
+        if lease.released:
+            return
+        lease.released = True
+        self._leases.pop(lease.lease_id, None)
+        self._to_claim.discard(lease.lease_id)
+        if not lease.lost:
+            await self._release_id(lease.lease_id)
+
+    async def _release_id(self, lid: str) -> None:
+        await self._fcall("sd_release", lid)
+
+    async def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
+        """Take a slot from its holder (any process); the holder learns it at once via its inbox,
+        or at its next renewal. Returns False if that lease was no longer held."""
+        return bool(await self._fcall("sd_revoke", lease_id, f"revoked: {reason}"))
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None
+    ) -> AsyncIterator[ClusterLease]:
+        """``async with slots.slot(...) as lease``: acquire, then release however the body ends."""
+        lease = await self.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s)
+        try:
+            yield lease
+        finally:
+            await asyncio.shield(self.release(lease))
+
+    # ---- views ----------------------------------------------------------------------------------
+
+    async def snapshot(self) -> dict[str, Any]:
+        """``{"queues": {name: {limit, paused, max_waiting, in_use, waiting, marks, totals}}, "redis_time"}``.
+
+        marks: ``{"in_use", "in_use_at", "waiting", "waiting_at"}`` (``*_at``: Unix seconds, Redis clock);
+        totals: granted, released, timed_out, expired, revoked, cancelled, abandoned (waiters of dead processes).
+        """
+        raw = json.loads(await self._fcall("sd_snapshot"))
+        queues: dict[str, Any] = {}
+        for name, q in raw["queues"].items():
+            st = q["stats"]
+
+            def num(key: str, st: dict[str, str] = st) -> int:
+                return int(st.get(key, 0))
+
+            maxw = int(q.get("max_waiting") or -1)
+            queues[name] = {
+                "limit": int(q["limit"]),
+                "paused": q.get("paused") == "1",
+                "max_waiting": None if maxw < 0 else maxw,
+                "in_use": int(q["in_use"]),
+                "waiting": int(q["waiting"]),
+                "marks": {
+                    "in_use": num("mark_in_use"),
+                    "in_use_at": num("mark_in_use_at") / 1000 or None,
+                    "waiting": num("mark_waiting"),
+                    "waiting_at": num("mark_waiting_at") / 1000 or None,
+                },
+                "totals": {
+                    k: num(k) for k in ("granted", "released", "timed_out", "expired", "revoked", "cancelled", "abandoned")
+                },
+            }
+        return {"queues": queues, "redis_time": float(raw["now"])}
+
+    # ---- background ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _mark_lost(self, lid: str, reason: str) -> None:
+        lease = self._leases.pop(lid, None)
+        self._to_claim.discard(lid)
+        if lease is not None and not lease.lost:
+            lease.lost = True
+            lease.lost_reason = reason
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind in ("g", "t"):
+            entry = self._waiters.get(msg["w"])
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(msg)
+            elif kind == "g":
+                self._spawn(self._release_id(msg["l"]))  # nobody waits for it any more
+        elif kind == "x":
+            self._mark_lost(msg["l"], msg.get("r", "lost"))
+
+    async def _reader(self) -> None:
+        assert self._rb is not None
+        delay = 0.05
+        while not self._closing:
+            try:
+                item = await self._rb.blpop([self._inbox], timeout=self._block_s)
+                delay = 0.05
+            except _NET_ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+                continue
+            if item is not None:
+                self._dispatch(json.loads(item[1]))
+
+    async def _ticker(self) -> None:
+        gate_ms = int(self._tick_s * 1000)
+        while not self._closing:
+            try:
+                names = {q for _, q in self._waiters.values()}
+                res = await self._fcall("sd_tick", self._epoch, self.proc_id, self._proc_ms, gate_ms, *sorted(names))
+                if res[0] == "E":
+                    await self._recover()
+                    continue
+                sleep = min(self._tick_s, max(0.002, int(res[0]) / 1000 + 0.001))
+            except (*_NET_ERRORS, ResponseError, SlotDeckError):
+                sleep = 0.2
+            self._tick_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick_wake.wait(), sleep)
+
+    async def _renewer(self) -> None:
+        while not self._closing:
+            lids = list(self._leases)  # grants still to claim are among them
+            self._to_claim.clear()
+            self._renew_wake.clear()
+            if lids:
+                try:
+                    res = await self._fcall("sd_renew", self._epoch, self.proc_id, self._proc_ms, self._lease_ms, *lids)
+                    if res and res[0] == "E":
+                        await self._recover()
+                    else:
+                        for lid, ok in zip(lids, res, strict=True):
+                            if not ok:
+                                self._mark_lost(lid, "expired or revoked")
+                except (*_NET_ERRORS, ResponseError, SlotDeckError):
+                    self._to_claim.update(lid for lid in lids if lid in self._leases)
+                    await asyncio.sleep(0.2)
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_wake.wait(), self._renew_s)
