@@ -139,7 +139,7 @@ def test_a_server_answering_nonsense_is_reported_and_retried(qloop: QtLoop) -> N
     try:
         conn = connect(f"http://127.0.0.1:{httpd.server_address[1]}", None)
         qloop.until(
-            lambda: "does not look like a SlotDeck server" in conn.detail and len(hits) >= 2, what="a report and a retry"
+            lambda: "did not answer as SlotDeck does" in conn.detail and len(hits) >= 2, what="a report and a retry"
         )
         assert conn.state is LinkState.reconnecting and conn.stale
         qloop.run(conn.close())
