@@ -95,6 +95,14 @@ class QueueBusy(SlotDeckError):
     """A queue with holders or waiters cannot be deleted without force."""
 
 
+class IdempotencyKeyReused(SlotDeckError):
+    """A submit repeated an Idempotency-Key of the same caller with a different request (HTTP 422)."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used for another request (job {job_id}); use a new key")
+        self.job_id = job_id
+
+
 class UnknownJob(SlotDeckError, KeyError):
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)

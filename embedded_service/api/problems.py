@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    IdempotencyKeyReused,
     LeaseGone,
     NoFittingDevice,
     QueueBusy,
@@ -94,6 +95,7 @@ _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     (UnknownJob, 404, "Unknown job", "unknown_job"),
     (UnknownTask, 404, "Unknown task", "unknown_task"),
     (LeaseGone, 410, "Lease is gone", "lease_gone"),
+    (IdempotencyKeyReused, 422, "Idempotency-Key reused", "idempotency_key_reused"),
     (SlotCancelled, 409, "Wait was cancelled", "wait_cancelled"),
     (QueueBusy, 409, "Queue is busy", "queue_busy"),
     (NoFittingDevice, 409, "No device can fit this request", "no_fitting_device"),

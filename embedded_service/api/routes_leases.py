@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..engine import Lease
 from ..engine.queues import Waiter
-from ..errors import LeaseGone, SlotCancelled, UnknownWaiter
+from ..errors import LeaseGone, SlotCancelled, StoreFault, UnknownWaiter
 from ..model import AcquireRequest, AcquireResponse, LeaseInfo, Role, WaiterInfo
 from .auth import Principal
 from .deps import ItemId, Need, QueueName
@@ -91,7 +91,16 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     async def granted(lease: Lease, who: Principal) -> Response:
         svc.keeper.granted(lease, who.name)
-        await svc.keeper.sync((lease.queue,))  # stored before the holder hears of it: a restart still counts it
+        try:
+            await svc.keeper.sync((lease.queue,))  # stored before the holder hears of it: a restart still counts it
+        except StoreFault:
+            # the holder hears 503, so it holds nothing: give the slot back now instead of at its TTL, and let a
+            # retry with the same request_id ask afresh
+            for key in [key for key, item_id in requests.items() if item_id == lease.id]:
+                del requests[key]
+            short.discard(lease.id)
+            engine.release(lease.id)
+            raise
         # serialized here, not re-validated by FastAPI: this is the hot path of every remote acquire
         body = AcquireResponse(status="granted", lease=lease_info(lease)).model_dump_json()
         return Response(body, status_code=201, media_type="application/json")

@@ -93,8 +93,8 @@ class ApiState:
     # ---------------------------------------------------------------- drain
 
     async def drain(self, grace_s: float | None = None) -> None:
-        """Stop admitting, end long-polls and streams, give running leases `grace_s` to finish,
-        then revoke what remains (each logged), so a restart starts clean."""
+        """Stop admitting, end long-polls and streams, give running leases `grace_s` to finish, then revoke what
+        remains (each logged) but the stored remote leases: those the next start takes back and counts."""
         if self.draining:
             return
         grace = self.settings.grace_s if grace_s is None else grace_s
@@ -112,12 +112,19 @@ class ApiState:
         while running & engine.leases.keys() and time.monotonic() < deadline and not self.hurry:
             await asyncio.sleep(0.05)
         restored = self.service.keeper.holders  # remote leases taken back after a restart are remote too
+        kept = 0
         for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders or lease_id in restored]:
             lease = engine.leases[lease_id]
+            if lease.ttl_s is not None and lease.expires_at is not None:
+                # stored: its holder hears nothing until its next renew and may still be working, so the next
+                # start takes it back and counts it (as after kill -9); revoking it would free the slot too early
+                log.warning("kept for the next start queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
+                kept += 1
+                continue
             log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
             engine.revoke(lease_id)
-        if engine.leases:
+        if len(engine.leases) > kept:
             log.warning(
                 "shutting down with %d running job lease(s): they are stopped and queued again for the next start",
-                len(engine.leases),
+                len(engine.leases) - kept,
             )

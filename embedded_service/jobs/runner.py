@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Clock, Lease, SlotEngine
-from ..errors import NoFittingDevice, QueueFull, StoreFault, UnknownJob, UnknownQueue, UnknownTask
+from ..errors import (
+    IdempotencyKeyReused,
+    NoFittingDevice,
+    QueueFull,
+    StoreFault,
+    UnknownJob,
+    UnknownQueue,
+    UnknownTask,
+)
 from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, TaskSubmit
 from ..probes.base import HostProbe
 from ..stores import Store
@@ -45,6 +53,16 @@ log = logging.getLogger("slotdeck.jobs")
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
 STORE_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # backoff while an outcome cannot be stored (the last repeats)
 CLOSE_STORE_RETRY_S = 10.0  # how long a closing service still tries to store outcomes before logging them instead
+_REQUEST_FIELDS = ("kind", "queue", "priority", "task", "args", "kwargs", "argv", "cwd", "gpus", "gpu_mem_mib")
+_REQUEST_FIELDS += ("max_attempts", "max_runtime_s")  # what a submit asked for (env values are write-only: not compared)
+
+
+def _request_of(job: Job) -> str:
+    """The parts of a job its submit chose, as JSON (a tuple argument and its stored list compare equal): a retry
+    under one Idempotency-Key repeats them exactly."""
+    return json.dumps([getattr(job, name) for name in _REQUEST_FIELDS], sort_keys=True, default=repr)
+
+
 IDEMPOTENCY_WINDOW_S = 86_400.0  # a repeated Idempotency-Key gets the first job back within this
 MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
@@ -296,6 +314,8 @@ class JobRunner:
             scoped = f"{job.owner or ''}\n{job.idempotency_key}"
             stored, created = await self.store.add_job_once(job, scoped, self.clock.time() - IDEMPOTENCY_WINDOW_S)
             if not created:
+                if _request_of(stored) != _request_of(job):
+                    raise IdempotencyKeyReused(job.idempotency_key, stored.id)
                 return stored.as_replay()
         else:
             stored = await self.store.add_job(job)

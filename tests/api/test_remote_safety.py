@@ -254,15 +254,15 @@ def test_a_draining_server_raises_a_retryable_error_and_acquire_rides_a_restart(
         for t in threads:
             t.start()
         _wait_until(lambda: patient.queue("default").waiting == 2)
-        server.stop()  # drains: waiters are told, the holder's lease is revoked at the end of the grace
+        server.stop()  # drains: waiters are told; the holder's lease outlives the grace and is kept for the restart
         threads[0].join(30)
         assert len(errors) == 1 and isinstance(errors[0], ServerUnavailable), errors
         server = serve()  # same port, same store: the patient client's acquire retries into it
         try:
+            plain.release(held)  # the holder ends its work: its lease, taken back by the restart, frees the slot
             threads[1].join(60)
             assert got, "acquire() should have retried across the restart within its timeout"
             patient.release(got[0])  # type: ignore[arg-type]
-            del held
         finally:
             server.stop()
 

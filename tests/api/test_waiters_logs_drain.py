@@ -82,7 +82,7 @@ def test_operator_log_lines_name_event_queue_owner_and_ids(running: Running, cap
     )
 
 
-def test_work_still_running_when_the_grace_runs_out_is_revoked_and_recorded(tmp_path: Path) -> None:
+def test_work_still_running_when_the_grace_runs_out_is_kept_or_stopped_and_recorded(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/drain.db"
     server = EmbeddedServer(store, probes=False, write_local=False, grace_s=0.5).start()
     headers = {"Authorization": f"Bearer {server.token}"}
@@ -100,8 +100,10 @@ def test_work_still_running_when_the_grace_runs_out_is_revoked_and_recorded(tmp_
     again = EmbeddedServer(store, probes=False, write_local=False, grace_s=0).start()
     try:
         queue = again.service.snapshot().queues[0]
-        # the remote holder's lease was revoked; the job's was given back when the runner interrupted it
-        assert (queue.in_use, queue.totals.revoked, queue.totals.released) == (0, 1, 1)
+        # the remote holder's lease was kept and taken back (its holder may still be working: it counts until it
+        # renews, releases or expires); the job's was given back when the runner interrupted it
+        assert (queue.totals.revoked, queue.totals.released) == (0, 1)
+        assert queue.in_use >= 1 and len(again.service.keeper.holders) == 1
         stopped = again.call(again.service.get_job(job["id"]))
         # stopped by the shutdown: queued again (the stop is not an attempt), so it runs again after the restart
         assert stopped.state in (JobState.queued, JobState.running), stopped

@@ -89,3 +89,30 @@ async def test_a_sync_task_that_finishes_during_the_shutdown_keeps_its_result(tm
         assert stored.state is JobState.succeeded and stored.result == 42
     finally:
         await again.close()
+
+
+def test_a_remote_lease_still_held_at_a_graceful_stop_counts_after_the_restart(tmp_path: Path) -> None:
+    """SIGTERM is no less safe than kill -9: a remote holder whose work outlives the grace period still runs (it
+    hears nothing until its next renew), so its stored lease must count after the restart and accept its renewal,
+    instead of being revoked at shutdown and its slot handed to someone else at once (two holders, limit 1)."""
+    env = home_env(tmp_path / "home")
+    server = Serve(env, "--grace-s", "0.5").wait_serving()
+    try:
+        with server.http() as http:
+            assert http.put("/v1/queues/q", json={"limit": 1}).status_code in (200, 201)
+            held = http.post("/v1/queues/q/leases", json={"owner": "A", "ttl_s": 600}).json()["lease"]
+        assert server.stop() == 0  # A never released: its work goes on past the grace period
+    finally:
+        server.kill()
+    again = Serve(env).wait_serving()
+    try:
+        with again.http() as http:
+            assert http.get("/v1/queues/q").json()["in_use"] == 1
+            other = http.post("/v1/queues/q/leases", json={"owner": "B", "ttl_s": 60, "wait_s": 0})
+            assert other.status_code != 201, other.text  # the limit holds: B waits while A holds
+            renewed = http.post(f"/v1/leases/{held['id']}/renew", json={})
+            assert renewed.status_code == 200 and renewed.json()["fence"] == held["fence"], renewed.text
+            assert http.delete(f"/v1/leases/{held['id']}").status_code == 204
+        assert again.stop() == 0
+    finally:
+        again.kill()

@@ -137,3 +137,24 @@ def test_the_same_key_returns_the_first_job_per_caller_and_across_a_restart(tmp_
     finally:
         assert second.stop() == 0
     assert json.loads((tmp_path / "home" / "local.json").read_text())["token"] == second.token
+
+
+def test_a_key_reused_for_a_different_submit_is_refused_not_answered_with_the_first_job(tmp_path: Path) -> None:
+    """A key names one request: the same key with another command must not quietly answer with the first job
+    (the caller would believe `false` was queued while only `true` ever runs)."""
+    server = Serve(home_env(tmp_path / "home")).wait_serving()
+    try:
+        with server.http() as http:
+            assert http.patch("/v1/queues/default", json={"paused": True}).status_code == 200
+            first = http.post("/v1/jobs", json={"argv": ["true"]}, headers={"Idempotency-Key": "k-reused"})
+            assert first.status_code == 201
+            same = http.post("/v1/jobs", json={"argv": ["true"]}, headers={"Idempotency-Key": "k-reused"})
+            assert (same.status_code, same.json()["id"]) == (200, first.json()["id"])  # a true retry: the first job
+            other = http.post("/v1/jobs", json={"argv": ["false"]}, headers={"Idempotency-Key": "k-reused"})
+            assert other.status_code == 422, other.text
+            assert other.headers["content-type"] == "application/problem+json"
+            assert "k-reused" in other.json()["detail"] and first.json()["id"] in other.json()["detail"]
+            assert [job["argv"] for job in jobs(http)] == [["true"]]  # nothing new was queued
+        assert server.stop() == 0
+    finally:
+        server.kill()

@@ -128,3 +128,27 @@ def test_start_up_on_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> No
         started = cli("serve", "--port", "0", "--no-probes", env=env)
         assert started.returncode == 8
         assert "read-only" in _one_line(started)
+
+
+def test_an_acquire_refused_for_a_full_disk_holds_no_slot(tmp_path: Path) -> None:
+    """503 to the client means it holds nothing: the grant that could not be stored is given back at once,
+    not left counting against the limit until its TTL while nobody knows of it."""
+    with small_volume(tmp_path / "vol") as volume:
+        server = Serve(home_env(volume / "home")).wait_serving()
+        try:
+            with server.http() as http:
+                assert http.put("/v1/queues/q", json={"limit": 2}).status_code in (200, 201)
+                filler = fill(volume)
+                for i in range(2):
+                    refused = http.post("/v1/queues/q/leases", json={"owner": f"h{i}", "ttl_s": 600, "wait_s": 0})
+                    assert refused.status_code == 503 and "disk full" in refused.json()["detail"], refused.text
+                queue = http.get("/v1/queues/q").json()
+                assert queue["in_use"] == 0, queue  # nobody was told they hold a slot
+                filler.unlink()
+                wait_until("the store to recover", lambda: http.get("/v1/health").json()["store_ok"], 60)
+                got = http.post("/v1/queues/q/leases", json={"owner": "after", "ttl_s": 60, "wait_s": 0})
+                assert got.status_code == 201, got.text  # the full limit is there again, not after 600 s
+                assert http.delete(f"/v1/leases/{got.json()['lease']['id']}").status_code == 204
+            assert server.stop() == 0
+        finally:
+            server.kill()
