@@ -37,6 +37,7 @@ from ..model import (
     TokenInfo,
     WaiterInfo,
 )
+from .lease import RENEW_FRACTION
 
 T = TypeVar("T")
 
@@ -318,6 +319,13 @@ class AcquireFlow:
     waiter_id: str | None = None
     waiter: WaiterInfo | None = field(default=None)
     request_id: str = field(default_factory=new_request_id)
+
+    def __post_init__(self) -> None:
+        # A new lease's local deadline counts from when the poll that brought it was sent, so one poll may not
+        # last longer than a renewal period of the lease's TTL: else a grant late in a long poll arrives lost.
+        ttl_s = self.request.get("ttl_s")
+        if ttl_s is not None:
+            self.poll_s = min(self.poll_s, max(0.2, ttl_s * RENEW_FRACTION))
 
     def first(self) -> Call[AcquireResponse]:
         return acquire(self.queue, {**self.request, "request_id": self.request_id}, self.poll_s)
