@@ -49,6 +49,8 @@ from .transport import (
 
 log = logging.getLogger("slotdeck.client")
 
+ABANDON_S = 2.0  # how long a caller that gives up waits for its withdrawal to be confirmed
+
 T = TypeVar("T")
 
 
@@ -247,7 +249,9 @@ class Client:
                 call = step
         except BaseException as exc:
             if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
-                self._quietly(flow.abandon())
+                # bounded: a silent server must not hold the caller past its timeout (unpolled waiters and
+                # unclaimed grants end on the server within seconds anyway)
+                self._quietly(flow.abandon(), timeout=min(self.timeout, ABANDON_S))
             raise
         finally:
             with self._lock:
