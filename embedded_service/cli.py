@@ -444,6 +444,17 @@ def run_gui(gui_argv: list[str]) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _wait_seconds(text: str) -> float:
+    """`cancel --wait SECONDS`: a finite number of seconds above 0 (argparse makes a refusal exit 2)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds < 1e9:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="server URL (env SLOTDECK_URL; default: the local server)")
@@ -534,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait",
         nargs="?",
-        type=float,
+        type=_wait_seconds,
         const=60.0,
         default=None,
         metavar="SECONDS",

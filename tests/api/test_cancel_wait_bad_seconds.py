@@ -1,0 +1,28 @@
+"""`slotdeck cancel JOB --wait SECONDS` refuses a negative, zero or non-finite wait as a usage error (exit 2)
+before it cancels anything (attack on issue 11: `--wait -5` cancelled the job and said "still cancelling after
+-5s", `--wait nan` "after nans")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.api.conftest import Running
+
+
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf", "soon"])
+def test_cancel_wait_refuses_a_bad_number_of_seconds(running: Running, seconds: str) -> None:
+    env = {**os.environ, "SLOTDECK_URL": running.url, "SLOTDECK_TOKEN": running.tokens["operator"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "embedded_service.cli", "cancel", "jNoSuchJob0001", "--wait", seconds],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "--wait" in done.stderr
