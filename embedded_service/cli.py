@@ -444,8 +444,8 @@ def run_gui(gui_argv: list[str]) -> int:
 # ------------------------------------------------------------------ parser
 
 
-def _wait_seconds(text: str) -> float:
-    """`cancel --wait SECONDS`: a finite number of seconds above 0 (argparse makes a refusal exit 2)."""
+def _seconds(text: str) -> float:
+    """`--timeout`, `cancel --wait`: a finite number of seconds above 0 (argparse makes a refusal exit 2)."""
     try:
         seconds = float(text)
     except ValueError:
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--url", help="server URL (env SLOTDECK_URL; default: the local server)")
     common.add_argument("--token", help="bearer token (env SLOTDECK_TOKEN; default: the local token)")
     common.add_argument("--ca", help="CA certificate file to verify a TLS server with")
-    common.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    common.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per request (default 10)")
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser = argparse.ArgumentParser(
         prog="slotdeck",
@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait",
         nargs="?",
-        type=_wait_seconds,
+        type=_seconds,
         const=60.0,
         default=None,
         metavar="SECONDS",

@@ -1,6 +1,6 @@
-"""`slotdeck cancel JOB --wait SECONDS` refuses a negative, zero or non-finite wait as a usage error (exit 2)
-before it cancels anything (attack on issue 11: `--wait -5` cancelled the job and said "still cancelling after
--5s", `--wait nan` "after nans")."""
+"""`slotdeck cancel JOB --wait SECONDS` (and any command's `--timeout SECONDS`) refuses a negative, zero or
+non-finite number as a usage error (exit 2) before it sends anything (attack on issue 11: `--wait -5` cancelled the job
+and said "still cancelling after -5s", `--wait nan` "after nans"; `--timeout nan` ended in a traceback)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 from tests.api.conftest import Running
 
 
+@pytest.mark.parametrize("option", ["--wait", "--timeout"])
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf", "soon"])
-def test_cancel_wait_refuses_a_bad_number_of_seconds(running: Running, seconds: str) -> None:
+def test_cancel_wait_and_timeout_refuse_a_bad_number_of_seconds(running: Running, option: str, seconds: str) -> None:
     env = {**os.environ, "SLOTDECK_URL": running.url, "SLOTDECK_TOKEN": running.tokens["operator"]}
     done = subprocess.run(
-        [sys.executable, "-m", "embedded_service.cli", "cancel", "jNoSuchJob0001", "--wait", seconds],
+        [sys.executable, "-m", "embedded_service.cli", "cancel", "jNoSuchJob0001", option, seconds],
         env=env,
         capture_output=True,
         text=True,
@@ -25,4 +26,4 @@ def test_cancel_wait_refuses_a_bad_number_of_seconds(running: Running, seconds: 
     )
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
-    assert "--wait" in done.stderr
+    assert option in done.stderr
