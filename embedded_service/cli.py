@@ -504,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
     p = sub.add_parser("status", parents=[common], help="queues, GPUs and host now (--watch: keep redrawing)")
     p.add_argument("-w", "--watch", action="store_true", help="redraw in place until Ctrl-C (plain ANSI, fine over SSH)")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws with --watch (0.5..3600, default 2)")
+    p.add_argument(
+        "--interval", type=_seconds, default=2.0, help="seconds between redraws with --watch (0.5..3600, default 2)"
+    )
     p.add_argument("--count", type=int, help="with --watch: stop after this many redraws (default: until Ctrl-C)")
     p.set_defaults(func=cmd_status)
 
@@ -517,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="GPUs the command needs (default 0)")
     p.add_argument("--gpu-mem-mib", type=int, default=0, help="GPU memory it needs on each of them, in MiB (default 0)")
     p.add_argument("--priority", type=int, default=0, help="lower runs first (default 0)")
-    p.add_argument("--max-runtime-s", type=float, help="stop it after this many seconds (default: no limit)")
+    p.add_argument("--max-runtime-s", type=_seconds, help="stop it after this many seconds (default: no limit)")
     p.add_argument("--max-attempts", type=int, default=1, help="runs in all when it fails (default 1: no retry)")
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")

@@ -27,3 +27,20 @@ def test_cancel_wait_and_timeout_refuse_a_bad_number_of_seconds(running: Running
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     assert option in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--watch", "--count", "1", "--interval", "nan"],
+        ["submit", "--queue", "default", "--max-runtime-s", "-1", "--", "true"],
+        ["submit", "--queue", "default", "--max-runtime-s", "nan", "--", "true"],
+    ],
+)
+def test_other_seconds_options_refuse_a_bad_number_without_a_traceback(running: Running, argv: list[str]) -> None:
+    env = {**os.environ, "SLOTDECK_URL": running.url, "SLOTDECK_TOKEN": running.tokens["operator"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "embedded_service.cli", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
