@@ -444,12 +444,23 @@ def run_gui(gui_argv: list[str]) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _seconds(text: str) -> float:
+    """`--timeout`, `cancel --wait`: a finite number of seconds above 0 (argparse makes a refusal exit 2)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds < 1e9:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="server URL (env SLOTDECK_URL; default: the local server)")
     common.add_argument("--token", help="bearer token (env SLOTDECK_TOKEN; default: the local token)")
     common.add_argument("--ca", help="CA certificate file to verify a TLS server with")
-    common.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    common.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per request (default 10)")
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser = argparse.ArgumentParser(
         prog="slotdeck",
@@ -493,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)
     p = sub.add_parser("status", parents=[common], help="queues, GPUs and host now (--watch: keep redrawing)")
     p.add_argument("-w", "--watch", action="store_true", help="redraw in place until Ctrl-C (plain ANSI, fine over SSH)")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws with --watch (0.5..3600, default 2)")
+    p.add_argument(
+        "--interval", type=_seconds, default=2.0, help="seconds between redraws with --watch (0.5..3600, default 2)"
+    )
     p.add_argument("--count", type=int, help="with --watch: stop after this many redraws (default: until Ctrl-C)")
     p.set_defaults(func=cmd_status)
 
@@ -506,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="GPUs the command needs (default 0)")
     p.add_argument("--gpu-mem-mib", type=int, default=0, help="GPU memory it needs on each of them, in MiB (default 0)")
     p.add_argument("--priority", type=int, default=0, help="lower runs first (default 0)")
-    p.add_argument("--max-runtime-s", type=float, help="stop it after this many seconds (default: no limit)")
+    p.add_argument("--max-runtime-s", type=_seconds, help="stop it after this many seconds (default: no limit)")
     p.add_argument("--max-attempts", type=int, default=1, help="runs in all when it fails (default 1: no retry)")
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
@@ -534,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait",
         nargs="?",
-        type=float,
+        type=_seconds,
         const=60.0,
         default=None,
         metavar="SECONDS",

@@ -86,6 +86,7 @@ class AsyncClient:
         self._renewals: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._held: dict[str, RemoteLease] = {}
+        self._waiting: dict[int, AcquireFlow] = {}  # acquires in progress, withdrawn by close()
 
     async def _send(self, call: Call[T], http: httpx.AsyncClient | None = None, sent: SentAt | None = None) -> T:
         http = http or self._http
@@ -127,6 +128,10 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Release every lease still held (best effort, bounded by `timeout`), then close the connections."""
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        if waiting:  # before the releases below, which could grant these very requests
+            await asyncio.gather(*(self._quietly(flow.abandon()) for flow in waiting))
         held = [lease for lease in self._held.values() if lease.held]
         for lease in held:
             if lease._stop is not None:
@@ -230,6 +235,7 @@ class AsyncClient:
         flow = AcquireFlow(queue, acquire_request(owner, priority, gpus, gpu_mem_mib, timeout_s, ttl_s), self.poll_s)
         give_up_at = time.monotonic() + (timeout_s if timeout_s is not None else self.retry_s)
         call, backoff, resumed = flow.first(), 0.1, False
+        self._waiting[id(flow)] = flow
         try:
             while True:
                 sent = SentAt()
@@ -263,6 +269,8 @@ class AsyncClient:
             if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
                 self._spawn(self._quietly(flow.abandon()))  # shielded from the caller's cancel
             raise
+        finally:
+            self._waiting.pop(id(flow), None)
         return self._hold(RemoteLease(step, ttl_s, sent.at, on_lost))
 
     def _hold(self, lease: RemoteLease) -> RemoteLease:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -37,10 +38,12 @@ from ..model import (
     TokenInfo,
     WaiterInfo,
 )
+from .lease import RENEW_FRACTION
 
 T = TypeVar("T")
 
 CONNECT_SLACK_S = 10.0  # added to a long-poll's wait for the HTTP timeout
+GIVE_UP_SLACK_S = 5.0  # an acquire with timeout_s gives up on a silent server this long after its timeout
 # a job cancel is answered once the job's processes are gone: after the server's kill grace (10 s by default)
 # when they ignore SIGTERM, so the plain request timeout would report a reachable server as unreachable
 CANCEL_WAIT_S = 120.0
@@ -318,9 +321,29 @@ class AcquireFlow:
     waiter_id: str | None = None
     waiter: WaiterInfo | None = field(default=None)
     request_id: str = field(default_factory=new_request_id)
+    give_up_at: float | None = None  # monotonic: timeout_s after the start, if the request has one
+
+    def __post_init__(self) -> None:
+        timeout_s = self.request.get("timeout_s")
+        if timeout_s is not None:
+            self.give_up_at = time.monotonic() + timeout_s
+        # A new lease's local deadline counts from when the poll that brought it was sent, so one poll may not
+        # last longer than a renewal period of the lease's TTL: else a grant late in a long poll arrives lost.
+        ttl_s = self.request.get("ttl_s")
+        if ttl_s is not None:
+            self.poll_s = min(self.poll_s, max(0.2, ttl_s * RENEW_FRACTION))
 
     def first(self) -> Call[AcquireResponse]:
-        return acquire(self.queue, {**self.request, "request_id": self.request_id}, self.poll_s)
+        return self._poll({**self.request, "request_id": self.request_id})
+
+    def _poll(self, body: dict[str, Any]) -> Call[AcquireResponse]:
+        """One long-poll; a server that goes silent cannot hold it much past the caller's own `timeout_s`."""
+        call = acquire(self.queue, body, self.poll_s)
+        if self.give_up_at is not None and call.timeout is not None:
+            bound = max(0.0, self.give_up_at - time.monotonic()) + GIVE_UP_SLACK_S
+            if bound < call.timeout:
+                call = replace(call, timeout=bound)
+        return call
 
     def step(self, answer: AcquireResponse) -> Call[AcquireResponse] | LeaseInfo:
         """The lease when granted, else the next poll."""
@@ -329,7 +352,7 @@ class AcquireFlow:
         if answer.waiter is None:
             raise ValueError(f"acquire answered {answer.status!r} with neither lease nor waiter")
         self.waiter, self.waiter_id = answer.waiter, answer.waiter.id
-        return acquire(self.queue, {**self.request, "waiter_id": self.waiter_id}, self.poll_s)
+        return self._poll({**self.request, "waiter_id": self.waiter_id})
 
     def resume(self) -> Call[AcquireResponse]:
         """Ask again under the same name (after a broken connection): the same waiter, or its lease."""

@@ -49,6 +49,8 @@ from .transport import (
 
 log = logging.getLogger("slotdeck.client")
 
+ABANDON_S = 2.0  # how long a caller that gives up waits for its withdrawal to be confirmed
+
 T = TypeVar("T")
 
 
@@ -75,6 +77,7 @@ class Client:
         self._http = httpx.Client(**http_options(base_url, token, verify, timeout, max_connections))
         self._control = httpx.Client(**http_options(base_url, token, verify, timeout, CONTROL_CONNECTIONS))
         self._held: dict[str, RemoteLease] = {}
+        self._waiting: dict[int, AcquireFlow] = {}  # acquires in progress, withdrawn by close()
         self._lock = threading.Lock()
 
     def _send(
@@ -113,8 +116,12 @@ class Client:
     def close(self) -> None:
         """Release every lease still held (best effort, bounded by `timeout`), then close the connections."""
         with self._lock:
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
             held = [lease for lease in self._held.values() if lease.held]
             self._held.clear()
+        for flow in waiting:  # before the releases below, which could grant these very requests
+            self._quietly(flow.abandon())
         for lease in held:
             if lease._stop is not None:
                 lease._stop()
@@ -209,6 +216,8 @@ class Client:
         flow = AcquireFlow(queue, acquire_request(owner, priority, gpus, gpu_mem_mib, timeout_s, ttl_s), self.poll_s)
         give_up_at = time.monotonic() + (timeout_s if timeout_s is not None else self.retry_s)
         call, backoff, resumed = flow.first(), 0.1, False
+        with self._lock:
+            self._waiting[id(flow)] = flow
         try:
             while True:
                 sent = SentAt()
@@ -240,8 +249,13 @@ class Client:
                 call = step
         except BaseException as exc:
             if not isinstance(exc, SlotDeckError) or isinstance(exc, (ConnectionFailed, ServerUnavailable, PoolExhausted)):
-                self._quietly(flow.abandon())
+                # bounded: a silent server must not hold the caller past its timeout (unpolled waiters and
+                # unclaimed grants end on the server within seconds anyway)
+                self._quietly(flow.abandon(), timeout=min(self.timeout, ABANDON_S))
             raise
+        finally:
+            with self._lock:
+                self._waiting.pop(id(flow), None)
         lease = RemoteLease(step, ttl_s, sent.at, on_lost)
         stop = threading.Event()
         lease._stop = stop.set
