@@ -80,34 +80,9 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     ) -> Job:
         """Submit a registered task or a command; answered once the store has committed it."""
         st.check_admitting()
-        if isinstance(body, TaskSubmit):
-            job = await svc.submit(
-                body.task,
-                args=body.args,
-                kwargs=body.kwargs,
-                owner=who.name,
-                priority=body.priority,
-                max_attempts=body.max_attempts,
-                max_runtime_s=body.max_runtime_s,
-                gpus=body.gpus,
-                gpu_mem_mib=body.gpu_mem_mib,
-                idempotency_key=idempotency_key,
-            )
-        else:
+        if isinstance(body, CommandSubmit):
             st.settings.commands.check(who, body)
-            job = await svc.submit_command(
-                body.argv,
-                queue=body.queue,
-                env=body.env,
-                cwd=body.cwd,
-                gpus=body.gpus,
-                gpu_mem_mib=body.gpu_mem_mib,
-                priority=body.priority,
-                max_runtime_s=body.max_runtime_s,
-                max_attempts=body.max_attempts,
-                owner=who.name,
-                idempotency_key=idempotency_key,
-            )
+        job = await submit_spec(svc, body, who.name, idempotency_key)
         if job.replayed:
             response.status_code = 200
         return masked(job)
@@ -168,9 +143,10 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         old = await visible_job(job_id, who)
         if not old.state.finished and old.state is not JobState.interrupted:
             raise ApiProblem(409, "Job not finished", f"job {job_id} is {old.state.value}", code="job_not_finished")
-        if old.kind is JobKind.command:  # the allow-list may have changed since the first submit
-            st.settings.commands.check(who, CommandSubmit(argv=list(old.argv or []), env=old.env or {}, cwd=old.cwd))
-        job = await resubmit(svc, old, who.name)
+        spec = spec_of(old)
+        if isinstance(spec, CommandSubmit):  # the allow-list may have changed since the first submit
+            st.settings.commands.check(who, spec)
+        job = await submit_spec(svc, spec, who.name)
         await st.audit(who, "job.retry", job_id, {"job": job_id}, {"job": job.id})
         return masked(job)
 
@@ -214,30 +190,36 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         return PlainTextResponse(await svc.job_log(job_id, tail=tail))
 
 
-async def resubmit(svc: SlotService, old: Job, owner: str | None) -> Job:
-    """A new job that repeats `old`'s spec for `owner`."""
-    if old.kind is JobKind.task:
-        return await svc.submit(
-            old.task or "",
-            args=old.args,
-            kwargs=old.kwargs,
-            owner=owner,
-            priority=old.priority,
-            max_attempts=old.max_attempts,
-            max_runtime_s=old.max_runtime_s,
-        )
-    return await svc.submit_command(
-        list(old.argv or []),
-        queue=old.queue,
-        env=old.env,
-        cwd=old.cwd,
-        gpus=old.gpus,
-        gpu_mem_mib=old.gpu_mem_mib,
-        priority=old.priority,
-        max_runtime_s=old.max_runtime_s,
-        max_attempts=old.max_attempts,
-        owner=owner,
-    )
+def spec_of(job: Job) -> TaskSubmit | CommandSubmit:
+    """The submit that repeats `job` (a retry)."""
+    common = {
+        "gpus": job.gpus,
+        "gpu_mem_mib": job.gpu_mem_mib,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "max_runtime_s": job.max_runtime_s,
+    }
+    if job.kind is JobKind.task:
+        return TaskSubmit(task=job.task or "", args=job.args, kwargs=job.kwargs, **common)
+    return CommandSubmit(argv=list(job.argv or []), queue=job.queue, env=job.env or {}, cwd=job.cwd, **common)
+
+
+async def submit_spec(
+    svc: SlotService, body: TaskSubmit | CommandSubmit, owner: str | None, idempotency_key: str | None = None
+) -> Job:
+    """Queue the job a submit body describes, for `owner` (the one place a body becomes a job)."""
+    common = {
+        "owner": owner,
+        "priority": body.priority,
+        "max_attempts": body.max_attempts,
+        "max_runtime_s": body.max_runtime_s,
+        "gpus": body.gpus,
+        "gpu_mem_mib": body.gpu_mem_mib,
+        "idempotency_key": idempotency_key,
+    }
+    if isinstance(body, TaskSubmit):
+        return await svc.submit(body.task, args=body.args, kwargs=body.kwargs, **common)
+    return await svc.submit_command(body.argv, queue=body.queue, env=body.env, cwd=body.cwd, **common)
 
 
 def read_from(path: Path, offset: int) -> bytes:
