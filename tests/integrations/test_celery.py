@@ -184,8 +184,9 @@ def test_time_limits_release_the_slot_at_once_and_a_revoke_reaches_the_task(priv
             dep.send(task, task)
             until(f"{task} to hold its slot", partial(dep.counter.hexists, "fence", task), 90)
             started = time.monotonic()
-            until(f"{task} to release", partial(released, dep, n), 15)
-            assert time.monotonic() - started < 10
+            took = until(f"{task} to release", partial(released, dep, n), 15) - started
+            print(f"{task}: slot released {took:.2f} s after the body started (lease TTL 30 s)")
+            assert took < 10
             assert dep.in_use() == 0 and dep.totals()["expired"] == 0
 
 
