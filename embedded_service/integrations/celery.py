@@ -55,7 +55,7 @@ from celery import Celery, Task, signals
 from embedded_service.cluster import BlockingClusterSlots, ClusterLease
 from embedded_service.errors import QueueFull, SlotTimeout
 
-__all__ = ["SlotTask", "backoff_s", "worker_slots"]
+__all__ = ["SlotTask", "backoff_s", "close_worker_slots", "worker_slots"]
 
 log = logging.getLogger(__name__)
 

@@ -177,7 +177,7 @@ def test_time_limits_release_the_slot_at_once_and_a_revoke_reaches_the_task(priv
         dep.start_workers(1, tmp_path)
         dep.send("until_lost", "r")
         until("until_lost to hold its slot", partial(dep.counter.hexists, "lease", "r"), 90)
-        assert dep.admin.revoke(dep.counter.hget("lease", "r") or "", "test")
+        assert dep.admin.revoke(str(dep.counter.hget("lease", "r")), "test")
         until("the task to see its lease lost", partial(dep.counter.hexists, "lost", "r"), 15)
         assert dep.counter.hget("lost", "r") == "revoked: test"
         for n, task in enumerate(("soft_limited", "hard_limited"), start=1):

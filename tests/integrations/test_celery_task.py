@@ -1,11 +1,15 @@
-"""SlotTask's own rules, without a worker: backoff with jitter, and plain errors for a missing setting."""
+"""SlotTask's own rules, without a worker: backoff with jitter, plain errors for a missing setting,
+and one BlockingClusterSlots per process (a forked child never reuses its parent's)."""
 
 from __future__ import annotations
+
+import multiprocessing
+from typing import Any
 
 import pytest
 from celery import Celery
 
-from embedded_service.integrations.celery import SlotTask, backoff_s
+from embedded_service.integrations.celery import SlotTask, backoff_s, close_worker_slots, worker_slots
 
 
 def test_backoff_doubles_up_to_its_cap_with_half_of_it_random() -> None:
@@ -31,3 +35,34 @@ def test_a_task_without_a_queue_or_url_says_what_to_set(monkeypatch: pytest.Monk
         no_url()
     with pytest.raises(RuntimeError, match="only set inside the task body"):
         _ = no_url.slot_lease
+
+
+def _in_child(app: Celery, out: Any) -> None:
+    slots = worker_slots(app)
+    with slots.slot("q", timeout_s=10) as lease:
+        out.send((slots.proc_id, lease.fence))
+    close_worker_slots()
+
+
+def test_each_process_gets_its_own_cluster_slots_even_after_fork(private_redis: Any) -> None:
+    app = Celery("t", broker="memory://")
+    app.conf.slotdeck_url = private_redis.url("fork")
+    parent = worker_slots(app)
+    child = None
+    try:
+        assert worker_slots(app) is parent  # one per process
+        parent.configure_queue("q", limit=1)
+        ctx = multiprocessing.get_context("fork")  # as Celery's prefork pool does
+        theirs, ours = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_in_child, args=(app, ours), daemon=True)
+        child.start()
+        assert theirs.poll(30), "the forked child never got a slot"
+        proc_id, fence = theirs.recv()
+        child.join(30)
+        assert child.exitcode == 0
+        assert proc_id != parent.proc_id and fence >= 1
+        assert parent.snapshot()["queues"]["q"]["totals"]["released"] == 1  # the child released its slot
+    finally:
+        if child is not None and child.is_alive():
+            child.kill()
+        close_worker_slots()
