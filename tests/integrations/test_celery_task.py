@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from embedded_service.errors import SlotDeckError
 from embedded_service.integrations.celery import SlotTask, backoff_s, close_worker_slots, worker_slots
 
 
@@ -65,4 +66,24 @@ def test_each_process_gets_its_own_cluster_slots_even_after_fork(private_redis: 
     finally:
         if child is not None and child.is_alive():
             child.kill()
+        close_worker_slots()
+
+
+def test_retries_for_want_of_a_slot_are_bounded_then_the_task_fails_with_slot_timeout(private_redis: Any) -> None:
+    app = Celery("t", broker="memory://")
+    app.conf.slotdeck_url = private_redis.url("retries")
+
+    @app.task(base=SlotTask, bind=True, slot_queue="none", slot_wait_s=0.05, slot_max_retries=3)
+    def never_runs(self: SlotTask) -> str:
+        return "ran"
+
+    try:
+        slots = worker_slots(app)
+        slots.configure_queue("none", limit=0)
+        result = never_runs.apply()  # eager: each retry runs at once, countdown aside
+        # Celery rebuilds the exception from its message: SlotTimeout's own arguments do not survive.
+        assert result.failed() and isinstance(result.result, SlotDeckError), result.result
+        assert str(result.result).startswith("no slot in queue 'none' after waiting")
+        assert slots.snapshot()["queues"]["none"]["totals"]["timed_out"] == 4  # the first try and 3 retries
+    finally:
         close_worker_slots()
