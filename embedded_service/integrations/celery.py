@@ -76,9 +76,7 @@ def worker_slots(app: Celery) -> BlockingClusterSlots:
     key = (os.getpid(), url)
     with _lock:
         slots = _slots.get(key)
-        if slots is None:
-            for stale in [k for k in _slots if k[0] != key[0]]:
-                del _slots[stale]  # the parent's: its loop thread did not survive the fork
+        if slots is None:  # a parent's entry stays untouched: finalizing its sockets here could hurt the parent
             slots = _slots[key] = BlockingClusterSlots(url, **(app.conf.get("slotdeck_options") or {}))
         return slots
 
