@@ -1,5 +1,6 @@
 """examples/celery_fanout does what its README promises: 40 calls on 2 workers x 8 processes,
-the peak measured inside the tasks equals the cap (10), and every call is answered."""
+the peak measured inside the tasks equals the cap (10), every call is answered, and the workers'
+shutdown leaves no process registered in Redis."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 RUN = Path(__file__).resolve().parents[2] / "examples" / "celery_fanout" / "run.py"
 
@@ -24,3 +26,6 @@ def test_the_fan_out_reaches_the_cap_exactly_and_answers_every_call(private_redi
     assert answers, done.stdout[-3000:]
     assert int(answers.group(1)) == 40 and int(answers.group(2)) > 10
     assert "peak: 10 LLM calls at once (cap 10, 2 workers x 8 processes)" in done.stdout.splitlines()
+    # The workers' warm shutdown closed every process's cluster slots (worker_process_shutdown): none is left registered.
+    with redis.Redis(host="127.0.0.1", port=private_redis.port) as r:
+        assert r.zcard("{sd:fanout-example}:procs") == 0
