@@ -1,4 +1,4 @@
-"""SlotTask in real Celery prefork workers: two ``celery worker -P prefork -c 8`` (16 processes)
+"""SlotTask in real Celery workers: two ``celery worker -P prefork -c 8`` (16 processes; also ``-P threads``)
 compete for a global cap of 10 held in a private Redis; the peak is measured from inside the tasks."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Deployment:
         self.client = Celery("client", broker=broker)
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def start_workers(self, n: int, tmp_path: Path) -> None:
+    def start_workers(self, n: int, tmp_path: Path, pool: str = "prefork") -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
@@ -55,7 +55,7 @@ class Deployment:
         }
         for i in range(n):
             log = open(tmp_path / f"worker{i}.log", "wb")  # noqa: SIM115 - the worker writes it
-            cmd = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-P", "prefork", "-c", "8"]
+            cmd = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-P", pool, "-c", "8"]
             cmd += ["-Q", self.queue, "-n", f"w{i}-{self.queue}@%h", "-l", "warning"]
             cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
             self.workers.append(
@@ -117,17 +117,18 @@ def rabbit_up() -> bool:
     return True
 
 
-def fan_out(dep: Deployment, tmp_path: Path) -> None:
-    """60 tasks (half wait for a slot, half retry with backoff) on 16 processes; the cap is reached exactly."""
-    dep.start_workers(2, tmp_path)
+def fan_out(dep: Deployment, tmp_path: Path, pool: str = "prefork") -> None:
+    """60 tasks (half wait for a slot, half retry with backoff) on 2 workers x 8; the cap is reached exactly."""
+    dep.start_workers(2, tmp_path, pool)
     keys = [f"t{i}" for i in range(60)]
     for i, key in enumerate(keys):
         dep.send("llm_wait" if i % 2 else "llm_retry", key, 0.4)
     until("every task to finish", lambda: dep.counter.hlen("done") == len(keys), 150)
     done = dep.counter.hgetall("done")
     assert sorted(done) == sorted(keys) and set(done.values()) == {"1"}  # each completed exactly once
-    assert int(dep.counter.get("peak") or 0) == CAP  # measured inside the tasks, across 16 processes
-    assert len(set(dep.counter.hgetall("pid").values())) > CAP  # the bodies ran in more processes than the cap
+    assert int(dep.counter.get("peak") or 0) == CAP  # measured inside the tasks, across 16 processes or threads
+    pids = set(dep.counter.hgetall("pid").values())
+    assert len(pids) > CAP if pool == "prefork" else len(pids) == 2  # bodies ran in every kind of place there is
     until("every slot to return", lambda: dep.in_use() == 0, 10)
     totals = dep.totals()
     assert totals["granted"] == totals["released"] == len(keys)
@@ -137,6 +138,12 @@ def test_prefork_workers_on_a_redis_broker_reach_the_cap_exactly_and_never_more(
     broker = f"redis://127.0.0.1:{private_redis.port}/1"
     with deployment(private_redis, broker, tmp_path) as dep:
         fan_out(dep, tmp_path)
+
+
+def test_thread_pool_workers_share_cluster_slots_per_process_and_reach_the_cap(private_redis: Any, tmp_path: Path) -> None:
+    broker = f"redis://127.0.0.1:{private_redis.port}/1"
+    with deployment(private_redis, broker, tmp_path) as dep:
+        fan_out(dep, tmp_path, "threads")
 
 
 @pytest.mark.skipif(not rabbit_up(), reason="RabbitMQ is not running on 127.0.0.1:5672 (.ci/run starts it)")
