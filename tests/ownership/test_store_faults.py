@@ -152,3 +152,26 @@ def test_an_acquire_refused_for_a_full_disk_holds_no_slot(tmp_path: Path) -> Non
             assert server.stop() == 0
         finally:
             server.kill()
+
+
+def test_compat_health_reports_a_failing_store(tmp_path: Path) -> None:
+    """`GET /health` (the load balancer's probe) says the store fails, with /v1/health's cause, and recovers."""
+    with small_volume(tmp_path / "vol") as volume:
+        server = Serve(home_env(volume / "home")).wait_serving()
+        try:
+            with server.http() as http:
+                assert http.get("/health").json()["status"] == "healthy"
+                filler = fill(volume)
+                assert http.post("/v1/jobs", json={"argv": ["true"]}).status_code == 503
+                fault = http.get("/v1/health").json()["store_fault"]
+                assert fault == "disk full"
+                compat = http.get("/health").json()
+                assert (compat["status"], compat["store_fault"]) == ("store_failing", fault), compat
+                assert compat["max_concurrent"] == 1  # the legacy fields are still there
+                filler.unlink()
+                wait_until("the store to recover", lambda: http.get("/v1/health").json()["store_ok"], 60)
+                compat = http.get("/health").json()
+                assert compat["status"] == "healthy" and "store_fault" not in compat, compat
+            assert server.stop() == 0
+        finally:
+            server.kill()
