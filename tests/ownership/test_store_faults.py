@@ -196,7 +196,10 @@ def test_an_outcome_refused_by_a_full_disk_survives_sigterm(tmp_path: Path) -> N
                 wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
                 filler = fill(volume)
                 go.touch()
-                shown = lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"  # noqa: E731
+
+                def shown() -> bool:
+                    return http.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"
+
                 wait_until("the outcome to be shown", shown)
                 assert not http.get("/v1/health").json()["store_ok"]  # it really could not be stored
             assert server.stop() == 0
