@@ -247,7 +247,7 @@ class SlotEngine:
         self.waiters[waiter.id] = waiter
         if gpus:
             self._gpu_waiting += 1
-        if state.waiting + state.backlog > state.marks.waiting:
+        if state.waiting + state.backlog > state.mark_waiting:
             state.note_waiting(now)
         self.version += 1
         if self.listeners:
@@ -376,7 +376,7 @@ class SlotEngine:
         in_use = state.in_use = state.in_use + 1
         state.granted += 1
         state.wait_samples.append(waited)
-        if in_use > state.marks.in_use:
+        if in_use > state.mark_in_use:
             state.note_in_use(now)
         self.version += 1
         if self.listeners:
@@ -696,7 +696,7 @@ class SlotEngine:
                 "in_use": state.in_use,
                 "waiting": state.waiting + state.backlog,
                 "owners": len(owners),
-                "marks": state.marks,  # shared: the engine replaces a queue's marks, never changes them in place
+                "marks": state.marks,  # shared until a mark moves (see QueueState.marks)
                 "totals": state.totals(),
                 "wait_p50_s": wait_p50,
                 "wait_p95_s": wait_p95,

@@ -172,7 +172,14 @@ class QueueState:
     in_use: int = 0
     bucket: TokenBucket | None = None
     rate_timer: TimerHandle | None = None
-    marks: Marks = field(default_factory=Marks)
+    # High-water marks as plain numbers (raised on the hot path, e.g. on every submit to a growing queue);
+    # `marks` builds the model from them when read.
+    mark_in_use: int = 0
+    mark_in_use_at: float | None = None
+    mark_waiting: int = 0
+    mark_waiting_at: float | None = None
+    marks_reset_at: float | None = None
+    _marks: Marks | None = field(default=None, repr=False)  # `marks` as last built; None once a mark moved
     granted: int = 0
     released: int = 0
     timed_out: int = 0
@@ -234,15 +241,43 @@ class QueueState:
         """Waiters in grant order (a copy; for snapshots, not the hot path)."""
         return [w for priority in self.priorities for w in self.lanes[priority] if not w.done]
 
-    # `marks` is replaced, never changed in place, so a snapshot can share it (it changes only at a new peak)
+    @property
+    def marks(self) -> Marks:
+        """The high-water marks as a model: the same object until a mark moves, so snapshots share it (never
+        change it; assign a new one)."""
+        marks = self._marks
+        if marks is None:
+            marks = self._marks = trusted(
+                Marks,
+                {
+                    "in_use": self.mark_in_use,
+                    "in_use_at": self.mark_in_use_at,
+                    "waiting": self.mark_waiting,
+                    "waiting_at": self.mark_waiting_at,
+                    "reset_at": self.marks_reset_at,
+                },
+            )
+        return marks
+
+    @marks.setter
+    def marks(self, marks: Marks) -> None:
+        self.mark_in_use, self.mark_in_use_at = marks.in_use, marks.in_use_at
+        self.mark_waiting, self.mark_waiting_at = marks.waiting, marks.waiting_at
+        self.marks_reset_at = marks.reset_at
+        self._marks = None
+
+    def marks_key(self) -> tuple[object, ...]:
+        """The marks as a tuple (to tell whether they moved without building the model)."""
+        return (self.mark_in_use, self.mark_in_use_at, self.mark_waiting, self.mark_waiting_at, self.marks_reset_at)
+
     def note_in_use(self, now: float) -> None:
-        if self.in_use > self.marks.in_use:
-            self.marks = self.marks.model_copy(update={"in_use": self.in_use, "in_use_at": now})
+        if self.in_use > self.mark_in_use:
+            self.mark_in_use, self.mark_in_use_at, self._marks = self.in_use, now, None
 
     def note_waiting(self, now: float) -> None:
         depth = self.waiting + self.backlog
-        if depth > self.marks.waiting:
-            self.marks = self.marks.model_copy(update={"waiting": depth, "waiting_at": now})
+        if depth > self.mark_waiting:
+            self.mark_waiting, self.mark_waiting_at, self._marks = depth, now, None
 
     def reset_marks(self, now: float) -> None:
         self.marks = Marks(

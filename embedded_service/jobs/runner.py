@@ -253,11 +253,12 @@ class JobRunner:
             max_attempts=max_attempts,
             max_runtime_s=max_runtime_s,
         )
-        try:
-            json.dumps([request.args, request.kwargs])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
-        fields = self._gpu_fields(request.model_dump())
+        if request.args or request.kwargs:
+            try:
+                json.dumps([request.args, request.kwargs])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
+        fields = self._gpu_fields(dict(request.__dict__))  # validated just now; Job takes the values as they are
         job = self._new_job(JobKind.task, spec.queue, owner, fields, idempotency_key)
         return await self._submit(job)
 
