@@ -68,6 +68,8 @@ class RestartKeeper:
         self._stored: dict[str, tuple[tuple[object, ...], Counts]] = {}
         self._at_tick: dict[str, Counts] = {}  # queue -> its counters at the last tick's save
         self._checked_version = -1  # engine version whose figures sync_shown() found covered
+        self._ticked_version = -1  # engine version of the last full tick (nothing moved since: only _loose to do)
+        self._loose: set[str] = set()  # queues stored with ceilings above their counters (a tick makes them exact)
         self._lock = asyncio.Lock()
         self._reserving: asyncio.Task[None] | None = None
         self._reserved = 0
@@ -169,6 +171,10 @@ class RestartKeeper:
         are not covered by what is stored (a new mark, a counter above its ceiling), with fresh ceilings;
         "exact" (close): the exact counters."""
         engine = self.engine
+        if only is None and mode == "tick" and engine.version == self._ticked_version:
+            only = list(self._loose)  # an idle tick: only the queues still stored ahead (10,000 idle queues: none)
+        elif only is None and mode == "tick":
+            self._ticked_version = engine.version
         if only is None:
             chosen: Iterable[tuple[str, QueueState]] = engine.queues.items()
         else:
@@ -213,9 +219,16 @@ class RestartKeeper:
             except BaseException:
                 for lease_id, held in pending.items():  # keep them for the next try
                     self._pending.setdefault(lease_id, held)
+                self._ticked_version = -1  # the next tick looks at every queue again
                 raise
+            queues = self.engine.queues
             for name, (marks_key, _marks, counts) in targets.items():
                 self._stored[name] = (marks_key, counts)
+                state = queues.get(name)
+                if state is not None and counts != _counts(state):
+                    self._loose.add(name)
+                else:
+                    self._loose.discard(name)
 
     async def sync_shown(self, only: Iterable[str] | None = None) -> None:
         """Before a read shows totals and marks: store those not yet covered by what is stored (usually none: no
@@ -232,6 +245,7 @@ class RestartKeeper:
     def forget_queue(self, name: str) -> None:
         self._stored.pop(name, None)
         self._at_tick.pop(name, None)
+        self._loose.discard(name)
 
     async def close(self) -> None:
         if self._reserving is not None:
