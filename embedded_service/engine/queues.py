@@ -85,7 +85,7 @@ class SortedMirror:
     1,000 busy queues that was half the cost of a snapshot, in cache misses).
     """
 
-    __slots__ = ("_mirror", "_seen", "p50", "p95", "sorted", "total")
+    __slots__ = ("_mirror", "_ranks", "_seen", "p50", "p95", "sorted", "total")
 
     def __init__(self) -> None:
         self.sorted: array[float] = array("d")
@@ -94,6 +94,7 @@ class SortedMirror:
         self.total = 0.0  # sum of the samples (kept alongside; re-summed on every full rebuild)
         self._mirror: deque[float] = deque()
         self._seen = -1
+        self._ranks = (0, 0)  # indexes of p50 and p95 in `sorted` at its size (set with the percentiles)
 
     def update(self, samples: deque[float], appended: int) -> array[float]:
         """`appended`: how many samples were ever appended to `samples` (any monotonic count that grows by one
@@ -111,7 +112,8 @@ class SortedMirror:
             insort(ordered, value)
             self.total += value - gone
             self._seen = appended
-            self.p50, self.p95 = nearest_rank(ordered, 0.5), nearest_rank(ordered, 0.95)
+            i50, i95 = self._ranks  # the size did not change
+            self.p50, self.p95 = ordered[i50], ordered[i95]
             return ordered
         if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
             ordered = sorted(samples)
@@ -133,6 +135,8 @@ class SortedMirror:
             self.total = total
         self._seen = appended
         ordered = self.sorted
+        count = len(ordered)
+        self._ranks = (max(1, math.ceil(0.5 * count)) - 1, max(1, math.ceil(0.95 * count)) - 1)
         self.p50, self.p95 = nearest_rank(ordered, 0.5), nearest_rank(ordered, 0.95)
         return ordered
 
