@@ -6,9 +6,9 @@ A busy queue here has limit 2, both slots held, full windows of wait and hold
 samples (1,024 each), and between two snapshots every queue hands a slot over
 (one holder releases, a newcomer is granted), so each snapshot sees new samples
 and a changed lease in every queue: no cache can hide the work.
-Goal: `SlotService.snapshot()` (the model; the API serializes it once per change)
-under 20 ms; one queue's figures (`/queue/status`, `GET /v1/queues/{q}`) not paying
-for all queues. Prints the best of 5.
+Goal: `SlotService.snapshot()` (the model; the API serializes it once per change,
+its JSON time is printed too) under 20 ms; one queue's figures (`/queue/status`,
+`GET /v1/queues/{q}`) not paying for all queues. Prints the best of `ROUNDS`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from embedded_service import SlotService
 from embedded_service.engine import Lease
 from embedded_service.engine.queues import SAMPLE_WINDOW
+
+ROUNDS = 9
 
 
 async def main(queues: int) -> None:
@@ -44,18 +46,24 @@ async def main(queues: int) -> None:
         for _ in range(SAMPLE_WINDOW):  # full windows of wait and hold samples
             hand_over()
         svc.snapshot()
-        best_full = best_one = float("inf")
-        for _ in range(5):
+        best_full = best_cpu = best_json = best_one = float("inf")
+        for _ in range(ROUNDS):
             hand_over()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             snap = svc.snapshot()
             best_full = min(best_full, time.perf_counter() - start)
+            best_cpu = min(best_cpu, time.thread_time() - cpu)
+            start = time.perf_counter()
+            snap.model_dump_json()
+            best_json = min(best_json, time.perf_counter() - start)
             start = time.perf_counter()
             engine.queue_stats(engine.queues["q7"], svc.clock.time())
             best_one = min(best_one, time.perf_counter() - start)
         assert len(snap.queues) == queues and len(snap.leases) == 2 * queues
         print(f"snapshot of {queues} busy queues (2 holders each, full sample windows, all changed):")
-        print(f"  SlotService.snapshot()   {best_full * 1000:.1f} ms (goal < 20 ms), best of 5")
+        print(f"  SlotService.snapshot()   {best_full * 1000:.1f} ms (goal < 20 ms), best of {ROUNDS}")
+        print(f"    its CPU time           {best_cpu * 1000:.1f} ms (this thread's; less noisy on a shared machine)")
+        print(f"  its JSON (the API's)     {best_json * 1000:.1f} ms more")
         print(f"  one queue's figures      {best_one * 1e6:.0f} us")
 
 

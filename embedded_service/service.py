@@ -303,8 +303,9 @@ class SlotService:
                 await self.store.save_overrides(name, record)
 
     async def save_queue_state(self, names: list[str] | None = None) -> None:
-        """Persist the marks and totals of the queues that changed since their last save (each sample tick,
-        before reads show them, and at close). `names` is accepted for compatibility; changed queues are found."""
+        """Persist the marks and totals of the queues that changed since their last save (what the sample tick
+        does: totals reserved ahead while they move, see restart.py). `names` is accepted for compatibility;
+        changed queues are found."""
         await self.keeper.sync()
 
     # ----------------------------------------------------------------- slots

@@ -24,7 +24,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 class CompatHealth(BaseModel):
     """`GET /health` in the shape existing ops scripts poll."""
 
-    status: str
+    status: str = Field(description="healthy, draining, or store_failing while the store refuses writes.")
+    store_fault: str | None = Field(
+        default=None,
+        description="Only while the store fails: why (disk full, read-only, corrupt, ...), as /v1/health says.",
+    )
     max_concurrent: int
     available_slots: int
     processing_count: int
@@ -61,12 +65,17 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             raise UnknownQueue(queue)
         return svc.engine.queue_stats(state, svc.clock.time())
 
+    def store_fault() -> str | None:
+        """Why the store refuses writes now (None: it does not, or cannot fail)."""
+        health = getattr(svc.store, "health", None)  # stores that can fail keep a StoreHealth
+        return health.failing if health is not None else None
+
     @r.get("/v1/health", response_model=Health, tags=["observe"])
     async def health() -> Health:
         """Liveness and versions; needs no token."""
         started = svc.started_at or svc.clock.time()
-        health = getattr(svc.store, "health", None)  # stores that can fail keep a StoreHealth
-        fault = health.failing if health is not None else None
+        health = getattr(svc.store, "health", None)
+        fault = store_fault()
         return Health(
             status="draining" if st.draining else "store_failing" if fault else "ok",
             version=__version__,
@@ -156,12 +165,20 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         await svc.keeper.sync_shown()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @r.get("/health", response_model=CompatHealth, responses=problems(404, 422), tags=["compatibility"])
+    @r.get(
+        "/health",
+        response_model=CompatHealth,
+        response_model_exclude_none=True,  # the legacy shape exactly while the store is fine
+        responses=problems(404, 422),
+        tags=["compatibility"],
+    )
     async def compat_health(queue: Annotated[str, Query(max_length=64)] = "default") -> CompatHealth:
         """Slots of one queue (default `default`) in the legacy shape; needs no token, like a load balancer's probe."""
         s = stats(queue)
+        fault = store_fault()
         return CompatHealth(
-            status="draining" if st.draining else "healthy",
+            status="draining" if st.draining else "store_failing" if fault else "healthy",
+            store_fault=fault,
             max_concurrent=s.config.limit,
             available_slots=max(0, s.config.limit - s.in_use),
             processing_count=s.in_use,

@@ -42,6 +42,7 @@ from ..model import (
     QueueStats,
     Totals,
     WaiterInfo,
+    trusted,
 )
 from .clock import Clock, RealClock, TimerHandle
 from .deadlines import Deadlines
@@ -72,22 +73,37 @@ class Lease:
     timer: TimerHandle | None = None
     on_cancel: Callable[[], Any] | None = None
     cancel_requested: bool = False
+    shown: LeaseInfo | None = None  # the last `info()`; only expires_at, job_id and stuck change after the grant
 
     def info(self, now: float, stuck_after_s: float | None) -> LeaseInfo:
-        return LeaseInfo(
-            id=self.id,
-            queue=self.queue,
-            owner=self.owner,
-            priority=self.priority,
-            fence=self.fence,
-            devices=list(self.devices),
-            gpu_mem_mib=self.gpu_mem_mib,
-            granted_at=self.granted_at,
-            waited_s=self.waited_s,
-            expires_at=self.expires_at,
-            job_id=self.job_id,
-            stuck=stuck_after_s is not None and now - self.granted_at > stuck_after_s,
+        """What snapshots show of this lease; the same object while nothing in it changed (so never change it)."""
+        stuck = stuck_after_s is not None and now - self.granted_at > stuck_after_s
+        shown = self.shown
+        if (
+            shown is not None
+            and shown.stuck is stuck
+            and shown.expires_at == self.expires_at
+            and shown.job_id == self.job_id
+        ):
+            return shown
+        self.shown = shown = trusted(
+            LeaseInfo,
+            {
+                "id": self.id,
+                "queue": self.queue,
+                "owner": self.owner,
+                "priority": self.priority,
+                "fence": self.fence,
+                "devices": list(self.devices),
+                "gpu_mem_mib": self.gpu_mem_mib,
+                "granted_at": self.granted_at,
+                "waited_s": self.waited_s,
+                "expires_at": self.expires_at,
+                "job_id": self.job_id,
+                "stuck": stuck,
+            },
         )
+        return shown
 
 
 class SlotEngine:
@@ -158,7 +174,7 @@ class SlotEngine:
             state.rate_timer.cancel()
         for waiter in state.live_waiters():
             self._end_waiter(waiter, SlotCancelled(name, "queue deleted"))
-        for lease in [lease for lease in self.leases.values() if lease.queue == name]:
+        for lease in list(state.held.values()):
             self._drop_lease(lease, "revoked")
         self._changed()
         self._pump()  # freed devices, or a GPU waiter that reserved them, may let other queues in
@@ -231,7 +247,7 @@ class SlotEngine:
         self.waiters[waiter.id] = waiter
         if gpus:
             self._gpu_waiting += 1
-        if state.waiting + state.backlog > state.marks.waiting:
+        if state.waiting + state.backlog > state.mark_waiting:
             state.note_waiting(now)
         self.version += 1
         if self.listeners:
@@ -356,11 +372,11 @@ class SlotEngine:
             lease.ttl_s = ttl_s
             lease.expires_at = now + ttl_s
             lease.timer = self.clock.call_later(ttl_s, self._expire, lease)
-        self.leases[lease.id] = lease
+        self.leases[lease.id] = state.held[lease.id] = lease
         in_use = state.in_use = state.in_use + 1
         state.granted += 1
         state.wait_samples.append(waited)
-        if in_use > state.marks.in_use:
+        if in_use > state.mark_in_use:
             state.note_in_use(now)
         self.version += 1
         if self.listeners:
@@ -509,6 +525,7 @@ class SlotEngine:
             )
         if state is None:
             return
+        del state.held[lease.id]
         state.in_use -= 1
         state.hold_samples.append(now - lease.granted_at)
         if reason == "released":
@@ -546,7 +563,7 @@ class SlotEngine:
         lease.ttl_s = ttl_s
         lease.expires_at = expires_at
         lease.timer = self.clock.call_later(max(0.0, expires_at - now), self._expire, lease)
-        self.leases[lease_id] = lease
+        self.leases[lease_id] = state.held[lease_id] = lease
         state.in_use += 1
         state.note_in_use(now)
         if devices:
@@ -657,13 +674,10 @@ class SlotEngine:
 
     # ------------------------------------------------------------- observing
 
-    def queue_stats(self, state: QueueState, now: float, leases: list[Lease] | None = None) -> QueueStats:
-        """One queue's figures. `leases`: that queue's leases when the caller grouped them already (a
-        snapshot of many queues); otherwise they are picked out here."""
+    def queue_stats(self, state: QueueState, now: float) -> QueueStats:
+        """One queue's figures (from its own leases: it costs the same among 10 queues or 10,000)."""
         config = state.config
-        if leases is None:
-            name = config.name
-            leases = [lease for lease in self.leases.values() if lease.queue == name]
+        leases = state.held.values()
         owners = {lease.owner for lease in leases}
         if state.waiting:
             owners.update(w.owner for w in state.live_waiters())
@@ -671,31 +685,31 @@ class SlotEngine:
         stuck = 0
         if config.stuck_after_s is not None:
             oldest = now - config.stuck_after_s
-            stuck = sum(1 for lease in leases if lease.granted_at < oldest)
+            for lease in leases:
+                if lease.granted_at < oldest:
+                    stuck += 1
         wait_p50, wait_p95, hold_p50, hold_p95 = state.sample_percentiles()
-        return QueueStats(
-            config=config,
-            in_use=state.in_use,
-            waiting=state.waiting + state.backlog,
-            owners=len(owners),
-            marks=state.marks.model_copy(),
-            totals=state.totals(),
-            wait_p50_s=wait_p50,
-            wait_p95_s=wait_p95,
-            hold_p50_s=hold_p50,
-            hold_p95_s=hold_p95,
-            est_wait_s=state.est_wait_s(mean_hold=state.hold_sorted.mean(state.hold_samples)),
-            stuck=stuck,
+        return trusted(  # every value below is the engine's own, of its field's type: validating would only cost
+            QueueStats,
+            {
+                "config": config,
+                "in_use": state.in_use,
+                "waiting": state.waiting + state.backlog,
+                "owners": len(owners),
+                "marks": state.marks,  # shared until a mark moves (see QueueState.marks)
+                "totals": state.totals(),
+                "wait_p50_s": wait_p50,
+                "wait_p95_s": wait_p95,
+                "hold_p50_s": hold_p50,
+                "hold_p95_s": hold_p95,
+                "est_wait_s": state.est_wait_s(mean_hold=state.hold_sorted.mean(state.hold_samples)),
+                "stuck": stuck,
+            },
         )
 
     def all_queue_stats(self, now: float) -> list[QueueStats]:
-        """Every queue's figures, grouping the leases by queue once."""
-        by_queue: dict[str, list[Lease]] = {name: [] for name in self.queues}
-        for lease in self.leases.values():
-            group = by_queue.get(lease.queue)
-            if group is not None:
-                group.append(lease)
-        return [self.queue_stats(state, now, by_queue[name]) for name, state in self.queues.items()]
+        """Every queue's figures."""
+        return [self.queue_stats(state, now) for state in self.queues.values()]
 
     def lease_infos(self, now: float) -> list[LeaseInfo]:
         return [

@@ -52,7 +52,6 @@ log = logging.getLogger("slotdeck.jobs")
 
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
 STORE_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # backoff while an outcome cannot be stored (the last repeats)
-CLOSE_STORE_RETRY_S = 10.0  # how long a closing service still tries to store outcomes before logging them instead
 _REQUEST_FIELDS = ("kind", "queue", "priority", "task", "args", "kwargs", "argv", "cwd", "gpus", "gpu_mem_mib")
 _REQUEST_FIELDS += ("max_attempts", "max_runtime_s")  # what a submit asked for (env values are write-only: not compared)
 
@@ -148,10 +147,18 @@ class JobRunner:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                with contextlib.suppress(Exception):
-                    await self.store.save_job(held.job.model_copy(update=_requeue_after_shutdown(held.job)))
+                if held.job.id in self._unsaved:
+                    continue  # it ended: its outcome waits in _unsaved, kept below
+                requeued = held.job.model_copy(update=_requeue_after_shutdown(held.job))
+                try:
+                    await self.store.save_job(requeued)
+                except StoreFault:
+                    self._unsaved[requeued.id] = requeued
+                except Exception:
+                    log.exception("could not store job %s as queued at shutdown", requeued.id)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self._keep_unsaved()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -246,11 +253,12 @@ class JobRunner:
             max_attempts=max_attempts,
             max_runtime_s=max_runtime_s,
         )
-        try:
-            json.dumps([request.args, request.kwargs])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
-        fields = self._gpu_fields(request.model_dump())
+        if request.args or request.kwargs:
+            try:
+                json.dumps([request.args, request.kwargs])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"task arguments must be JSON-serializable: {exc}") from None
+        fields = self._gpu_fields(dict(request.__dict__))  # validated just now; Job takes the values as they are
         job = self._new_job(JobKind.task, spec.queue, owner, fields, idempotency_key)
         return await self._submit(job)
 
@@ -632,10 +640,9 @@ class JobRunner:
 
     async def _store_outcome(self, job: Job) -> None:
         """Save a job's new state, retrying while the store fails (disk full, ...): an outcome is never dropped.
-        Meanwhile reads show it. A closing service tries for `CLOSE_STORE_RETRY_S` more, then logs the outcome."""
+        Meanwhile reads show it. A closing service leaves it in `_unsaved` for `close()` to keep (`_keep_unsaved`)."""
         delays = iter(STORE_RETRY_S)
         delay = 0.0
-        give_up_at: float | None = None
         while True:
             try:
                 await self.store.save_job(job)
@@ -643,19 +650,7 @@ class JobRunner:
                 if self._unsaved.get(job.id) is None:  # the fault itself is logged once by the store's health
                     log.debug("job %s: its new state (%s) waits until the store can take it: %s", job.id, job.state, fault)
                 self._unsaved[job.id] = job
-                if not self._started:  # closing: try a little longer, not forever
-                    give_up_at = give_up_at or time.monotonic() + CLOSE_STORE_RETRY_S
-                if give_up_at is not None and time.monotonic() >= give_up_at:
-                    self._unsaved.pop(job.id, None)
-                    log.error(
-                        "job %s: could not store its outcome before shutdown (%s): state=%s exit_code=%s result=%r error=%r",
-                        job.id,
-                        fault.cause,
-                        job.state.value,
-                        job.exit_code,
-                        job.result,
-                        job.error,
-                    )
+                if not self._started:
                     return
                 delay = next(delays, STORE_RETRY_S[-1])
                 await asyncio.sleep(delay)
@@ -663,6 +658,34 @@ class JobRunner:
                 if self._unsaved.pop(job.id, None) is not None:
                     log.info("job %s: its state (%s) is stored now", job.id, job.state)
                 return
+
+    async def _keep_unsaved(self) -> None:
+        """At close: job states the store still refuses are tried once more, then spilled into the space the store
+        reserved for them (stored at its next open, see `stores.spill`); what even that cannot keep is logged."""
+        jobs: list[Job] = []
+        for job in list(self._unsaved.values()):
+            try:
+                await self.store.save_job(job)
+            except StoreFault:
+                jobs.append(job)
+            except Exception:
+                log.exception("could not store the new state of job %s", job.id)
+        self._unsaved.clear()
+        if not jobs:
+            return
+        kept = {job.id for job in await self.store.spill_jobs(jobs)}
+        if kept:
+            log.warning("%d job state(s) the store refused are kept in its reserve until the next start", len(kept))
+        for job in jobs:
+            if job.id not in kept:
+                log.error(
+                    "job %s: could not store its new state before shutdown: state=%s exit_code=%s result=%r error=%r",
+                    job.id,
+                    job.state.value,
+                    job.exit_code,
+                    job.result,
+                    job.error,
+                )
 
     def _count_outcome(self, job: Job) -> None:
         """Failed and timed-out jobs count in their queue's totals (`/queue/status` `total_failed`)."""

@@ -47,6 +47,10 @@ class Store(Protocol):
     async def save_job(self, job: Job) -> None:
         """Replace a known job's stored state (its `seq` is kept)."""
 
+    async def spill_jobs(self, jobs: list[Job]) -> list[Job]:
+        """At close, keep job states that `save_job` could not store (disk full) where the next `open` stores them
+        first; returns those kept (none: this store cannot fail that way, or has no room reserved)."""
+
     async def get_job(self, job_id: str) -> Job | None: ...
 
     async def list_jobs(

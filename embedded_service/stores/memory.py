@@ -86,6 +86,9 @@ class MemoryStore(MemoryRestartMixin):
             keys = self._queued[job.queue]
             del keys[bisect.bisect_left(keys, (job.priority, job.seq, job.id))]
 
+    async def spill_jobs(self, jobs: list[Job]) -> list[Job]:
+        return []  # nothing outlives the process
+
     async def get_job(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job.model_copy(deep=True) if job is not None else None

@@ -8,7 +8,9 @@ thread, so a long listing never holds up a commit and the loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +21,13 @@ from ..model import AuditEntry, Job, JobPage, JobState, Marks, QueueConfig, Stor
 from ..private import narrow, private_dir, private_file
 from .base import TERMINAL_STATES, parse_cursor
 from .faults import StoreHealth, as_fault, classify
+from .spill import SpillFile
 from .sqlite_restart import SqliteRestartMixin
 from .sqlite_schema import migrate
 from .sqlite_writer import BatchWriter, connect
 
 T = TypeVar("T")
+log = logging.getLogger("slotdeck.stores")
 
 _TERMINAL = tuple(sorted(state.value for state in TERMINAL_STATES))
 _TERMINAL_SQL = ", ".join("?" * len(_TERMINAL))
@@ -55,6 +59,36 @@ def _job_from_row(seq: int, data: str) -> Job:
     return job
 
 
+def _update_job(c: sqlite3.Connection, job: Job) -> bool:
+    """Replace a stored job's state; False when no such job is stored."""
+    values = (job.state.value, job.owner, job.not_before, job.finished_at, job.model_dump_json(), job.id)
+    cur = c.execute("UPDATE jobs SET state = ?, owner = ?, not_before = ?, finished_at = ?, data = ? WHERE id = ?", values)
+    return cur.rowcount > 0
+
+
+def _store_spilled(conn: sqlite3.Connection, spill: SpillFile) -> None:
+    """At open: store the job states the previous service spilled at its close (see `stores.spill`), in one
+    transaction, before anyone reads the jobs. `StoreUnavailable` when they cannot be stored (they stay kept)."""
+    try:
+        jobs = spill.pending()
+    except (OSError, ValueError) as exc:
+        raise StoreUnavailable(f"cannot read the job states kept in {spill.path}: {exc}") from exc
+    if not jobs:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in jobs:
+            _update_job(conn, job)  # a job no longer stored (pruned) has nothing to update
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                conn.execute("ROLLBACK")
+        reason = classify(exc) or str(exc)
+        raise StoreUnavailable(f"cannot store the {len(jobs)} job state(s) kept in {spill.path}: {reason}") from exc
+    log.warning("stored %d job state(s) the previous service kept in %s", len(jobs), spill.path)
+
+
 class SqliteStore(SqliteRestartMixin):
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.url = url
@@ -66,6 +100,7 @@ class SqliteStore(SqliteRestartMixin):
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self.health = StoreHealth()  # the last write's fate, failures counted per cause (see stores.faults)
+        self.spill = SpillFile(self.path.with_name(self.path.name + "-spill"))  # outcomes a full disk refused
 
     @property
     def commits(self) -> int:
@@ -85,7 +120,7 @@ class SqliteStore(SqliteRestartMixin):
                 narrow(self.path.with_name(self.path.name + journal))
         except OSError as exc:
             raise StoreUnavailable(_cannot_open(str(self.path), exc)) from exc
-        path, sync = str(self.path), self._synchronous
+        path, sync, spill = str(self.path), self._synchronous, self.spill
 
         def open_writer() -> sqlite3.Connection:
             try:
@@ -94,6 +129,7 @@ class SqliteStore(SqliteRestartMixin):
                 raise StoreUnavailable(_cannot_open(path, exc)) from exc
             try:
                 migrate(conn)
+                _store_spilled(conn, spill)
             except sqlite3.Error as exc:
                 conn.close()
                 raise StoreUnavailable(_cannot_open(path, exc)) from exc
@@ -111,6 +147,14 @@ class SqliteStore(SqliteRestartMixin):
             self._read_conn.execute("PRAGMA query_only=ON")
 
         await asyncio.get_running_loop().run_in_executor(self._reader, open_reader)
+        await asyncio.to_thread(self.spill.reserve)
+
+    async def spill_jobs(self, jobs: list[Job]) -> list[Job]:
+        try:
+            return await asyncio.to_thread(self.spill.write, jobs)
+        except OSError as exc:
+            log.error("cannot keep %d job state(s) in %s: %s", len(jobs), self.spill.path, exc)
+            return []
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -198,13 +242,8 @@ class SqliteStore(SqliteRestartMixin):
             raise ValueError(f"job {job.id!r} already exists") from None
 
     async def save_job(self, job: Job) -> None:
-        values = (job.state.value, job.owner, job.not_before, job.finished_at, job.model_dump_json(), job.id)
-
         def update(c: sqlite3.Connection) -> None:
-            cur = c.execute(
-                "UPDATE jobs SET state = ?, owner = ?, not_before = ?, finished_at = ?, data = ? WHERE id = ?", values
-            )
-            if cur.rowcount == 0:
+            if not _update_job(c, job):
                 raise KeyError(job.id)
 
         await self._write(update)

@@ -19,7 +19,9 @@ async def test_an_idle_tick_saves_no_unchanged_queue(tmp_path: Path) -> None:
         async with svc.slot("q1234"):
             pass
         await svc.save_queue_state()
-        assert svc.keeper.last_saved_queues == 1  # only the queue that changed
+        assert svc.keeper.last_saved_queues == 1  # only the queue that changed (its totals reserved ahead)
+        await svc.save_queue_state()
+        assert svc.keeper.last_saved_queues == 1  # quiet for a tick: its exact totals, once
         await svc.save_queue_state()
         assert svc.keeper.last_saved_queues == 0
         granted = svc.engine.queues["q1234"].granted
@@ -47,3 +49,35 @@ def test_idle_queues_add_nothing_to_history_and_the_budget_bounds_it() -> None:
         small.add(sample(float(t), idle))
     assert small.entries == 1000  # 100 idle points cost what one point costs
     assert small.series(seconds=10, now=99.0).queues["idle0"].in_use == [0] * 11
+
+
+async def test_reads_store_nothing_while_totals_stay_under_their_reservation(tmp_path: Path) -> None:
+    """A read shows live totals without a commit while they are under the ceilings stored at the last tick; a
+    burst past them is stored before it is shown; stored totals are never below what was shown; a clean close
+    stores the exact figures."""
+    url = f"sqlite:///{tmp_path}/reads.db"
+
+    async def churn(svc: SlotService, times: int) -> None:
+        for _ in range(times):
+            async with svc.slot("q"):
+                pass
+
+    async def stored_granted(svc: SlotService) -> int:
+        return (await svc.store.load_queue_state())["q"][1].granted
+
+    svc = SlotService(store=url, sample_interval_s=3600)
+    svc.configure_queue("q", limit=1)
+    async with svc:
+        await churn(svc, 10)
+        await svc.save_queue_state()  # a tick: the counters that moved are stored ahead of their values
+        await churn(svc, 5)
+        commits = svc.store.commits
+        await svc.keeper.sync_shown()
+        assert svc.store.commits == commits  # the read cost no write
+        assert await stored_granted(svc) >= svc.engine.queues["q"].granted == 15
+        await churn(svc, 200)  # far past the reservation
+        await svc.keeper.sync_shown()
+        assert svc.store.commits == commits + 1  # stored before shown
+        assert await stored_granted(svc) >= svc.engine.queues["q"].granted == 215
+    async with SlotService(store=url) as again:
+        assert again.engine.queues["q"].granted == 215  # a clean stop stores the exact figures

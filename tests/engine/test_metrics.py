@@ -206,3 +206,38 @@ async def test_percentiles_follow_the_sliding_window_as_samples_come_and_go(svc:
             percentile(state.wait_samples, 0.5),
             percentile(state.wait_samples, 0.95),
         )
+
+
+async def test_a_snapshot_is_exact_after_every_single_sample_and_never_changes_afterwards(
+    svc: SlotService, clock: ManualClock
+) -> None:
+    """A busy queue's snapshot after each grant/release (one sample in, one out of a full window) equals a full
+    sort; the models a snapshot shares with the engine (marks, lease infos) are never changed under an old one."""
+    from embedded_service.engine.queues import SAMPLE_WINDOW, percentile
+    from embedded_service.model import Snapshot
+
+    svc.configure_queue("q", limit=2, stuck_after_s=50)
+    state = svc.engine.queues["q"]
+    for i in range(SAMPLE_WINDOW + 300):
+        lease = await svc.acquire("q", owner="busy")
+        clock.advance(((i * 7919) % 101) / 100)
+        svc.release(lease)
+        if i >= SAMPLE_WINDOW - 5:
+            stats = svc.engine.queue_stats(state, clock.time())
+            assert (stats.hold_p50_s, stats.hold_p95_s) == (
+                percentile(state.hold_samples, 0.5),
+                percentile(state.hold_samples, 0.95),
+            )
+    keep = await svc.acquire("q", owner="keeper")
+    before = svc.snapshot()
+    assert before.queues[0].marks.in_use == 1
+    frozen = before.model_dump_json()
+    assert Snapshot.model_validate_json(frozen) == before  # what the engine built unvalidated is valid as it is
+    (shown,) = [info for info in before.leases if info.id == keep.id]
+    assert not shown.stuck
+    clock.advance(60)  # the kept lease is stuck now
+    await svc.acquire("q", owner="peak")  # and a new in-use peak
+    after = svc.snapshot()
+    assert after.queues[0].marks.in_use == 2 and after.queues[0].stuck == 1
+    assert [info.stuck for info in after.leases if info.id == keep.id] == [True]
+    assert before.model_dump_json() == frozen  # the earlier snapshot did not move

@@ -152,3 +152,71 @@ def test_an_acquire_refused_for_a_full_disk_holds_no_slot(tmp_path: Path) -> Non
             assert server.stop() == 0
         finally:
             server.kill()
+
+
+def test_compat_health_reports_a_failing_store(tmp_path: Path) -> None:
+    """`GET /health` (the load balancer's probe) says the store fails, with /v1/health's cause, and recovers."""
+    with small_volume(tmp_path / "vol") as volume:
+        server = Serve(home_env(volume / "home")).wait_serving()
+        try:
+            with server.http() as http:
+                assert http.get("/health").json()["status"] == "healthy"
+                filler = fill(volume)
+                assert http.post("/v1/jobs", json={"argv": ["true"]}).status_code == 503
+                fault = http.get("/v1/health").json()["store_fault"]
+                assert fault == "disk full"
+                compat = http.get("/health").json()
+                assert (compat["status"], compat["store_fault"]) == ("store_failing", fault), compat
+                assert compat["max_concurrent"] == 1  # the legacy fields are still there
+                filler.unlink()
+                wait_until("the store to recover", lambda: http.get("/v1/health").json()["store_ok"], 60)
+                compat = http.get("/health").json()
+                assert compat["status"] == "healthy" and "store_fault" not in compat, compat
+            assert server.stop() == 0
+        finally:
+            server.kill()
+
+
+def test_an_outcome_refused_by_a_full_disk_survives_sigterm(tmp_path: Path) -> None:
+    """A job succeeds while the disk is full, the service is stopped before space returns: the outcome is kept in
+    the space reserved at start and stored at the next start; the job does not run again."""
+    with small_volume(tmp_path / "vol") as volume:
+        env = home_env(volume / "home")
+        go, runs = tmp_path / "go", tmp_path / "runs"  # outside the volume
+        server = Serve(env).wait_serving()
+        try:
+            assert (volume / "home" / "slotdeck.db-spill").stat().st_mode & 0o777 == 0o600
+            with server.http() as http:
+                script = (
+                    "import os, time\n"
+                    f"open({str(runs)!r}, 'a').write('ran\\n')\n"
+                    f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+                )
+                job = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", script]}).json()
+                wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+                filler = fill(volume)
+                go.touch()
+
+                def shown() -> bool:
+                    return http.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"
+
+                wait_until("the outcome to be shown", shown)
+                assert not http.get("/v1/health").json()["store_ok"]  # it really could not be stored
+            assert server.stop() == 0
+        finally:
+            go.touch()
+            server.kill()
+        assert "kept in its reserve" in server.output(), server.output()
+        refused = cli("serve", "--port", "0", "--no-probes", env=env)  # still full: it refuses, it does not re-run
+        assert refused.returncode == 8 and "disk full" in _one_line(refused), refused.stderr
+        filler.unlink()
+
+        again = Serve(env).wait_serving()
+        try:
+            with again.http() as http:
+                stored = http.get(f"/v1/jobs/{job['id']}").json()
+                assert (stored["state"], stored["attempts"], stored["exit_code"]) == ("succeeded", 1, 0), stored
+        finally:
+            assert again.stop() == 0
+        assert runs.read_text() == "ran\n"  # it never ran a second time
+        assert "Traceback" not in again.output(), again.output()
