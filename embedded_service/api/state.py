@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ServerUnavailable
 from ..model import AuditEntry
 from ..service import SlotService
 from .auth import Authenticator, Principal
@@ -16,7 +17,6 @@ from .commands import CommandPolicy
 from .events import EventBroker
 from .guard import DEFAULT_MAX_BODY_BYTES
 from .metrics import Metrics
-from .problems import ShuttingDown
 from .snapshots import SnapshotCache
 from .visibility import Audience
 
@@ -88,7 +88,7 @@ class ApiState:
 
     def check_admitting(self) -> None:
         if self.draining:
-            raise ShuttingDown()
+            raise ServerUnavailable("this server is draining for a restart and admits no new work; retry shortly", 5)
 
     # ---------------------------------------------------------------- drain
 
