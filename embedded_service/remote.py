@@ -102,18 +102,7 @@ class RemoteDesk:
         state = self.engine.queues.get(waiter.queue)
         if state is not None and state.waiting <= POSITION_SCAN_MAX:
             position = next((n for n, w in enumerate(state.live_waiters(), start=1) if w is waiter), 0)
-        return WaiterInfo(
-            id=waiter.id,
-            queue=waiter.queue,
-            owner=waiter.owner,
-            priority=waiter.priority,
-            gpus=waiter.gpus,
-            gpu_mem_mib=waiter.gpu_mem_mib,
-            enqueued_at=waiter.enqueued_at,
-            deadline=waiter.deadline,
-            position=position,
-            job_id=waiter.job_id,
-        )
+        return waiter.info(position)
 
     # -------------------------------------------------------------- acquire
 

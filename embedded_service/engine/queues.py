@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Marks, QueueConfig, Totals
+from ..model import Marks, QueueConfig, Totals, WaiterInfo
 from .clock import TimerHandle
 
 SAMPLE_WINDOW = 1024  # wait/hold samples kept per queue for percentiles and estimates
@@ -42,6 +42,21 @@ class Waiter:
         if self.priority != other.priority:
             return self.priority < other.priority
         return self.seq < other.seq
+
+    def info(self, position: int) -> WaiterInfo:
+        """Its public view; `position` in its line from 1 (0: not computed)."""
+        return WaiterInfo(
+            id=self.id,
+            queue=self.queue,
+            owner=self.owner,
+            priority=self.priority,
+            gpus=self.gpus,
+            gpu_mem_mib=self.gpu_mem_mib,
+            enqueued_at=self.enqueued_at,
+            deadline=self.deadline,
+            position=position,
+            job_id=self.job_id,
+        )
 
 
 class TokenBucket:
