@@ -171,7 +171,7 @@ def _client(args: argparse.Namespace) -> Any:
     local = read_local_endpoint()
     if url is None and local is not None:
         url, token = local[0], token or local[1]
-    elif local is not None and token is None and local[0].rstrip("/") == url.rstrip("/"):
+    elif local is not None and token is None and url is not None and local[0].rstrip("/") == url.rstrip("/"):
         token = local[1]
     if url is None:
         raise UsageError("no server: pass --url (or set SLOTDECK_URL), or start one locally with `slotdeck serve`")

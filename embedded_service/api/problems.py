@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -69,7 +69,7 @@ def retry_after(est_wait_s: float | None) -> int:
 
 
 def problem_response(
-    status: int, title: str, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, title: str, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body = Problem(title=title, status=status, detail=detail, **extra).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
