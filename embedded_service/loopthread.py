@@ -1,8 +1,8 @@
 """`LoopThread`: one asyncio event loop on a daemon thread, hosting a service for threaded callers.
 
-`BlockingSlotService` (a service for Flask views, Celery tasks, the Qt thread) and `EmbeddedServer`
-(the service plus its HTTP API, for the desktop and tests) both run on one: `start(main)` runs the
-coroutine `main(ready)` on the new loop and returns once `main` called `ready()` (or raises what
+`BlockingSlotService` (a service for Flask views, Celery tasks, the Qt thread), `EmbeddedServer`
+(the service plus its HTTP API, for the desktop and tests) and `BlockingClusterSlots` each run on
+one: `start(main)` runs the coroutine `main(ready)` on the new loop and returns once `main` called `ready()` (or raises what
 `main` raised before that); `call()` hands coroutines to that loop and blocks the calling thread
 only, so waiting never spins and never holds the GIL.
 """
