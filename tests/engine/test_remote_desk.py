@@ -30,12 +30,18 @@ async def q(svc: SlotService) -> SlotService:
     return svc
 
 
-async def test_a_grant_nobody_polls_is_on_a_claim_ttl_until_a_poll_answers_it(q: SlotService, clock: ManualClock) -> None:
+async def granted_while_nobody_polls(q: SlotService) -> Waiter:
+    """b's waiter, granted when a's lease is released, with no poll of b's open."""
     first = await poll(q, "a")
     waiter = await poll(q, "b")
     assert isinstance(first, Lease) and isinstance(waiter, Waiter)
     q.remote.release(first.id, "a", operator=False)
     await asyncio.sleep(0)
+    return waiter
+
+
+async def test_a_grant_nobody_polls_is_on_a_claim_ttl_until_a_poll_answers_it(q: SlotService, clock: ManualClock) -> None:
+    waiter = await granted_while_nobody_polls(q)
     lease = waiter.future.result()
     assert (lease.ttl_s, lease.id in q.remote.short) == (CLAIM_TTL_S, True)
     clock.advance(3)
@@ -46,11 +52,7 @@ async def test_a_grant_nobody_polls_is_on_a_claim_ttl_until_a_poll_answers_it(q:
 
 
 async def test_a_grant_not_picked_up_within_its_claim_ttl_is_gone(q: SlotService, clock: ManualClock) -> None:
-    first = await poll(q, "a")
-    waiter = await poll(q, "b")
-    assert isinstance(first, Lease) and isinstance(waiter, Waiter)
-    q.remote.release(first.id, "a", operator=False)
-    await asyncio.sleep(0)
+    waiter = await granted_while_nobody_polls(q)
     clock.advance(CLAIM_TTL_S + 1)
     with pytest.raises(SlotCancelled, match="claim TTL"):
         await poll(q, "b", waiter_id=waiter.id)
