@@ -1,6 +1,6 @@
 # Two commands for a fresh machine:
 #   make run   - install the dashboard (only what it needs) and open it with its embedded service
-#   make test  - install the dashboard, the Redis store and the test tools, then run lint + the whole test suite
+#   make test  - install the dashboard, the Redis store and the test tools, then run lint, mypy and the whole test suite
 # Also: make dist (the Linux bundle and installer tarball in dist/), make bench (benchmarks/).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TESTING := $(VENV)/.testing
 PACKAGING := $(VENV)/.packaging
 
-.PHONY: run test lint system-deps bench dist
+.PHONY: run test lint typecheck system-deps bench dist
 
 # the dashboard alone: the test extras bring keyrings.alt, whose plaintext file must never hold a user's tokens
 $(STAMP): pyproject.toml
@@ -34,7 +34,10 @@ run: system-deps $(STAMP)
 lint: $(TESTING)
 	$(VENV)/bin/ruff check .
 
-test: system-deps $(TESTING) $(PACKAGING) lint
+typecheck: $(TESTING)
+	$(VENV)/bin/mypy
+
+test: system-deps $(TESTING) $(PACKAGING) lint typecheck
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
 
 dist: $(PACKAGING)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/http.py [--seconds 3] [--connections 1,50,500] [--paced 1000,2500,5000,8000,10000]
     .venv/bin/python benchmarks/http.py --part waiters [--waiters 10,1000,10000]
+    .venv/bin/python benchmarks/http.py --part compare --no-lean   (every route bound by FastAPI)
 
 Two servers run in their own processes (uvicorn, same settings, uvloop): SlotDeck's app
 (memory store, auth on, a bearer token on every request) and a bare FastAPI app
@@ -38,6 +39,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+NO_LEAN_ENV = "SLOTDECK_BENCH_NO_LEAN"
 
 
 # ------------------------------------------------------------------ servers
@@ -58,6 +60,11 @@ def serve_slotdeck(port: int, token_file: Path) -> None:
     from embedded_service.model import Role
     from embedded_service.service import SlotService
 
+    if os.environ.get(NO_LEAN_ENV):  # --no-lean: every route bound by FastAPI, to measure what @lean saves
+        from embedded_service.api import lean
+
+        lean.is_lean = lambda endpoint: False
+
     async def main() -> None:
         svc = SlotService("memory://")
         await svc.start()
@@ -65,9 +72,9 @@ def serve_slotdeck(port: int, token_file: Path) -> None:
             svc.configure_queue(name, limit=limit, max_waiting=100)
         svc.configure_queue("line", limit=0)  # the waiters part builds its line here
         with contextlib.suppress(ImportError, AttributeError):
-            from embedded_service.api import routes_leases
+            from embedded_service import remote
 
-            routes_leases.POLL_GRACE_S = 3600.0  # the line is built once, not kept alive by polls while measured
+            remote.POLL_GRACE_S = 3600.0  # the line is built once, not kept alive by polls while measured
         token_file.write_text(await create_token(svc.store, "bench", Role.admin))
         app = create_app(svc, grace_s=0)
         await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)).serve()
@@ -212,8 +219,11 @@ def main() -> None:
     )
     parser.add_argument("--part", choices=["all", "compare", "waiters"], default="all")
     parser.add_argument("--waiters", default="10,1000,10000", help="line lengths for the waiters part")
+    parser.add_argument("--no-lean", action="store_true", help="serve SlotDeck without @lean route binding")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.no_lean:
+        os.environ[NO_LEAN_ENV] = "1"  # read by the server process it starts
     if args.serve:
         kind, port, path = args.serve
         (serve_slotdeck if kind == "slotdeck" else serve_bare)(int(port), Path(path))

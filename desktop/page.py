@@ -142,7 +142,7 @@ class ConnectionPage(QWidget):
             self.overview.show_problem("")
         self._update_actions()
 
-    def _on_audit(self, entries: list) -> None:  # type: ignore[type-arg]
+    def _on_audit(self, entries: list) -> None:
         if any(str(e.action).startswith("queue") for e in entries):
             self.conn.refresh_queue_details()  # who set what: the overrides follow queue changes
 

@@ -202,10 +202,10 @@ class SeriesBook:
             cols = (_fit(qs.in_use, n), _fit(qs.limit, n), _fit(qs.waiting, n), missing, missing)
             self.ring(queue_key(name)).extend(t, np.column_stack(cols))
         for index, ds in history.devices.items():
-            cols = (_fit(ds.memory_used_mib, n), _fit(ds.memory_reserved_mib, n), missing, _fit(ds.utilization_pct, n))
-            self.ring(device_key(index)).extend(t, np.column_stack(cols))
-        cols = (_fit(history.host_cpu_pct, n), _fit(history.host_memory_used_mib, n), missing)
-        self.ring(HOST_KEY).extend(t, np.column_stack(cols))
+            device = (_fit(ds.memory_used_mib, n), _fit(ds.memory_reserved_mib, n), missing, _fit(ds.utilization_pct, n))
+            self.ring(device_key(index)).extend(t, np.column_stack(device))
+        host = (_fit(history.host_cpu_pct, n), _fit(history.host_memory_used_mib, n), missing)
+        self.ring(HOST_KEY).extend(t, np.column_stack(host))
 
 
 def _fit(values: Sequence[float | None], n: int) -> np.ndarray:

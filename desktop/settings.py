@@ -3,6 +3,8 @@ remote connections. Tokens are never written here; `credentials.TokenVault` keep
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import QByteArray, QSettings
 
 from .connection import ConnectionSpec
@@ -53,10 +55,14 @@ class AppSettings:
         self._s.setValue("window/state", state)
         self._s.sync()
 
+    def _value(self, key: str, default: object) -> Any:
+        """A stored value as QSettings returns it (a str, int or float, by backend); callers convert it."""
+        return self._s.value(key, default)
+
     def waiting_alert(self) -> int:
         """Waiters in one queue above which the operator is notified."""
         try:
-            return max(1, int(self._s.value("alerts/waiting", 20)))
+            return max(1, int(self._value("alerts/waiting", 20)))
         except (TypeError, ValueError):
             return 20
 
@@ -66,7 +72,7 @@ class AppSettings:
     def stale_after_s(self) -> float:
         """Seconds without a snapshot after which a connection's figures are marked stale (2 to 300)."""
         try:
-            return min(300.0, max(2.0, float(self._s.value("refresh/stale_after_s", 5.0))))
+            return min(300.0, max(2.0, float(self._value("refresh/stale_after_s", 5.0))))
         except (TypeError, ValueError):
             return 5.0
 
@@ -76,7 +82,7 @@ class AppSettings:
     def redraws_per_s(self) -> int:
         """Most graph redraws per second (1 to 10)."""
         try:
-            return min(10, max(1, int(self._s.value("refresh/redraws_per_s", 5))))
+            return min(10, max(1, int(self._value("refresh/redraws_per_s", 5))))
         except (TypeError, ValueError):
             return 5
 
@@ -86,7 +92,7 @@ class AppSettings:
     def local_port(self) -> int | None:
         """The port the local service listens on, chosen once and kept (None: not chosen yet)."""
         try:
-            port = int(self._s.value("local/port", 0))
+            port = int(self._value("local/port", 0))
         except (TypeError, ValueError):
             return None
         return port if 0 < port < 65536 else None

@@ -128,7 +128,9 @@ class MainWindow(QMainWindow):
             self.fleet.choose(name)
 
     def _build_menus(self) -> None:
-        def action(menu_name: str, text: str, shortcut: QKeySequence | str | None, slot: object) -> QAction:
+        def action(
+            menu_name: str, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None, slot: object
+        ) -> QAction:
             act = QAction(text, self)
             if shortcut is not None:
                 act.setShortcut(QKeySequence(shortcut))

@@ -33,18 +33,8 @@ from . import cli_format as fmt
 from .cli_queues import add_queue_parser
 from .cli_work import WAIT_HELP, add_work_parsers
 from .config import ConfigError, load_settings, parse_device
-from .errors import (
-    LeaseGone,
-    NoFittingDevice,
-    QueueBusy,
-    QueueFull,
-    ServerUnavailable,
-    SlotCancelled,
-    SlotDeckError,
-    SlotTimeout,
-    StoreFault,
-    StoreLocked,
-)
+from .error_table import status_of
+from .errors import SlotDeckError, StoreFault, StoreLocked
 from .localmode import read_local_endpoint
 from .model import JobState, Role
 from .private import private_dir
@@ -181,7 +171,7 @@ def _client(args: argparse.Namespace) -> Any:
     local = read_local_endpoint()
     if url is None and local is not None:
         url, token = local[0], token or local[1]
-    elif local is not None and token is None and local[0].rstrip("/") == url.rstrip("/"):
+    elif local is not None and token is None and url is not None and local[0].rstrip("/") == url.rstrip("/"):
         token = local[1]
     if url is None:
         raise UsageError("no server: pass --url (or set SLOTDECK_URL), or start one locally with `slotdeck serve`")
@@ -621,25 +611,24 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# HTTP status of an error (its row in `error_table.ERRORS`, or an `ApiError`'s own) -> exit code
+_EXIT_BY_STATUS = {400: EXIT_USAGE, 422: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}
+_EXIT_BY_STATUS |= dict.fromkeys((409, 410, 503), EXIT_CONFLICT)
+
+
 def exit_code(exc: SlotDeckError) -> int:
     from .client import ApiError, AuthError, ConnectionFailed
 
     if isinstance(exc, StoreLocked):
         return EXIT_STORE_OWNED
-    if isinstance(exc, StoreFault):
+    if isinstance(exc, StoreFault):  # raised here, by `serve`: a store this process cannot use
         return EXIT_STORE_UNUSABLE
     if isinstance(exc, ConnectionFailed):
         return EXIT_CONNECT
     if isinstance(exc, AuthError):
         return EXIT_AUTH
-    if isinstance(exc, ApiError) and exc.status in (400, 422):
-        return EXIT_USAGE
-    if isinstance(exc, KeyError) or (isinstance(exc, ApiError) and exc.status == 404):
-        return EXIT_NOT_FOUND
-    conflicts = SlotTimeout | QueueFull | LeaseGone | SlotCancelled | QueueBusy | NoFittingDevice | ServerUnavailable
-    if isinstance(exc, conflicts) or (isinstance(exc, ApiError) and exc.status in (409, 410, 503)):
-        return EXIT_CONFLICT
-    return EXIT_FAILED
+    status = exc.status if isinstance(exc, ApiError) else status_of(exc)
+    return _EXIT_BY_STATUS.get(status, EXIT_FAILED) if status is not None else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -148,3 +148,22 @@ class StoreFault(SlotDeckError):
         super().__init__(f"the store is failing: {cause} ({detail})")
         self.cause = cause
         self.detail = detail
+
+
+class UnknownLease(SlotDeckError, KeyError):
+    """No lease with this id is known (never made here, or ended so long ago that it was forgotten)."""
+
+    def __init__(self, lease_id: str) -> None:
+        super().__init__(lease_id)
+        self.lease_id = lease_id
+
+    def __str__(self) -> str:
+        return f"no lease {self.lease_id!r} is known to this server"
+
+
+class NotYours(SlotDeckError):
+    """A client token acted on a lease or waiter that another token made (operators may act on any)."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"{item_id} was made by another token")
+        self.item_id = item_id

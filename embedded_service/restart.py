@@ -52,7 +52,8 @@ _read_counts = attrgetter(*_TOTALS)  # one C call per queue: reads look at every
 
 
 def _counts(state: QueueState) -> Counts:
-    return _read_counts(state)  # type: ignore[no-any-return]
+    counts: Counts = _read_counts(state)
+    return counts
 
 
 def _as_totals(counts: Counts) -> Totals:

@@ -22,14 +22,17 @@ from .engine.history import DEFAULT_HISTORY_POINTS
 from .engine.visible import DeviceSelection
 from .errors import StoreFault
 from .jobs import JobRunner, JobSettings
-from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, Snapshot
+from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, QueueStats, Snapshot
 from .overrides import PYTHON_ACTOR, OverrideBook, check_fields
 from .probes.base import GpuProbe, HostProbe
+from .remote import RemoteDesk
 from .restart import RestartKeeper
 from .stores import Store, open_store
 from .stores.ownership import StoreLock, take_ownership
 
 log = logging.getLogger("slotdeck.service")
+
+Listener = Callable[[str, dict[str, Any]], None]  # (event, JSON-ready fields)
 
 
 def proposed_config(current: QueueConfig, fields: dict[str, Any]) -> QueueConfig:
@@ -127,7 +130,9 @@ class SlotService:
         self._config_lock = asyncio.Lock()
         self.overrides = OverrideBook()
         self.keeper = RestartKeeper(self.engine, self.store, self.clock)
+        self._watchers: list[Listener] = []  # events() subscribers; the engine's events reach them via publish()
         self.jobs = self._make_job_runner(log_dir, jobs)
+        self.remote = RemoteDesk(self)  # remote holders and waiters (the HTTP API's), and the drain
 
     # ------------------------------------------------------------- lifecycle
 
@@ -279,7 +284,19 @@ class SlotService:
         await self.keeper.sync()
 
     def queue_config(self, name: str) -> QueueConfig:
+        """UnknownQueue."""
         return self.engine.queue(name).config
+
+    def has_queue(self, name: str) -> bool:
+        return name in self.engine.queues
+
+    def queue_configs(self) -> list[QueueConfig]:
+        """Every queue's configuration, in creation order."""
+        return [state.config for state in self.engine.queues.values()]
+
+    def queue_stats(self, name: str) -> QueueStats:
+        """One queue's live figures, built for it alone (not a whole snapshot); UnknownQueue."""
+        return self.engine.queue_stats(self.engine.queue(name), self.clock.time())
 
     def _save_soon(self, name: str) -> None:
         self._unsaved_queues.add(name)
@@ -336,7 +353,7 @@ class SlotService:
         settings = settings or JobSettings()
         if log_dir is not None:
             settings = dataclasses.replace(settings, log_dir=Path(log_dir))
-        return JobRunner(self.engine, self.store, self.clock, settings, host_probe=self.host_probe)
+        return JobRunner(self.engine, self.store, self.clock, settings, host_probe=self.host_probe, events=self)
 
     def task(self, name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """`@svc.task("resize", queue="cpu")`: register an async or sync callable that jobs can run."""
@@ -425,6 +442,11 @@ class SlotService:
 
     # -------------------------------------------------------------- observing
 
+    @property
+    def version(self) -> int:
+        """Grows with every change of what `snapshot()` shows but devices and host figures."""
+        return self.engine.version
+
     def snapshot(self) -> Snapshot:
         now = self.clock.time()
         engine = self.engine
@@ -489,20 +511,33 @@ class SlotService:
             except Exception:
                 log.exception("sampling failed; will retry")
 
+    def watched(self) -> bool:
+        """Whether anything subscribed to `events()` (publishers skip building events for nobody)."""
+        return bool(self._watchers)
+
+    def publish(self, event: str, fields: dict[str, Any]) -> None:
+        """Tell every `events()` subscriber: the engine's events and the service's own ("job", "prune")."""
+        for watcher in list(self._watchers):
+            watcher(event, fields)
+
     async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Engine events (granted, released, timed_out, ...) as they happen."""
+        """Engine events (granted, released, timed_out, ...) and job events ("job", "prune") as they happen."""
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
 
         def listener(event: str, fields: dict[str, Any]) -> None:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait((event, fields))
 
-        self.engine.listeners.append(listener)
+        if not self._watchers:  # the engine has a no-listener fast path: listen only while someone watches
+            self.engine.listeners.append(self.publish)
+        self._watchers.append(listener)
         try:
             while True:
                 yield await queue.get()
         finally:
-            self.engine.listeners.remove(listener)
+            self._watchers.remove(listener)
+            if not self._watchers:
+                self.engine.listeners.remove(self.publish)
 
 
 def gpu_selection(visible_gpus: str | None, env: dict[str, str] | None = None) -> DeviceSelection | None:

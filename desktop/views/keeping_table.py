@@ -32,7 +32,7 @@ class KeepingTable(QTableView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self._held: list[str] = []
 
-    def setModel(self, model: object) -> None:  # type: ignore[override]
+    def setModel(self, model: object) -> None:
         old = self.model()
         if old is not None:
             old.modelAboutToBeReset.disconnect(self._before_reset)

@@ -640,11 +640,11 @@ class OverviewView(QWidget):
             panel.box.setParent(None)
             panel.box.deleteLater()
         for key, title in wanted.items():
-            panel = self._panels.get(key)
-            if panel is None:
+            shown = self._panels.get(key)
+            if shown is None:
                 self._panels[key] = self._new_panel(key, title)
             else:
-                panel.set_title(title)
+                shown.set_title(title)
         self._drop_unshown_rings()
         order = list(wanted)
         if order != self._order:

@@ -94,7 +94,7 @@ class QueuesView(QWidget):
         self.add_button.clicked.connect(self._add)
         self.edit_button.clicked.connect(self._edit)
         self.delete_button.clicked.connect(self._delete)
-        self.table.doubleClicked.connect(lambda index: index.column() != LIMIT_COLUMN and self._edit())
+        self.table.doubleClicked.connect(self._double_clicked)
         self.pause_button.setToolTip("Stop admitting; running work continues and waiters keep their place")
         self.reset_button.setToolTip("Forget the high-water marks of the selected queue")
         self.pause_button.clicked.connect(self._pause)
@@ -186,6 +186,10 @@ class QueuesView(QWidget):
         dialog = QueueDialog(None, self.model.names(), self)
         if dialog.exec():
             self.create_requested.emit(dialog.queue_name(), dialog.changes())
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        if index.column() != LIMIT_COLUMN:  # the limit column edits in place
+            self._edit()
 
     def _edit(self) -> None:
         q = self._selected_stats()

@@ -165,9 +165,11 @@ class SubmitDialog(QDialog):
             argv = [*SHELL, line] if self.shell.isChecked() and line.strip() else split_command(line)
             env = parse_env(self.env.toPlainText())
         except ValueError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
+            return None
         if not argv:
-            return self._fail("Enter the command to run.")
+            self._fail("Enter the command to run.")
+            return None
         try:
             return CommandSubmit(
                 argv=argv,
@@ -181,7 +183,8 @@ class SubmitDialog(QDialog):
                 cwd=self.cwd.text().strip() or None,
             )
         except ValidationError as exc:
-            return self._fail(describe_errors(exc))
+            self._fail(describe_errors(exc))
+            return None
 
     def error_text(self) -> str:
         """What is wrong with the fields, as shown; "" when nothing is shown."""
@@ -194,4 +197,3 @@ class SubmitDialog(QDialog):
     def _fail(self, message: str) -> None:
         self.error.setText(message)
         self.error.show()
-        return None

@@ -30,7 +30,7 @@ from .keeping_table import KeepingTable
 REPAINT_MS = 1000  # ages and time left move on between snapshots
 
 
-def _table(model: WaitersModel | LeasesModel, parent: QWidget) -> tuple[QTableView, QSortFilterProxyModel]:
+def _table(model: WaitersModel | LeasesModel, parent: QWidget) -> tuple[KeepingTable, QSortFilterProxyModel]:
     proxy = QSortFilterProxyModel(parent)
     proxy.setSourceModel(model)
     proxy.setSortRole(SORT_ROLE)

@@ -1,4 +1,4 @@
-"""`EmbeddedServer`: the API and a SlotService on a background thread with its own loop.
+"""`EmbeddedServer`: the API and a SlotService on a background thread with its own loop (a `LoopThread`).
 
 The desktop runs one for local single-user mode; tests run them to talk real
 HTTP over loopback. `start()` returns once the listener accepts connections;
@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Settings
 from ..localmode import data_dir, forget_local_endpoint
+from ..loopthread import LoopThread
 from ..model import Role
 from ..service import SlotService
 from .app import api_state, create_app
@@ -62,6 +61,7 @@ class EmbeddedServer:
         commands: CommandPolicy | None = None,
         **service_kwargs: Any,
     ) -> None:
+        limits: dict[str, Any] = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
         self.settings = Settings(
             host=host,
             port=port,
@@ -74,7 +74,7 @@ class EmbeddedServer:
             probes=probes,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
-            **({} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}),
+            **limits,
         )
         self.commands = commands
         self.write_local = write_local
@@ -84,8 +84,7 @@ class EmbeddedServer:
         self.token: str | None = None
         self._service: SlotService | None = None
         self._server: SlotDeckServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._host = LoopThread("slotdeck-server", "the embedded server")
 
     @property
     def service(self) -> SlotService:
@@ -95,33 +94,14 @@ class EmbeddedServer:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise RuntimeError("the embedded server is not started")
-        return self._loop
+        return self._host.loop
 
     def start(self, timeout: float = 60.0) -> EmbeddedServer:
         """Start the service and the listener; returns when it serves (raises what stopped it)."""
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="slotdeck-server", daemon=True)
-        self._thread.start()
-        ready.result(timeout)
+        self._host.start(self._main, timeout)
         return self
 
-    def _run(self, ready: Future[None]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main(ready))
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            else:
-                log.exception("embedded server stopped with an error")
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _main(self, ready: Future[None]) -> None:
+    async def _main(self, ready: Callable[[], None]) -> None:
         s = self.settings
         svc = await open_service(s.resolved_store(), probes=s.probes, default_limit=s.default_limit, **self.service_kwargs)
         self._service = svc
@@ -147,7 +127,7 @@ class EmbeddedServer:
                     self.token = await write_local_token(svc, self.url)
                 else:
                     self.token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
-            ready.set_result(None)
+            ready()
             await serving
         finally:
             if self.write_local and self.url:
@@ -156,16 +136,15 @@ class EmbeddedServer:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run a coroutine on the server's loop (e.g. to configure the service) and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        return self._host.call(coro, timeout)
 
     def stop(self, timeout: float | None = 60.0) -> None:
         """Drain (waiting clients told, running leases given the grace period), then stop and close the store."""
-        if self._thread is None or self._loop is None or self._server is None:
+        if self._server is None:
             return
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._server.request_drain)
-        self._thread.join(timeout)
-        self._thread = None
+        if self._host.running:
+            self._host.call_soon(self._server.request_drain)
+        self._host.join(timeout)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

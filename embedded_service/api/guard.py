@@ -12,8 +12,8 @@ Every route of the API goes through `guarded`:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
 from starlette.exceptions import HTTPException
@@ -24,7 +24,7 @@ from .problems import problem_for
 if TYPE_CHECKING:
     from .deps import RoleCheck
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 

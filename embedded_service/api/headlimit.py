@@ -20,7 +20,7 @@ def http_protocol() -> Any:
     except ImportError:  # no httptools: uvicorn uses h11, which bounds heads itself
         return "auto"
 
-    class BoundedHeadProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    class BoundedHeadProtocol(HttpToolsProtocol):
         _in_head = False
         _head_bytes = 0
 

@@ -22,7 +22,7 @@ from fastapi.params import Depends, Path
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .deps import RoleCheck
-from .guard import DEFAULT_MAX_BODY_BYTES, guarded
+from .guard import DEFAULT_MAX_BODY_BYTES, Handler, guarded
 from .problems import ProblemRoute, problem_for
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
@@ -166,7 +166,7 @@ class SlotDeckRoute(ProblemRoute):
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Handler:
         return guarded(self._handler(), self.max_body_bytes, self._caller_before_body())
 
     def _caller_before_body(self) -> RoleCheck | None:
@@ -175,7 +175,7 @@ class SlotDeckRoute(ProblemRoute):
             return None
         return next((d.call for d in self.dependant.dependencies if isinstance(d.call, RoleCheck)), None)
 
-    def _handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def _handler(self) -> Handler:
         if not is_lean(self.endpoint):
             return super().get_route_handler()
         bind = binder(self.endpoint, set(self.param_convertors))

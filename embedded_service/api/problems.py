@@ -1,14 +1,14 @@
 """Errors as RFC 9457 `application/problem+json`, mapped from SlotDeck's error types.
 
-One table decides the status of every error so that the API, its OpenAPI
-schema and the client (which maps statuses back to the same types) agree.
+`error_table.ERRORS` decides the status and code of every SlotDeck error, so that the API, the
+clients (which map codes back to the same types) and the CLI's exit codes agree.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -18,21 +18,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import (
-    IdempotencyKeyReused,
-    LeaseGone,
-    NoFittingDevice,
-    QueueBusy,
-    QueueFull,
-    SlotCancelled,
-    SlotDeckError,
-    SlotTimeout,
-    StoreFault,
-    UnknownJob,
-    UnknownQueue,
-    UnknownTask,
-    UnknownWaiter,
-)
+from ..error_table import row_for
+from ..errors import ServerUnavailable, SlotDeckError
 
 log = logging.getLogger("slotdeck.api")
 
@@ -74,34 +61,6 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
-class ShuttingDown(ApiProblem):
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "Server is shutting down",
-            "this server is draining for a restart and admits no new work; retry shortly",
-            code="shutting_down",
-            headers={"Retry-After": "5"},
-        )
-
-
-# error type -> (status, title, code); the first matching base wins
-_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
-    (StoreFault, 503, "Store unavailable", "store_failing"),
-    (SlotTimeout, 503, "No slot before the timeout", "slot_timeout"),
-    (QueueFull, 503, "Queue is full", "queue_full"),
-    (UnknownQueue, 404, "Unknown queue", "unknown_queue"),
-    (UnknownWaiter, 404, "Unknown waiter", "unknown_waiter"),
-    (UnknownJob, 404, "Unknown job", "unknown_job"),
-    (UnknownTask, 404, "Unknown task", "unknown_task"),
-    (LeaseGone, 410, "Lease is gone", "lease_gone"),
-    (IdempotencyKeyReused, 422, "Idempotency-Key reused", "idempotency_key_reused"),
-    (SlotCancelled, 409, "Wait was cancelled", "wait_cancelled"),
-    (QueueBusy, 409, "Queue is busy", "queue_busy"),
-    (NoFittingDevice, 409, "No device can fit this request", "no_fitting_device"),
-]
-
-
 def retry_after(est_wait_s: float | None) -> int:
     """Whole seconds for `Retry-After`, from the estimated wait (at least 1)."""
     if est_wait_s is None or not math.isfinite(est_wait_s):
@@ -110,7 +69,7 @@ def retry_after(est_wait_s: float | None) -> int:
 
 
 def problem_response(
-    status: int, title: str, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, title: str, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body = Problem(title=title, status=status, detail=detail, **extra).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
@@ -134,21 +93,15 @@ ERROR_FIELDS = (
 
 def slotdeck_error_response(exc: SlotDeckError) -> JSONResponse:
     fields = {name: getattr(exc, name) for name in ERROR_FIELDS if getattr(exc, name, None) is not None}
-    for error_type, status, title, code in _ERRORS:
-        if isinstance(exc, error_type):
-            if status == 503:
-                seconds = retry_after(getattr(exc, "est_wait_s", None))
-                return problem_response(
-                    status,
-                    title,
-                    str(exc),
-                    code=code,
-                    retry_after_s=seconds,
-                    headers={"Retry-After": str(seconds)},
-                    **fields,
-                )
-            return problem_response(status, title, str(exc), code=code, **fields)
-    return problem_response(409, "Request conflicts with the service's state", str(exc), code="conflict")
+    row = row_for(exc)
+    if row is None:
+        return problem_response(409, "Request conflicts with the service's state", str(exc), code="conflict")
+    if row.status == 503:
+        wait = exc.retry_after_s if isinstance(exc, ServerUnavailable) else getattr(exc, "est_wait_s", None)
+        seconds = retry_after(wait)
+        headers = {"Retry-After": str(seconds)}
+        return problem_response(503, row.title, str(exc), code=row.code, retry_after_s=seconds, headers=headers, **fields)
+    return problem_response(row.status, row.title, str(exc), code=row.code, **fields)
 
 
 def _field_errors(errors: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ never answered (see `visibility`); every cancel, by the owner too, is audited.
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -58,8 +58,10 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         "/v1/jobs",
         response_model=Job,
         status_code=201,
-        responses={200: {"model": Job, "description": "The job an earlier submit with this Idempotency-Key made"}}
-        | problems(401, 403, 404, 409, 422, 503),
+        responses={
+            200: {"model": Job, "description": "The job an earlier submit with this Idempotency-Key made"},
+            **problems(401, 403, 404, 409, 422, 503),
+        },
         tags=["jobs"],
     )
     async def submit(
@@ -192,7 +194,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
 def spec_of(job: Job) -> TaskSubmit | CommandSubmit:
     """The submit that repeats `job` (a retry)."""
-    common = {
+    common: dict[str, Any] = {
         "gpus": job.gpus,
         "gpu_mem_mib": job.gpu_mem_mib,
         "priority": job.priority,
@@ -208,7 +210,7 @@ async def submit_spec(
     svc: SlotService, body: TaskSubmit | CommandSubmit, owner: str | None, idempotency_key: str | None = None
 ) -> Job:
     """Queue the job a submit body describes, for `owner` (the one place a body becomes a job)."""
-    common = {
+    common: dict[str, Any] = {
         "owner": owner,
         "priority": body.priority,
         "max_attempts": body.max_attempts,

@@ -17,8 +17,7 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     Operator = Annotated[Principal, Depends(need(Role.operator))]
 
     def current(name: str) -> dict[str, Any] | None:
-        state = svc.engine.queues.get(name)
-        return state.config.model_dump(mode="json") if state is not None else None
+        return svc.queue_config(name).model_dump(mode="json") if svc.has_queue(name) else None
 
     def view(config: QueueConfig) -> QueueView:
         configured, overrides = svc.overrides.view(config.name)
@@ -28,13 +27,12 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def list_queues(_: Viewer) -> list[QueueView]:
         """Every queue's configuration, with `configured` (code/config values) and `overrides` (fields an
         operator set live: value, by, at)."""
-        return [view(state.config) for state in svc.engine.queues.values()]
+        return [view(config) for config in svc.queue_configs()]
 
     @r.get("/v1/queues/{queue}", response_model=QueueStatsView, responses=problems(401, 403, 404, 422), tags=["queues"])
     async def get_queue(queue: QueueName, _: Viewer) -> QueueStatsView:
         """One queue's live state, with `configured` and `overrides` as in the list."""
-        state = svc.engine.queue(queue)
-        stats = svc.engine.queue_stats(state, svc.clock.time())
+        stats = svc.queue_stats(queue)
         await svc.keeper.sync_shown((queue,))  # the totals shown are stored: they never go backwards after a crash
         configured, overrides = svc.overrides.view(queue)
         return QueueStatsView(**dict(stats), overrides=overrides, configured=configured)
@@ -108,8 +106,8 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     )
     async def reset_marks(queue: QueueName, who: Operator) -> QueueStats:
         """Start the high-water marks again from the current values."""
-        state = svc.engine.queue(queue)
-        before = state.marks.model_dump(mode="json")
+        before = svc.queue_stats(queue).marks.model_dump(mode="json")
         await svc.reset_marks(queue)
-        await st.audit(who, "queue.reset_marks", queue, before, state.marks.model_dump(mode="json"))
-        return svc.engine.queue_stats(state, svc.clock.time())
+        after = svc.queue_stats(queue)
+        await st.audit(who, "queue.reset_marks", queue, before, after.marks.model_dump(mode="json"))
+        return after

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import UnknownJob, UnknownQueue
+from ..errors import UnknownJob
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
 from .auth import Principal
 from .deps import Need, redact_url
@@ -60,10 +60,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     def stats(queue: str) -> QueueStats:
         """One queue's figures, built for it alone (not a whole snapshot of every queue)."""
-        state = svc.engine.queues.get(queue)
-        if state is None:
-            raise UnknownQueue(queue)
-        return svc.engine.queue_stats(state, svc.clock.time())
+        return svc.queue_stats(queue)
 
     def store_fault() -> str | None:
         """Why the store refuses writes now (None: it does not, or cannot fail)."""

@@ -69,7 +69,7 @@ class SlotDeckServer(uvicorn.Server):
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
         else:
             log.warning("asked again: not waiting for running work any longer")
-            self.state.hurry = True
+            self.state.service.remote.hurry = True
 
     async def _drain(self) -> None:
         try:
@@ -89,7 +89,7 @@ async def open_service(store: str, *, probes: bool = True, default_limit: int | 
     """Start a service on `store` with a `default` queue (its limit from settings when given)."""
     svc = SlotService(store=store, **(_probes() if probes else {}), **kwargs)
     await svc.start()
-    if DEFAULT_QUEUE not in svc.engine.queues:
+    if not svc.has_queue(DEFAULT_QUEUE):
         svc.configure_queue(DEFAULT_QUEUE, limit=1 if default_limit is None else default_limit)
         await svc.store.save_queue(svc.queue_config(DEFAULT_QUEUE))
     elif default_limit is not None:  # configuration, not an operator: an operator's live limit still wins

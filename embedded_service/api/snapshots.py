@@ -24,7 +24,7 @@ class SnapshotCache:
 
     def _fresh(self) -> bool:
         svc = self.service
-        key = (svc.engine.version, id(svc.host), svc.gpu_probe_reason)
+        key = (svc.version, id(svc.host), svc.gpu_probe_reason)
         now = time.monotonic()
         if key == self._key and now - self._built < self.max_age_s:
             return True

@@ -1,9 +1,9 @@
 """What one mounted API keeps besides the service: auth, the event broker, the
-snapshot cache, metrics, who holds which remote lease, and the drain switch."""
+snapshot cache and metrics. Who holds which remote lease and the drain are the service's
+(`embedded_service.remote`); this object shows them to the routes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +16,6 @@ from .commands import CommandPolicy
 from .events import EventBroker
 from .guard import DEFAULT_MAX_BODY_BYTES
 from .metrics import Metrics
-from .problems import ShuttingDown
 from .snapshots import SnapshotCache
 from .visibility import Audience
 
@@ -47,12 +46,8 @@ class ApiState:
             self.snapshots,
             settings.snapshot_hz,
             observers=[self.metrics.observe],
-            owner_of=lambda item_id: self.holders.get(item_id),
+            owner_of=lambda item_id: service.remote.holders.get(item_id),
         )
-        self.holders: dict[str, str] = {}  # remote lease or waiter id -> token name that made it
-        self.draining = False
-        self.hurry = False  # a second signal: stop waiting for running work
-        self.stopping = asyncio.Event()
 
     # ---------------------------------------------------------------- audit
 
@@ -68,63 +63,21 @@ class ApiState:
         log.info("audit %s %s by %s", action, target, who.name, extra={"slotdeck": {"event": "audit", "action": action}})
         self.broker.publish("audit", entry.model_dump(mode="json"), Audience.of(who.name, owner))
 
-    # ------------------------------------------------------------ ownership
+    # ----------------------------------------- remote holders and the drain (`service.remote`)
 
-    def remember(self, item_id: str, who: Principal) -> None:
-        self.holders[item_id] = who.name
-        if len(self.holders) > 4 * (len(self.service.engine.leases) + len(self.service.engine.waiters)) + 1024:
-            self._prune()
-
-    def _prune(self) -> None:
-        engine = self.service.engine
-        self.holders = {k: v for k, v in self.holders.items() if k in engine.leases or k in engine.waiters}
-
-    def owns(self, item_id: str, who: Principal) -> bool:
-        """Whether a client token made this lease/waiter (operators act on any)."""
-        holder = self.holders.get(item_id)
-        if holder is None:  # a remote lease taken back after a restart
-            holder = self.service.keeper.holders.get(item_id)
-        return holder == who.name
+    @property
+    def draining(self) -> bool:
+        return self.service.remote.draining
 
     def check_admitting(self) -> None:
-        if self.draining:
-            raise ShuttingDown()
-
-    # ---------------------------------------------------------------- drain
+        self.service.remote.check_admitting()
 
     async def drain(self, grace_s: float | None = None) -> None:
         """Stop admitting, end long-polls and streams, give running leases `grace_s` to finish, then revoke what
         remains (each logged) but the stored remote leases: those the next start takes back and counts."""
-        if self.draining:
+        if self.broker.closed:
             return
-        grace = self.settings.grace_s if grace_s is None else grace_s
-        self.draining = True
-        self.stopping.set()
-        self.service.jobs.hold_queued()  # from now on no queued job starts; running ones get the grace period
-        engine = self.service.engine
-        for waiter_id in [w for w in self.holders if w in engine.waiters]:
-            engine.cancel(waiter_id)
+        first = self.service.remote.stop_admitting()  # False: another app mounted on this service began it
         await self.broker.close()
-        deadline = time.monotonic() + grace
-        running = set(engine.leases)  # the work running now gets the grace period, nothing admitted later
-        if running:
-            log.info("draining: waiting up to %.0fs for %d running lease(s)", grace, len(running))
-        while running & engine.leases.keys() and time.monotonic() < deadline and not self.hurry:
-            await asyncio.sleep(0.05)
-        restored = self.service.keeper.holders  # remote leases taken back after a restart are remote too
-        kept = 0
-        for lease_id in [lease_id for lease_id in engine.leases if lease_id in self.holders or lease_id in restored]:
-            lease = engine.leases[lease_id]
-            if lease.ttl_s is not None and lease.expires_at is not None:
-                # stored: its holder hears nothing until its next renew and may still be working, so the next
-                # start takes it back and counts it (as after kill -9); revoking it would free the slot too early
-                log.warning("kept for the next start queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
-                kept += 1
-                continue
-            log.warning("revoked at shutdown queue=%s owner=%s lease=%s", lease.queue, lease.owner, lease.id)
-            engine.revoke(lease_id)
-        if len(engine.leases) > kept:
-            log.warning(
-                "shutting down with %d running job lease(s): they are stopped and queued again for the next start",
-                len(engine.leases) - kept,
-            )
+        if first:
+            await self.service.remote.wind_down(self.settings.grace_s if grace_s is None else grace_s)

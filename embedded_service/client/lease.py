@@ -56,7 +56,7 @@ class RemoteLease:
         self.deadline = sent_at + ttl_s - self.margin_s
         self.next_renew_at = sent_at + self.renew_every_s
         self._cancel_body: Callable[[], Any] | None = None  # set by slot(): how a loss reaches the body
-        self._stop: Callable[[], None] | None = None
+        self._stop: Callable[[], object] | None = None
         self._lock = threading.Lock()
 
     @property

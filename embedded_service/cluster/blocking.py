@@ -1,6 +1,6 @@
 """BlockingClusterSlots: ClusterSlots for threads and Celery tasks (no asyncio in the caller).
 
-One private event loop on a daemon thread runs the asyncio ClusterSlots; every method blocks the
+One private event loop on a daemon thread (a `LoopThread`) runs the asyncio ClusterSlots; every method blocks the
 calling thread until its coroutine finishes and raises the same errors (UnknownQueue, QueueFull,
 SlotTimeout, RedisNotSafe). Usable from many threads at once. In a forking worker pool (Celery
 prefork, gunicorn) create it in each child after the fork (e.g. Celery's ``worker_process_init``
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from embedded_service.cluster.slots import ClusterLease, ClusterSlots
+from embedded_service.loopthread import LoopThread
 
 T = TypeVar("T")
 
@@ -27,26 +27,19 @@ class BlockingClusterSlots:
     """
 
     def __init__(self, url: str, **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="slotdeck-cluster", daemon=True)
-        self._thread.start()
         self._slots = ClusterSlots(url, **kwargs)
-        try:
-            self._run(self._make())
-        except BaseException:
-            self._stop_loop()
-            raise
+        self._done: asyncio.Event | None = None
+        self._host = LoopThread("slotdeck-cluster", "the cluster client")
+        self._host.start(self._main)
 
-    async def _make(self) -> None:
+    async def _main(self, ready: Callable[[], None]) -> None:
         await self._slots.open()
+        self._done = asyncio.Event()
+        ready()
+        await self._done.wait()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return fut.result()
-        except BaseException:
-            fut.cancel()
-            raise
+        return self._host.call(coro)  # a wait given up (Ctrl-C) cancels the coroutine
 
     @property
     def proc_id(self) -> str:
@@ -88,16 +81,12 @@ class BlockingClusterSlots:
 
     def close(self) -> None:
         """Release this process's leases and stop the loop thread. Idempotent."""
-        if self._loop.is_closed():
+        if not self._host.running or self._done is None:
             return
         with contextlib.suppress(Exception):
             self._run(self._slots.close())
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._host.call_soon(self._done.set)
+        self._host.join(timeout=10)
 
     def __enter__(self) -> BlockingClusterSlots:
         return self

@@ -720,21 +720,7 @@ class SlotEngine:
     def waiter_infos(self) -> list[WaiterInfo]:
         infos: list[WaiterInfo] = []
         for state in self.queues.values():
-            for position, w in enumerate(state.live_waiters(), start=1):
-                infos.append(
-                    WaiterInfo(
-                        id=w.id,
-                        queue=w.queue,
-                        owner=w.owner,
-                        priority=w.priority,
-                        gpus=w.gpus,
-                        gpu_mem_mib=w.gpu_mem_mib,
-                        enqueued_at=w.enqueued_at,
-                        deadline=w.deadline,
-                        position=position,
-                        job_id=w.job_id,
-                    )
-                )
+            infos.extend(w.info(position) for position, w in enumerate(state.live_waiters(), start=1))
         return infos
 
     def totals(self, name: str) -> Totals:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from .clock import Clock, TimerHandle
 from .queues import TIMER_SLACK_S, Waiter
@@ -31,11 +32,11 @@ class Deadlines:
 
     def watch(self, waiter: Waiter, now: float, live: int) -> None:
         """Start watching a new waiter's deadline; `live` is how many waiters wait in all."""
-        deadline = waiter.deadline
+        deadline = cast(float, waiter.deadline)  # only waiters with a deadline are watched here
         in_order = self._in_order
         while in_order and in_order[0].done:  # waiters granted in line order leave from the front: drop them now
             in_order.popleft()
-        if not in_order or deadline >= in_order[-1].deadline:
+        if not in_order or deadline >= cast(float, in_order[-1].deadline):
             in_order.append(waiter)
         else:
             heapq.heappush(self._out_of_order, (deadline, waiter.seq, waiter))
@@ -54,7 +55,7 @@ class Deadlines:
             heapq.heappop(out_of_order)
         if not out_of_order:
             return in_order[0] if in_order else None
-        if in_order and in_order[0].deadline <= out_of_order[0][0]:
+        if in_order and cast(float, in_order[0].deadline) <= out_of_order[0][0]:
             return in_order[0]
         return out_of_order[0][2]
 
@@ -63,7 +64,7 @@ class Deadlines:
             self._timer.cancel()
             self._timer = None
         earliest = self._earliest()
-        self._armed_for = earliest.deadline if earliest is not None else float("inf")
+        self._armed_for = cast(float, earliest.deadline) if earliest is not None else float("inf")
         if earliest is not None:
             self._timer = self._clock.call_later(max(TIMER_SLACK_S, self._armed_for - now), self._due)
 
@@ -71,7 +72,7 @@ class Deadlines:
         """Expire every waiter whose deadline has come, then wait for the next one."""
         self._timer = None
         now = self._clock.time()
-        while (earliest := self._earliest()) is not None and earliest.deadline <= now + TIMER_SLACK_S:
+        while (earliest := self._earliest()) is not None and cast(float, earliest.deadline) <= now + TIMER_SLACK_S:
             if self._in_order and self._in_order[0] is earliest:
                 self._in_order.popleft()
             else:

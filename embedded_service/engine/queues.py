@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..model import Marks, QueueConfig, Totals, trusted
+from ..model import Marks, QueueConfig, Totals, WaiterInfo, trusted
 from .clock import TimerHandle
 
 if TYPE_CHECKING:
@@ -48,6 +48,21 @@ class Waiter:
         if self.priority != other.priority:
             return self.priority < other.priority
         return self.seq < other.seq
+
+    def info(self, position: int) -> WaiterInfo:
+        """Its public view; `position` in its line from 1 (0: not computed)."""
+        return WaiterInfo(
+            id=self.id,
+            queue=self.queue,
+            owner=self.owner,
+            priority=self.priority,
+            gpus=self.gpus,
+            gpu_mem_mib=self.gpu_mem_mib,
+            enqueued_at=self.enqueued_at,
+            deadline=self.deadline,
+            position=position,
+            job_id=self.job_id,
+        )
 
 
 class TokenBucket:
@@ -116,9 +131,9 @@ class SortedMirror:
             self.p50, self.p95 = ordered[i50], ordered[i95]
             return ordered
         if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
-            ordered = sorted(samples)
-            self.sorted = array("d", ordered)
-            self.total = math.fsum(ordered)
+            fresh = sorted(samples)
+            self.sorted = ordered = array("d", fresh)
+            self.total = math.fsum(fresh)
             self._mirror = deque(samples)
         else:
             mirror, ordered = self._mirror, self.sorted

@@ -12,7 +12,7 @@ import contextvars
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +126,7 @@ async def run_task(
 
 async def run_command(
     job: Job,
-    devices: tuple[int, ...] | list[int | str],
+    devices: Sequence[int | str],
     control: RunControl,
     log_path: Path,
     log_max_bytes: int,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine import Clock, Lease, SlotEngine
 from ..errors import (
@@ -52,8 +52,8 @@ log = logging.getLogger("slotdeck.jobs")
 
 JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its slot
 STORE_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # backoff while an outcome cannot be stored (the last repeats)
-_REQUEST_FIELDS = ("kind", "queue", "priority", "task", "args", "kwargs", "argv", "cwd", "gpus", "gpu_mem_mib")
-_REQUEST_FIELDS += ("max_attempts", "max_runtime_s")  # what a submit asked for (env values are write-only: not compared)
+_REQUEST_FIELDS: tuple[str, ...] = ("kind", "queue", "priority", "task", "args", "kwargs", "argv", "cwd", "gpus")
+_REQUEST_FIELDS += ("gpu_mem_mib", "max_attempts", "max_runtime_s")  # what a submit asked for (env: write-only)
 
 
 def _request_of(job: Job) -> str:
@@ -67,6 +67,16 @@ MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
 
 
+class EventSink(Protocol):
+    """Where the runner publishes its events ("job", "prune"): the `SlotService`, to its `events()` subscribers."""
+
+    def watched(self) -> bool:
+        """Whether anyone is subscribed (else events need not be built)."""
+
+    def publish(self, event: str, fields: dict[str, Any]) -> None:
+        """Tell every subscriber `event` with `fields` (JSON-ready)."""
+
+
 class JobRunner:
     """Submits, feeds, runs, cancels, recovers and prunes jobs for one `SlotService`."""
 
@@ -77,8 +87,11 @@ class JobRunner:
         clock: Clock,
         settings: JobSettings,
         host_probe: HostProbe | None = None,
+        *,
+        events: EventSink,
     ) -> None:
         self.engine = engine
+        self.events = events
         self.store = store
         self.clock = clock
         self.settings = settings
@@ -831,7 +844,7 @@ class JobRunner:
         pruned = await self.store.prune_jobs(cutoff, settings.keep_finished)
         directory = self._log_dir or self.store.default_log_dir()
         if pruned and directory is not None:
-            await asyncio.to_thread(lambda: [remove_log(directory / f"{job_id}.log") for job_id in pruned])
+            await asyncio.to_thread(_remove_logs, directory, pruned)
         if pruned:
             log.info("pruned %d finished job(s)", len(pruned))
             self._tell("prune", {"jobs": pruned})  # watchers holding job lists drop these rows
@@ -863,12 +876,16 @@ class JobRunner:
                 held.gpu_mem_used_mib = sum(gpu_by_pid.get(pid, 0) for pid in pids)
 
     def _emit(self, job: Job) -> None:
-        if any(listener != self._engine_event for listener in self.engine.listeners):
+        if self.events.watched():  # a job serialized for nobody is wasted work
             self._tell("job", {"job": job.model_dump(mode="json")})
 
     def _tell(self, event: str, data: dict[str, Any]) -> None:
-        for listener in [listener for listener in self.engine.listeners if listener != self._engine_event]:
-            listener(event, data)
+        self.events.publish(event, data)
+
+
+def _remove_logs(directory: Path, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        remove_log(directory / f"{job_id}.log")
 
 
 def _requeue_after_shutdown(job: Job) -> dict[str, Any]:

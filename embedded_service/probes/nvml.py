@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from ..model import DeviceInfo, GpuProcess
+from ..model import DeviceHealth, DeviceInfo, GpuProcess
 
 log = logging.getLogger("slotdeck.probes.nvml")
 
@@ -141,10 +141,11 @@ class NvmlProbe:
         temperature = read("temperature_c", lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         compute = read("compute processes", lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle))
         graphics = read("graphics processes", lambda: nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
-        health, reason = "ok", None
-        lost = [what for what, exc in failures.items() if _is_lost(exc)]
-        if lost:
-            health, reason = "lost", f"NVML reports the GPU lost (reading {lost[0]})"
+        health: DeviceHealth = "ok"
+        reason: str | None = None
+        lost_reads = [what for what, exc in failures.items() if _is_lost(exc)]
+        if lost_reads:
+            health, reason = "lost", f"NVML reports the GPU lost (reading {lost_reads[0]})"
         elif "memory" in failures:
             if isinstance(failures["memory"], pynvml.NVMLError_NotSupported):
                 health, reason = "unified", "NVML gives no memory figures for this GPU (unified memory)"

@@ -373,4 +373,4 @@ def _insert_job(c: sqlite3.Connection, job: Job, idem: str | None = None) -> Job
 
 
 def _token(name: str, token_hash: str, role: str, created_at: float) -> StoredToken:
-    return StoredToken(name=name, token_hash=token_hash, role=role, created_at=created_at)
+    return StoredToken.model_validate({"name": name, "token_hash": token_hash, "role": role, "created_at": created_at})
