@@ -60,7 +60,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
-Depends: init-system-helpers, $depends
+Depends: $depends
 Section: utils
 Priority: optional
 Description: queues with concurrency slots for slow GPU/LLM work, plus a dashboard
