@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ def bundle_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("SLOTDECK_TEST_DIST"):
         return Path(os.environ["SLOTDECK_TEST_DIST"]).resolve()
     out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), str(out)], capture_output=True, text=True)
+    built = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build.sh"), str(out)],
+        env={**os.environ, "PYTHON": sys.executable},  # this interpreter has PyInstaller (checked above)
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     return out

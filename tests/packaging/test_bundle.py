@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from embedded_service import __version__
-from tests.packaging.apprun import user_env, wait_for_local_file
-from tests.xdisplay import grab_screen, xvfb_display
+from tests.packaging.apprun import assert_dashboard_opens, user_env, wait_for_local_file
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -85,18 +84,4 @@ def test_bundled_server_runs_a_job_and_stops_cleanly(installed: Path, tmp_path: 
 @pytest.mark.xvfb
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 def test_bundled_dashboard_opens_with_its_local_service(installed: Path, tmp_path: Path) -> None:
-    with xvfb_display() as display:
-        env = {**user_env(tmp_path), "DISPLAY": display}
-        proc = subprocess.Popen(
-            [str(installed / "bin" / "slotdeck")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            endpoint = wait_for_local_file(tmp_path, proc)
-            assert httpx.get(f"{endpoint['url']}/v1/health").json()["status"] == "ok"
-            time.sleep(4)  # the window connects and draws its first seconds of data
-            assert grab_screen(display, tmp_path / "bundle.png") > 10, "the X screen shows a drawn window"
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-            proc.wait()
+    assert_dashboard_opens([str(installed / "bin" / "slotdeck")], tmp_path)

@@ -23,8 +23,7 @@ import httpx
 import pytest
 
 from embedded_service import __version__
-from tests.packaging.apprun import user_env, wait_for_local_file
-from tests.xdisplay import grab_screen, xvfb_display
+from tests.packaging.apprun import assert_dashboard_opens
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,26 +171,7 @@ def test_server_runs_from_the_installed_files_as_the_unit_starts_it(root: Path) 
 def test_menu_entry_opens_the_installed_dashboard(root: Path, tmp_path: Path) -> None:
     entry = (root / "usr" / "share" / "applications" / "slotdeck.desktop").read_text()
     program, *args = shlex.split(re.search(r"^Exec=(.+)$", entry, flags=re.M).group(1))  # type: ignore[union-attr]
-    with xvfb_display() as display:
-        env = {**user_env(tmp_path), "DISPLAY": display}
-        proc = subprocess.Popen(
-            [str(in_root(root, f"/usr/bin/{program}")), *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            endpoint = wait_for_local_file(tmp_path, proc)
-            assert httpx.get(f"{endpoint['url']}/v1/health").json()["status"] == "ok"
-            time.sleep(4)  # the window connects and draws its first seconds of data
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert grab_screen(display, tmp_path / "deb.png") > 10, "the X screen shows a drawn window"
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-            proc.wait()
+    assert_dashboard_opens([str(in_root(root, f"/usr/bin/{program}")), *args], tmp_path)
 
 
 def test_purge_leaves_nothing_but_dpkgs_database(root: Path) -> None:
