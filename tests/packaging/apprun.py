@@ -53,3 +53,10 @@ def assert_dashboard_opens(argv: list[str], home: Path) -> None:
         finally:
             proc.kill()
             proc.wait()
+
+
+def assert_server_stops_cleanly(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to a running `slotdeck serve`: it drains, closes its store and exits 0 within 60 s."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped; store closed" in out, out[-3000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from embedded_service import __version__
-from tests.packaging.apprun import assert_dashboard_opens, user_env, wait_for_local_file
+from tests.packaging.apprun import assert_dashboard_opens, assert_server_stops_cleanly, user_env, wait_for_local_file
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -73,9 +72,7 @@ def test_bundled_server_runs_a_job_and_stops_cleanly(installed: Path, tmp_path: 
                 time.sleep(0.1)
         listed = subprocess.run([command, "jobs"], env=env, capture_output=True, text=True)
         assert listed.returncode == 0 and "succeeded" in listed.stdout
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "stopped; store closed" in out
+        assert_server_stops_cleanly(proc)
     finally:
         proc.kill()
         proc.wait()

@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from embedded_service import __version__
-from tests.packaging.apprun import assert_dashboard_opens
+from tests.packaging.apprun import assert_dashboard_opens, assert_server_stops_cleanly
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,9 +157,7 @@ def test_server_runs_from_the_installed_files_as_the_unit_starts_it(root: Path) 
         queues = httpx.get(f"{url}/v1/queues", headers={"Authorization": f"Bearer {token}"})
         assert queues.status_code == 200, queues.text
         assert not (Path(env["SLOTDECK_HOME"]) / "local.json").exists()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0 and "stopped; store closed" in out
+        assert_server_stops_cleanly(proc)
     finally:
         proc.kill()
         proc.wait()
