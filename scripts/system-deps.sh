@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System libraries Qt needs to draw (offscreen and under Xvfb).
+# System libraries Qt needs to draw (offscreen and under Xvfb), plus any Debian packages named as arguments
+# (`make test` adds dpkg-dev: dpkg-shlibdeps for the .deb and its test).
 # - Debian/Ubuntu (dpkg + apt-get): installs the missing ones (as root, or through sudo).
 # - Elsewhere, or without root/sudo: prints one line naming what to install and exits 0,
 #   so `make run` goes on (the dashboard says what is missing if it cannot start).
 set -euo pipefail
 packages=(xvfb xauth x11-utils libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xkb1 libxcb-render-util0 libxcb-image0
-  libxcb-randr0 libxcb-xinerama0 fonts-dejavu-core)
+  libxcb-randr0 libxcb-xinerama0 fonts-dejavu-core "$@")
 
 say() { echo "system-deps: $*"; }
 

@@ -28,10 +28,12 @@ def _bin(tmp_path: Path, fakes: dict[str, str], real: tuple[str, ...] = ("uname"
     return bindir
 
 
-def _run(bindir: Path) -> subprocess.CompletedProcess[str]:
+def _run(bindir: Path, *packages: str) -> subprocess.CompletedProcess[str]:
     bash = shutil.which("bash")
     assert bash
-    return subprocess.run([bash, str(SCRIPT)], env={"PATH": str(bindir)}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [bash, str(SCRIPT), *packages], env={"PATH": str(bindir)}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_without_apt_one_line_says_what_to_install_and_exit_0(tmp_path: Path) -> None:
@@ -57,6 +59,19 @@ def test_debian_installs_only_the_missing_packages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "system-deps: installing xvfb libegl1"
     assert calls.read_text().splitlines() == ["update -qq", "install -y -qq --no-install-recommends xvfb libegl1"]
+
+
+def test_debian_installs_packages_named_as_arguments_too(tmp_path: Path) -> None:
+    """`make test` adds dpkg-dev (dpkg-shlibdeps, for the .deb) to what Qt needs."""
+    calls = tmp_path / "apt-calls"
+    fakes = {
+        "dpkg-query": 'case "$3" in dpkg-dev) exit 1;; *) echo "install ok installed";; esac',
+        "apt-get": f'echo "$@" >> {calls}',
+        "id": "echo 0",
+    }
+    done = _run(_bin(tmp_path, fakes), "dpkg-dev")
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines()[-1] == "install -y -qq --no-install-recommends dpkg-dev"
 
 
 def test_debian_with_everything_installed_is_silent(tmp_path: Path) -> None:

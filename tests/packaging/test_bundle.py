@@ -4,10 +4,8 @@ X screen with its own local service."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -18,25 +16,18 @@ import httpx
 import pytest
 
 from embedded_service import __version__
-from tests.xdisplay import grab_screen, xvfb_display
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.packaging.apprun import assert_dashboard_opens, assert_server_stops_cleanly, user_env, wait_for_local_file
 
 pytestmark = pytest.mark.timeout(600)
-pytest.importorskip("PyInstaller", reason="the packaging extra is not installed (make test installs it)")
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Build, unpack the tarball elsewhere and install it under a temporary prefix; yields the prefix."""
-    out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), str(out)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    [tarball] = out.glob(f"slotdeck-{__version__}-linux-*.tar.gz")
+def installed(bundle_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's tarball unpacked elsewhere and installed under a temporary prefix; yields the prefix."""
+    [tarball] = bundle_dist.glob(f"slotdeck-{__version__}-linux-*.tar.gz")
     unpacked = tmp_path_factory.mktemp("unpacked")
     with tarfile.open(tarball) as archive:
         archive.extractall(unpacked, filter="tar")
-    shutil.rmtree(out)  # what runs from here on is the tarball's content only
     prefix = tmp_path_factory.mktemp("prefix")
     done = subprocess.run(
         [str(unpacked / "slotdeck" / "install.sh")],
@@ -46,28 +37,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     assert done.returncode == 0, done.stderr
     assert f"installed SlotDeck {__version__}" in done.stdout
+    shutil.rmtree(unpacked)  # what runs from here on is the installed copy only
     yield prefix
-
-
-def user_env(home: Path) -> dict[str, str]:
-    """A user's environment without this checkout's venv: the bundle must carry everything itself."""
-    path = ":".join(p for p in os.environ["PATH"].split(":") if ".venv" not in p)
-    return {
-        "PATH": path,
-        "HOME": str(home),
-        "SLOTDECK_HOME": str(home / "slotdeck"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-    }
-
-
-def wait_for_local_file(home: Path, proc: subprocess.Popen[str]) -> dict[str, str]:
-    local = home / "slotdeck" / "local.json"
-    deadline = time.monotonic() + 60
-    while not local.exists():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "no local.json: the service did not start"
-        time.sleep(0.1)
-    return json.loads(local.read_text())
 
 
 def test_installer_puts_the_command_and_a_menu_entry(installed: Path) -> None:
@@ -101,9 +72,7 @@ def test_bundled_server_runs_a_job_and_stops_cleanly(installed: Path, tmp_path: 
                 time.sleep(0.1)
         listed = subprocess.run([command, "jobs"], env=env, capture_output=True, text=True)
         assert listed.returncode == 0 and "succeeded" in listed.stdout
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "stopped; store closed" in out
+        assert_server_stops_cleanly(proc)
     finally:
         proc.kill()
         proc.wait()
@@ -112,18 +81,4 @@ def test_bundled_server_runs_a_job_and_stops_cleanly(installed: Path, tmp_path: 
 @pytest.mark.xvfb
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 def test_bundled_dashboard_opens_with_its_local_service(installed: Path, tmp_path: Path) -> None:
-    with xvfb_display() as display:
-        env = {**user_env(tmp_path), "DISPLAY": display}
-        proc = subprocess.Popen(
-            [str(installed / "bin" / "slotdeck")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            endpoint = wait_for_local_file(tmp_path, proc)
-            assert httpx.get(f"{endpoint['url']}/v1/health").json()["status"] == "ok"
-            time.sleep(4)  # the window connects and draws its first seconds of data
-            assert grab_screen(display, tmp_path / "bundle.png") > 10, "the X screen shows a drawn window"
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-            proc.wait()
+    assert_dashboard_opens([str(installed / "bin" / "slotdeck")], tmp_path)
