@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from example_apps import status_until, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "examples" / "gpu_service"
@@ -63,29 +64,13 @@ def service(tmp_path: Path) -> Iterator[tuple[Start, Callable[[], None]]]:
         yield start, kill_9
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
+            stop_group(proc)
         # training runs live in their own process groups; stop any this test started that are still running
         for log in (tmp_path / "data" / "runs").glob("*/progress.log"):
             for pid in map(int, re.findall(r"pid=(\d+)", log.read_text())):
                 with contextlib.suppress(OSError):
                     if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
                         os.kill(pid, signal.SIGKILL)
-
-
-def _status_until(url: str, **want: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        status = httpx.get(f"{url}/status", timeout=10).json()
-        if all(status[k] == v for k, v in want.items()):
-            return status
-        assert time.monotonic() < deadline, f"status stayed {status}, wanted {want}"
-        time.sleep(0.05)
 
 
 def _token(tmp_path: Path, role: str) -> str:
@@ -114,7 +99,7 @@ def test_two_inference_calls_per_gpu_at_most_and_a_friendly_503(
     callers = [threading.Thread(target=ask) for _ in range(8)]
     for t in callers[:7]:
         t.start()
-    status = _status_until(url, infer_in_use=4, infer_waiting=3)  # two GPUs x 2; the rest wait in line
+    status = status_until(url, infer_in_use=4, infer_waiting=3)  # two GPUs x 2; the rest wait in line
     assert [g["infer_running"] for g in status["gpus"]] == [2, 2]
 
     timed_out = httpx.post(f"{url}/infer", params={"wait_s": 0.3}, json={"prompt": "quick?"}, timeout=30)
@@ -122,7 +107,7 @@ def test_two_inference_calls_per_gpu_at_most_and_a_friendly_503(
     assert timed_out.json()["error"].startswith("No GPU came free in 0.3 s. Please try again in about")
 
     callers[7].start()
-    _status_until(url, infer_in_use=4, infer_waiting=4)
+    status_until(url, infer_in_use=4, infer_waiting=4)
     full = httpx.post(f"{url}/infer", json={"prompt": "one more"}, timeout=30)
     assert full.status_code == 503
     assert full.json()["error"].startswith("Every GPU is busy and 4 calls are already waiting. Please try again")
@@ -133,7 +118,7 @@ def test_two_inference_calls_per_gpu_at_most_and_a_friendly_503(
     assert [a.status_code for a in answers] == [200] * 8
     on_gpu = sorted(a.json()["gpus"][0] for a in answers)
     assert on_gpu == [0, 0, 0, 0, 1, 1, 1, 1] and all(a.json()["text"].startswith("olleh") for a in answers)
-    status = _status_until(url, infer_in_use=0, infer_waiting=0)
+    status = status_until(url, infer_in_use=0, infer_waiting=0)
     assert status["infer_per_gpu"] == 2
     # counted by the app inside the call, per GPU it was given: the cap was reached and never passed
     assert [(g["index"], g["infer_peak"], g["infer_running"]) for g in status["gpus"]] == [(0, 2, 0), (1, 2, 0)]
