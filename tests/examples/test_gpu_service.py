@@ -90,7 +90,7 @@ def test_two_inference_calls_per_gpu_at_most_and_a_friendly_503(
     (tmp_path / "data").mkdir()
     token = _token(tmp_path, "viewer")
     start, _ = service
-    url = start(GPU_SERVICE_INFER_S="5", GPU_SERVICE_INFER_MAX_WAITING="4")
+    url = start(GPU_SERVICE_INFER_S="8", GPU_SERVICE_INFER_MAX_WAITING="4")
     answers: list[httpx.Response] = []
 
     def ask() -> None:
@@ -154,7 +154,7 @@ def test_training_jobs_survive_a_kill_9_and_each_finishes_once(
 ) -> None:
     start, kill_9 = service
     url = start()
-    long_a, long_b = _train(url, "a", 40, 0.25), _train(url, "b", 40, 0.25)  # one GPU each (per_gpu=1)
+    long_a, long_b = _train(url, "a", 60, 0.25), _train(url, "b", 60, 0.25)  # one GPU each (per_gpu=1)
     queued = _train(url, "c", 2, 0.1)
     assert httpx.post(f"{url}/train", json={"run": "c", "steps": 1, "step_s": 0}, timeout=30).status_code == 409
     runs = tmp_path / "data" / "runs"
@@ -164,7 +164,7 @@ def test_training_jobs_survive_a_kill_9_and_each_finishes_once(
         return log.read_text().splitlines() if log.exists() else []
 
     deadline = time.monotonic() + 60
-    while not all("step 1/40" in progress(run) for run in "ab"):  # both have a checkpoint to resume from
+    while not all("step 1/60" in progress(run) for run in "ab"):  # both have a checkpoint to resume from
         assert time.monotonic() < deadline, "the two long runs did not both reach step 1"
         time.sleep(0.05)
     a, b, c = _job(url, long_a), _job(url, long_b), _job(url, queued)
