@@ -334,6 +334,9 @@ class QueueState:
     def restore_totals(self, totals: Totals) -> None:
         for name in Totals.model_fields:
             setattr(self, name, getattr(totals, name))
+        # the mirrors count appends by these totals: a jump with no sample appended is not "new samples"
+        self.wait_sorted = SortedMirror()
+        self.hold_sorted = SortedMirror()
 
     def sample_percentiles(self) -> tuple[float | None, float | None, float | None, float | None]:
         """(wait p50, wait p95, hold p50, hold p95) of the recent samples."""

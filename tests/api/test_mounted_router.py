@@ -66,3 +66,34 @@ def test_router_under_a_prefix_starts_serves_and_closes_the_service(tmp_path: Pa
 
     # totals are saved on a sample tick (hourly here) or at close: the lifespan closed the service it started
     assert asyncio.run(saved()) == (2, 1)
+
+
+def test_a_router_built_before_a_restart_has_started_the_service_serves_snapshots(tmp_path: Path) -> None:
+    """An app module configures its queues and builds `router(svc)` at import, before its lifespan starts the
+    service: the router's metrics take a snapshot then, and the totals restored afterwards must not break
+    every later snapshot (an IndexError in every /v1/snapshot, /metrics and svc.snapshot() did)."""
+    url = f"sqlite:///{tmp_path}/restarted.db"
+
+    async def first_run() -> None:
+        async with SlotService(store=url, sample_interval_s=3600) as svc:
+            svc.configure_queue("chat", limit=2)
+            for _ in range(3):
+                async with svc.slot("chat"):
+                    pass
+
+    asyncio.run(first_run())
+    svc = SlotService(store=url, sample_interval_s=3600)
+    svc.configure_queue("chat", limit=2)  # an app module's code, at import time
+    router(svc, auth=False)  # as `app.include_router(router(svc))` there
+
+    async def second_run() -> None:
+        async with svc:
+            chat = next(q for q in svc.snapshot().queues if q.config.name == "chat")
+            assert (chat.totals.granted, chat.totals.released, chat.wait_p50_s, chat.hold_p50_s) == (3, 3, None, None)
+            async with svc.slot("chat"):
+                await asyncio.sleep(0.01)
+            chat = next(q for q in svc.snapshot().queues if q.config.name == "chat")
+            assert chat.totals.granted == 4 and chat.wait_p50_s is not None and chat.hold_p50_s is not None
+            assert chat.hold_p50_s >= 0.01  # only the one hold of this run is sampled
+
+    asyncio.run(second_run())

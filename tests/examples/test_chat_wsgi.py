@@ -9,13 +9,12 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from example_apps import status_until
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "chat_wsgi" / "app.py"
 
@@ -35,16 +34,6 @@ def chat() -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-def _until(url: str, **want: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        status = httpx.get(f"{url}/status", timeout=10).json()
-        if all(status[k] == v for k, v in want.items()):
-            return status
-        assert time.monotonic() < deadline, f"status stayed {status}, wanted {want}"
-        time.sleep(0.05)
-
-
 def test_the_cap_holds_waiting_is_bounded_and_the_rest_get_a_friendly_503(chat: str) -> None:
     answers: dict[str, httpx.Response] = {}
 
@@ -54,10 +43,10 @@ def test_the_cap_holds_waiting_is_bounded_and_the_rest_get_a_friendly_503(chat: 
     threads = [threading.Thread(target=ask, args=(f"u{i}",)) for i in range(4)]
     for t in threads[:2]:
         t.start()
-    _until(chat, in_use=2)
+    status_until(chat, in_use=2)
     for t in threads[2:]:
         t.start()
-    _until(chat, in_use=2, waiting=2)
+    status_until(chat, in_use=2, waiting=2)
     turned_away = httpx.post(f"{chat}/chat", json={"user": "late", "message": "hi"}, timeout=30)
     assert turned_away.status_code == 503
     assert int(turned_away.headers["Retry-After"]) >= 1
@@ -69,7 +58,7 @@ def test_the_cap_holds_waiting_is_bounded_and_the_rest_get_a_friendly_503(chat: 
     assert sorted(answers) == ["u0", "u1", "u2", "u3"]
     assert all(r.status_code == 200 and r.json()["reply"] == "you said 'hi'" for r in answers.values())
     assert max(r.json()["waited_s"] for r in answers.values()) > 0  # the last two waited their turn
-    assert _until(chat, in_use=0, waiting=0)["peak_running"] == 2  # measured by the app around the model call
+    assert status_until(chat, in_use=0, waiting=0)["peak_running"] == 2  # measured by the app around the model call
 
 
 def test_bad_requests_are_told_what_to_send(chat: str) -> None:

@@ -5,7 +5,6 @@ and the admin route needs the operator token."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from example_apps import stop_group
 
 APP_DIR = Path(__file__).resolve().parents[2] / "examples" / "multiworker_web"
 TOKEN = "example-operator-token"
@@ -50,12 +50,7 @@ def web(private_redis: Any) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        stop_group(proc)
 
 
 def burst(url: str, n: int) -> list[dict[str, Any]]:
