@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 
-from engines import Engine, MemoryEngine, RedisEngine  # noqa: E402
-from redisproc import PrivateRedis  # noqa: E402
+from engines import Engine, MemoryEngine, RedisEngine
+from redisproc import PrivateRedis
 
 
 @pytest.fixture(scope="module")

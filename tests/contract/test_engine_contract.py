@@ -230,7 +230,7 @@ async def test_fences_strictly_increase_across_every_way_a_slot_ends(engine: Eng
 async def test_marks_are_high_water_and_totals_count_each_ending(engine: Engine) -> None:
     await engine.configure("q", limit=2, max_waiting=2)
     a = await take(engine, "q", "a")
-    b = await take(engine, "q", "b", ttl_s=50)
+    await take(engine, "q", "b", ttl_s=50)
     w1 = await engine.start("q", owner="w1", timeout_s=30)
     w2 = await engine.start("q", owner="w2")
     with pytest.raises(QueueFull):
