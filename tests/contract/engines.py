@@ -74,7 +74,9 @@ class MemoryEngine:
         pass
 
     async def close(self) -> None:
-        pass
+        for waiter in list(self.engine.waiters.values()):
+            self.engine.withdraw(waiter.id)
+        await self.settle()
 
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
