@@ -19,7 +19,7 @@ Keys under the prefix P (all times are Redis milliseconds):
   P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at), lm (lease ms), x (1: explicit TTL)
   P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id), lm (lease ms), and m (the
                       grant message) while a grant pushed to a process's inbox is not yet claimed
-  P:g:<wid>           lease id of an inline grant (so a retried acquire is idempotent), deleted with the lease
+  P:g:<wid>           lease id of a waiter's grant (so a retried acquire is idempotent), deleted with the lease
   P:procs             zset process id -> alive until
   P:pw:<proc>         set of that process's waiter ids
   P:in:<proc>         list: that process's inbox (grants, time-outs, cancels, lost leases as JSON)
@@ -156,9 +156,11 @@ local function reclaim_queue(P, name, now)
   for _, lid in ipairs(redis.call('ZRANGEBYSCORE', hold, '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
     if not claimed_late(P, name, lid, now) then
       redis.call('ZREM', hold, lid)
+      local wid = redis.call('HGET', P .. ':l:' .. lid, 'w')
       local proc = drop_lease(P, lid)
       bump(P, name, 'expired')
-      push(P, proc, {t = 'x', l = lid, r = 'expired'})
+      -- w: a waiter whose grant message was lost on the way (a reply cut by a reset) waits again
+      push(P, proc, {t = 'x', l = lid, r = 'expired', w = wid})
     end
   end
   for _, wid in ipairs(redis.call('ZRANGEBYSCORE', qk(P, name, 'wdl'), '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
@@ -207,9 +209,9 @@ local function pump(P, name, now, self_wid)
     local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms)
     in_use = in_use + 1
     n = n + 1
+    redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     if wid == self_wid then
       mine = {lid, fence, expiry}
-      redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     else
       local text = push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
       if text and by_claim then redis.call('HSET', P .. ':l:' .. lid, 'm', text) end
@@ -297,9 +299,17 @@ redis.register_function('sd_acquire', function(keys, args)
   -- idempotent: a call retried after a lost reply gets the same answer
   local prior = redis.call('GET', P .. ':g:' .. wid)
   if prior then
-    local f = redis.call('HGET', P .. ':l:' .. prior, 'f')
+    local lk = P .. ':l:' .. prior
+    local l = redis.call('HMGET', lk, 'f', 'm', 'lm')
     local exp = redis.call('ZSCORE', qk(P, name, 'hold'), prior)
-    if f and exp then return {'G', prior, tonumber(f), tonumber(exp)} end
+    if l[1] and exp then
+      if l[2] then  -- pushed to the inbox while the reply to the first try was lost: claimed by this reply
+        redis.call('HDEL', lk, 'm')
+        exp = now + tonumber(l[3])
+        redis.call('ZADD', qk(P, name, 'hold'), exp, prior)
+      end
+      return {'G', prior, tonumber(l[1]), tonumber(exp)}
+    end
   end
   if redis.call('EXISTS', P .. ':w:' .. wid) == 1 then return {'W'} end
   local cfgk = qk(P, name, 'cfg')

@@ -84,11 +84,17 @@ class ClusterLease:
 class ClusterSlots:
     """Queues with a limit shared by every process on one Redis (7+) and namespace.
 
+    An acquire keeps trying an unreachable Redis within its ``timeout_s`` (without one, for
+    ``UNREACHABLE_WAIT_S``), then raises redis-py's ConnectionError or TimeoutError.
+
     Times in seconds. ``lease_ttl_s``: a holder's slot returns this long after its process stops
     renewing; ``claim_ttl_s``: a grant pushed to a process that does not claim it returns after
     this long; ``proc_ttl_s``: a process's waiters are dropped this long after its last heartbeat.
     Raises ``RedisNotSafe`` from ``open()`` on a Redis whose ``maxmemory-policy`` is not ``noeviction``.
     """
+
+    UNREACHABLE_WAIT_S = 60.0
+    REPUBLISH_WAIT_S = 10.0  # after a data loss, an acquire of a queue not yet republished waits this long
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class ClusterSlots:
         self._r: aredis.Redis | None = None
         self._rb: aredis.Redis | None = None
         self.data_losses = 0
+        self._lost_at = -float("inf")
         self._closing = False
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -208,25 +215,29 @@ class ClusterSlots:
         assert self._r is not None
         await self._r.execute_command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
 
-    async def _fcall(self, fn: str, *args: Any, retry: bool = True) -> Any:
-        """Call a library function; reload the library if Redis lost it; retry network errors
-        (idempotent calls only, ``retry=True``) a few times. Raises SlotDeckError once closed."""
-        if self._r is None:
-            raise SlotDeckError("cluster slots are closed")
+    async def _fcall(self, fn: str, *args: Any, retry_until: float | None = None) -> Any:
+        """Call a library function (all are idempotent); reload the library if Redis lost it; retry
+        network errors with backoff (50 ms doubling to 1 s) five times, or until ``retry_until``
+        (``time.monotonic()``) when given. Raises SlotDeckError once closed."""
         delay = 0.05
-        for attempt in range(6):
+        reloads = failures = 0
+        while True:
+            if self._r is None:
+                raise SlotDeckError("cluster slots are closed")
             try:
                 return await self._r.fcall(fn, 1, self._P, *args)
             except ResponseError as exc:
-                if "function not found" not in str(exc).lower() or attempt >= 2:
+                if "function not found" not in str(exc).lower() or reloads >= 2:
                     raise
-                await self._load()
+                reloads += 1
+                with contextlib.suppress(*_NET_ERRORS):
+                    await self._load()
             except _NET_ERRORS:
-                if not retry or attempt >= 5:
+                failures += 1
+                if (failures > 5 if retry_until is None else time.monotonic() + delay > retry_until):
                     raise
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
-        raise AssertionError("unreachable")
 
     async def _init(self) -> None:
         res = await self._fcall("sd_init", uuid.uuid4().hex, self._max_fence, self.proc_id, self._proc_ms, self._claim_ms)
@@ -240,6 +251,7 @@ class ClusterSlots:
             if await self._r.get(f"{self._P}:epoch") == self._epoch:
                 return
             self.data_losses += 1
+            self._lost_at = time.monotonic()
             for lease in list(self._leases.values()):
                 self._mark_lost(lease.lease_id, "redis data lost")
             await self._init()
@@ -338,6 +350,8 @@ class ClusterSlots:
             raise ValueError("ttl_s must be within [0.05, 86400] seconds")
         lease_ms = self._lease_ms if ttl_s is None else int(ttl_s * 1000)
         t0 = time.monotonic()
+        # Redis unreachable (restarting, failing over): keep trying within the wait allowed
+        retry_until = t0 + (timeout_s if timeout_s is not None else self.UNREACHABLE_WAIT_S)
         wid = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         while True:
@@ -361,6 +375,7 @@ class ClusterSlots:
                         timeout_ms,
                         lease_ms,
                         0 if ttl_s is None else 1,
+                        retry_until=retry_until,
                     )
                 )
                 try:
@@ -378,6 +393,10 @@ class ClusterSlots:
                     adopted = True
                     return self._adopt(res[1], res[2], queue, owner, sent, ttl_s, None)
                 if kind == "U":
+                    # after a data loss, queues return once their configuring process republishes them
+                    if time.monotonic() - self._lost_at < self.REPUBLISH_WAIT_S and time.monotonic() < retry_until:
+                        await asyncio.sleep(0.1)
+                        continue
                     raise UnknownQueue(queue)
                 if kind == "F":
                     raise QueueFull(queue, int(res[1]))
@@ -390,7 +409,7 @@ class ClusterSlots:
                     left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
                     msg = await asyncio.wait_for(asyncio.shield(fut), left)
                 except TimeoutError:
-                    if await self._fcall("sd_cancel", queue, wid, "timed_out"):
+                    if await self._fcall("sd_cancel", queue, wid, "timed_out", retry_until=time.monotonic() + self._sock_s):
                         raise SlotTimeout(queue, time.monotonic() - t0) from None
                     # Granted (or timed out by Redis) at the same moment: its message is on the way.
                     try:
@@ -417,16 +436,21 @@ class ClusterSlots:
                         self._spawn(self._release_id(msg["l"]))
 
     async def release(self, lease: ClusterLease) -> None:
-        """Give the slot back (idempotent; a lost lease is just forgotten)."""
+        """Give the slot back (idempotent). Never raises for an unreachable Redis: the release is
+        retried in the background until the lease would have expired anyway. A lease this process
+        counts as lost is released too (Redis may still hold it for a late claim or a stalled renewal)."""
         if lease.released:
             return
         lease.released = True
         self._leases.pop(lease.lease_id, None)
-        if not lease.lost:
+        try:
             await self._release_id(lease.lease_id)
+        except (*_NET_ERRORS, SlotDeckError):
+            until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+            self._spawn(self._release_id(lease.lease_id, until))
 
-    async def _release_id(self, lid: str) -> None:
-        await self._fcall("sd_release", lid)
+    async def _release_id(self, lid: str, retry_until: float | None = None) -> None:
+        await self._fcall("sd_release", lid, retry_until=retry_until)
 
     async def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
         """Take a slot from its holder (any process); the holder learns it at once via its inbox,
@@ -537,6 +561,8 @@ class ClusterSlots:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg.get("t")
         if kind in ("g", "t", "c"):
+            if kind == "g" and msg["l"] in self._leases:
+                return  # a retried acquire already took this grant from its reply
             entry = self._waiters.get(msg["w"])
             if entry is not None and not entry[0].done():
                 entry[0].set_result(msg)
@@ -544,6 +570,9 @@ class ClusterSlots:
                 self._spawn(self._release_id(msg["l"]))  # nobody waits for it any more
         elif kind == "x":
             self._mark_lost(msg["l"], msg.get("r", "lost"))
+            entry = self._waiters.get(msg.get("w") or "")
+            if entry is not None and not entry[0].done():
+                entry[0].set_result({"t": "r"})  # its grant never reached us and expired: wait again
 
     async def _reader(self) -> None:
         assert self._rb is not None
