@@ -404,7 +404,8 @@ class ClusterSlots:
                     await self._recover()
                     continue
                 queued_at = time.monotonic()
-                self._tick_wake.set()
+                if left is not None and left < self._tick_s:
+                    self._tick_wake.set()  # its deadline comes before the next regular tick
                 try:
                     left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
                     msg = await asyncio.wait_for(asyncio.shield(fut), left)

@@ -272,3 +272,19 @@ def test_blocking_facade_from_many_threads(ns_url: str) -> None:
         totals = s.snapshot()["queues"]["q"]["totals"]
     assert not errors and peak == 2
     assert totals["granted"] == 30 == totals["released"]
+
+
+def test_blocking_facade_rate_ttl_renew_cancel_detail(ns_url: str) -> None:
+    from embedded_service.errors import LeaseGone
+
+    with ClusterSlots.blocking(ns_url) as s:
+        s.configure_queue("q", limit=1, rate=1000.0, burst=5)
+        lease = s.acquire("q", ttl_s=5)
+        s.renew(lease, 10)
+        assert [h["id"] for h in s.detail("q")["holders"]] == [lease.lease_id]
+        assert s.cancel(lease.lease_id)
+        with pytest.raises(LeaseGone):
+            s.renew(lease)
+        snap = s.snapshot()["queues"]["q"]
+        assert snap["rate"] == 1000.0 and snap["burst"] == 5 and snap["in_use"] == 0
+        assert snap["totals"]["cancelled"] == 1 and snap["totals"]["revoked"] == 1
