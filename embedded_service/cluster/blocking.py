@@ -61,9 +61,12 @@ class BlockingClusterSlots:
         paused: bool | None = None,
         rate: float | None = None,
         burst: int = 1,
+        timeout_s: float | None = None,
     ) -> None:
         self._run(
-            self._slots.configure_queue(name, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst)
+            self._slots.configure_queue(
+                name, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s
+            )
         )
 
     def set_limit(self, name: str, limit: int) -> None:

@@ -9,7 +9,8 @@ not paused, at most ``PUMP_MAX`` per queue per call (the rest on the next tick).
 Keys under the prefix P (all times are Redis milliseconds):
   P:queues            set of queue names
   P:q:<n>:cfg         hash limit, max_waiting (-1 = none), paused (0/1), rate (admissions/s, '' = none),
-                      burst, tat (the rate's next admission time, ms: GCRA as in engine/queues.py)
+                      burst, tat (the rate's next admission time, ms: GCRA as in engine/queues.py),
+                      timeout_ms (an acquire's wait when it names none; -1 = none)
   P:q:<n>:wait        zset waiter id -> (priority + 2^20) * 2^32 + arrival (lower first)
   P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
   P:q:<n>:hold        zset lease id -> expiry
@@ -261,7 +262,7 @@ redis.register_function('sd_init', function(keys, args)
   return {epoch, created}
 end)
 
--- configure(P; name, limit, max_waiting, paused('' = keep), rate('' = none), burst) -> 1
+-- configure(P; name, limit, max_waiting, paused('' = keep), rate('' = none), burst, timeout_ms(-1 none)) -> 1
 redis.register_function('sd_configure', function(keys, args)
   local P = keys[1]
   local name = args[1]
@@ -270,7 +271,8 @@ redis.register_function('sd_configure', function(keys, args)
   redis.call('SADD', P .. ':queues', name)
   local old = redis.call('HMGET', cfgk, 'rate', 'burst')
   if old[1] ~= args[5] or old[2] ~= args[6] then redis.call('HSET', cfgk, 'tat', fmt(now)) end
-  redis.call('HSET', cfgk, 'limit', args[2], 'max_waiting', args[3], 'rate', args[5], 'burst', args[6])
+  redis.call('HSET', cfgk, 'limit', args[2], 'max_waiting', args[3], 'rate', args[5], 'burst', args[6],
+    'timeout_ms', args[7])
   if args[4] ~= '' then redis.call('HSET', cfgk, 'paused', args[4]) end
   redis.call('HSETNX', cfgk, 'paused', '0')
   settle(P, name, now)
@@ -287,7 +289,8 @@ redis.register_function('sd_set', function(keys, args)
   return 1
 end)
 
--- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none), lease_ms, explicit(0/1))
+-- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none, -2 the queue's), lease_ms,
+--   explicit(0/1))
 --   explicit = 1: the lease's TTL is the caller's to renew (no claim TTL, no background renewal)
 --   -> {'G', lid, fence, expiry} | {'W'} | {'F', waiting} | {'U'} | {'E'}
 redis.register_function('sd_acquire', function(keys, args)
@@ -339,6 +342,7 @@ redis.register_function('sd_acquire', function(keys, args)
   redis.call('SADD', P .. ':pw:' .. proc, wid)
   redis.call('ZADD', qk(P, name, 'wait'), score, wid)
   local timeout = tonumber(args[8])
+  if timeout == -2 then timeout = tonumber(redis.call('HGET', cfgk, 'timeout_ms') or '-1') end
   if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
   marks(P, name, now)  -- the line's depth with this waiter in it, as the engine notes it
   local mine = pump(P, name, now, wid)

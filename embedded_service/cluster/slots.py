@@ -272,13 +272,17 @@ class ClusterSlots:
         paused: bool | None = None,
         rate: float | None = None,
         burst: int = 1,
+        timeout_s: float | None = None,
     ) -> None:
         """Create or update a queue for the whole deployment (``limit`` >= 0 slots; ``rate``: admissions
-        per second with ``burst``, as the in-process engine's token bucket; None: no rate)."""
+        per second with ``burst``, as the in-process engine's token bucket; None: no rate;
+        ``timeout_s``: how long an acquire that names no timeout waits, None: without limit)."""
         if limit < 0 or (max_waiting is not None and max_waiting < 0):
             raise ValueError("limit and max_waiting must be >= 0")
         if (rate is not None and not 0.001 <= rate <= 1e6) or burst < 1:
             raise ValueError("rate must be within [0.001, 1e6] admissions/s and burst >= 1")
+        if timeout_s is not None and not 0 < timeout_s <= 86_400:
+            raise ValueError("timeout_s must be within (0, 86400] seconds")
         args = (
             name,
             limit,
@@ -286,6 +290,7 @@ class ClusterSlots:
             "" if paused is None else int(paused),
             "" if rate is None else repr(float(rate)),
             burst,
+            -1 if timeout_s is None else int(timeout_s * 1000),
         )
         self._configs[name] = args
         await self._fcall("sd_configure", *args)
@@ -360,7 +365,7 @@ class ClusterSlots:
             adopted = False
             try:
                 left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
-                timeout_ms = -1 if left is None else int(left * 1000)
+                timeout_ms = -2 if left is None else int(left * 1000)  # -2: the queue's own
                 sent = time.monotonic()
                 call = asyncio.ensure_future(
                     self._fcall(

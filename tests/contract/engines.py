@@ -80,12 +80,14 @@ class MemoryEngine:
 
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
-        rate: float | None = None, burst: int = 1,
+        rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
     ) -> None:
         fields: dict[str, Any] = {"limit": limit, "max_waiting": max_waiting, "rate": rate, "burst": burst}
         if paused is not None:
             fields["paused"] = paused
-        if queue not in self.engine.queues:
+        if timeout_s is not None:
+            fields["timeout_s"] = timeout_s
+        elif queue not in self.engine.queues:
             fields["timeout_s"] = 86_400
         self.engine.configure_queue(queue, **fields)
 
@@ -129,6 +131,9 @@ class MemoryEngine:
     async def settle(self) -> None:
         for _ in range(5):
             await asyncio.sleep(0)
+
+    async def bad_releases(self, queue: str) -> int:
+        return self.engine.queue(queue).bad_releases
 
     async def view(self, queue: str) -> View:
         engine = self.engine
@@ -183,10 +188,12 @@ class RedisEngine:
 
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
-        rate: float | None = None, burst: int = 1,
+        rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
     ) -> None:
         self._queues.add(queue)
-        await self.slots.configure_queue(queue, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst)
+        await self.slots.configure_queue(
+            queue, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s
+        )
 
     async def set_limit(self, queue: str, limit: int) -> None:
         await self.slots.set_limit(queue, limit)
@@ -253,6 +260,9 @@ class RedisEngine:
         for owner in [o for o, t in self._pending.items() if t.done()]:
             del self._pending[owner]
         await asyncio.sleep(0)
+
+    async def bad_releases(self, queue: str) -> int:
+        return int((await self.slots.snapshot())["queues"][queue]["totals"].get("bad_releases", 0))
 
     async def view(self, queue: str) -> View:
         snap = (await self.slots.snapshot())["queues"][queue]

@@ -280,3 +280,27 @@ async def test_a_live_rate_change_restarts_the_schedule(engine: Engine) -> None:
     more = [await take(engine, "q", f"m{i}") for i in range(6)]
     for h in (a, w.result(), *more):
         await engine.release(h)
+
+
+def _not_built_on_redis(engine: Engine, what: str) -> None:
+    if engine.name == "redis":
+        pytest.xfail(f"not built in ClusterSlots yet: {what}")
+
+
+async def test_a_double_release_counts_a_bad_release(engine: Engine) -> None:
+    _not_built_on_redis(engine, "bad_releases (a release retried after a lost reply cannot be told from a double one)")
+    await engine.configure("q", limit=1)
+    lease = await take(engine, "q", "a")
+    await engine.release(lease)
+    await engine.release(lease)
+    assert (await engine.bad_releases("q")) == 1
+
+
+async def test_the_queues_default_timeout_applies(engine: Engine) -> None:
+    await engine.configure("q", limit=1, timeout_s=100)
+    held = await take(engine, "q", "h")
+    w = await engine.start("q", owner="w")
+    await engine.advance(120)
+    with pytest.raises(SlotTimeout):
+        w.result()
+    await engine.release(held)
