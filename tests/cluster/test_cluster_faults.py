@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from proofs import check_run, leftover_keys, read_events
 from redisproc import PrivateRedis
-from tcpproxy import TcpProxy
 
 from embedded_service.cluster import ClusterSlots
+from tests.faults.proxy import FaultProxy
 
 WORKER = Path(__file__).with_name("mp_worker.py")
 
@@ -58,8 +58,7 @@ async def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
 @pytest.mark.timeout(300)
 async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: PrivateRedis, tmp_path: Path) -> None:
     n_proc, n_tasks, rounds, limit, ttl = 4, 3, 8, 2, 2.0
-    proxy = TcpProxy(redis_server.port)
-    await proxy.start()
+    proxy = FaultProxy(redis_server.port).start()
     direct = redis_server.url("px")
     via_proxy = f"redis://127.0.0.1:{proxy.port}/0?namespace=px"
     try:
@@ -69,15 +68,15 @@ async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: Private
             procs = [spawn("churn", via_proxy, str(log), str(n_tasks), str(rounds), str(ttl)) for log in logs]
             await until_joined(logs, procs)
             await until_granted(ctl, 10, procs)
-            proxy.delay_s = 0.005  # every chunk 5 ms late, both ways
+            proxy.delay(0.005)  # every chunk 5 ms late, both ways
             await until_granted(ctl, 25, procs)
-            proxy.delay_s = 0.0
+            proxy.heal()
             stalled_at = await granted(ctl)
-            proxy.stall()  # silent network for longer than the lease TTL
+            proxy.silent()  # silent network for longer than the lease TTL
             await asyncio.sleep(ttl * 1.5)
             snap = (await ctl.snapshot())["queues"]["q"]
             assert snap["in_use"] <= limit
-            proxy.flow()
+            proxy.heal()
             await until_granted(ctl, stalled_at + 10, procs)
             before_reset = proxy.connections
             proxy.reset()  # every connection gets an RST
@@ -92,9 +91,10 @@ async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: Private
         assert all(e["err"].startswith("lost:") for e in failed), failed
         assert len(intervals) + len(failed) == n_proc * n_tasks * rounds
         assert snap["in_use"] == 0 and snap["waiting"] == 0 and snap["marks"]["in_use"] <= limit
+        assert snap["totals"]["expired"] >= 1  # the stall outlasted a holder's lease: Redis took it back
         assert await leftover_keys(direct) == set()
     finally:
-        await proxy.close()
+        proxy.stop()
 
 
 @pytest.mark.timeout(300)
