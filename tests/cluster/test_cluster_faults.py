@@ -91,7 +91,9 @@ async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: Private
         assert all(e["err"].startswith("lost:") for e in failed), failed
         assert len(intervals) + len(failed) == n_proc * n_tasks * rounds
         assert snap["in_use"] == 0 and snap["waiting"] == 0 and snap["marks"]["in_use"] <= limit
-        assert snap["totals"]["expired"] >= 1  # the stall outlasted a holder's lease: Redis took it back
+        # the stall outlasted the leases of the holders it caught: Redis took them back, or their
+        # process counted them lost first (a grant that arrived after its lease ran out)
+        assert snap["totals"]["expired"] + len(failed) >= 1
         assert await leftover_keys(direct) == set()
     finally:
         proxy.stop()
