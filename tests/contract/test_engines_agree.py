@@ -4,8 +4,8 @@ their priorities, in_use / waiting, limit, paused, high-water marks, totals, and
 ended (granted, SlotTimeout, QueueFull, SlotCancelled, cancelled task) or that it still waits; renew,
 revoke and cancel answer the same.
 
-Deterministic: ``derandomize=True`` and no example database; bounded: 50 examples of up to 30 steps
-(about 10-20 s on a loaded 2-core machine). Time moves only through the ``advance`` rule (60 s a
+Deterministic: ``derandomize=True`` and no example database; bounded: 100 examples of up to 40 steps
+(about 5-15 s on a loaded 2-core machine). Time moves only through the ``advance`` rule (60 s a
 step; timeouts 130 s and TTLs 170 s never fall on a step boundary).
 """
 
@@ -193,8 +193,8 @@ def test_in_process_and_redis_engines_agree(tmp_path: pytest.TempPathFactory) ->
         run_state_machine_as_test(
             EnginesAgree,
             settings=settings(
-                max_examples=50,
-                stateful_step_count=30,
+                max_examples=100,
+                stateful_step_count=40,
                 derandomize=True,
                 database=None,
                 deadline=None,
