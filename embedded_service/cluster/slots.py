@@ -389,7 +389,7 @@ class ClusterSlots:
                     with contextlib.suppress(Exception):
                         res = await asyncio.wait_for(call, self._sock_s)
                         if res[0] == "G":
-                            await self._fcall("sd_release", res[1])
+                            await self._release_id(res[1], queue)
                         elif res[0] == "W":
                             await self._fcall("sd_cancel", queue, wid, "cancelled")
                     raise
@@ -439,24 +439,27 @@ class ClusterSlots:
                 if not adopted and fut.done() and not fut.cancelled() and fut.exception() is None:
                     msg = fut.result()
                     if msg.get("t") == "g":
-                        self._spawn(self._release_id(msg["l"]))
+                        self._spawn(self._release_id(msg["l"], queue))
 
     async def release(self, lease: ClusterLease) -> None:
-        """Give the slot back (idempotent). Never raises for an unreachable Redis: the release is
-        retried in the background until the lease would have expired anyway. A lease this process
-        counts as lost is released too (Redis may still hold it for a late claim or a stalled renewal)."""
-        if lease.released:
-            return
+        """Give the slot back. Never raises for an unreachable Redis: the release is retried in the
+        background until the lease would have expired anyway. A lease this process counts as lost is
+        released too (Redis may still hold it for a late claim or a stalled renewal). Releasing a
+        lease twice, or one that expired or was revoked, changes nothing and counts as a bad release
+        (totals ``bad_releases``), as in-process."""
+        first = not lease.released
         lease.released = True
         self._leases.pop(lease.lease_id, None)
         try:
-            await self._release_id(lease.lease_id)
+            await self._fcall("sd_release", lease.lease_id, lease.queue, 1, retry_until=time.monotonic())
         except (*_NET_ERRORS, SlotDeckError):
-            until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
-            self._spawn(self._release_id(lease.lease_id, until))
+            if first:
+                until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+                self._spawn(self._release_id(lease.lease_id, lease.queue, until))
 
-    async def _release_id(self, lid: str, retry_until: float | None = None) -> None:
-        await self._fcall("sd_release", lid, retry_until=retry_until)
+    async def _release_id(self, lid: str, queue: str, retry_until: float | None = None) -> None:
+        """Release on this process's own account (a retry, or a grant nobody waits for): never a bad release."""
+        await self._fcall("sd_release", lid, queue, 0, retry_until=retry_until)
 
     async def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
         """Take a slot from its holder (any process); the holder learns it at once via its inbox,
@@ -504,7 +507,7 @@ class ClusterSlots:
 
         marks: ``{"in_use", "in_use_at", "waiting", "waiting_at"}`` (``*_at``: Unix seconds, Redis clock);
         totals: granted, released, timed_out, rejected (QueueFull), expired, revoked, cancelled,
-        abandoned (waiters of dead processes).
+        abandoned (waiters of dead processes), bad_releases.
         """
         raw = json.loads(await self._fcall("sd_snapshot"))
         queues: dict[str, Any] = {}
@@ -531,7 +534,10 @@ class ClusterSlots:
                 },
                 "totals": {
                     k: num(k)
-                    for k in ("granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned")
+                    for k in (
+                        "granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned",
+                        "bad_releases",
+                    )
                 },
             }
         return {"queues": queues, "redis_time": int(raw["now"]) / 1000}
@@ -573,7 +579,7 @@ class ClusterSlots:
             if entry is not None and not entry[0].done():
                 entry[0].set_result(msg)
             elif kind == "g":
-                self._spawn(self._release_id(msg["l"]))  # nobody waits for it any more
+                self._spawn(self._release_id(msg["l"], ""))  # nobody waits for it any more
         elif kind == "x":
             self._mark_lost(msg["l"], msg.get("r", "lost"))
             entry = self._waiters.get(msg.get("w") or "")
