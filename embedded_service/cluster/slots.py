@@ -433,7 +433,7 @@ class ClusterSlots:
                     raise SlotTimeout(queue, time.monotonic() - t0)
                 if msg["t"] == "c":
                     raise SlotCancelled(queue)
-                # "r": Redis lost its data while we waited; enqueue again.
+                # "r": Redis lost its data, or took this process for dead, while we waited: enqueue again.
             finally:
                 self._waiters.pop(wid, None)
                 if not adopted and fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -602,14 +602,24 @@ class ClusterSlots:
                 self._dispatch({**json.loads(item[1]), "_sent": sent})
 
     async def _ticker(self) -> None:
+        """The heartbeat. After a gap near the process TTL (Redis unreachable, the network silent, the
+        process stopped) Redis may have taken this process for dead and dropped its waiters without a
+        word: they are enqueued again (an acquire still in line stays where it is; the call is idempotent)."""
         gate_ms = int(self._tick_s * 1000)
+        beat_ok = time.monotonic()
         while not self._closing:
             try:
                 names = {q for _, q in self._waiters.values()}
+                sent = time.monotonic()
                 res = await self._fcall("sd_tick", self._epoch, self.proc_id, self._proc_ms, gate_ms, *sorted(names))
                 if res[0] == "E":
                     await self._recover()
                     continue
+                if time.monotonic() - beat_ok > 0.8 * self._proc_ms / 1000:
+                    for fut, _ in self._waiters.values():
+                        if not fut.done():
+                            fut.set_result({"t": "r"})
+                beat_ok = sent
                 sleep = min(self._tick_s, max(0.002, int(res[0]) / 1000 + 0.001))
             except (*_NET_ERRORS, ResponseError, SlotDeckError):
                 sleep = 0.2

@@ -186,3 +186,32 @@ async def test_sigkill_of_a_worker_mid_run(redis_server: PrivateRedis, tmp_path:
     check_run(survivors + victim + cut + closed, limit=limit)
     assert snap["in_use"] == 0 and snap["waiting"] == 0
     assert await leftover_keys(url) == set()
+
+
+async def test_a_waiter_taken_for_dead_during_a_silence_waits_again(redis_server: PrivateRedis) -> None:
+    """A process whose network went silent longer than its heartbeat TTL lost its waiters in Redis
+    (reaped as dead, without a word); once it is heard again they are back in line and get the slot."""
+    proxy = FaultProxy(redis_server.port).start()
+    url = redis_server.url("reap")
+    try:
+        async with ClusterSlots(url) as holder, ClusterSlots(
+            f"redis://127.0.0.1:{proxy.port}/0?namespace=reap", proc_ttl_s=1.5, socket_timeout_s=10
+        ) as far:
+            await holder.configure_queue("q", limit=1)
+            held = await holder.acquire("q")
+            waiting = asyncio.create_task(far.acquire("q", timeout_s=60))
+            deadline = time.monotonic() + 20
+            while (await holder.snapshot())["queues"]["q"]["waiting"] < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            proxy.silent()
+            while (await holder.snapshot())["queues"]["q"]["totals"]["abandoned"] < 1:  # reaped by holder's ticks
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            proxy.heal()
+            await holder.release(held)
+            lease = await asyncio.wait_for(waiting, 30)
+            assert lease.fence > held.fence and not lease.lost
+            await far.release(lease)
+    finally:
+        proxy.stop()
