@@ -55,6 +55,20 @@ async def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
                 p.kill()
 
 
+async def silence_with_a_holder(slots: ClusterSlots, proxy: FaultProxy, procs: list[subprocess.Popen[bytes]]) -> int:
+    """Make the path silent at a moment Redis shows a slot held through it (a loaded machine can catch the
+    workers between bodies); the grants so far."""
+    for _ in range(100):
+        stalled_at = await granted(slots)
+        proxy.silent()
+        await asyncio.sleep(0.05)  # what was in flight lands (or is held by the proxy)
+        if (await slots.snapshot())["queues"]["q"]["in_use"]:
+            return stalled_at
+        proxy.heal()
+        await until_granted(slots, stalled_at + 1, procs)
+    raise AssertionError("no slot was held when the path went silent, in 100 tries")
+
+
 @pytest.mark.timeout(300)
 async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: PrivateRedis, tmp_path: Path) -> None:
     n_proc, n_tasks, rounds, limit, ttl = 4, 3, 8, 2, 2.0
@@ -71,9 +85,9 @@ async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: Private
             proxy.delay(0.005)  # every chunk 5 ms late, both ways
             await until_granted(ctl, 25, procs)
             proxy.heal()
-            stalled_at = await granted(ctl)
-            proxy.silent()  # silent network for longer than the lease TTL
-            await asyncio.sleep(ttl * 1.5)
+            stalled_at = await silence_with_a_holder(ctl, proxy, procs)
+            # longer than a lease TTL from its last renewal plus the reaper's tick (1 s), with room for load
+            await asyncio.sleep(ttl * 1.5 + 2.0)
             snap = (await ctl.snapshot())["queues"]["q"]
             assert snap["in_use"] <= limit
             proxy.heal()
