@@ -278,8 +278,11 @@ def follow_log(job_id: str, tail: int) -> Call[None]:
     return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _nothing, params={"tail": tail, "follow": "true"})
 
 
-def events(last_event_id: str | None, types: Sequence[str] | None = None) -> Call[None]:
-    return Call("GET", "/v1/events", _nothing, params={"since": last_event_id, "types": ",".join(types) if types else None})
+def events(
+    last_event_id: str | None, types: Sequence[str] | None = None, snapshot_interval_s: float | None = None
+) -> Call[None]:
+    params = {"since": last_event_id, "types": ",".join(types) if types else None}
+    return Call("GET", "/v1/events", _nothing, params=params | {"snapshot_interval_s": snapshot_interval_s or None})
 
 
 # ------------------------------------------------------------------- tokens

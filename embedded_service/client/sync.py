@@ -153,11 +153,18 @@ class Client:
     def metrics(self) -> str:
         return self._send(calls.metrics())
 
-    def events(self, last_event_id: str | None = None, types: Sequence[str] | None = None) -> Iterator[ServerEvent]:
+    def events(
+        self,
+        last_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        snapshot_interval_s: float | None = None,
+    ) -> Iterator[ServerEvent]:
         """Server-sent events until the server ends the stream; resume with the last event's `id`.
-        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all)."""
+        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all);
+        `snapshot_interval_s` (up to 10) asks for at most one snapshot, the newest, per that many seconds
+        (a server older than that option sends every snapshot)."""
         parser = SseParser()
-        for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
+        for line in self._lines(calls.events(last_event_id, types, snapshot_interval_s), EVENTS_READ_S):
             event = parser.feed(line)
             if event is not None:
                 yield event
