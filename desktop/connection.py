@@ -35,7 +35,7 @@ log = logging.getLogger("slotdeck.desktop.connection")
 HISTORY_BACKFILL_S = 3600
 JOBS_BACKFILL_PAGES = 20  # 20 pages of 1,000: the newest 20,000 jobs; later ones arrive as events
 AUDIT_BACKFILL = 200
-LOG_TAIL_LINES = 500
+LOG_PAGE_BYTES = 128 * 1024  # one page of a job's log: the last one first, then earlier ones on request
 # not "lease": a busy server sends thousands a second, and the snapshot carries what the views show of them
 DRAWN_EVENTS = ("snapshot", "job", "prune", "audit")
 REPLAY_KEPT = "replay-0"  # an id of no server run: the server answers with all the events it keeps
@@ -95,7 +95,7 @@ class Connection(QObject):
     jobs_received = Signal(object)  # list[Job]
     jobs_pruned = Signal(object)  # list[str]: ids of finished jobs the server no longer keeps
     audit_received = Signal(object)  # list[AuditEntry], oldest first
-    log_reset = Signal(str, str)  # job id, text so far
+    log_page = Signal(str, object, bool)  # job id, JobLogPage, latest (the end: replaces what is shown)
     log_lines = Signal(str, object)  # job id, list[str]
     role_changed = Signal(str)  # the token's role ("viewer", "client", "operator", "admin"); "" when unknown
     queue_details = Signal(object)  # list[dict]: GET /v1/queues items (with `overrides`/`configured` if offered)
@@ -325,19 +325,40 @@ class Connection(QObject):
     # ----------------------------------------------------------- job logs
 
     def follow_log(self, job_id: str) -> None:
-        """Stream the log of `job_id` (its tail, then new lines) until another job is chosen; "" stops."""
+        """Show the last page of `job_id`'s log (`log_page`, latest), then stream what follows it (`log_lines`)
+        until another job is chosen; "" stops."""
         if self._log_task is not None:
             self._log_task.cancel()
             self._log_task = None
         if job_id and self._client is not None:
             self._log_task = asyncio.ensure_future(self._follow(job_id))
 
-    async def _follow(self, job_id: str, tail: int = LOG_TAIL_LINES) -> None:
+    def load_earlier_log(self, job_id: str, before: int) -> None:
+        """The page of `job_id`'s log that ends at log position `before` (`log_page`, not latest); following
+        the end goes on meanwhile."""
+        if self._client is None or not job_id:
+            return
+        client = self._client
+
+        async def run() -> None:
+            try:
+                page = await client.job_log_page(job_id, before, LOG_PAGE_BYTES)
+            except SlotDeckError as exc:
+                self.action_failed.emit(f"read the log of {job_id}", str(exc))
+                return
+            self.log_page.emit(job_id, page, False)
+
+        task = asyncio.ensure_future(run())
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+
+    async def _follow(self, job_id: str) -> None:
         client = self._require_client()
-        self.log_reset.emit(job_id, "")
         batch = LineBatch(lambda lines: self.log_lines.emit(job_id, lines))
         try:
-            async for line in client.follow_log(job_id, tail):
+            page = await client.job_log_page(job_id, None, LOG_PAGE_BYTES)
+            self.log_page.emit(job_id, page, True)
+            async for line in client.follow_log(job_id, after=page.end):
                 batch.add(line)
         except SlotDeckError as exc:
             batch.add(f"[log unavailable: {exc}]")
@@ -453,11 +474,3 @@ class Connection(QObject):
 
     async def _fetch_queue_details(self, client: AsyncClient) -> None:
         self.queue_details.emit(await extra_calls.queues_raw(client))
-
-    def load_log(self, job_id: str, lines: int) -> None:
-        """Replace the shown log of `job_id` with its last `lines` lines (`log_reset`), then keep following."""
-        if self._log_task is not None:
-            self._log_task.cancel()
-            self._log_task = None
-        if job_id and self._client is not None:
-            self._log_task = asyncio.ensure_future(self._follow(job_id, lines))

@@ -18,6 +18,7 @@ from ..model import (
     Health,
     History,
     Job,
+    JobLogPage,
     JobPage,
     JobState,
     LeaseInfo,
@@ -406,9 +407,14 @@ class Client:
     def job_log(self, job_id: str, tail: int = 200) -> str:
         return self._send(calls.job_log(job_id, tail))
 
-    def follow_log(self, job_id: str, tail: int = 200) -> Iterator[str]:
-        """The log's last lines, then new ones as they are written, until the job ends."""
-        yield from self._lines(calls.follow_log(job_id, tail), None)
+    def job_log_page(self, job_id: str, before: int | None = None, max_bytes: int = 256 * 1024) -> JobLogPage:
+        """Whole lines of the log ending at log position `before` (None: the end), cut where attempts began."""
+        return self._send(calls.job_log_page(job_id, before, max_bytes))
+
+    def follow_log(self, job_id: str, tail: int = 200, after: int | None = None) -> Iterator[str]:
+        """The log's last lines (or, with `after`, what follows that log position), then new ones as they are
+        written, until the job ends."""
+        yield from self._lines(calls.follow_log(job_id, tail, after), None)
 
     # ------------------------------------------------------------- tokens
 

@@ -171,19 +171,29 @@ def test_a_job_that_changes_during_the_backfill_still_ends_in_its_latest_state(q
     qloop.run(conn.close())
 
 
-def test_a_log_tail_reaches_the_view_in_a_few_batches_in_order(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+def test_a_log_page_then_its_new_lines_reach_the_view_in_a_few_batches_in_order(qloop: QtLoop, server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pages: list[tuple[object, bool]] = []
     batches: list[list[str]] = []
     conn = connect(server.url, server.token)
+    conn.log_page.connect(lambda job_id, page, latest: pages.append((page, latest)))
     conn.log_lines.connect(lambda job_id, lines: batches.append(lines))
     qloop.until(lambda: conn.state is LinkState.live, what="live")
-    script = "import time\nfor i in range(1200): print('line', i)\nprint('done', flush=True)\ntime.sleep(600)"
+    go = tmp_path / "go"
+    script = (
+        f"import os, time\nprint('start', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "for i in range(1200): print('line', i)\nprint('done', flush=True)\ntime.sleep(600)"
+    )
     job = server.call(server.service.submit_command([sys.executable, "-c", script]))
-    qloop.until(lambda: "done" in server.call(server.service.job_log(job.id)), what="the job to write its lines")
+    qloop.until(lambda: "start" in server.call(server.service.job_log(job.id)), what="the job's first line")
     conn.follow_log(job.id)
-    qloop.until(lambda: batches and batches[-1][-1] == "done", what="the tail, to its last line")
+    qloop.until(lambda: pages, what="the log's last page")
+    page, latest = pages[0]
+    assert latest and [(p.attempt, p.text) for p in page.parts] == [(1, "start\n")]  # type: ignore[attr-defined]
+    go.touch()
+    qloop.until(lambda: batches and batches[-1][-1] == "done", what="what follows the page, to its last line")
     lines = [line for batch in batches for line in batch]
-    assert lines == [f"line {i}" for i in range(701, 1200)] + ["done"]  # the last 500, in order
-    assert len(batches) <= 5, f"{len(batches)} signals for a 500-line tail"
+    assert lines == [f"line {i}" for i in range(1200)] + ["done"]  # from the page's end: nothing twice, in order
+    assert len(batches) <= 5, f"{len(batches)} signals for 1,201 lines"
     conn.follow_log("")
     server.call(server.service.cancel_job(job.id))
     qloop.run(conn.close())
