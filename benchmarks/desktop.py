@@ -91,13 +91,7 @@ async def trace_rss(seconds: float, every: float, csv_path: str) -> dict[str, fl
             out.write(f"{t - t0:.1f},{rss[-1]:.2f},{100 * (c - c_prev) / max(t - t_prev, 1e-9):.2f}\n")
             out.flush()
             c_prev, t_prev = c, t
-    return {
-        "cpu_pct": 100 * (c_prev - c0) / (t_prev - t0),
-        "wall_s": t_prev - t0,
-        "rss_mean": statistics.fmean(rss),
-        "rss_max": max(rss),
-        "machine_pct": psutil.cpu_percent(None),
-    }
+    return figures(c_prev - c0, t_prev - t0, rss)
 
 
 def rss_slope(csv_path: str, warmup_s: float) -> tuple[float, int, float, float]:
@@ -123,10 +117,14 @@ async def measure(seconds: float, on_tick=None) -> dict[str, float]:  # type: ig
         rss.append(me.memory_info().rss / MB)
         if on_tick is not None:
             on_tick()
-    c1, t1 = sum(me.cpu_times()[:2]), time.monotonic()
+    return figures(sum(me.cpu_times()[:2]) - c0, time.monotonic() - t0, rss)
+
+
+def figures(cpu_s: float, wall_s: float, rss: list[float]) -> dict[str, float]:
+    """CPU % of one core, RSS mean and max (MB), and the machine's CPU % since the caller's last reading."""
     return {
-        "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
-        "wall_s": t1 - t0,
+        "cpu_pct": 100 * cpu_s / wall_s,
+        "wall_s": wall_s,
         "rss_mean": statistics.fmean(rss),
         "rss_max": max(rss),
         "machine_pct": psutil.cpu_percent(None),
