@@ -1,7 +1,7 @@
 """CPU and memory of the running dashboard under a 10 Hz feed, and the time of a full-window redraw, in one run.
 
     .venv/bin/python benchmarks/desktop.py [--seconds 60] [--baseline-seconds 10] [--queues 10] [--gpus 8] [--hz 10]
-        [--connections 1]
+        [--connections 1] [--trace-rss SECONDS --trace-csv PATH [--trace-every 15] [--trace-warmup 300]]
 
 A synthetic service (`python -m embedded_service.demo`: queues with workers, synthetic GPUs, snapshots
 pushed at --hz) runs in its own process. In this process:
@@ -14,6 +14,10 @@ pushed at --hz) runs in its own process. In this process:
 CPU is this process's CPU time (user+system, all threads) over wall time, as % of one core; RSS is sampled
 every second. With --connections N the dashboard watches the service N times over (N connections, each
 getting every snapshot: the load of N such servers on the dashboard), one of them in focus in the window.
+With --trace-rss SECONDS the measured part instead lasts SECONDS (e.g. 3600) and samples RSS every
+--trace-every seconds to --trace-csv (columns: elapsed_s, rss_mb, cpu_pct; written as it goes, so a cut-short
+run keeps its samples); at the end it prints the least-squares slope of RSS in MB/hour over the samples after
+--trace-warmup seconds (issue 15: goal flat).
 Qt runs offscreen (QT_QPA_PLATFORM=offscreen) unless DISPLAY is set. Settings go to a temp
 dir. Prints figures and the goals (<= 15% of one core, <= 300 MB RSS), asserts nothing.
 """
@@ -69,6 +73,38 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str, 
     return proc, info["url"], info["token"]
 
 
+async def trace_rss(seconds: float, every: float, csv_path: str) -> dict[str, float]:
+    """Sample this process's RSS (MB) and CPU (% of one core since the last sample) every `every` seconds for
+    `seconds`, appending rows to `csv_path` as they come. Returns the totals of measure() over the whole trace."""
+    me = psutil.Process()
+    rss: list[float] = []
+    psutil.cpu_percent(None)
+    c0 = c_prev = sum(me.cpu_times()[:2])
+    t0 = t_prev = time.monotonic()
+    with open(csv_path, "w", encoding="utf-8") as out:
+        out.write("elapsed_s,rss_mb,cpu_pct\n")
+        out.flush()
+        for i in range(1, max(1, round(seconds / every)) + 1):
+            await asyncio.sleep(max(0.0, t0 + i * every - time.monotonic()))
+            c, t = sum(me.cpu_times()[:2]), time.monotonic()
+            rss.append(me.memory_info().rss / MB)
+            out.write(f"{t - t0:.1f},{rss[-1]:.2f},{100 * (c - c_prev) / max(t - t_prev, 1e-9):.2f}\n")
+            out.flush()
+            c_prev, t_prev = c, t
+    return figures(c_prev - c0, t_prev - t0, rss)
+
+
+def rss_slope(csv_path: str, warmup_s: float) -> tuple[float, int, float, float]:
+    """(slope in MB/hour, samples used, first and last RSS in MB) of the trace rows after `warmup_s`."""
+    with open(csv_path, encoding="utf-8") as src:
+        rows = [tuple(map(float, line.split(",")[:2])) for line in list(src)[1:] if line.strip()]
+    kept = [(t, r) for t, r in rows if t >= warmup_s]
+    if len(kept) < 2:
+        raise SystemExit(f"{csv_path}: fewer than 2 samples after the {warmup_s:g} s warm-up")
+    slope, _ = statistics.linear_regression([t for t, _ in kept], [r for _, r in kept])
+    return slope * 3600, len(kept), kept[0][1], kept[-1][1]
+
+
 async def measure(seconds: float, on_tick=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """This process's CPU % of one core over `seconds`, RSS sampled each second, machine-wide CPU % meanwhile."""
     me = psutil.Process()
@@ -81,10 +117,14 @@ async def measure(seconds: float, on_tick=None) -> dict[str, float]:  # type: ig
         rss.append(me.memory_info().rss / MB)
         if on_tick is not None:
             on_tick()
-    c1, t1 = sum(me.cpu_times()[:2]), time.monotonic()
+    return figures(sum(me.cpu_times()[:2]) - c0, time.monotonic() - t0, rss)
+
+
+def figures(cpu_s: float, wall_s: float, rss: list[float]) -> dict[str, float]:
+    """CPU % of one core, RSS mean and max (MB), and the machine's CPU % since the caller's last reading."""
     return {
-        "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
-        "wall_s": t1 - t0,
+        "cpu_pct": 100 * cpu_s / wall_s,
+        "wall_s": wall_s,
         "rss_mean": statistics.fmean(rss),
         "rss_max": max(rss),
         "machine_pct": psutil.cpu_percent(None),
@@ -165,7 +205,10 @@ def dashboard(args: argparse.Namespace, url: str, server: psutil.Process) -> dic
         await asyncio.sleep(WARMUP_S)
         counts.update(snapshots=0, redraws=0)
         server.cpu_percent(None)
-        out.update(await measure(args.seconds))
+        if args.trace_rss:
+            out.update(await trace_rss(args.trace_rss, args.trace_every, args.trace_csv))
+        else:
+            out.update(await measure(args.seconds))
         out["server_pct"] = server.cpu_percent(None)
         out["snapshots_per_s"] = counts["snapshots"] / out["wall_s"]
         out["redraws_per_s"] = counts["redraws"] / out["wall_s"]
@@ -196,7 +239,15 @@ def main() -> int:
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--hz", type=float, default=10.0, help="snapshots per second pushed by the service")
     parser.add_argument("--connections", type=int, default=1, help="connections the dashboard holds to the service")
+    parser.add_argument("--trace-rss", type=float, default=0.0, help="instead of --seconds: trace RSS this long (s)")
+    parser.add_argument("--trace-every", type=float, default=15.0, help="seconds between RSS samples of the trace")
+    parser.add_argument("--trace-warmup", type=float, default=300.0, help="trace seconds left out of the RSS slope")
+    parser.add_argument("--trace-csv", default="", help="CSV file the RSS trace is written to (needed with --trace-rss)")
     args = parser.parse_args()
+    if args.trace_rss and not args.trace_csv:
+        parser.error("--trace-rss needs --trace-csv PATH")
+    if args.trace_rss < 0 or args.trace_every <= 0:
+        parser.error("--trace-rss must be >= 0 and --trace-every > 0")
 
     home = tempfile.mkdtemp(prefix="slotdeck-bench-")
     os.environ["SLOTDECK_HOME"] = home
@@ -251,6 +302,13 @@ def main() -> int:
         f"  window.grab() (render whole window to a pixmap): median {dash['grab_med']:.1f} ms, p95 {dash['grab_p95']:.1f} ms"
     )
     print(f"  overview.redraw() + processEvents(): median {dash['redraw_med']:.1f} ms, p95 {dash['redraw_p95']:.1f} ms")
+    if args.trace_rss:
+        slope, n, first, last = rss_slope(args.trace_csv, args.trace_warmup)
+        print(
+            f"rss trace ({args.trace_csv}, every {args.trace_every:g} s, {dash['wall_s']:.0f} s): after the "
+            f"{args.trace_warmup:g} s warm-up {n} samples, {first:.1f} -> {last:.1f} MB, "
+            f"least-squares slope {slope:+.2f} MB/hour"
+        )
     cpu_goal, rss_goal = (CPU_GOAL_10_PCT, RSS_GOAL_10_MB) if args.connections >= 10 else (CPU_GOAL_PCT, RSS_GOAL_MB)
     cpu_ok, rss_ok = dash["cpu_pct"] <= cpu_goal, dash["rss_max"] <= rss_goal
     print("goals:")

@@ -35,11 +35,13 @@ log = logging.getLogger("slotdeck.desktop.connection")
 HISTORY_BACKFILL_S = 3600
 JOBS_BACKFILL_PAGES = 20  # 20 pages of 1,000: the newest 20,000 jobs; later ones arrive as events
 AUDIT_BACKFILL = 200
-LOG_TAIL_LINES = 500
+LOG_PAGE_BYTES = 128 * 1024  # one page of a job's log: the last one first, then earlier ones on request
 # not "lease": a busy server sends thousands a second, and the snapshot carries what the views show of them
 DRAWN_EVENTS = ("snapshot", "job", "prune", "audit")
 REPLAY_KEPT = "replay-0"  # an id of no server run: the server answers with all the events it keeps
-BACKGROUND_SNAPSHOT_S = 0.5  # a connection out of focus reads at most 2 snapshots a second (see `background`)
+BACKGROUND_SNAPSHOT_S = 1.0  # a connection out of focus asks its server for one snapshot a second (`background`)
+# and reads at most two a second from a server too old to honour that (it sends all it makes)
+BACKGROUND_READ_MIN_S = BACKGROUND_SNAPSHOT_S / 2
 STALE_AFTER_S = 5.0  # snapshots come at 2 Hz by default: 5 s without one means the figures are old
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -93,7 +95,7 @@ class Connection(QObject):
     jobs_received = Signal(object)  # list[Job]
     jobs_pruned = Signal(object)  # list[str]: ids of finished jobs the server no longer keeps
     audit_received = Signal(object)  # list[AuditEntry], oldest first
-    log_reset = Signal(str, str)  # job id, text so far
+    log_page = Signal(str, object, bool)  # job id, JobLogPage, latest (the end: replaces what is shown)
     log_lines = Signal(str, object)  # job id, list[str]
     role_changed = Signal(str)  # the token's role ("viewer", "client", "operator", "admin"); "" when unknown
     queue_details = Signal(object)  # list[dict]: GET /v1/queues items (with `overrides`/`configured` if offered)
@@ -132,7 +134,8 @@ class Connection(QObject):
         self._closing = False
         self._live_since = 0.0
         self.stale_after_s = STALE_AFTER_S
-        self.background = False  # out of focus: snapshots are read at most every BACKGROUND_SNAPSHOT_S
+        self._background = False
+        self._reader: asyncio.Task[None] | None = None  # the event stream being read (see `background`)
         self._last_read = -BACKGROUND_SNAPSHOT_S
         self._stale_timer = QTimer(self)
         self._stale_timer.setInterval(500)
@@ -143,6 +146,19 @@ class Connection(QObject):
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def background(self) -> bool:
+        """Out of focus: the event stream asks the server for a snapshot every BACKGROUND_SNAPSHOT_S, not all
+        it makes. Changing it reopens the stream (from the last event id, so no job or audit event is lost)."""
+        return self._background
+
+    @background.setter
+    def background(self, value: bool) -> None:
+        if value != self._background:
+            self._background = value
+            if self._reader is not None:
+                self._reader.cancel()  # cancelled, not broken out of: httpx's stream closes on this loop
 
     def data_age_s(self) -> float | None:
         """Seconds since the last snapshot arrived (None: never)."""
@@ -232,9 +248,31 @@ class Connection(QObject):
         self.history_received.emit(await client.history(HISTORY_BACKFILL_S))
         await self._backfill_jobs(client)
         self.audit_received.emit(list(reversed(await client.audit(AUDIT_BACKFILL))))
-        # A first connect asks for every event the server still keeps: job and audit changes made while the
-        # backfill above was read then arrive too, in order, so each job ends in its latest state.
-        async for event in client.events(self._last_event_id or REPLAY_KEPT, types=DRAWN_EVENTS):
+        while await self._follow_events(client):
+            pass
+
+    async def _follow_events(self, client: AsyncClient) -> bool:
+        """Read the event stream until it ends (False) or the connection goes in or out of focus (True: the
+        caller reopens it, from the last event id, at the other snapshot pace). A first connect asks for every
+        event the server still keeps: job and audit changes made while the backfill was read then arrive too,
+        in order, so each job ends in its latest state."""
+        self._reader = reader = asyncio.ensure_future(self._read_events(client))
+        try:
+            await asyncio.wait({reader})
+        finally:
+            self._reader = None
+            if not reader.done():  # this task itself was cancelled (closing)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        if reader.cancelled():
+            return True
+        reader.result()  # the stream's failure, if it failed
+        return False
+
+    async def _read_events(self, client: AsyncClient) -> None:
+        pace = BACKGROUND_SNAPSHOT_S if self._background else None
+        async for event in client.events(self._last_event_id or REPLAY_KEPT, DRAWN_EVENTS, pace):
             if event.id:
                 self._last_event_id = event.id
             self._dispatch(event.type, event.data)
@@ -260,7 +298,7 @@ class Connection(QObject):
     def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "snapshot":
             now = self._clock()
-            if self.background and now - self._last_read < BACKGROUND_SNAPSHOT_S and self.state is LinkState.live:
+            if self.background and now - self._last_read < BACKGROUND_READ_MIN_S and self.state is LinkState.live:
                 self._last_seen = now  # the figures are fresh; reading every one of ten servers' costs too much
                 return
             self._last_read = now
@@ -287,19 +325,40 @@ class Connection(QObject):
     # ----------------------------------------------------------- job logs
 
     def follow_log(self, job_id: str) -> None:
-        """Stream the log of `job_id` (its tail, then new lines) until another job is chosen; "" stops."""
+        """Show the last page of `job_id`'s log (`log_page`, latest), then stream what follows it (`log_lines`)
+        until another job is chosen; "" stops."""
         if self._log_task is not None:
             self._log_task.cancel()
             self._log_task = None
         if job_id and self._client is not None:
             self._log_task = asyncio.ensure_future(self._follow(job_id))
 
-    async def _follow(self, job_id: str, tail: int = LOG_TAIL_LINES) -> None:
+    def load_earlier_log(self, job_id: str, before: int) -> None:
+        """The page of `job_id`'s log that ends at log position `before` (`log_page`, not latest); following
+        the end goes on meanwhile."""
+        if self._client is None or not job_id:
+            return
+        client = self._client
+
+        async def run() -> None:
+            try:
+                page = await client.job_log_page(job_id, before, LOG_PAGE_BYTES)
+            except SlotDeckError as exc:
+                self.action_failed.emit(f"read the log of {job_id}", str(exc))
+                return
+            self.log_page.emit(job_id, page, False)
+
+        task = asyncio.ensure_future(run())
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+
+    async def _follow(self, job_id: str) -> None:
         client = self._require_client()
-        self.log_reset.emit(job_id, "")
         batch = LineBatch(lambda lines: self.log_lines.emit(job_id, lines))
         try:
-            async for line in client.follow_log(job_id, tail):
+            page = await client.job_log_page(job_id, None, LOG_PAGE_BYTES)
+            self.log_page.emit(job_id, page, True)
+            async for line in client.follow_log(job_id, after=page.end):
                 batch.add(line)
         except SlotDeckError as exc:
             batch.add(f"[log unavailable: {exc}]")
@@ -415,11 +474,3 @@ class Connection(QObject):
 
     async def _fetch_queue_details(self, client: AsyncClient) -> None:
         self.queue_details.emit(await extra_calls.queues_raw(client))
-
-    def load_log(self, job_id: str, lines: int) -> None:
-        """Replace the shown log of `job_id` with its last `lines` lines (`log_reset`), then keep following."""
-        if self._log_task is not None:
-            self._log_task.cancel()
-            self._log_task = None
-        if job_id and self._client is not None:
-            self._log_task = asyncio.ensure_future(self._follow(job_id, lines))

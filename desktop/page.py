@@ -79,7 +79,7 @@ class ConnectionPage(QWidget):
         c.jobs_received.connect(self.jobs.apply_jobs)
         c.jobs_pruned.connect(self.jobs.model.remove)
         c.audit_received.connect(self.audit.add_entries)
-        c.log_reset.connect(self.jobs.show_log)
+        c.log_page.connect(self.jobs.show_log_page)
         c.log_lines.connect(self.jobs.append_log)
         c.state_changed.connect(self._show_state)
         c.stale_changed.connect(self._show_stale)
@@ -101,7 +101,7 @@ class ConnectionPage(QWidget):
         self.jobs.cancel_requested.connect(c.cancel_job)
         self.jobs.submit_requested.connect(c.submit_command)
         self.jobs.log_wanted.connect(c.follow_log)
-        self.jobs.log_lines_wanted.connect(c.load_log)
+        self.jobs.log_earlier_wanted.connect(c.load_earlier_log)
         self.jobs.retry_requested.connect(c.retry_job)
 
     def set_active(self, active: bool) -> None:

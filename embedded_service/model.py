@@ -424,6 +424,24 @@ class ReplayedJob(Job):
         return True
 
 
+class LogPart(BaseModel):
+    """Output of a job's log page; `attempt` is set when that attempt's output begins at the part's first byte."""
+
+    attempt: int | None = None
+    text: str
+
+
+class JobLogPage(BaseModel):
+    """Whole lines of a job's output between log positions `start` and `end` (bytes since its first attempt's
+    first byte); `first` is the earliest position still kept: ask again with `before=start` until start == first.
+    Attempt boundaries come from the service's own index, never from the output."""
+
+    start: int
+    end: int
+    first: int
+    parts: list[LogPart]
+
+
 class JobPage(BaseModel):
     jobs: list[Job]
     next_cursor: str | None = None

@@ -22,7 +22,19 @@ from .engine.history import DEFAULT_HISTORY_POINTS
 from .engine.visible import DeviceSelection
 from .errors import StoreFault
 from .jobs import JobRunner, JobSettings
-from .model import DeviceSpec, History, HostInfo, Job, JobPage, JobState, QueueConfig, QueueStats, Snapshot
+from .model import (
+    DeviceSpec,
+    History,
+    HostInfo,
+    Job,
+    JobLogPage,
+    JobPage,
+    JobState,
+    LogPart,
+    QueueConfig,
+    QueueStats,
+    Snapshot,
+)
 from .overrides import PYTHON_ACTOR, OverrideBook, check_fields
 from .probes.base import GpuProbe, HostProbe
 from .remote import RemoteDesk
@@ -435,6 +447,13 @@ class SlotService:
     async def job_log(self, job_id: str, tail: int = 200) -> str:
         """The last `tail` lines of a command job's output."""
         return await self.jobs.job_log(job_id, tail)
+
+    async def job_log_page(self, job_id: str, before: int | None = None, max_bytes: int = 256 * 1024) -> JobLogPage:
+        """Whole lines of a command job's output ending at log position `before` (None: the end), at most
+        `max_bytes` (1 to 1 MiB; ValueError outside), cut where each attempt began (see `JobLogPage`)."""
+        page = await self.jobs.job_log_page(job_id, before, max_bytes)
+        parts = [LogPart(attempt=attempt, text=text) for attempt, text in page.parts]
+        return JobLogPage(start=page.start, end=page.end, first=page.first, parts=parts)
 
     def job_log_path(self, job_id: str) -> Path | None:
         """The job's log file, for following it; None when it has none (yet)."""

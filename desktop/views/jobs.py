@@ -1,7 +1,7 @@
 """`JobsView`: the jobs table with filters, a details pane and the selected job's live log.
 
 Nothing here talks to a server: jobs and log text come in through `apply_jobs`,
-`show_log` and `append_log`; operator actions leave as signals (`cancel_requested`,
+`show_log_page` and `append_log`; operator actions leave as signals (`cancel_requested`,
 `submit_requested`) and so does the wish to follow a job's log (`log_wanted`,
 "" when nothing is selected), so the connection streams one log at a time.
 """
@@ -9,21 +9,18 @@ Nothing here talks to a server: jobs and log text come in through `apply_jobs`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFontDatabase, QTextCursor
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMenu,
-    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -32,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from embedded_service.model import Job, JobKind, JobState, Snapshot
+from embedded_service.model import Job, JobKind, JobLogPage, JobState, Snapshot
 
 from ..models.formats import format_when
 from ..models.jobs import Column, JobsFilter, JobsModel, command_text
@@ -40,11 +37,9 @@ from ..models.reasons import queued_reason
 from ..roles import Act, gate
 from . import confirm
 from .keeping_table import KeepingTable
+from .log_pane import LogPane
 from .submit_dialog import SubmitDialog
 
-LOG_MAX_LINES = 5000
-LOG_FIRST_LINES = 500  # the connection's first tail (connection.LOG_TAIL_LINES)
-LOG_MAX_TAIL = 100_000  # the most lines the server sends as a tail
 FILTER_DELAY_MS = 250  # typing pauses this long before 100,000 rows are filtered again
 REPAINT_MS = 1000  # ages, runtimes and the time-based stuck highlight move on without new data
 
@@ -102,9 +97,9 @@ class JobsView(QWidget):
 
     cancel_requested = Signal(str)  # job id
     retry_requested = Signal(str)  # job id: submit a copy of its spec
-    log_lines_wanted = Signal(str, int)  # job id, how many of its last lines to show (Load earlier)
+    log_earlier_wanted = Signal(str, int)  # job id, log position the page before the shown lines ends at
     submit_requested = Signal(object)  # CommandSubmit
-    log_wanted = Signal(str)  # job id whose log to follow, "" for none
+    log_wanted = Signal(str)  # job id whose log to show from its last page and follow, "" for none
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -115,9 +110,8 @@ class JobsView(QWidget):
         self._read_only = False
         self._role = ""
         self._snap: Snapshot | None = None
-        self._log_asked = LOG_FIRST_LINES
-        self._log_complete = False
-        self._log_lines = 0
+        self._log_attempts = 0  # the selected job's attempts when its log was asked for
+        self._log_reload_pending = False  # an attempt began before the log's first page came
 
         self.states_button = QToolButton()
         self.states_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -183,36 +177,16 @@ class JobsView(QWidget):
         details.setWidgetResizable(True)
         details.setWidget(details_body)
         details.setMinimumWidth(320)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(LOG_MAX_LINES)
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.log.setPlaceholderText("Select a job to follow its log.")
-        self.log_marker = QLabel()
-        self.earlier_button = QPushButton("Load earlier")
-        self.earlier_button.setToolTip("Show more of the log, back to its first line")
-        self.earlier_button.clicked.connect(self._load_earlier)
-        self.log_search = QLineEdit()
-        self.log_search.setPlaceholderText("Find in log (Enter: next)")
-        self.log_search.setClearButtonEnabled(True)
-        self.log_search.setMinimumWidth(220)
-        self.log_search.returnPressed.connect(self.find_in_log)
-        self.save_log_button = QPushButton("Save log…")
-        self.save_log_button.clicked.connect(self._save_log)
-        log_bar = QHBoxLayout()
-        log_bar.addWidget(self.log_marker, 1)
-        log_bar.addWidget(self.earlier_button)
-        log_bar.addWidget(self.log_search)
-        log_bar.addWidget(self.save_log_button)
-        log_box = QWidget()
-        log_layout = QVBoxLayout(log_box)
-        log_layout.setContentsMargins(0, 0, 0, 0)
-        log_layout.addLayout(log_bar)
-        log_layout.addWidget(self.log)
+        self.log_pane = LogPane()
+        self.log_pane.earlier_wanted.connect(lambda before: self.log_earlier_wanted.emit(self._selected, before))
+        self.log_pane.latest_wanted.connect(lambda: self.log_wanted.emit(self._selected))
+        self.log = self.log_pane.text
+        self.log_marker = self.log_pane.marker
+        self.earlier_button = self.log_pane.earlier_button
+        self.log_search = self.log_pane.search
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(details)
-        lower.addWidget(log_box)
+        lower.addWidget(self.log_pane)
         lower.setStretchFactor(1, 2)
         lower.setSizes([380, 620])
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -257,10 +231,18 @@ class JobsView(QWidget):
     # Data in
 
     def apply_jobs(self, jobs: list[Job]) -> None:
-        """New and changed jobs from the connection."""
+        """New and changed jobs from the connection; a new attempt of the selected job reloads its log's end
+        (the page says where that attempt began)."""
         self.model.upsert(jobs)
         if self._selected and any(job.id == self._selected for job in jobs):
             self._show_selected()
+            job = self.selected_job()
+            # a retry began (the first attempt's line needs no new page: the pane knows log position 0 begins it)
+            if job is not None and job.attempts > max(1, self._log_attempts):
+                if self.log_pane.has_page():
+                    self._want_log(job)
+                else:  # not while the first page is on its way (a request cut short): once it is shown
+                    self._log_reload_pending = True
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Stuck thresholds and stuck leases for the highlight, and the queue names for the choices."""
@@ -286,25 +268,15 @@ class JobsView(QWidget):
         self.queue_filter.blockSignals(False)
         self.filter.set_queue(self.queue_filter.currentData())
 
-    def show_log(self, job_id: str, text: str) -> None:
-        """Replace the log pane with `text` if `job_id` is still the selected job."""
-        if job_id and job_id == self._selected:
-            self.log.setPlainText(text)
-            self._scroll_log_to_end()
-            self._log_lines = 0
-            self._mark_log()
+    def show_log_page(self, job_id: str, page: JobLogPage, latest: bool) -> None:
+        """A page of the selected job's log: its end (`latest`) or the page before the lines shown."""
+        self.log_pane.show_page(job_id, page, latest)
+        if latest and self._log_reload_pending and job_id == self._selected:
+            self._want_log(self.selected_job())  # an attempt began while this page was read
 
     def append_log(self, job_id: str, lines: list[str]) -> None:
-        """Append lines to the log pane if `job_id` is still selected; follows the end unless scrolled up."""
-        if not lines or not job_id or job_id != self._selected:
-            return
-        bar = self.log.verticalScrollBar()
-        following = bar.value() >= bar.maximum() - 1
-        self.log.appendPlainText("\n".join(line.rstrip("\n") for line in lines))
-        self._log_lines += len(lines)
-        self._mark_log()
-        if following:
-            self._scroll_log_to_end()
+        """Lines written after the last page, if `job_id` is still selected; follows the end unless scrolled up."""
+        self.log_pane.append(job_id, lines)
 
     def set_read_only(self, read_only: bool) -> None:
         """Disable cancel and submit (data too old to act on)."""
@@ -335,13 +307,7 @@ class JobsView(QWidget):
 
     def find_in_log(self) -> bool:
         """Select the next match of the search text in the log (wrapping to the top); False when none."""
-        text = self.log_search.text()
-        if not text:
-            return False
-        if self.log.find(text):
-            return True
-        self.log.moveCursor(QTextCursor.MoveOperation.Start)
-        return self.log.find(text)
+        return self.log_pane.find_next()
 
     # Queries
 
@@ -372,11 +338,14 @@ class JobsView(QWidget):
         job_id = current_id if current_id in ids else (ids[0] if ids else "")
         if job_id != self._selected:
             self._selected = job_id
-            self.log.clear()
-            self._log_asked, self._log_lines, self._log_complete = LOG_FIRST_LINES, 0, False
-            self._mark_log()
-            self.log_wanted.emit(job_id)
+            self._want_log(self.selected_job())
         self._show_selected()
+
+    def _want_log(self, job: Job | None) -> None:
+        self._log_attempts = job.attempts if job is not None else 0
+        self._log_reload_pending = False
+        self.log_pane.reset(self._selected, job.max_attempts if job is not None else 1)
+        self.log_wanted.emit(self._selected)
 
     def _on_rows(self) -> None:
         shown, total = self.filter.rowCount(), self.model.rowCount()
@@ -399,43 +368,6 @@ class JobsView(QWidget):
         gate(self.retry_button, Act.retry_job, self._role, not self._read_only and retryable,
              "Submit a copy of the selected finished command job (same command, queue and resources)")
         gate(self.submit_button, Act.submit, self._role, not self._read_only)
-
-    def _mark_log(self) -> None:
-        job_id = self._selected
-        if not job_id:
-            self.log_marker.setText("")
-            self.earlier_button.setEnabled(False)
-            return
-        self._log_complete = self._log_lines < self._log_asked
-        if self._log_lines == 0:
-            self.log_marker.setText("No output yet")
-        elif self._log_complete:
-            self.log_marker.setText(f"Whole log: {self._log_lines:,} lines, from the first")
-        else:
-            self.log_marker.setText(f"Last {self._log_asked:,} lines and what follows; earlier lines not shown")
-        job = self.selected_job()
-        if job is not None and job.attempts > 1:  # the server writes no separator between attempts (yet)
-            self.log_marker.setText(
-                f"{self.log_marker.text()} · {job.attempts} attempts: their output follows one another here"
-            )
-        self.earlier_button.setEnabled(not self._log_complete and self._log_asked < LOG_MAX_TAIL)
-
-    def _load_earlier(self) -> None:
-        if self._selected and not self._log_complete:
-            self._log_asked = min(LOG_MAX_TAIL, self._log_asked * 10)
-            self.log.setMaximumBlockCount(max(LOG_MAX_LINES, self._log_asked + LOG_MAX_LINES))
-            self.log_lines_wanted.emit(self._selected, self._log_asked)
-
-    def _save_log(self) -> None:
-        if not self._selected:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save log", f"{self._selected}.log", "Log files (*.log *.txt)")
-        if path:
-            Path(path).write_text(self.log.toPlainText() + "\n", encoding="utf-8")
-
-    def _scroll_log_to_end(self) -> None:
-        bar = self.log.verticalScrollBar()
-        bar.setValue(bar.maximum())
 
     def _cancel(self) -> None:
         jobs = [j for j in self.selected_jobs() if not j.state.finished]

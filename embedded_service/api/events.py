@@ -26,6 +26,7 @@ JOB_OWNERS_KEPT = 100_000  # job id -> owner, for telling each client only of it
 SUBSCRIBER_BACKLOG = 2048  # a client further behind than this is dropped (it reconnects and resumes)
 KEEPALIVE_S = 10.0  # a stream that carries no snapshots gets a comment this often, so clients see it is alive
 KEEPALIVE = b": keep-alive\n\n"
+SNAPSHOT_INTERVAL_MAX_S = 10.0  # the slowest snapshot pace a stream may ask for (clients drop a stream silent 30 s)
 
 _CLOSE = object()
 
@@ -73,6 +74,8 @@ class EventBroker:
         self._subscribers: dict[asyncio.Queue[Any], tuple[frozenset[str], str | None]] = {}
         self._job_owners: dict[str, str] = {}
         self._holders: dict[asyncio.Queue[Any], str] = {}  # each stream's token name: revoking it ends the stream
+        # streams that asked for fewer snapshots: (seconds between two, loop time the next one is due)
+        self._paces: dict[asyncio.Queue[Any], tuple[float, float]] = {}
         self._revisions: dict[str, int] = {}  # how often each token name was revoked or replaced
         self._client_snapshots: dict[str, tuple[Any, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,7 +182,13 @@ class EventBroker:
             if watchers:
                 await self.snapshots.service.keeper.sync_shown()  # totals shown are stored first
             frames: dict[str | None, bytes] = {}
+            now = loop.time()
             for queue, client in watchers:
+                pace = self._paces.get(queue)
+                if pace is not None:
+                    if now < pace[1]:
+                        continue  # skipped: a later tick sends that stream the newest snapshot instead
+                    self._paces[queue] = (pace[0], max(pace[1] + pace[0], now))
                 if client not in frames:
                     frames[client] = sse_frame("snapshot", self.snapshot_json(client))
                 self._offer(queue, frames[client])
@@ -220,18 +229,24 @@ class EventBroker:
         types: frozenset[str] = frozenset(EVENT_TYPES),
         client: str | None = None,
         holder: str | None = None,
+        snapshot_interval_s: float = 0.0,
     ) -> AsyncIterator[bytes]:
         """A subscriber's frames of the asked `types`: a snapshot now, what it missed, then live events until close.
 
         A dashboard that draws snapshots and lists jobs need not be sent (and parse) every
         lease event of a busy server: thousands a second. `client` (a client token's name) limits the
         stream to what that client may read (see `visibility`); None is every other role's view. `holder`
-        (the token's name) lets `end_streams_of` end it when that token is revoked or replaced."""
+        (the token's name) lets `end_streams_of` end it when that token is revoked or replaced.
+        `snapshot_interval_s` (0 to SNAPSHOT_INTERVAL_MAX_S, checked by the route) slows this stream's snapshots:
+        at most one per that many seconds, always the newest (the ones in between are never queued); 0 (or less
+        than the server's period) is every snapshot. Other events are not slowed."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
         backlog = self._missed(last_event_id, types, client)
         self._subscribers[queue] = (types, client)
         if holder is not None:
             self._holders[queue] = holder
+        if snapshot_interval_s > self.period_s:
+            self._paces[queue] = (snapshot_interval_s, asyncio.get_running_loop().time() + snapshot_interval_s)
         try:
             if "snapshot" in types:
                 yield sse_frame("snapshot", self.snapshot_json(client))
@@ -245,6 +260,7 @@ class EventBroker:
         finally:
             self._subscribers.pop(queue, None)
             self._holders.pop(queue, None)
+            self._paces.pop(queue, None)
 
     def token_revision(self, holder: str) -> int:
         """A number that changes when the token named `holder` is revoked or replaced (other streams watch it)."""

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ..errors import UnknownJob
-from ..jobs.runner import MAX_IDEMPOTENCY_KEY
-from ..model import CommandSubmit, Job, JobKind, JobPage, JobState, Role, TaskSubmit
+from ..jobs.logs import read_index
+from ..jobs.runner import LOG_PAGE_MAX_BYTES, MAX_IDEMPOTENCY_KEY
+from ..model import CommandSubmit, Job, JobKind, JobLogPage, JobPage, JobState, Role, TaskSubmit
 from ..service import SlotService
 from .auth import Principal
 from .deps import ItemId, Need
@@ -152,12 +153,15 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         await st.audit(who, "job.retry", job_id, {"job": job_id}, {"job": job.id})
         return masked(job)
 
-    async def follow(job_id: str, tail: int, holder: str = "") -> AsyncIterator[bytes]:
+    async def follow(job_id: str, tail: int, holder: str = "", after: int | None = None) -> AsyncIterator[bytes]:
         offset: int | None = None  # None until the log file exists (a queued job has none yet)
         revision = st.broker.token_revision(holder)
         while st.broker.token_revision(holder) == revision:  # the token revoked or replaced: the stream ends
             finished = (await svc.get_job(job_id)).state.finished  # read before the file: no last line is lost
             path = svc.job_log_path(job_id)
+            if path is not None and offset is None and after is not None:  # from a log position (after a page)
+                offset = max(0, after - (await asyncio.to_thread(read_index, path)).starts[-1])
+                continue
             if path is not None and offset is None:
                 head, offset = await asyncio.to_thread(tail_lines, path, tail)
                 if head:
@@ -184,12 +188,37 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         who: Viewer,
         tail: Annotated[int, Query(ge=0, le=100_000)] = 200,
         follow_: Annotated[bool, Query(alias="follow", description="Keep streaming new lines until the job ends.")] = False,
+        after: Annotated[
+            int | None,
+            Query(ge=0, le=2**62, description="With `follow`: start at this log position (a page's `end`), no tail."),
+        ] = None,
     ) -> Response:
         """The last `tail` lines of the job's output; with `follow`, new lines as they are written."""
         await visible_job(job_id, who)
         if follow_:
-            return StreamingResponse(follow(job_id, tail, who.name), media_type="text/plain; charset=utf-8")
+            stream = follow(job_id, tail, who.name, after)
+            return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
         return PlainTextResponse(await svc.job_log(job_id, tail=tail))
+
+    @r.get(
+        "/v1/jobs/{job_id}/log/page",
+        response_model=JobLogPage,
+        responses=problems(401, 403, 404, 422),
+        tags=["jobs"],
+    )
+    async def job_log_page(
+        job_id: ItemId,
+        who: Viewer,
+        before: Annotated[
+            int | None, Query(ge=0, le=2**62, description="Log position the page ends at (default: the end).")
+        ] = None,
+        max_bytes: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX_BYTES)] = 256 * 1024,
+    ) -> JobLogPage:
+        """Whole lines of the job's output ending at log position `before`, at most `max_bytes`, in parts that
+        say where each attempt began (from the service's own index: nothing the job prints can fake one). Page
+        back with `before=start` until `start == first` (the first line still kept), whatever the log's size."""
+        await visible_job(job_id, who)
+        return await svc.job_log_page(job_id, before, max_bytes)
 
 
 def spec_of(job: Job) -> TaskSubmit | CommandSubmit:

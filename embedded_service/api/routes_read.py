@@ -12,7 +12,7 @@ from ..errors import UnknownJob
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
 from .auth import Principal
 from .deps import Need, redact_url
-from .events import EVENT_TYPES
+from .events import EVENT_TYPES, SNAPSHOT_INTERVAL_MAX_S
 from .lean import lean
 from .problems import problems
 from .state import ApiState
@@ -116,14 +116,25 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
                 description="Only these event types, comma-separated (default: all): " + ", ".join(EVENT_TYPES),
             ),
         ] = None,
+        snapshot_interval_s: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=SNAPSHOT_INTERVAL_MAX_S,
+                description="At most one snapshot per this many seconds, always the newest (0: every one; "
+                "a dashboard watching a server out of focus asks for 1). Other events are not slowed.",
+            ),
+        ] = 0.0,
     ) -> StreamingResponse:
-        """Server-sent events with ids to resume from: `snapshot` (at the configured rate), `lease`, `job`,
-        `prune` (finished jobs removed by retention: `{"jobs": [ids]}`) and `audit`. A client receives only
-        what it may read through GET: its own jobs, leases and waiters and the audit entries about them."""
+        """Server-sent events with ids to resume from: `snapshot` (at the configured rate, or slower with
+        `snapshot_interval_s`), `lease`, `job`, `prune` (finished jobs removed by retention: `{"jobs": [ids]}`)
+        and `audit`. A client receives only what it may read through GET: its own jobs, leases and waiters and
+        the audit entries about them."""
         st.check_admitting()
         wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
+        stream = st.broker.stream(last_event_id or since, wanted, client_name(who), who.name, snapshot_interval_s)
         return StreamingResponse(
-            st.broker.stream(last_event_id or since, wanted, client_name(who), holder=who.name),
+            stream,
             media_type="text/event-stream",
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )

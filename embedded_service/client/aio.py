@@ -21,6 +21,7 @@ from ..model import (
     Health,
     History,
     Job,
+    JobLogPage,
     JobPage,
     JobState,
     LeaseInfo,
@@ -171,12 +172,17 @@ class AsyncClient:
         return await self._send(calls.metrics())
 
     async def events(
-        self, last_event_id: str | None = None, types: Sequence[str] | None = None
+        self,
+        last_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        snapshot_interval_s: float | None = None,
     ) -> AsyncIterator[ServerEvent]:
         """Server-sent events until the server ends the stream; resume with the last event's `id`.
-        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all)."""
+        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all);
+        `snapshot_interval_s` (up to 10) asks for at most one snapshot, the newest, per that many seconds
+        (a server older than that option sends every snapshot)."""
         parser = SseParser()
-        async for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
+        async for line in self._lines(calls.events(last_event_id, types, snapshot_interval_s), EVENTS_READ_S):
             event = parser.feed(line)
             if event is not None:
                 yield event
@@ -398,9 +404,14 @@ class AsyncClient:
     async def job_log(self, job_id: str, tail: int = 200) -> str:
         return await self._send(calls.job_log(job_id, tail))
 
-    async def follow_log(self, job_id: str, tail: int = 200) -> AsyncIterator[str]:
-        """The log's last lines, then new ones as they are written, until the job ends."""
-        async for line in self._lines(calls.follow_log(job_id, tail), None):
+    async def job_log_page(self, job_id: str, before: int | None = None, max_bytes: int = 256 * 1024) -> JobLogPage:
+        """Whole lines of the log ending at log position `before` (None: the end), cut where attempts began."""
+        return await self._send(calls.job_log_page(job_id, before, max_bytes))
+
+    async def follow_log(self, job_id: str, tail: int = 200, after: int | None = None) -> AsyncIterator[str]:
+        """The log's last lines (or, with `after`, what follows that log position), then new ones as they are
+        written, until the job ends."""
+        async for line in self._lines(calls.follow_log(job_id, tail, after), None):
             yield line
 
     # ------------------------------------------------------------- tokens

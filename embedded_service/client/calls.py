@@ -26,6 +26,7 @@ from ..model import (
     Health,
     History,
     Job,
+    JobLogPage,
     JobPage,
     JobState,
     LeaseInfo,
@@ -274,12 +275,21 @@ def job_log(job_id: str, tail: int) -> Call[str]:
     return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _text, params={"tail": tail})
 
 
-def follow_log(job_id: str, tail: int) -> Call[None]:
-    return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _nothing, params={"tail": tail, "follow": "true"})
+def follow_log(job_id: str, tail: int, after: int | None = None) -> Call[None]:
+    params = {"tail": tail, "follow": "true", "after": after}
+    return Call("GET", f"/v1/jobs/{_q(job_id)}/log", _nothing, params=params)
 
 
-def events(last_event_id: str | None, types: Sequence[str] | None = None) -> Call[None]:
-    return Call("GET", "/v1/events", _nothing, params={"since": last_event_id, "types": ",".join(types) if types else None})
+def job_log_page(job_id: str, before: int | None, max_bytes: int) -> Call[JobLogPage]:
+    params = {"before": before, "max_bytes": max_bytes}
+    return Call("GET", f"/v1/jobs/{_q(job_id)}/log/page", _model(JobLogPage), params=params)
+
+
+def events(
+    last_event_id: str | None, types: Sequence[str] | None = None, snapshot_interval_s: float | None = None
+) -> Call[None]:
+    params = {"since": last_event_id, "types": ",".join(types) if types else None}
+    return Call("GET", "/v1/events", _nothing, params=params | {"snapshot_interval_s": snapshot_interval_s or None})
 
 
 # ------------------------------------------------------------------- tokens

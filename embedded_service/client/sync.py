@@ -18,6 +18,7 @@ from ..model import (
     Health,
     History,
     Job,
+    JobLogPage,
     JobPage,
     JobState,
     LeaseInfo,
@@ -153,11 +154,18 @@ class Client:
     def metrics(self) -> str:
         return self._send(calls.metrics())
 
-    def events(self, last_event_id: str | None = None, types: Sequence[str] | None = None) -> Iterator[ServerEvent]:
+    def events(
+        self,
+        last_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        snapshot_interval_s: float | None = None,
+    ) -> Iterator[ServerEvent]:
         """Server-sent events until the server ends the stream; resume with the last event's `id`.
-        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all)."""
+        `types` picks some of "snapshot", "lease", "job", "prune", "audit" (default: all);
+        `snapshot_interval_s` (up to 10) asks for at most one snapshot, the newest, per that many seconds
+        (a server older than that option sends every snapshot)."""
         parser = SseParser()
-        for line in self._lines(calls.events(last_event_id, types), EVENTS_READ_S):
+        for line in self._lines(calls.events(last_event_id, types, snapshot_interval_s), EVENTS_READ_S):
             event = parser.feed(line)
             if event is not None:
                 yield event
@@ -399,9 +407,14 @@ class Client:
     def job_log(self, job_id: str, tail: int = 200) -> str:
         return self._send(calls.job_log(job_id, tail))
 
-    def follow_log(self, job_id: str, tail: int = 200) -> Iterator[str]:
-        """The log's last lines, then new ones as they are written, until the job ends."""
-        yield from self._lines(calls.follow_log(job_id, tail), None)
+    def job_log_page(self, job_id: str, before: int | None = None, max_bytes: int = 256 * 1024) -> JobLogPage:
+        """Whole lines of the log ending at log position `before` (None: the end), cut where attempts began."""
+        return self._send(calls.job_log_page(job_id, before, max_bytes))
+
+    def follow_log(self, job_id: str, tail: int = 200, after: int | None = None) -> Iterator[str]:
+        """The log's last lines (or, with `after`, what follows that log position), then new ones as they are
+        written, until the job ends."""
+        yield from self._lines(calls.follow_log(job_id, tail, after), None)
 
     # ------------------------------------------------------------- tokens
 

@@ -139,7 +139,7 @@ async def run_command(
     are gone; what survives SIGKILL is listed in `Outcome.survivors`.
     """
     assert job.argv is not None and control.mark is not None
-    sink = CappedLog(log_path, log_max_bytes)
+    sink = CappedLog(log_path, log_max_bytes, attempt=job.attempts)
     try:
         env = job_environment(command_env(job.env, devices), job.env, pass_env)
         env[MARK_VAR] = control.mark

@@ -41,7 +41,7 @@ from ..stores import Store
 from .backlog import Backlog
 from .context import JobContext
 from .execute import Outcome, run_command, run_task
-from .logs import read_tail, remove_log
+from .logs import LogPage, read_page, read_tail, remove_log
 from .process import group_alive, is_job_group
 from .registry import TaskRegistry
 from .settings import JobSettings
@@ -65,6 +65,7 @@ def _request_of(job: Job) -> str:
 IDEMPOTENCY_WINDOW_S = 86_400.0  # a repeated Idempotency-Key gets the first job back within this
 MAX_IDEMPOTENCY_KEY = 200
 MAX_WINDOW = 4096
+LOG_PAGE_MAX_BYTES = 1024 * 1024  # the most of a log one page request returns
 
 
 class EventSink(Protocol):
@@ -825,6 +826,16 @@ class JobRunner:
         if path is None:
             return ""
         return await asyncio.to_thread(read_tail, path, tail)
+
+    async def job_log_page(self, job_id: str, before: int | None, max_bytes: int) -> LogPage:
+        """Whole lines of the job's output ending at log position `before` (None: its end), at most `max_bytes`."""
+        if not 1 <= max_bytes <= LOG_PAGE_MAX_BYTES:
+            raise ValueError(f"max_bytes must be between 1 and {LOG_PAGE_MAX_BYTES}")
+        await self.get_job(job_id)  # UnknownJob for an unknown id
+        path = self.log_path(job_id)
+        if path is None:
+            return LogPage(0, 0, 0, ())
+        return await asyncio.to_thread(read_page, path, before, max_bytes)
 
     def _log_path(self, job_id: str) -> Path:
         if self._log_dir is None:

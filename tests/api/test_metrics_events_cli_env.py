@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -96,3 +97,29 @@ def test_cli_takes_url_and_token_from_the_environment(running: Running, tmp_path
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["queues"][0]["config"]["name"] == "default"
     assert status({"SLOTDECK_TOKEN": "sdk_wrong"}).returncode == 4
+
+
+def test_a_stream_can_ask_for_fewer_snapshots_and_gets_the_newest(running: Running) -> None:
+    """A dashboard watching a server out of focus asks for one snapshot per interval; the server skips the rest
+    (20 Hz here) instead of queueing them, and refuses a pace outside 0-10 s."""
+    with running.http("viewer") as v:
+        started = time.monotonic()
+        with v.stream("GET", "/v1/events", params={"types": "snapshot", "snapshot_interval_s": 0.5}) as stream:
+            seqs = [json.loads(line[len("data: ") :])["seq"] for line in _data_lines(stream.iter_lines(), 3)]
+        took = time.monotonic() - started
+        assert took >= 1.0, f"3 snapshots (now, +0.5 s, +1 s) came in {took:.2f} s"
+        assert seqs == sorted(seqs)
+        for bad in ("-1", "10.5", "nan", "soon"):
+            refused = v.get("/v1/events", params={"snapshot_interval_s": bad})
+            assert refused.status_code == 422, bad
+            assert refused.json()["errors"][0]["loc"] == ["query", "snapshot_interval_s"]
+
+
+def _data_lines(lines: Iterator[str], count: int) -> list[str]:
+    found: list[str] = []
+    for line in lines:
+        if line.startswith("data: "):
+            found.append(line)
+            if len(found) == count:
+                break
+    return found

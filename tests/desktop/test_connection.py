@@ -171,19 +171,29 @@ def test_a_job_that_changes_during_the_backfill_still_ends_in_its_latest_state(q
     qloop.run(conn.close())
 
 
-def test_a_log_tail_reaches_the_view_in_a_few_batches_in_order(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+def test_a_log_page_then_its_new_lines_reach_the_view_in_a_few_batches_in_order(qloop: QtLoop, server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pages: list[tuple[object, bool]] = []
     batches: list[list[str]] = []
     conn = connect(server.url, server.token)
+    conn.log_page.connect(lambda job_id, page, latest: pages.append((page, latest)))
     conn.log_lines.connect(lambda job_id, lines: batches.append(lines))
     qloop.until(lambda: conn.state is LinkState.live, what="live")
-    script = "import time\nfor i in range(1200): print('line', i)\nprint('done', flush=True)\ntime.sleep(600)"
+    go = tmp_path / "go"
+    script = (
+        f"import os, time\nprint('start', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "for i in range(1200): print('line', i)\nprint('done', flush=True)\ntime.sleep(600)"
+    )
     job = server.call(server.service.submit_command([sys.executable, "-c", script]))
-    qloop.until(lambda: "done" in server.call(server.service.job_log(job.id)), what="the job to write its lines")
+    qloop.until(lambda: "start" in server.call(server.service.job_log(job.id)), what="the job's first line")
     conn.follow_log(job.id)
-    qloop.until(lambda: batches and batches[-1][-1] == "done", what="the tail, to its last line")
+    qloop.until(lambda: pages, what="the log's last page")
+    page, latest = pages[0]
+    assert latest and [(p.attempt, p.text) for p in page.parts] == [(1, "start\n")]  # type: ignore[attr-defined]
+    go.touch()
+    qloop.until(lambda: batches and batches[-1][-1] == "done", what="what follows the page, to its last line")
     lines = [line for batch in batches for line in batch]
-    assert lines == [f"line {i}" for i in range(701, 1200)] + ["done"]  # the last 500, in order
-    assert len(batches) <= 5, f"{len(batches)} signals for a 500-line tail"
+    assert lines == [f"line {i}" for i in range(1200)] + ["done"]  # from the page's end: nothing twice, in order
+    assert len(batches) <= 5, f"{len(batches)} signals for 1,201 lines"
     conn.follow_log("")
     server.call(server.service.cancel_job(job.id))
     qloop.run(conn.close())
@@ -202,3 +212,48 @@ def test_jobs_pruned_by_retention_are_announced(qloop: QtLoop) -> None:
         qloop.run(conn.close())
     finally:
         server.stop()
+
+
+def test_a_server_out_of_focus_is_asked_for_one_snapshot_a_second(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    """Ten servers at 10 Hz are 100 snapshots a second to decode: out of focus, the stream asks for one a second
+    (the server skips the rest), and back in focus it is reopened at the server's full rate, resuming its events."""
+    import time
+
+    from embedded_service.client import AsyncClient
+
+    opened: list[float | None] = []
+    arrivals: list[tuple[int, float]] = []  # (stream number, monotonic time) of each snapshot on the wire
+
+    class Watched(AsyncClient):
+        async def events(self, last_event_id=None, types=None, snapshot_interval_s=None):  # type: ignore[no-untyped-def]
+            opened.append(snapshot_interval_s)
+            number = len(opened)
+            async for event in super().events(last_event_id, types, snapshot_interval_s):
+                if event.type == "snapshot":
+                    arrivals.append((number, time.monotonic()))
+                yield event
+
+    conn = Connection(
+        ConnectionSpec(name="t", url=server.url), server.token, delays=lambda a: 0.2,
+        client_factory=lambda spec, token: Watched(spec.url, token),
+    )  # fmt: skip
+    conn.background = True
+    conn.start()
+    qloop.until(lambda: sum(n == 1 for n, _ in arrivals) >= 3, what="three snapshots out of focus")
+    first = [t for n, t in arrivals if n == 1]
+    assert opened == [1.0]
+    assert first[2] - first[0] >= 1.5, f"3 snapshots of a 20 Hz server in {first[2] - first[0]:.2f} s"
+
+    conn.background = False
+    qloop.until(lambda: sum(n == 2 for n, _ in arrivals) >= 10, what="the full rate back in focus")
+    assert opened == [1.0, None]
+    limit_seen = qloop.run(_limit_after_change(conn, server))
+    assert limit_seen == 5 and opened == [1.0, None], "one stream, events still followed"
+    qloop.run(conn.close())
+
+
+async def _limit_after_change(conn: Connection, server) -> int:  # type: ignore[no-untyped-def]
+    await asyncio.to_thread(server.call, server.service.set_limit("default", 5))
+    while conn.last_snapshot is None or conn.last_snapshot.queues[0].config.limit != 5:
+        await asyncio.sleep(0.02)
+    return conn.last_snapshot.queues[0].config.limit

@@ -9,7 +9,7 @@ import json
 import sys
 
 import pytest
-from desktop_harness import Confirmations, QtLoop, queue_stats
+from desktop_harness import Confirmations, QtLoop, queue_stats, start_server
 from PySide6.QtCore import Qt
 
 from desktop.connection import Connection, ConnectionSpec, LinkState
@@ -19,13 +19,16 @@ from desktop.models.reasons import queued_reason
 from desktop.page import ConnectionPage
 from desktop.views.audit import AuditView
 from desktop.views.jobs import JobsView
+from desktop.views.log_pane import MAX_LINES
 from desktop.views.queue_dialog import QueueDialog
 from desktop.views.queues import QueuesView
 from desktop.views.submit_dialog import SubmitDialog
 from desktop.views.work import WorkView
 from embedded_service.api.auth import create_token
+from embedded_service.jobs import JobSettings
 from embedded_service.model import (
     AuditEntry,
+    CommandSubmit,
     DeviceInfo,
     Job,
     JobKind,
@@ -329,31 +332,70 @@ def test_submit_with_shell_runs_the_line_in_bash(qloop: QtLoop, server) -> None:
     job_id = page.jobs.selected_job().id  # type: ignore[union-attr]
     qloop.until(lambda: page.jobs.selected_job().state == JobState.succeeded, what="done")  # type: ignore[union-attr]
     qloop.until(lambda: "hello" in page.jobs.log.toPlainText(), what="the shell's output in the log")
-    assert page.jobs.log.toPlainText().split() == ["a", "hello"], job_id
+    assert page.jobs.log.toPlainText().split("\n") == ["──── attempt 1 of 2 ────", "a", "hello"], job_id
     dialog.env.setPlainText("not an assignment")
     assert dialog.command() is None and "Environment line 1" in dialog.error_text()
     qloop.run(page.conn.close())
 
 
-def test_the_log_viewer_pages_back_to_the_first_line_and_finds_text(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+def test_the_log_viewer_pages_back_through_a_large_log_to_its_first_line(qloop: QtLoop, server) -> None:  # type: ignore[no-untyped-def]
+    """120,000 lines (beyond the old 100,000-line tail): "Load earlier" pages back by log position to line 1,
+    the pane never holding more than its line budget; "Latest" brings the end back."""
+    total = 120_000
     page = open_page(server.url, server.token)
     qloop.until(lambda: page.conn.state is LinkState.live, what="live")
-    page.jobs.submit_requested.emit(_command([sys.executable, "-c", "for i in range(1, 1201): print('line', i)"]))
+    page.jobs.submit_requested.emit(_command([sys.executable, "-c", f"for i in range(1, {total + 1}): print('line', i)"]))
     qloop.until(lambda: page.jobs.selected_job() is not None, what="selected")
-    qloop.until(lambda: page.jobs.selected_job().state == JobState.succeeded, what="done")  # type: ignore[union-attr]
+    qloop.until(lambda: page.jobs.selected_job().state == JobState.succeeded, timeout=60, what="done")  # type: ignore[union-attr]
     page.jobs.log_wanted.emit(page.jobs.selected_job().id)  # type: ignore[union-attr]  # re-read the finished log
-    qloop.until(lambda: page.jobs.log.toPlainText().endswith("line 1200"), what="the tail")
-    assert page.jobs.log.blockCount() == 500 and not page.jobs.log.toPlainText().startswith("line 1\n")
-    assert "Last 500 lines" in page.jobs.log_marker.text() and page.jobs.earlier_button.isEnabled()
-    page.jobs.earlier_button.click()
-    qloop.until(lambda: page.jobs.log.toPlainText().startswith("line 1\n"), what="the first line")
-    qloop.until(lambda: page.jobs.log.toPlainText().endswith("line 1200"), what="to the end")
-    assert page.jobs.log.blockCount() == 1200
-    assert "Whole log: 1,200 lines" in page.jobs.log_marker.text() and not page.jobs.earlier_button.isEnabled()
+    log = page.jobs.log
+    qloop.until(lambda: log.toPlainText().endswith(f"line {total}"), what="the last page")
+    assert "earlier not shown" in page.jobs.log_marker.text() and page.jobs.earlier_button.isEnabled()
+    pages = 0
+    while page.jobs.earlier_button.isEnabled():
+        top = log.document().begin().text()
+        page.jobs.earlier_button.click()
+        qloop.until(lambda: log.document().begin().text() != top, what=f"page {pages + 2} from the end")  # noqa: B023
+        pages += 1
+        assert log.document().blockCount() <= MAX_LINES
+    shown = log.toPlainText().split("\n")
+    assert shown[0] == "──── attempt 1 of 1 ────"  # the attempt's first byte is the log's first
+    assert shown[1:] == [f"line {i}" for i in range(1, len(shown))], "consecutive lines from the first, none lost"
+    assert pages >= 8 and log.document().blockCount() == MAX_LINES
+    marker = page.jobs.log_marker.text()
+    assert marker.startswith("From the first line") and "not following" in marker
     page.jobs.log_search.setText("line 700")
-    assert page.jobs.find_in_log()
-    assert page.jobs.log.textCursor().selectedText() == "line 700"
+    assert page.jobs.find_in_log() and log.textCursor().selectedText() == "line 700"
+    page.jobs.log_pane.latest_button.click()
+    qloop.until(lambda: log.toPlainText().endswith(f"line {total}"), what="the end again")
+    assert not page.jobs.log_pane.latest_button.isEnabled()
     qloop.run(page.conn.close())
+
+
+def test_the_log_viewer_marks_where_each_attempt_began_and_a_job_cannot_fake_one(qloop: QtLoop) -> None:
+    """A job retried twice: its log shows three attempt lines from the server's index; the line it prints
+    to look like one is plain output."""
+    server = start_server(jobs=JobSettings(poll_s=0.05, retry_backoff_s=0.05, retry_backoff_max_s=0.05))
+    try:
+        page = open_page(server.url, server.token)
+        qloop.until(lambda: page.conn.state is LinkState.live, what="live")
+        script = (
+            "import os; print('──── attempt 9 of 9 ────'); print('work', os.environ['SLOTDECK_JOB_MARK']); "
+            "raise SystemExit(1)"
+        )
+        page.jobs.submit_requested.emit(CommandSubmit(argv=[sys.executable, "-c", script], max_attempts=3))
+        qloop.until(lambda: page.jobs.selected_job() is not None, what="selected")
+        job_id = page.jobs.selected_job().id  # type: ignore[union-attr]
+        qloop.until(lambda: page.jobs.selected_job().state == JobState.failed, timeout=30, what="three failures")  # type: ignore[union-attr]
+        qloop.until(lambda: f"work {job_id}.3" in page.jobs.log.toPlainText(), what="the third attempt's output")
+        assert page.jobs.log_pane.attempt_lines() == [f"──── attempt {n} of 3 ────" for n in (1, 2, 3)]
+        expected: list[str] = []
+        for n in (1, 2, 3):
+            expected += [f"──── attempt {n} of 3 ────", "──── attempt 9 of 9 ────", f"work {job_id}.{n}"]
+        assert page.jobs.log.toPlainText().split("\n") == expected
+        qloop.run(page.conn.close())
+    finally:
+        server.stop()
 
 
 def test_why_a_queued_job_waits(qapp) -> None:  # type: ignore[no-untyped-def]
@@ -597,12 +639,3 @@ def test_pausing_a_queue_widens_its_state_column_to_fit(qtbot) -> None:  # type:
     view.apply_snapshot(Snapshot(seq=3, at=3.0, queues=[queue_stats("chat", paused=True), queue_stats("train")]))
     for column in (1, 2):  # limit and state, with the operator-set marks
         assert view.table.columnWidth(column) >= view.table.sizeHintForColumn(column), column
-
-
-def test_the_log_marker_says_when_several_attempts_share_the_log(qapp) -> None:  # type: ignore[no-untyped-def]
-    view = JobsView()
-    view.apply_jobs([job("a", JobState.failed, attempts=3, max_attempts=3)])
-    view.table.select_ids(["a"])
-    view.show_log("a", "")
-    view.append_log("a", ["one", "two"])
-    assert "Whole log: 2 lines" in view.log_marker.text() and "3 attempts" in view.log_marker.text()

@@ -17,7 +17,17 @@ from desktop.models.work import LeasesModel, WaitersModel
 from desktop.views.jobs import JobsView
 from desktop.views.submit_dialog import SubmitDialog
 from desktop.views.work import WorkView
-from embedded_service.model import CommandSubmit, Job, JobKind, JobState, LeaseInfo, Snapshot, WaiterInfo
+from embedded_service.model import (
+    CommandSubmit,
+    Job,
+    JobKind,
+    JobLogPage,
+    JobState,
+    LeaseInfo,
+    LogPart,
+    Snapshot,
+    WaiterInfo,
+)
 
 
 def snapshot(waiters: Sequence[WaiterInfo] = (), leases: Sequence[LeaseInfo] = (), at: float = 1_000.0) -> Snapshot:
@@ -176,10 +186,10 @@ def test_log_follows_the_selected_job_only(qtbot) -> None:  # type: ignore[no-un
 
     view.table.selectRow(view.filter.row_of("a"))
     assert wanted == ["a"]
-    view.show_log("a", "line 0")
+    view.show_log_page("a", _page("line 0\n"), True)
     view.append_log("a", [f"line {i}\n" for i in range(1, 200)])
     view.append_log("b", ["from b"])
-    view.show_log("b", "tail of b")
+    view.show_log_page("b", _page("tail of b\n"), True)
     text = view.log.toPlainText()
     assert text.startswith("line 0\nline 1\n") and text.endswith("line 199")
     assert "from b" not in text and "tail of b" not in text
@@ -339,3 +349,9 @@ def test_a_selected_lease_stays_on_its_id_while_others_come_and_go(qapp) -> None
     view.apply_snapshot(snapshot(leases=[lease("c", fence=3), lease("d", fence=4)]))
     assert view.selected_lease() is None
     assert not view.revoke_button.isEnabled()
+
+
+def _page(text: str) -> JobLogPage:
+    """A job's whole log as one page (from its first line)."""
+    size = len(text.encode())
+    return JobLogPage(start=0, end=size, first=0, parts=[LogPart(text=text)])
