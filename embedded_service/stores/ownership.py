@@ -60,12 +60,19 @@ class OwnerInfo:
     since: float | None = None
 
 
+def _lock_path(db: Path) -> Path:
+    """`<db>.lock` beside the database file itself: a symlink to the database (or a path through one) is followed,
+    so every name of one store locks one file. (SQLite follows it too: its `-wal` is beside the real file.)"""
+    real = Path(os.path.realpath(db))
+    return real.with_name(real.name + ".lock")
+
+
 def lock_path_for(store: Any) -> Path | None:
     """The lock file of a store that lives in a file (`<db>.lock`); None for stores shared by design (memory, Redis)."""
     path = getattr(store, "path", None)
     if not isinstance(path, Path) or not str(getattr(store, "url", "")).startswith("sqlite:"):
         return None
-    return path.with_name(path.name + ".lock")
+    return _lock_path(path)
 
 
 def _owner_file(lock_path: Path) -> Path:
@@ -167,7 +174,8 @@ class StoreLock:
         target = _owner_file(self.path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            tmp.unlink(missing_ok=True)  # never write through what is there (a planted symlink): a new file or nothing
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump({"pid": info.pid, "url": info.url, "since": info.since}, fh)
             os.replace(tmp, target)
@@ -199,8 +207,7 @@ def lock_path_for_url(store_url: str) -> Path | None:
         return None
     from .sqlite import path_from_url
 
-    path = path_from_url(store_url)
-    return path.with_name(path.name + ".lock")
+    return _lock_path(path_from_url(store_url))
 
 
 def wait_for_owner_url(store_url: str, timeout_s: float = 15.0) -> OwnerInfo | None:

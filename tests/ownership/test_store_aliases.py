@@ -1,0 +1,88 @@
+"""Files beside the store that someone else put there: a second name for the database (a symlink) must not make a
+second owner, and a planted symlink in the store's directory must never be written through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .serving import Serve, cli, home_env, jobs, wait_until
+
+
+def test_a_serve_on_a_symlink_to_an_owned_database_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    owner = Serve(home_env(home)).wait_serving()
+    try:
+        with owner.http() as http:
+            job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
+            wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+        alias = tmp_path / "alias.db"
+        alias.symlink_to(home / "slotdeck.db")
+        other_home = tmp_path / "other"
+
+        second = cli("serve", "--port", "0", "--no-probes", "--store", f"sqlite:///{alias}", env=home_env(other_home))
+
+        assert second.returncode == 7, second.stderr
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"process {owner.proc.pid}" in lines[0], second.stderr
+        with owner.http() as http:  # the owner's token still works, its job was not stopped as an orphan
+            assert [(j["id"], j["state"]) for j in jobs(http)] == [(job["id"], "running")]
+            http.post(f"/v1/jobs/{job['id']}/cancel")
+        # a token command on the alias goes to the owner (which wants a token), not into its store behind its back
+        made = cli(
+            "token", "create", "--role", "viewer", "--name", "v", "--store", f"sqlite:///{alias}", env=home_env(other_home)
+        )
+        assert made.returncode == 4, made.stderr
+        with owner.http() as http:
+            assert [t["name"] for t in http.get("/v1/tokens").json()] == ["local"]
+    finally:
+        assert owner.stop() == 0
+
+
+def test_a_symlink_planted_as_the_spill_reserve_is_never_written_through(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone's data\n")
+    victim.chmod(0o644)
+    (home / "slotdeck.db-spill").symlink_to(victim)
+
+    refused = cli("serve", "--port", "0", "--no-probes", env=home_env(home), timeout=20)
+
+    assert victim.read_text() == "someone's data\n" and victim.stat().st_mode & 0o777 == 0o644
+    assert refused.returncode == 8, refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "slotdeck.db-spill" in lines[0] and "symbolic link" in lines[0], refused.stderr
+
+
+def test_a_spill_reserve_holding_something_that_is_not_a_job_is_refused_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = Serve(home_env(home)).wait_serving()
+    assert first.stop() == 0
+    payload = json.dumps([{"id": 5}]).encode()
+    with (home / "slotdeck.db-spill").open("r+b") as fh:
+        fh.write(len(payload).to_bytes(8, "little") + payload)
+
+    refused = cli("serve", "--port", "0", "--no-probes", env=home_env(home), timeout=20)
+
+    assert refused.returncode == 8, refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "slotdeck.db-spill" in lines[0], refused.stderr
+
+
+def test_the_owner_file_is_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    import os
+
+    from embedded_service.stores.ownership import StoreLock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone's data\n")
+    lock_path = tmp_path / "slotdeck.db.lock"
+    (tmp_path / f".slotdeck.db.owner.json.{os.getpid()}.tmp").symlink_to(victim)  # the name the owner writes first
+
+    lock = StoreLock(lock_path, str(tmp_path / "slotdeck.db")).take()
+    try:
+        assert victim.read_text() == "someone's data\n"
+        assert json.loads((tmp_path / "slotdeck.db.owner.json").read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
