@@ -77,6 +77,27 @@ def read_local_endpoint() -> tuple[str, str] | None:
         return None
 
 
+def other_local_service() -> tuple[int, str] | None:
+    """(pid, url) when `local.json` names a service of another process that still runs, else None.
+
+    Only the first running service of a data directory writes the file: a second one on another store (say
+    `--store memory://`) must not send the CLI, the dashboard and scripts to itself, nor take the first one's token
+    out of the file. A pid that a newer process got after the writer died (it started after the file was written)
+    does not count.
+    """
+    path = local_endpoint_path()
+    try:
+        written_at = path.stat().st_mtime
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pid, url = data.get("pid"), data.get("url")
+        if not isinstance(pid, int) or not isinstance(url, str) or pid == os.getpid():
+            return None
+        started_at = psutil.Process(pid).create_time()
+    except (OSError, ValueError, AttributeError, psutil.Error):
+        return None
+    return (pid, url) if started_at <= written_at + 1.0 else None
+
+
 def stored_local_token() -> str | None:
     """The token `local.json` holds, whether or not its service runs: the next owner of the data directory
     reuses it (when its store still knows it), so scripts that read the file keep working across restarts."""
@@ -107,4 +128,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
