@@ -219,6 +219,7 @@ def test_an_outcome_refused_by_a_full_disk_survives_sigterm(tmp_path: Path) -> N
             go.touch()
             server.kill()
         assert "kept in its reserve" in server.output(), server.output()
+        assert not list((volume / "home").glob(".local.json.*")), "a half-written local.json was left behind"
         refused = cli("serve", "--port", "0", "--no-probes", env=env)  # still full: it refuses, it does not re-run
         assert refused.returncode == 8 and "disk full" in _one_line(refused), refused.stderr
         filler.unlink()
