@@ -86,8 +86,8 @@ def other_local_service() -> tuple[int, str] | None:
 
     Only the first running service of a data directory writes the file: a second one on another store (say
     `--store memory://`) must not send the CLI, the dashboard and scripts to itself, nor take the first one's token
-    out of the file. A pid that a newer process got after the writer died (it started after the file was written)
-    does not count.
+    out of the file. A writer killed but not yet reaped (a zombie), or a pid that a newer process got after the
+    writer died (it started after the file was written), does not count.
     """
     path = local_endpoint_path()
     try:
@@ -96,8 +96,12 @@ def other_local_service() -> tuple[int, str] | None:
         pid, url = data.get("pid"), data.get("url")
         if not isinstance(pid, int) or not isinstance(url, str) or pid == os.getpid():
             return None
-        started_at = psutil.Process(pid).create_time()
+        writer = psutil.Process(pid)
+        with writer.oneshot():
+            started_at, status = writer.create_time(), writer.status()
     except (OSError, ValueError, AttributeError, psutil.Error):
+        return None
+    if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):  # killed, not yet reaped by its parent
         return None
     return (pid, url) if started_at <= written_at + 1.0 else None
 

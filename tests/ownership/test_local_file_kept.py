@@ -3,6 +3,8 @@ memory store, say) does not send the CLI to itself or take the first one's token
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from .serving import Serve, cli, home_env, wait_until
@@ -28,3 +30,16 @@ def test_a_second_serve_on_another_store_leaves_the_owners_local_file_alone(tmp_
             assert http.get("/v1/snapshot").status_code == 200
     finally:
         assert owner.stop() == 0
+
+
+def test_a_restart_after_kill_9_takes_local_json_back_even_before_the_old_process_is_reaped(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = home_env(home)
+    first = Serve(env).wait_serving()
+    os.kill(first.proc.pid, signal.SIGKILL)  # not waited for: it stays a zombie while the next one starts
+    second = Serve(env).wait_serving()  # waits for local.json to name the second server
+    try:
+        assert "names another running service" not in second.output()
+    finally:
+        assert second.stop() == 0
+        first.kill()
