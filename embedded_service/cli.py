@@ -65,7 +65,7 @@ EXIT_CODES_HELP = """exit codes:
   6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
      queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
   7  serve: the store is owned by another running service (the message names its pid and URL)
-  8  serve: the store cannot be used (read-only, corrupt, disk full, newer schema)
+  8  serve, token: the store or data directory cannot be used (read-only, corrupt, disk full, newer schema)
   submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
