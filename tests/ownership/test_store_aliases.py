@@ -86,3 +86,29 @@ def test_the_owner_file_is_never_written_through_a_planted_symlink(tmp_path: Pat
         assert json.loads((tmp_path / "slotdeck.db.owner.json").read_text())["pid"] == os.getpid()
     finally:
         lock.release()
+
+
+def test_a_symlink_planted_as_a_jobs_log_is_not_appended_to(tmp_path: Path) -> None:
+    """Job ids within one server run are a counter after a random prefix, so the next job's log name is known;
+    a symlink planted there (a store directory others may write to) must not get the job's output or a chmod."""
+    home = tmp_path / "home"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone's data\n")
+    victim.chmod(0o644)
+    server = Serve(home_env(home)).wait_serving()
+    try:
+        with server.http() as http:
+            first = http.post("/v1/jobs", json={"argv": ["true"]}).json()
+            wait_until("the first job", lambda: http.get(f"/v1/jobs/{first['id']}").json()["state"] == "succeeded")
+            planted = f"{first['id'][:-1]}2"
+            (home / "slotdeck.db-logs" / f"{planted}.log").symlink_to(victim)
+            second = http.post("/v1/jobs", json={"argv": ["echo", "the job's output"]}).json()
+            assert second["id"] == planted
+            ended = wait_until(
+                "the second job to end",
+                lambda: (j := http.get(f"/v1/jobs/{planted}").json())["state"] not in ("queued", "running") and j,
+            )
+            assert ended["state"] == "failed", ended
+        assert victim.read_text() == "someone's data\n" and victim.stat().st_mode & 0o777 == 0o644
+    finally:
+        assert server.stop() == 0
