@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..errors import StoreLocked
 from .faults import classify
 from .sqlite import StoreUnavailable
@@ -91,6 +93,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _still_owns(info: OwnerInfo) -> bool:
+    """Whether the process the owner file names is still the one that wrote it: running (not a zombie) and started
+    before it took the store (a pid reused by a newer process is not)."""
+    if info.pid is None or info.since is None:
+        return False
+    try:
+        process = psutil.Process(info.pid)
+        with process.oneshot():
+            status, started_at = process.status(), process.create_time()
+    except psutil.Error:
+        return False
+    return status not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) and started_at <= info.since + 1.0
+
+
 def read_owner(lock_path: Path) -> OwnerInfo:
     """What the sidecar says about the owner; a pid that no longer lives (an owner just starting) reads as unknown."""
     try:
@@ -160,6 +176,13 @@ class StoreLock:
                     os.close(fd)
                     raise StoreLocked(self.store_desc, owner.pid, owner.url) from None
                 time.sleep(0.02)
+        recorded = read_owner(self.path)
+        if recorded.pid != os.getpid() and _still_owns(recorded):
+            # the lock file was removed (a clean-up of "stale" lock files) while its owner runs: this lock is on a
+            # new file, but the store is still that process's
+            _unlock(fd)
+            os.close(fd)
+            raise StoreLocked(self.store_desc, recorded.pid, recorded.url)
         self._fd = fd
         self._write(OwnerInfo(pid=os.getpid(), url=None, since=time.time()))
         return self

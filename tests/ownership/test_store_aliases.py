@@ -112,3 +112,27 @@ def test_a_symlink_planted_as_a_jobs_log_is_not_appended_to(tmp_path: Path) -> N
         assert victim.read_text() == "someone's data\n" and victim.stat().st_mode & 0o777 == 0o644
     finally:
         assert server.stop() == 0
+
+
+def test_a_serve_after_the_owners_lock_file_was_removed_is_still_refused(tmp_path: Path) -> None:
+    """Removing "stale" lock files is a common clean-up; the owner keeps its lock on the removed file, so a second
+    process would lock a new one: it must still see that the store has an owner."""
+    home = tmp_path / "home"
+    owner = Serve(home_env(home)).wait_serving()
+    try:
+        with owner.http() as http:
+            job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
+            wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+        (home / "slotdeck.db.lock").unlink()
+
+        second = cli("serve", "--port", "0", "--no-probes", env=home_env(home), timeout=20)
+
+        assert second.returncode == 7, second.stderr
+        assert f"process {owner.proc.pid}" in second.stderr
+        with owner.http() as http:
+            assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"
+            http.post(f"/v1/jobs/{job['id']}/cancel")
+    finally:
+        assert owner.stop() == 0
+    again = Serve(home_env(home)).wait_serving()  # once the owner has stopped, the store is free again
+    assert again.stop() == 0
