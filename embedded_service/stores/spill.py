@@ -47,7 +47,9 @@ class SpillFile:
         """A descriptor of the reserve itself, never of what a symlink planted in its place points at (that file
         would be overwritten with zeros); OSError naming the path when it is a symlink or not a regular file."""
         try:
-            fd = os.open(self.path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+            # O_NONBLOCK: a FIFO planted there would otherwise block the start for good (no effect on a file)
+            extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(self.path, flags | extra, FILE_MODE)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OSError(exc.errno, "a symbolic link, not SlotDeck's reserve", str(self.path)) from None
