@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .serving import Serve, cli, home_env, jobs, wait_until
+
+
+def running_job(owner: Serve) -> dict[str, Any]:
+    """A job of the owner's that runs until cancelled: what a second owner would stop as an orphan."""
+    with owner.http() as http:
+        job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
+        wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+    return job
 
 
 def test_a_serve_on_a_symlink_to_an_owned_database_is_refused_and_touches_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     owner = Serve(home_env(home)).wait_serving()
     try:
-        with owner.http() as http:
-            job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
-            wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+        job = running_job(owner)
         alias = tmp_path / "alias.db"
         alias.symlink_to(home / "slotdeck.db")
         other_home = tmp_path / "other"
@@ -120,9 +127,7 @@ def test_a_serve_after_the_owners_lock_file_was_removed_is_still_refused(tmp_pat
     home = tmp_path / "home"
     owner = Serve(home_env(home)).wait_serving()
     try:
-        with owner.http() as http:
-            job = http.post("/v1/jobs", json={"argv": ["sleep", "300"]}).json()
-            wait_until("the job to run", lambda: http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running")
+        job = running_job(owner)
         (home / "slotdeck.db.lock").unlink()
 
         second = cli("serve", "--port", "0", "--no-probes", env=home_env(home), timeout=20)
