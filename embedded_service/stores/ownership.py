@@ -158,9 +158,13 @@ class StoreLock:
         """Lock the store for this process, or raise `StoreLocked` naming the owner (at once, give or take a peek)."""
         if self._fd is not None:
             return self
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                fd, made = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+            except FileExistsError:
+                fd, made = os.open(self.path, flags), False
         except OSError as exc:
             cause = classify(exc)
             why = f"{cause}: {exc.strerror}" if cause and exc.strerror else exc.strerror or str(exc)
@@ -176,10 +180,10 @@ class StoreLock:
                     os.close(fd)
                     raise StoreLocked(self.store_desc, owner.pid, owner.url) from None
                 time.sleep(0.02)
-        recorded = read_owner(self.path)
+        recorded = read_owner(self.path) if made else OwnerInfo(pid=None)
         if recorded.pid != os.getpid() and _still_owns(recorded):
-            # the lock file was removed (a clean-up of "stale" lock files) while its owner runs: this lock is on a
-            # new file, but the store is still that process's
+            # a new lock file while the owner file names a running owner: its lock file was removed (a clean-up of
+            # "stale" lock files) while it runs, so this lock is on another file, but the store is still its
             _unlock(fd)
             os.close(fd)
             raise StoreLocked(self.store_desc, recorded.pid, recorded.url)

@@ -4,6 +4,8 @@ second owner, and a planted symlink in the store's directory must never be writt
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,24 @@ def test_a_serve_after_the_owners_lock_file_was_removed_is_still_refused(tmp_pat
         assert owner.stop() == 0
     again = Serve(home_env(home)).wait_serving()  # once the owner has stopped, the store is free again
     assert again.stop() == 0
+
+
+def test_an_owner_file_left_by_a_killed_owner_naming_a_live_older_process_does_not_refuse_a_start(
+    tmp_path: Path,
+) -> None:
+    """Containers sharing one volume: each one's main process is pid 1, so the pid a killed owner left in its owner
+    file may name a live, older process elsewhere. The lock file it held is still there, unlocked: the store is free."""
+    home = tmp_path / "home"
+    first = Serve(home_env(home)).wait_serving()
+    assert first.stop() == 0
+    older = subprocess.Popen(["sleep", "60"])  # started before the owner file below was written
+    try:
+        time.sleep(0.05)
+        owner_file = home / "slotdeck.db.owner.json"
+        owner_file.write_text(json.dumps({"pid": older.pid, "url": "http://127.0.0.1:9", "since": time.time() + 2}))
+        assert (home / "slotdeck.db.lock").exists()
+        again = Serve(home_env(home)).wait_serving()
+        assert again.stop() == 0
+    finally:
+        older.kill()
+        older.wait()
