@@ -1,5 +1,6 @@
-"""Files beside the store that someone else put there: a second name for the database (a symlink) must not make a
-second owner, and a planted symlink in the store's directory must never be written through."""
+"""Files beside the store that someone else put there or took away: a second name for the database (a symlink) or a
+removed lock file must not make a second owner, a killed owner's file must not refuse the next start, and a planted
+symlink (or FIFO) in the store's directory must never be written through."""
 
 from __future__ import annotations
 
