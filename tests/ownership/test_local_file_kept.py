@@ -37,8 +37,9 @@ def test_a_restart_after_kill_9_takes_local_json_back_even_before_the_old_proces
     env = home_env(home)
     first = Serve(env).wait_serving()
     os.kill(first.proc.pid, signal.SIGKILL)  # not waited for: it stays a zombie while the next one starts
-    second = Serve(env).wait_serving()  # waits for local.json to name the second server
+    second = Serve(env)
     try:
+        second.wait_serving()  # waits for local.json to name the second server
         assert "names another running service" not in second.output()
     finally:
         assert second.stop() == 0

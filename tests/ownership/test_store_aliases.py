@@ -142,8 +142,11 @@ def test_a_serve_after_the_owners_lock_file_was_removed_is_still_refused(tmp_pat
             http.post(f"/v1/jobs/{job['id']}/cancel")
     finally:
         assert owner.stop() == 0
-    again = Serve(home_env(home)).wait_serving()  # once the owner has stopped, the store is free again
-    assert again.stop() == 0
+    again = Serve(home_env(home))
+    try:
+        again.wait_serving()  # once the owner has stopped, the store is free again
+    finally:
+        assert again.stop() == 0
 
 
 def test_an_owner_file_left_by_a_killed_owner_naming_a_live_older_process_does_not_refuse_a_start(
@@ -160,8 +163,11 @@ def test_an_owner_file_left_by_a_killed_owner_naming_a_live_older_process_does_n
         owner_file = home / "slotdeck.db.owner.json"
         owner_file.write_text(json.dumps({"pid": older.pid, "url": "http://127.0.0.1:9", "since": time.time() + 2}))
         assert (home / "slotdeck.db.lock").exists()
-        again = Serve(home_env(home)).wait_serving()
-        assert again.stop() == 0
+        again = Serve(home_env(home))
+        try:
+            again.wait_serving()
+        finally:
+            assert again.stop() == 0
     finally:
         older.kill()
         older.wait()
