@@ -55,7 +55,7 @@ EXIT_CODES_HELP = """exit codes:
   6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
      queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
   7  serve: the store is owned by another running service (the message names its pid and URL)
-  8  serve: the store cannot be used (read-only, corrupt, disk full, newer schema)
+  8  serve, token: the store or data directory cannot be used (read-only, corrupt, disk full, newer schema)
   submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
@@ -348,10 +348,22 @@ async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
         await store.close()
 
 
+def _data_dir_ready(settings: Any) -> None:
+    """Make the data directory (0700) when the store lives there; StoreUnavailable (one line, exit 8) when it cannot
+    be made or used (read-only file system, a file in the way, no permission)."""
+    if settings.store is not None:
+        return
+    where = settings.resolved_data_dir()
+    try:
+        private_dir(where)
+    except OSError as exc:
+        cause = classify(exc)
+        raise StoreUnavailable(f"cannot use the data directory {where}: {cause + ': ' if cause else ''}{exc}") from None
+
+
 def _store_url(args: argparse.Namespace) -> str:
     settings = load_settings({"store": args.store, "data_dir": args.data_dir})
-    if settings.store is None:
-        private_dir(settings.resolved_data_dir())
+    _data_dir_ready(settings)
     return settings.resolved_store()
 
 
@@ -401,13 +413,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
-    if settings.store is None:
-        try:
-            private_dir(settings.resolved_data_dir())
-        except OSError as exc:
-            cause = classify(exc)
-            where = settings.resolved_data_dir()
-            raise StoreUnavailable(f"cannot use the data directory {where}: {cause + ': ' if cause else ''}{exc}") from None
+    _data_dir_ready(settings)
     _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)

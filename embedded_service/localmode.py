@@ -47,10 +47,14 @@ def write_local_endpoint(url: str | None, token: str) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)  # never write through what is there (a planted symlink): a new file or nothing
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"url": url, "token": token, "pid": os.getpid() if url is not None else None}, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"url": url, "token": token, "pid": os.getpid() if url is not None else None}, fh)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -75,6 +79,31 @@ def read_local_endpoint() -> tuple[str, str] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable local endpoint file %s: %s", path, exc)
         return None
+
+
+def other_local_service() -> tuple[int, str] | None:
+    """(pid, url) when `local.json` names a service of another process that still runs, else None.
+
+    Only the first running service of a data directory writes the file: a second one on another store (say
+    `--store memory://`) must not send the CLI, the dashboard and scripts to itself, nor take the first one's token
+    out of the file. A writer killed but not yet reaped (a zombie), or a pid that a newer process got after the
+    writer died (it started after the file was written), does not count.
+    """
+    path = local_endpoint_path()
+    try:
+        written_at = path.stat().st_mtime
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pid, url = data.get("pid"), data.get("url")
+        if not isinstance(pid, int) or not isinstance(url, str) or pid == os.getpid():
+            return None
+        writer = psutil.Process(pid)
+        with writer.oneshot():
+            started_at, status = writer.create_time(), writer.status()
+    except (OSError, ValueError, AttributeError, psutil.Error):
+        return None
+    if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):  # killed, not yet reaped by its parent
+        return None
+    return (pid, url) if started_at <= written_at + 1.0 else None
 
 
 def stored_local_token() -> str | None:
@@ -107,4 +136,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-

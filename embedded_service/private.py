@@ -45,8 +45,9 @@ def narrow(path: Path) -> None:
 
 
 def open_private_append(path: Path) -> int:
-    """A 0600 file opened for appending (created if missing), positioned at its end; returns the descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    """A 0600 file opened for appending (created if missing), positioned at its end; returns the descriptor.
+    A symlink in its place is not followed (OSError): what it points at is not ours to append to or chmod."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
     os.fchmod(fd, FILE_MODE)
     os.lseek(fd, 0, os.SEEK_END)  # so that tell() gives the size, as open(path, "ab") would
     return fd

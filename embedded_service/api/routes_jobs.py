@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ..errors import UnknownJob
@@ -68,6 +68,7 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def submit(
         body: TaskSubmit | CommandSubmit,
         who: Client,
+        request: Request,
         response: Response,
         idempotency_key: Annotated[
             str | None,
@@ -82,6 +83,8 @@ def add_job_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         ] = None,
     ) -> Job:
         """Submit a registered task or a command; answered once the store has committed it."""
+        if len(sent := request.headers.getlist("idempotency-key")) > 1:  # which one the caller meant is unknown
+            raise ApiProblem(422, "Invalid request", f"send one Idempotency-Key header, not {len(sent)}", code="invalid")
         st.check_admitting()
         if isinstance(body, CommandSubmit):
             st.settings.commands.check(who, body)

@@ -19,7 +19,14 @@ import uvicorn
 from ..config import ConfigError, Settings
 from ..jobs import JobSettings
 from ..jobs.environment import parse_pass_env
-from ..localmode import forget_local_endpoint, is_loopback, stored_local_token, write_local_endpoint
+from ..localmode import (
+    forget_local_endpoint,
+    is_loopback,
+    local_endpoint_path,
+    other_local_service,
+    stored_local_token,
+    write_local_endpoint,
+)
 from ..model import AuditEntry, Role
 from ..service import SlotService
 from .app import api_state, create_app
@@ -118,8 +125,19 @@ async def local_admin_token(svc: SlotService) -> str:
 
 async def write_local_token(svc: SlotService, url: str) -> str:
     """Leave the `local` admin token (kept across restarts, see `local_admin_token`) and the URL in the 0600 local-mode
-    file; only the store's owner calls this, so a second process never replaces them."""
+    file; returns the token. Only the store's owner calls this, and a file that names another running service (one
+    on another store in the same data directory) is left as it is, said in one warning."""
     token = await local_admin_token(svc)
+    other = other_local_service()
+    if other is not None:
+        log.warning(
+            "%s names another running service (pid %d at %s): left as it is; reach this one at %s with --url "
+            "and a token of its own store",
+            local_endpoint_path(),
+            *other,
+            url,
+        )
+        return token
     path = write_local_endpoint(url, token)
     log.info("local admin token for %s written to %s", url, path)
     return token

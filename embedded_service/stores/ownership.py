@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..errors import StoreLocked
 from .faults import classify
 from .sqlite import StoreUnavailable
@@ -60,12 +62,19 @@ class OwnerInfo:
     since: float | None = None
 
 
+def _lock_path(db: Path) -> Path:
+    """`<db>.lock` beside the database file itself: a symlink to the database (or a path through one) is followed,
+    so every name of one store locks one file. (SQLite follows it too: its `-wal` is beside the real file.)"""
+    real = Path(os.path.realpath(db))
+    return real.with_name(real.name + ".lock")
+
+
 def lock_path_for(store: Any) -> Path | None:
     """The lock file of a store that lives in a file (`<db>.lock`); None for stores shared by design (memory, Redis)."""
     path = getattr(store, "path", None)
     if not isinstance(path, Path) or not str(getattr(store, "url", "")).startswith("sqlite:"):
         return None
-    return path.with_name(path.name + ".lock")
+    return _lock_path(path)
 
 
 def _owner_file(lock_path: Path) -> Path:
@@ -82,6 +91,20 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _still_owns(info: OwnerInfo) -> bool:
+    """Whether the process the owner file names is still the one that wrote it: running (not a zombie) and started
+    before it took the store (a pid reused by a newer process is not)."""
+    if info.pid is None or info.since is None:
+        return False
+    try:
+        process = psutil.Process(info.pid)
+        with process.oneshot():
+            status, started_at = process.status(), process.create_time()
+    except psutil.Error:
+        return False
+    return status not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) and started_at <= info.since + 1.0
 
 
 def read_owner(lock_path: Path) -> OwnerInfo:
@@ -135,9 +158,13 @@ class StoreLock:
         """Lock the store for this process, or raise `StoreLocked` naming the owner (at once, give or take a peek)."""
         if self._fd is not None:
             return self
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                fd, made = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+            except FileExistsError:
+                fd, made = os.open(self.path, flags), False
         except OSError as exc:
             cause = classify(exc)
             why = f"{cause}: {exc.strerror}" if cause and exc.strerror else exc.strerror or str(exc)
@@ -153,6 +180,13 @@ class StoreLock:
                     os.close(fd)
                     raise StoreLocked(self.store_desc, owner.pid, owner.url) from None
                 time.sleep(0.02)
+        recorded = read_owner(self.path) if made else OwnerInfo(pid=None)
+        if recorded.pid != os.getpid() and _still_owns(recorded):
+            # a new lock file while the owner file names a running owner: its lock file was removed (a clean-up of
+            # "stale" lock files) while it runs, so this lock is on another file, but the store is still its
+            _unlock(fd)
+            os.close(fd)
+            raise StoreLocked(self.store_desc, recorded.pid, recorded.url)
         self._fd = fd
         self._write(OwnerInfo(pid=os.getpid(), url=None, since=time.time()))
         return self
@@ -167,7 +201,8 @@ class StoreLock:
         target = _owner_file(self.path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            tmp.unlink(missing_ok=True)  # never write through what is there (a planted symlink): a new file or nothing
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump({"pid": info.pid, "url": info.url, "since": info.since}, fh)
             os.replace(tmp, target)
@@ -199,8 +234,7 @@ def lock_path_for_url(store_url: str) -> Path | None:
         return None
     from .sqlite import path_from_url
 
-    path = path_from_url(store_url)
-    return path.with_name(path.name + ".lock")
+    return _lock_path(path_from_url(store_url))
 
 
 def wait_for_owner_url(store_url: str, timeout_s: float = 15.0) -> OwnerInfo | None:

@@ -18,10 +18,14 @@ there the spill may fail too and the outcome is logged instead, as before.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from ..model import Job
 from ..private import FILE_MODE
@@ -39,23 +43,50 @@ class SpillFile:
         self.path = path
         self.size = size
 
-    def pending(self) -> list[Job]:
-        """Jobs spilled by the previous service (empty when none, or no file)."""
+    def _open(self, flags: int) -> int:
+        """A descriptor of the reserve itself, never of what a symlink planted in its place points at (that file
+        would be overwritten with zeros); OSError naming the path when it is a symlink or not a regular file."""
         try:
-            with self.path.open("rb") as fh:
-                length = int.from_bytes(fh.read(_HEADER) or b"\0", "little")
-                payload = fh.read(length) if 0 < length <= self.size - _HEADER else b""
+            # O_NONBLOCK: a FIFO planted there would otherwise block the start for good (no effect on a file)
+            extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(self.path, flags | extra, FILE_MODE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "a symbolic link, not SlotDeck's reserve", str(self.path)) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file, not SlotDeck's reserve", str(self.path))
+        return fd
+
+    def pending(self) -> list[Job]:
+        """Jobs spilled by the previous service (empty when none, or no file). OSError for a reserve that is not
+        SlotDeck's (a symlink, a directory); ValueError (one line) for one whose content is not what it wrote."""
+        try:
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
             return []
+        with os.fdopen(fd, "rb") as fh:
+            length = int.from_bytes(fh.read(_HEADER) or b"\0", "little")
+            if length > self.size - _HEADER:
+                raise ValueError(f"its length field says {length} bytes, more than the reserve holds")
+            payload = fh.read(length) if length else b""
+        if len(payload) < length:
+            raise ValueError(f"it is cut short ({len(payload)} of {length} bytes)")
         if not payload:
             return []
-        return [Job.model_validate(item) for item in json.loads(payload)]
+        try:
+            return [Job.model_validate(item) for item in json.loads(payload)]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"not a list of jobs ({exc.error_count()} error(s), first: {where}: {first['msg']})") from None
 
     def reserve(self) -> bool:
         """Create the file at its full size, empty (a no-op when it is there at that size). False (logged) when the
         disk has no room for it: outcomes then cannot be spilled until a later start reserves it."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            fd = self._open(os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             log.warning("no reserve for job outcomes at %s: %s", self.path, exc)
             return False
@@ -87,7 +118,7 @@ class SpillFile:
             kept.pop()
         if not kept:
             return []
-        fd = os.open(self.path, os.O_WRONLY)  # no O_CREAT: only the space reserved at open is used
+        fd = self._open(os.O_WRONLY)  # no O_CREAT: only the space reserved at open is used
         try:
             if os.fstat(fd).st_size < self.size:
                 return []

@@ -72,7 +72,9 @@ def _store_spilled(conn: sqlite3.Connection, spill: SpillFile) -> None:
     try:
         jobs = spill.pending()
     except (OSError, ValueError) as exc:
-        raise StoreUnavailable(f"cannot read the job states kept in {spill.path}: {exc}") from exc
+        raise StoreUnavailable(
+            f"cannot read the job states kept in {spill.path}: {exc} (move it aside to start without them)"
+        ) from exc
     if not jobs:
         return
     try:

@@ -158,3 +158,17 @@ def test_a_key_reused_for_a_different_submit_is_refused_not_answered_with_the_fi
         assert server.stop() == 0
     finally:
         server.kill()
+
+
+def test_two_idempotency_keys_on_one_submit_are_refused_not_one_picked(server: Serve) -> None:
+    """A proxy that adds a key, or a client that sets one twice: which key names the request is unknown, so the
+    submit is refused (422) rather than keyed by whichever header came first, and nothing is queued."""
+    with server.http() as http:
+        twice = http.post(
+            "/v1/jobs", json={"argv": ["true"]}, headers=[("Idempotency-Key", "k-one"), ("Idempotency-Key", "k-two")]
+        )
+        assert twice.status_code == 422, twice.text
+        assert "one Idempotency-Key" in twice.json()["detail"]
+        assert jobs(http) == []
+        once = http.post("/v1/jobs", json={"argv": ["true"]}, headers={"Idempotency-Key": "k-one"})
+        assert once.status_code == 201  # the refused submit did not take the key

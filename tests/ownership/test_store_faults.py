@@ -128,6 +128,18 @@ def test_start_up_on_a_read_only_store_says_so_in_one_line(tmp_path: Path) -> No
         started = cli("serve", "--port", "0", "--no-probes", env=env)
         assert started.returncode == 8
         assert "read-only" in _one_line(started)
+        for action in (["list"], ["create", "--role", "viewer", "--name", "v"]):  # the token tools say so too
+            tokens = cli("token", *action, env=env)
+            assert tokens.returncode == 8 and "read-only" in _one_line(tokens)
+
+
+def test_token_commands_on_a_data_directory_that_cannot_be_made_say_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("in the way\n")
+    env = home_env(tmp_path / "a-file" / "home")
+    for action in (["list"], ["create", "--role", "viewer", "--name", "v"], ["delete", "v"]):
+        tokens = cli("token", *action, env=env)
+        assert tokens.returncode == 8
+        assert "cannot use the data directory" in _one_line(tokens)
 
 
 def test_an_acquire_refused_for_a_full_disk_holds_no_slot(tmp_path: Path) -> None:
@@ -207,6 +219,7 @@ def test_an_outcome_refused_by_a_full_disk_survives_sigterm(tmp_path: Path) -> N
             go.touch()
             server.kill()
         assert "kept in its reserve" in server.output(), server.output()
+        assert not list((volume / "home").glob(".local.json.*")), "a half-written local.json was left behind"
         refused = cli("serve", "--port", "0", "--no-probes", env=env)  # still full: it refuses, it does not re-run
         assert refused.returncode == 8 and "disk full" in _one_line(refused), refused.stderr
         filler.unlink()

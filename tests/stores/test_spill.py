@@ -3,6 +3,7 @@ handed back, and a reserve made again is empty."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,13 @@ def test_without_a_reserve_nothing_is_kept(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):  # the store logs it and keeps nothing
         spill.write([job(1)])
     assert not (tmp_path / "db-spill").exists()  # it never makes a file at close, when the disk may be full
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_the_reserve_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "db-spill")  # opening it for reading would wait for a writer that never comes
+    spill = SpillFile(tmp_path / "db-spill", size=4096)
+    with pytest.raises(OSError, match="not a regular file"):
+        spill.pending()
+    assert not spill.reserve()
