@@ -115,6 +115,7 @@ class JobRunner:
         self._draining = False  # set by hold_queued(): no queued job starts any more
         self._unsaved: dict[str, Job] = {}  # outcomes the store could not take yet (retried until it does)
         self._claims_held_until = float("-inf")  # monotonic: after a store fault, claims pause a moment
+        self._start_refused = False  # a start could not be stored: no job is offered until a write goes through
         # unique across restarts (fresh random prefix) and cheap per job (os.urandom is a syscall)
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -507,6 +508,11 @@ class JobRunner:
             jobs = await self.store.claim_jobs(queue, room, self.clock.time(), skip)
         finally:
             self._claiming = False
+        if jobs and self._start_refused:
+            # a grant now would be given back at once (a fence used, granted and released counted, nothing run):
+            # re-store one claimed job unchanged first; a StoreFault here keeps every job in the store, unoffered
+            await self.store.save_job(jobs[0])
+            self._start_refused = False
         stale = self._left_during_claim
         complete = len(jobs) < room
         for job in jobs:
@@ -594,7 +600,9 @@ class JobRunner:
 
     def _put_back(self, held: Held) -> None:
         """A granted job that could not be marked running: forget it (the store still has it queued) and claim
-        again only after a pause, so a failing store is not hammered."""
+        again only after a pause, and offer again only once the store takes a write, so a failing store is not
+        hammered and no slot is granted for nothing."""
+        self._start_refused = True
         self._forget(held)
         held.settled.set()
         self._window(held.job.queue).complete = False

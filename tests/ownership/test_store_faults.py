@@ -8,6 +8,7 @@ import contextlib
 import errno
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +164,46 @@ def test_an_acquire_refused_for_a_full_disk_holds_no_slot(tmp_path: Path) -> Non
                 assert http.delete(f"/v1/leases/{got.json()['lease']['id']}").status_code == 204
             assert server.stop() == 0
         finally:
+            server.kill()
+
+
+def test_a_queued_job_the_full_disk_cannot_start_is_not_granted_over_and_over(tmp_path: Path) -> None:
+    """A queued job whose start cannot be stored is given back; it is not offered again (a fence used, granted and
+    released counted, nothing run) until the store takes a write; with space again it runs, once."""
+    with small_volume(tmp_path / "vol") as volume:
+        go, runs = tmp_path / "go", tmp_path / "runs"  # outside the volume
+        server = Serve(home_env(volume / "home")).wait_serving()
+        try:
+            with server.http() as http:
+                hold = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+                first = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", hold]}).json()
+                wait_until("the first job to run", lambda: http.get(f"/v1/jobs/{first['id']}").json()["state"] == "running")
+                count = f"open({str(runs)!r}, 'a').write('ran\\n')\n"
+                second = http.post("/v1/jobs", json={"argv": [sys.executable, "-c", count]}).json()  # queued (limit 1)
+                filler = fill(volume)
+                go.touch()  # the first ends: its slot frees while nothing can be stored
+
+                def granted() -> int:
+                    return int(http.get("/v1/queues/default").json()["totals"]["granted"])
+
+                wait_until("the first job's slot to be free", lambda: http.get("/v1/queues/default").json()["in_use"] == 0)
+                time.sleep(1.0)  # the feeder's next poll tries the second job (and is refused) at most once
+                settled = granted()
+                time.sleep(4.0)  # old code: granted and released again at every poll (1 s)
+                assert granted() == settled, "a job that cannot start was granted again and again"
+                assert http.get(f"/v1/jobs/{second['id']}").json()["state"] == "queued"
+                assert not runs.exists()
+
+                filler.unlink()
+                wait_until(
+                    "the second job to succeed",
+                    lambda: http.get(f"/v1/jobs/{second['id']}").json()["state"] == "succeeded",
+                    60,
+                )
+                assert runs.read_text() == "ran\n"
+            assert server.stop() == 0
+        finally:
+            go.touch()
             server.kill()
 
 
