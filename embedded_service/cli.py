@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from . import __version__
 from . import cli_format as fmt
+from .cli_completion import script, words
 from .cli_queues import add_queue_parser
 from .cli_work import WAIT_HELP, add_work_parsers
 from .config import ConfigError, load_settings, parse_device
@@ -60,7 +61,8 @@ EXIT_CODES_HELP = """exit codes:
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
 
-server and token: --url/--token, else SLOTDECK_URL/SLOTDECK_TOKEN, else the local server's file."""
+server and token: --url/--token after the command (slotdeck status --url URL), else
+SLOTDECK_URL/SLOTDECK_TOKEN, else the local server's file."""
 
 
 class UsageError(Exception):
@@ -611,8 +613,6 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    from .cli_completion import script
-
     sys.stdout.write(script(args.shell, build_parser()))
     return EXIT_OK
 
@@ -637,12 +637,28 @@ def exit_code(exc: SlotDeckError) -> int:
     return _EXIT_BY_STATUS.get(status, EXIT_FAILED) if status is not None else EXIT_FAILED
 
 
+def options_before_command(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """What to say for `slotdeck --url URL status` (options belong to the command, after it), else None."""
+    if not argv or not argv[0].startswith("-") or argv[0] in ("-h", "--help", "--version"):
+        return None
+    commands = [w for w in words(parser) if not w.startswith("-")]
+    command = next((a for a in argv if a in commands), None)
+    if command is None:
+        return None
+    before = " ".join(argv[: argv.index(command)])
+    return f"options go after the command: slotdeck {command} {before} ..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `slotdeck` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["gui"]:
         return run_gui(argv[1:])  # the desktop app parses its own options
     parser = build_parser()
+    misplaced = options_before_command(parser, argv)
+    if misplaced:
+        print(f"slotdeck: {misplaced}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.command is None:
         args.func = cmd_gui

@@ -85,7 +85,7 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_readme_and_docs_link_only_to_what_exists() -> None:
-    pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    pages = [ROOT / "README.md", *DOCS.rglob("*.md"), *ROOT.glob("examples/*/README.md"), *ROOT.glob("packaging/**/*.md")]
     broken = []
     for page in pages:
         text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
@@ -103,6 +103,17 @@ def test_readme_and_docs_link_only_to_what_exists() -> None:
     assert "DESIGN.md" not in readme
     assert ".venv/bin/slotdeck" in readme and "source .venv/bin/activate" in readme
     assert "/docs" in readme and "/metrics" in readme and "viewer" in readme
+
+
+def test_every_example_has_a_readme_naming_a_test_that_exists() -> None:
+    """Each examples/NAME has a README with its one command, and the test it says checks its promises exists."""
+    missing = []
+    for folder in sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        readme = folder / "README.md"
+        named = re.findall(r"`(tests/examples/test_\w+\.py)`", readme.read_text(encoding="utf-8")) if readme.exists() else []
+        if not named or not all((ROOT / test).exists() for test in named):
+            missing.append(f"{folder.name}: README {'names ' + ', '.join(named) if named else 'missing or names no test'}")
+    assert missing == []
 
 
 def _metric_names(exposition: str) -> set[str]:

@@ -113,7 +113,8 @@ class SortedMirror:
 
     def update(self, samples: deque[float], appended: int) -> array[float]:
         """`appended`: how many samples were ever appended to `samples` (any monotonic count that grows by one
-        per append). Returns the samples in order."""
+        per append; a jump of the count, such as totals restored from the store, only costs a rebuild).
+        Returns the samples in order."""
         new = appended - self._seen
         mirror = self._mirror
         size = len(samples)
@@ -130,7 +131,8 @@ class SortedMirror:
             i50, i95 = self._ranks  # the size did not change
             self.p50, self.p95 = ordered[i50], ordered[i95]
             return ordered
-        if self._seen < 0 or new < 0 or new > max(16, size // 16) or len(self._mirror) + new < size:
+        # rebuilt also when the count moved past what `samples` holds (totals restored at start, after a read)
+        if self._seen < 0 or new < 0 or new > min(size, max(16, size // 16)) or len(self._mirror) + new < size:
             fresh = sorted(samples)
             self.sorted = ordered = array("d", fresh)
             self.total = math.fsum(fresh)

@@ -404,3 +404,10 @@ def test_url_without_scheme_is_a_usage_error_not_cannot_reach() -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "not a server URL" in proc.stderr and "cannot reach" not in proc.stderr
+
+
+def test_an_option_before_the_command_is_told_where_it_goes(capsys: pytest.CaptureFixture[str]) -> None:
+    # `slotdeck --url URL status` (the order curl and git teach) said "invalid choice: 'URL'" (newcomer pass, issue 16)
+    assert main(["--url", "http://127.0.0.1:1", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "after the command" in err and "slotdeck status --url" in err and "invalid choice" not in err

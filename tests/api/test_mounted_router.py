@@ -97,3 +97,25 @@ def test_a_router_built_before_a_restart_has_started_the_service_serves_snapshot
             assert chat.hold_p50_s >= 0.01  # only the one hold of this run is sampled
 
     asyncio.run(second_run())
+
+
+async def test_a_router_built_before_a_restart_restores_totals_serves_snapshots(tmp_path: Path) -> None:
+    """Building the router reads a snapshot (the metrics registry collects once to learn its names) before the
+    service starts; the totals restored at start then jumped past the samples the snapshot had seen, and every
+    snapshot failed with IndexError (500 on /v1/snapshot) until 16 more grants (found by the issue-16 newcomer pass)."""
+    url = f"sqlite:///{tmp_path}/restart.db"
+    async with SlotService(store=url, sample_interval_s=3600) as first:
+        first.configure_queue("infer", limit=6)
+        for _ in range(8):
+            async with first.slot("infer"):
+                pass
+    svc = SlotService(store=url, sample_interval_s=3600)
+    svc.configure_queue("infer", limit=6)
+    router(svc, auth=False, grace_s=0)
+    async with svc:
+        (queue,) = svc.snapshot().queues
+        assert queue.totals.granted == 8 and queue.wait_p50_s is None
+        async with svc.slot("infer"):
+            pass
+        (queue,) = svc.snapshot().queues
+        assert queue.totals.granted == 9 and queue.wait_p50_s is not None

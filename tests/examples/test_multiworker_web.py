@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +25,24 @@ TOKEN = "example-operator-token"
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-def web(private_redis: Any) -> Iterator[str]:
+@contextmanager
+def serving(store: str, workers: int, token: str | None = TOKEN) -> Iterator[str]:
+    """The README's command on a free port: `uvicorn --app-dir examples/multiworker_web app:app --workers N`,
+    yielded once every worker answers (its lifespan ran); stopped with SIGTERM (SIGKILL after 30 s)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(APP_DIR.parents[1]),
-        "MW_STORE": private_redis.url("mw"),
-        "MW_OPERATOR_TOKEN": TOKEN,
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app", "--workers", "4"]
+    env = {k: v for k, v in os.environ.items() if k != "MW_OPERATOR_TOKEN"}
+    env.update({"PYTHONPATH": str(APP_DIR.parents[1]), "MW_STORE": store, **({"MW_OPERATOR_TOKEN": token} if token else {})})
+    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app", "--workers", str(workers)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
         pids: set[int] = set()
-        while len(pids) < 4:  # every worker has started (its lifespan ran) and answers
-            assert proc.poll() is None and time.monotonic() < deadline, f"uvicorn workers up: {len(pids)} of 4"
+        while len(pids) < workers:
+            assert proc.poll() is None and time.monotonic() < deadline, f"uvicorn workers up: {len(pids)} of {workers}"
             try:
                 pids.add(httpx.get(f"{url}/status", timeout=5).json()["pid"])
             except httpx.TransportError:
@@ -51,6 +50,12 @@ def web(private_redis: Any) -> Iterator[str]:
         yield url
     finally:
         stop_group(proc)
+
+
+@pytest.fixture
+def web(private_redis: Any) -> Iterator[str]:
+    with serving(private_redis.url("mw"), workers=4) as url:
+        yield url
 
 
 def burst(url: str, n: int) -> list[dict[str, Any]]:
@@ -87,3 +92,18 @@ def test_four_workers_share_one_limit_and_a_change_through_one_holds_on_all(web:
     assert len({a["pid"] for a in second}) >= 2
     status = httpx.get(f"{web}/status", timeout=10).json()
     assert (status["limit"], status["in_use"], status["peak_running"]) == (5, 0, 5)
+
+
+def test_a_restart_keeps_an_operators_limit_and_without_a_token_the_admin_route_is_off(private_redis: Any) -> None:
+    """The README: MW_LIMIT is "used only when the queue does not exist yet, so a restart keeps an operator's
+    change", and /admin/limit answers 403 when MW_OPERATOR_TOKEN is unset."""
+    store = private_redis.url("mw-restart")
+    with serving(store, workers=1) as url:
+        assert httpx.get(f"{url}/status", timeout=10).json()["limit"] == 3
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        changed = httpx.put(f"{url}/admin/limit", json={"limit": 7}, headers=auth, timeout=10)
+        assert changed.status_code == 200, changed.text
+    with serving(store, workers=1, token=None) as url:
+        assert httpx.get(f"{url}/status", timeout=10).json()["limit"] == 7
+        refused = httpx.put(f"{url}/admin/limit", json={"limit": 1}, headers=auth, timeout=10)
+        assert refused.status_code == 403
