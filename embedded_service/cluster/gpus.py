@@ -4,8 +4,9 @@ Every process on a host may run a ``GpuPublisher``; each period they all try, an
 host's election key (``P:h:<host>:pub``, same TTL as the figures) writes, so several web workers or Celery
 children on one host do not fight. The figures (index, UUID, total and used MiB, health, memory budget)
 expire ``ttl_s`` after the last write: when the publisher's process dies, its host's GPUs stop being offered
-(waiters for them wait, without holding anyone back; running leases keep their devices until released),
-and another process of that host takes over the election once the key has expired.
+(waiters for them wait, without holding anyone back; running leases keep their devices until released;
+new requests for that host are refused with NoFittingDevice), and another process of that host takes over
+the election once the key has expired, or at once when the publisher stops cleanly (it resigns).
 
 Figures come from a ``DevicePool`` on this host fed by a probe (``probes.nvml.NvmlProbe``) or by declared
 devices (``DeviceSpec``, for hosts without NVML and tests), so stale, unreadable, lost and unified devices are
@@ -24,6 +25,7 @@ from typing import Any
 
 from embedded_service.cluster.slots import _NET_ERRORS, ClusterSlots
 from embedded_service.engine.devices import DEFAULT_STALE_AFTER_S, DevicePool
+from embedded_service.errors import SlotDeckError
 from embedded_service.model import DeviceInfo, DeviceSpec
 from embedded_service.probes.base import GpuProbe
 
@@ -115,12 +117,17 @@ class GpuPublisher:
         return self
 
     async def stop(self) -> None:
-        """Stop publishing; the figures expire after their TTL unless another process of the host takes over."""
+        """Stop publishing and resign the election, so another process of the host takes over at its next
+        period; the figures expire after their TTL unless one does."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.elected:
+            self.elected = False
+            with contextlib.suppress(*_NET_ERRORS, SlotDeckError):
+                await self.slots._fcall("sd_gpu_resign", self.slots.host_id, self.slots.proc_id)
 
     async def __aenter__(self) -> GpuPublisher:
         return await self.start()

@@ -506,7 +506,9 @@ redis.register_function('sd_acquire', function(keys, args)
     local devs = host_devices(P, H)
     local usable = usable_count(devs, 0)
     if usable < gpus then
-      return {'N', 'asked for ' .. gpus .. ' GPU(s), host ' .. H .. ' publishes ' .. usable .. ' usable'}
+      local why = 'asked for ' .. gpus .. ' GPU(s), host ' .. H .. ' publishes ' .. usable .. ' usable'
+      if #devs == 0 then why = why .. ' (no live GpuPublisher for that host: none runs, or its figures expired)' end
+      return {'N', why}
     end
     if usable_count(devs, gm) < gpus then
       return {'N', 'asked for ' .. gpus .. ' GPU(s) with ' .. gm .. ' MiB each on host ' .. H ..
@@ -565,6 +567,15 @@ redis.register_function('sd_gpu_publish', function(keys, args)
   redis.call('SET', P .. ':h:' .. H .. ':figs', args[4], 'PX', ttl)
   redis.call('SADD', P .. ':hosts', H)
   pump_host(P, H, now_ms(), nil)
+  return 1
+end)
+
+-- gpu_resign(P; host, proc) -> 1 if `proc` was the host's publisher: another process of the host may take
+-- over at once (the figures stay until their TTL)
+redis.register_function('sd_gpu_resign', function(keys, args)
+  local pubk = keys[1] .. ':h:' .. args[1] .. ':pub'
+  if redis.call('GET', pubk) ~= args[2] then return 0 end
+  redis.call('DEL', pubk)
   return 1
 end)
 
