@@ -134,9 +134,14 @@ local function drop_lease(P, lid)
   if l[3] and l[4] then  -- a GPU lease: its devices' reservations and per-queue counts go
     local H = P .. ':h:' .. l[3]
     for i in string.gmatch(l[4], '%d+') do
-      redis.call('HINCRBY', H .. ':res', i, 0 - tonumber(l[5]))
-      redis.call('HINCRBY', H .. ':res', 'n' .. i, -1)
-      redis.call('HINCRBY', H .. ':pq', i .. ':' .. l[6], -1)
+      if redis.call('HINCRBY', H .. ':res', 'n' .. i, -1) <= 0 then
+        redis.call('HDEL', H .. ':res', 'n' .. i, i)  -- no lease left on it: nothing stays behind
+      else
+        redis.call('HINCRBY', H .. ':res', i, 0 - tonumber(l[5]))
+      end
+      if redis.call('HINCRBY', H .. ':pq', i .. ':' .. l[6], -1) <= 0 then
+        redis.call('HDEL', H .. ':pq', i .. ':' .. l[6])
+      end
     end
   end
   redis.call('DEL', P .. ':l:' .. lid)
@@ -347,6 +352,7 @@ local function pump_host(P, H, now, self_wid)
   local claim_ms = claim_ms_of(P)
   local devs = host_devices(P, H)
   local mine = nil
+  local grants = 0
   for _ = 1, PUMP_MAX do
     local heads = {}
     for _, name in ipairs(redis.call('HKEYS', gq)) do
@@ -385,6 +391,7 @@ local function pump_host(P, H, now, self_wid)
           if got then mine = got end
           marks(P, name, now)
           granted = true
+          grants = grants + 1
           break  -- compare the heads again
         end
       end
@@ -392,11 +399,20 @@ local function pump_host(P, H, now, self_wid)
     if not granted then break end
   end
   if redis.call('HLEN', gq) == 0 then redis.call('SREM', P .. ':gpuhosts', H) end
-  return mine
+  return mine, grants
 end
 
+-- Every host with GPU waiters; again while grants were made (a grant may put another host's waiter at
+-- the head of its line), a few rounds at most (the rest on the next tick).
 local function pump_hosts(P, now)
-  for _, H in ipairs(redis.call('SMEMBERS', P .. ':gpuhosts')) do pump_host(P, H, now, nil) end
+  for _ = 1, 4 do
+    local grants = 0
+    for _, H in ipairs(redis.call('SMEMBERS', P .. ':gpuhosts')) do
+      local _, n = pump_host(P, H, now, nil)
+      grants = grants + n
+    end
+    if grants == 0 then break end
+  end
 end
 
 local function settle(P, name, now)
@@ -549,7 +565,10 @@ redis.register_function('sd_acquire', function(keys, args)
   if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
   marks(P, name, now)  -- the line's depth with this waiter in it, as the engine notes it
   local mine = pump(P, name, now, wid)
-  if gpus > 0 then mine = pump_host(P, H, now, wid) or mine end
+  if gpus > 0 then
+    mine = pump_host(P, H, now, wid) or mine
+    pump_hosts(P, now)
+  end
   marks(P, name, now)
   if mine then return {'G', mine[1], mine[2], mine[3], mine[4], mine[5]} end
   return {'W'}
@@ -566,7 +585,7 @@ redis.register_function('sd_gpu_publish', function(keys, args)
   redis.call('SET', pubk, proc, 'PX', ttl)
   redis.call('SET', P .. ':h:' .. H .. ':figs', args[4], 'PX', ttl)
   redis.call('SADD', P .. ':hosts', H)
-  pump_host(P, H, now_ms(), nil)
+  pump_hosts(P, now_ms())
   return 1
 end)
 

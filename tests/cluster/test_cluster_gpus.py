@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proofs import read_events
+from proofs import leftover_keys, read_events
 
 from embedded_service.cluster import ClusterSlots
 from embedded_service.cluster.gpus import GpuPublisher, host_gpus
@@ -80,6 +80,10 @@ async def test_two_hosts_own_gpus_caps_and_memory_hold_one_publisher_each(ns_url
         await wait_all(procs)
         snap = (await ctl.snapshot())["queues"]["g"]
         view = await host_gpus(ctl)
+        # nothing stays behind once the figures expired: no reservation, count, waiter index or election
+        prefix = ctl._P
+        durable = {f"{prefix}:{k}" for k in ("hosts", "q:g:cfg", "q:g:st", "procs")}
+        await wait_until(lambda: _only(ns_url, durable), 10)
     events = read_events(sorted(logs.glob("*.log")))
     ends = [e for e in events if e["e"] == "end"]
     assert len(ends) == len(hosts) * per_host * tasks * rounds and all(e["ok"] for e in ends)
@@ -132,6 +136,10 @@ async def test_a_killed_publishers_gpus_are_withdrawn_after_the_ttl(ns_url: str,
         finally:
             if pub.poll() is None:
                 pub.kill()
+
+
+async def _only(url: str, allowed: set[str]) -> bool:
+    return await leftover_keys(url) <= allowed
 
 
 async def _has_devices(slots: ClusterSlots, host: str, want: bool = True) -> bool:
