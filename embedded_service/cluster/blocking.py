@@ -56,7 +56,7 @@ class BlockingClusterSlots:
         burst: int = 1,
         timeout_s: float | None = None,
         per_gpu: int | None = None,
-        placement: str = "pack",
+        placement: str = "spread",
     ) -> None:
         self._run(
             self._slots.configure_queue(

@@ -39,7 +39,7 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
   P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
   P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
   P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that ever published
-  P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: pack | spread)
+  P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
 
@@ -364,7 +364,7 @@ local function pump_host(P, H, now, self_wid)
         if w[1] == H and cfg[1] and cfg[2] ~= '1' and redis.call('ZCARD', qk(P, name, 'hold')) < tonumber(cfg[1])
           and rate_allows(cfgk, now, false) then
           heads[#heads + 1] = {tonumber(head[2]), head[1], name, tonumber(w[2]), tonumber(w[3]),
-            tonumber(cfg[3] or '-1'), cfg[4] or 'pack'}
+            tonumber(cfg[3] or '-1'), cfg[4] or 'spread'}
         end
       end
     end

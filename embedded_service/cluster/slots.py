@@ -296,13 +296,13 @@ class ClusterSlots:
         burst: int = 1,
         timeout_s: float | None = None,
         per_gpu: int | None = None,
-        placement: str = "pack",
+        placement: str = "spread",
     ) -> None:
         """Create or update a queue for the whole deployment (``limit`` >= 0 slots; ``rate``: admissions
         per second with ``burst``, as the in-process engine's token bucket; None: no rate;
         ``timeout_s``: how long an acquire that names no timeout waits, None: without limit;
         ``per_gpu``: at most this many of the queue's leases on one GPU, None: no cap; ``placement``:
-        "pack" (best fit) or "spread" (emptiest GPU first), as in-process)."""
+        "spread" (emptiest GPU first, the default) or "pack" (best fit), as in-process)."""
         if limit < 0 or (max_waiting is not None and max_waiting < 0):
             raise ValueError("limit and max_waiting must be >= 0")
         if (rate is not None and not 0.001 <= rate <= 1e6) or burst < 1:

@@ -88,7 +88,7 @@ class MemoryEngine:
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
         rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
-        per_gpu: int | None = None, placement: str = "pack",
+        per_gpu: int | None = None, placement: str = "spread",
     ) -> None:
         fields: dict[str, Any] = {
             "limit": limit, "max_waiting": max_waiting, "rate": rate, "burst": burst, "per_gpu": per_gpu,
@@ -210,7 +210,7 @@ class RedisEngine:
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
         rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
-        per_gpu: int | None = None, placement: str = "pack",
+        per_gpu: int | None = None, placement: str = "spread",
     ) -> None:
         self._queues.add(queue)
         await self.slots.configure_queue(
