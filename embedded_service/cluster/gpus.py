@@ -106,9 +106,9 @@ class GpuPublisher:
 
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(self.period_s)  # start() published already
             with contextlib.suppress(*_NET_ERRORS):
                 await self.publish_once()
-            await asyncio.sleep(self.period_s)
 
     async def start(self) -> GpuPublisher:
         """Publish now (errors raise here) and then every period in the background."""
@@ -120,6 +120,8 @@ class GpuPublisher:
         """Stop publishing and resign the election, so another process of the host takes over at its next
         period; the figures expire after their TTL unless one does."""
         if self._task is not None:
+            # a publish cut off here may still land after the resignation below: the next publisher
+            # then takes over once the key expires (ttl_s) instead of at once
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
