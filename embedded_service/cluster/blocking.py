@@ -55,10 +55,20 @@ class BlockingClusterSlots:
         rate: float | None = None,
         burst: int = 1,
         timeout_s: float | None = None,
+        per_gpu: int | None = None,
+        placement: str = "spread",
     ) -> None:
         self._run(
             self._slots.configure_queue(
-                name, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s
+                name,
+                limit=limit,
+                max_waiting=max_waiting,
+                paused=paused,
+                rate=rate,
+                burst=burst,
+                timeout_s=timeout_s,
+                per_gpu=per_gpu,
+                placement=placement,
             )
         )
 
@@ -79,8 +89,22 @@ class BlockingClusterSlots:
         priority: int = 0,
         timeout_s: float | None = None,
         ttl_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
+        host: str | None = None,
     ) -> ClusterLease:
-        return self._run(self._slots.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s))
+        return self._run(
+            self._slots.acquire(
+                queue,
+                owner=owner,
+                priority=priority,
+                timeout_s=timeout_s,
+                ttl_s=ttl_s,
+                gpus=gpus,
+                gpu_mem_mib=gpu_mem_mib,
+                host=host,
+            )
+        )
 
     def renew(self, lease: ClusterLease, ttl_s: float | None = None) -> None:
         self._run(self._slots.renew(lease, ttl_s))

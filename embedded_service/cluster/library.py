@@ -17,9 +17,11 @@ Keys under the prefix P (all times are Redis milliseconds):
   P:q:<n>:st          hash totals (granted, released, timed_out, rejected, expired, revoked, cancelled,
                       abandoned, bad_releases)
                       and marks (mark_in_use, mark_in_use_at, mark_waiting, mark_waiting_at)
-  P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at), lm (lease ms), x (1: explicit TTL)
+  P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at), lm (lease ms), x (1: explicit TTL),
+                      and for a GPU request g (GPUs), gm (MiB per GPU), h (host id)
   P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id), lm (lease ms), and m (the
-                      grant message) while a grant pushed to a process's inbox is not yet claimed
+                      grant message) while a grant pushed to a process's inbox is not yet claimed;
+                      a GPU lease also h (host), d (device indices, comma-separated), u (their UUIDs), gm
   P:g:<wid>           lease id of a waiter's grant (so a retried acquire is idempotent), deleted with the lease
   P:procs             zset process id -> alive until
   P:pw:<proc>         set of that process's waiter ids
@@ -29,6 +31,15 @@ Claims: a grant pushed to another process starts with the claim TTL. Popping it 
 claim: when the claim TTL runs out and the message is no longer in the inbox of a live process, the
 lease is extended to its full TTL instead of coming back (no claim round trip on the hand-off path);
 a grant still in the inbox (slow or dead process) is taken out of it and comes back.
+GPUs (per host id H; see cluster/gpus.py for the publisher):
+  P:h:H:figs          JSON list of H's devices [{i, u, t (total MiB), m (used MiB), s (health), b (budget)}],
+                      written with a TTL by H's elected publisher: when it dies they expire and H offers no GPU
+  P:h:H:pub           the publisher's process id (the election, same TTL)
+  P:h:H:res           hash <index> -> MiB reserved by leases, n<index> -> leases on it
+  P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
+  P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
+  P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that ever published
+  P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
 
@@ -118,8 +129,21 @@ end
 
 -- Delete a lease record (and the retry marker of an inline grant); returns its process id.
 local function drop_lease(P, lid)
-  local l = redis.call('HMGET', P .. ':l:' .. lid, 'p', 'w')
+  local l = redis.call('HMGET', P .. ':l:' .. lid, 'p', 'w', 'h', 'd', 'gm', 'q')
   if l[2] then redis.call('DEL', P .. ':g:' .. l[2]) end
+  if l[3] and l[4] then  -- a GPU lease: its devices' reservations and per-queue counts go
+    local H = P .. ':h:' .. l[3]
+    for i in string.gmatch(l[4], '%d+') do
+      if redis.call('HINCRBY', H .. ':res', 'n' .. i, -1) <= 0 then
+        redis.call('HDEL', H .. ':res', 'n' .. i, i)  -- no lease left on it: nothing stays behind
+      else
+        redis.call('HINCRBY', H .. ':res', i, 0 - tonumber(l[5]))
+      end
+      if redis.call('HINCRBY', H .. ':pq', i .. ':' .. l[6], -1) <= 0 then
+        redis.call('HDEL', H .. ':pq', i .. ':' .. l[6])
+      end
+    end
+  end
   redis.call('DEL', P .. ':l:' .. lid)
   return l[1]
 end
@@ -127,7 +151,11 @@ end
 local function drop_waiter(P, name, wid)
   redis.call('ZREM', qk(P, name, 'wait'), wid)
   redis.call('ZREM', qk(P, name, 'wdl'), wid)
-  local proc = redis.call('HGET', P .. ':w:' .. wid, 'p')
+  local w = redis.call('HMGET', P .. ':w:' .. wid, 'p', 'h')
+  local proc = w[1]
+  if w[2] and redis.call('HINCRBY', P .. ':h:' .. w[2] .. ':gq', name, -1) <= 0 then
+    redis.call('HDEL', P .. ':h:' .. w[2] .. ':gq', name)
+  end
   redis.call('DEL', P .. ':w:' .. wid)
   if proc then redis.call('SREM', P .. ':pw:' .. proc, wid) end
   return proc
@@ -182,9 +210,40 @@ local function new_lease(P, name, now, wid, owner, proc, expiry, lease_ms)
   return lid, fence
 end
 
--- Grant to the head of the line while capacity (and the rate) allows. A grant to `self_wid` (the
--- caller of acquire) is returned instead of pushed, with its full TTL; others start with the claim
--- TTL (see "Claims" above), or their explicit TTL (the holder renews it itself).
+-- Hand the slot to waiter `wid` (at the head of its line, admissible), with `gpu` = {h, d, u, gm} for a
+-- GPU grant. A grant to `self_wid` (the caller of acquire) is returned as {lid, fence, expiry, d, u}
+-- instead of pushed, with its full TTL; others start with the claim TTL (see "Claims" above), or their
+-- explicit TTL (the holder renews it itself).
+local function grant_waiter(P, name, now, wid, self_wid, claim_ms, gpu)
+  local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p', 'lm', 'x')
+  drop_waiter(P, name, wid)
+  local lease_ms = tonumber(w[3])
+  local by_claim = wid ~= self_wid and w[4] ~= '1'
+  local expiry = now + lease_ms
+  if by_claim then expiry = now + math.min(claim_ms, lease_ms) end
+  local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms)
+  redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
+  local msg = {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)}
+  if gpu then
+    local H = P .. ':h:' .. gpu.h
+    for _, i in ipairs(gpu.i) do
+      redis.call('HINCRBY', H .. ':res', i, gpu.gm)
+      redis.call('HINCRBY', H .. ':res', 'n' .. i, 1)
+      redis.call('HINCRBY', H .. ':pq', i .. ':' .. name, 1)
+    end
+    redis.call('HSET', P .. ':l:' .. lid, 'h', gpu.h, 'd', gpu.d, 'u', gpu.u, 'gm', gpu.gm)
+    msg.d, msg.u = gpu.d, gpu.u
+  end
+  if wid == self_wid then return {lid, fence, expiry, msg.d or '', msg.u or ''} end
+  local text = push(P, w[2], msg)
+  if text and by_claim then redis.call('HSET', P .. ':l:' .. lid, 'm', text) end
+  return nil
+end
+
+local function claim_ms_of(P) return tonumber(redis.call('HGET', P .. ':opt', 'claim_ms') or '5000') end
+
+-- Grant to the head of the line while capacity (and the rate) allows; a head that needs GPUs stops
+-- it (its host's pump decides, below), as in-process.
 local function pump(P, name, now, self_wid)
   local cfgk = qk(P, name, 'cfg')
   local cfg = redis.call('HMGET', cfgk, 'limit', 'paused')
@@ -193,32 +252,167 @@ local function pump(P, name, now, self_wid)
   local hold = qk(P, name, 'hold')
   local wait = qk(P, name, 'wait')
   local in_use = redis.call('ZCARD', hold)
-  local claim_ms = tonumber(redis.call('HGET', P .. ':opt', 'claim_ms') or '5000')
+  local claim_ms = claim_ms_of(P)
   local mine = nil
   local n = 0
   while in_use < limit and n < PUMP_MAX do
     local head = redis.call('ZRANGE', wait, 0, 0)
     if #head == 0 then break end
+    if redis.call('HEXISTS', P .. ':w:' .. head[1], 'h') == 1 then break end
     if not rate_allows(cfgk, now, true) then break end
-    local wid = head[1]
-    local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p', 'lm', 'x')
-    drop_waiter(P, name, wid)
-    local lease_ms = tonumber(w[3])
-    local by_claim = wid ~= self_wid and w[4] ~= '1'
-    local expiry = now + lease_ms
-    if by_claim then expiry = now + math.min(claim_ms, lease_ms) end
-    local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms)
+    local got = grant_waiter(P, name, now, head[1], self_wid, claim_ms, nil)
+    if got then mine = got end
     in_use = in_use + 1
     n = n + 1
-    redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
-    if wid == self_wid then
-      mine = {lid, fence, expiry}
-    else
-      local text = push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
-      if text and by_claim then redis.call('HSET', P .. ':l:' .. lid, 'm', text) end
-    end
   end
   return mine
+end
+
+-- GPUs (engine/devices.py, without per-process figures: a lease is charged what it reserved).
+local function host_devices(P, H)
+  local raw = redis.call('GET', P .. ':h:' .. H .. ':figs')
+  if not raw then return {} end
+  return cjson.decode(raw)
+end
+
+-- MiB admission can still promise on a device, or nil when it takes no memory-bound work now
+local function free_mib(dev, reserved)
+  if dev.s == 'lost' or dev.s == 'unreadable' then return nil end
+  if dev.s == 'unified' then
+    if dev.b == nil then return nil end
+    return dev.b - reserved
+  end
+  if dev.t == nil then return nil end
+  return dev.t - math.max(dev.m or 0, reserved)
+end
+
+-- whether the device could ever give `gm` MiB (a size not read yet may turn out large enough)
+local function could_hold(dev, gm)
+  if gm == 0 then return true end
+  if dev.s == 'unified' then return dev.b ~= nil and dev.b >= gm end
+  return dev.t == nil or dev.t >= gm
+end
+
+local function usable_count(devs, gm)
+  local n = 0
+  for _, dev in ipairs(devs) do
+    if dev.s ~= 'lost' and could_hold(dev, gm) then n = n + 1 end
+  end
+  return n
+end
+
+local function queue_on(P, H, i, name)
+  return tonumber(redis.call('HGET', P .. ':h:' .. H .. ':pq', i .. ':' .. name) or '0')
+end
+
+-- Devices for a request on host H: {i = {indices}, d = 'csv', u = 'csv' of UUIDs}, or nil when too few fit.
+-- pack: least free memory that suffices first; spread: fewest leases, then most free memory.
+local function fit(P, H, devs, name, gpus, gm, pg, placement)
+  local res = {}
+  local flat = redis.call('HGETALL', P .. ':h:' .. H .. ':res')
+  for k = 1, #flat, 2 do res[flat[k]] = tonumber(flat[k + 1]) end
+  local cand = {}
+  for _, dev in ipairs(devs) do
+    local i = tostring(dev.i)
+    if dev.s ~= 'lost' and (pg < 0 or queue_on(P, H, i, name) < pg) then
+      local free = free_mib(dev, res[i] or 0)
+      if gm == 0 or (free ~= nil and free >= gm) then
+        local room = free or 1099511627776
+        if placement == 'spread' then
+          cand[#cand + 1] = {res['n' .. i] or 0, -room, dev.i, dev.u or ''}
+        else
+          cand[#cand + 1] = {room, 0, dev.i, dev.u or ''}
+        end
+      end
+    end
+  end
+  if #cand < gpus then return nil end
+  table.sort(cand, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[3] < b[3]
+  end)
+  local chosen = {}
+  for k = 1, gpus do chosen[k] = cand[k] end
+  table.sort(chosen, function(a, b) return a[3] < b[3] end)
+  local idx, ids, uuids, all_uuids = {}, {}, {}, true
+  for k, c in ipairs(chosen) do
+    idx[k], ids[k] = tostring(c[3]), tostring(c[3])
+    if c[4] == '' then all_uuids = false end
+    uuids[k] = c[4]
+  end
+  return {i = idx, d = table.concat(ids, ','), u = all_uuids and table.concat(uuids, ',') or ''}
+end
+
+-- GPU heads of host H's lines, across queues, in (priority, arrival) order; the first one that does not
+-- fit reserves: nothing behind it is granted until it fits. One held back by its queue's per-GPU cap, or
+-- needing a device that is lost or not published, reserves nothing.
+local function pump_host(P, H, now, self_wid)
+  local gq = P .. ':h:' .. H .. ':gq'
+  local claim_ms = claim_ms_of(P)
+  local devs = host_devices(P, H)
+  local mine = nil
+  local grants = 0
+  for _ = 1, PUMP_MAX do
+    local heads = {}
+    for _, name in ipairs(redis.call('HKEYS', gq)) do
+      local head = redis.call('ZRANGE', qk(P, name, 'wait'), 0, 0, 'WITHSCORES')
+      if #head == 2 then
+        local w = redis.call('HMGET', P .. ':w:' .. head[1], 'h', 'g', 'gm')
+        local cfgk = qk(P, name, 'cfg')
+        local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'pg', 'pl')
+        if w[1] == H and cfg[1] and cfg[2] ~= '1' and redis.call('ZCARD', qk(P, name, 'hold')) < tonumber(cfg[1])
+          and rate_allows(cfgk, now, false) then
+          heads[#heads + 1] = {tonumber(head[2]), head[1], name, tonumber(w[2]), tonumber(w[3]),
+            tonumber(cfg[3] or '-1'), cfg[4] or 'spread'}
+        end
+      end
+    end
+    table.sort(heads, function(a, b) return a[1] < b[1] end)
+    local granted = false
+    for _, h in ipairs(heads) do
+      local wid, name, gpus, gm, pg = h[2], h[3], h[4], h[5], h[6]
+      local capped = 0
+      if pg >= 0 then
+        for _, dev in ipairs(devs) do
+          if queue_on(P, H, tostring(dev.i), name) >= pg then capped = capped + 1 end
+        end
+      end
+      if #devs - capped >= gpus then
+        local chosen = fit(P, H, devs, name, gpus, gm, pg, h[7])
+        if chosen == nil then
+          if usable_count(devs, gm) >= gpus then break end  -- it reserves
+        else
+          rate_allows(qk(P, name, 'cfg'), now, true)
+          chosen.h, chosen.gm = H, gm
+          local got = grant_waiter(P, name, now, wid, self_wid, claim_ms, chosen)
+          if got then mine = got end
+          got = pump(P, name, now, self_wid)  -- plain waiters behind it
+          if got then mine = got end
+          marks(P, name, now)
+          granted = true
+          grants = grants + 1
+          break  -- compare the heads again
+        end
+      end
+    end
+    if not granted then break end
+  end
+  if redis.call('HLEN', gq) == 0 then redis.call('SREM', P .. ':gpuhosts', H) end
+  return mine, grants
+end
+
+-- Every host with GPU waiters; again while grants were made (a grant may put another host's waiter at
+-- the head of its line), a few rounds at most (the rest on the next tick).
+local function pump_hosts(P, now)
+  for _ = 1, 4 do
+    local grants = 0
+    for _, H in ipairs(redis.call('SMEMBERS', P .. ':gpuhosts')) do
+      local _, n = pump_host(P, H, now, nil)
+      grants = grants + n
+    end
+    if grants == 0 then break end
+  end
 end
 
 local function settle(P, name, now)
@@ -229,6 +423,7 @@ local function settle(P, name, now)
     pump(P, q, now, nil)
     marks(P, q, now)
   end
+  pump_hosts(P, now)
 end
 
 local function epoch_ok(P, epoch)
@@ -262,7 +457,8 @@ redis.register_function('sd_init', function(keys, args)
   return {epoch, created}
 end)
 
--- configure(P; name, limit, max_waiting, paused('' = keep), rate('' = none), burst, timeout_ms(-1 none)) -> 1
+-- configure(P; name, limit, max_waiting, paused('' = keep), rate('' = none), burst, timeout_ms(-1 none)
+--   [, per_gpu(-1 none), placement(pack | spread)]) -> 1
 redis.register_function('sd_configure', function(keys, args)
   local P = keys[1]
   local name = args[1]
@@ -273,6 +469,7 @@ redis.register_function('sd_configure', function(keys, args)
   if old[1] ~= args[5] or old[2] ~= args[6] then redis.call('HSET', cfgk, 'tat', fmt(now)) end
   redis.call('HSET', cfgk, 'limit', args[2], 'max_waiting', args[3], 'rate', args[5], 'burst', args[6],
     'timeout_ms', args[7])
+  if args[8] then redis.call('HSET', cfgk, 'pg', args[8], 'pl', args[9]) end
   if args[4] ~= '' then redis.call('HSET', cfgk, 'paused', args[4]) end
   redis.call('HSETNX', cfgk, 'paused', '0')
   settle(P, name, now)
@@ -290,9 +487,11 @@ redis.register_function('sd_set', function(keys, args)
 end)
 
 -- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none, -2 the queue's), lease_ms,
---   explicit(0/1))
+--   explicit(0/1) [, gpus, gpu_mem_mib, host])
 --   explicit = 1: the lease's TTL is the caller's to renew (no claim TTL, no background renewal)
---   -> {'G', lid, fence, expiry} | {'W'} | {'F', waiting} | {'U'} | {'E'}
+--   gpus > 0: the lease needs that many of `host`'s published GPUs with gpu_mem_mib MiB free on each
+--   -> {'G', lid, fence, expiry, devices csv, uuids csv} | {'W'} | {'F', waiting} | {'U'} | {'E'}
+--      | {'N', why} (no set of that host's devices could ever hold it)
 redis.register_function('sd_acquire', function(keys, args)
   local P = keys[1]
   if not epoch_ok(P, args[1]) then return {'E'} end
@@ -311,18 +510,33 @@ redis.register_function('sd_acquire', function(keys, args)
         exp = now + tonumber(l[3])
         redis.call('ZADD', qk(P, name, 'hold'), exp, prior)
       end
-      return {'G', prior, tonumber(l[1]), tonumber(exp)}
+      local d = redis.call('HMGET', lk, 'd', 'u')
+      return {'G', prior, tonumber(l[1]), tonumber(exp), d[1] or '', d[2] or ''}
     end
   end
   if redis.call('EXISTS', P .. ':w:' .. wid) == 1 then return {'W'} end
   local cfgk = qk(P, name, 'cfg')
   if redis.call('EXISTS', cfgk) == 0 then return {'U'} end
+  local gpus, gm, H = tonumber(args[11] or '0'), tonumber(args[12] or '0'), args[13]
+  if gpus > 0 then
+    local devs = host_devices(P, H)
+    local usable = usable_count(devs, 0)
+    if usable < gpus then
+      local why = 'asked for ' .. gpus .. ' GPU(s), host ' .. H .. ' publishes ' .. usable .. ' usable'
+      if #devs == 0 then why = why .. ' (no live GpuPublisher for that host: none runs, or its figures expired)' end
+      return {'N', why}
+    end
+    if usable_count(devs, gm) < gpus then
+      return {'N', 'asked for ' .. gpus .. ' GPU(s) with ' .. gm .. ' MiB each on host ' .. H ..
+        '; too few devices that large (or of unknown size without a memory budget)'}
+    end
+  end
   settle(P, name, now)
   local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'max_waiting')
   local waiting = redis.call('ZCARD', qk(P, name, 'wait'))
   local in_use = redis.call('ZCARD', qk(P, name, 'hold'))
   local lease_ms = tonumber(args[9])
-  local can_now = waiting == 0 and cfg[2] ~= '1' and in_use < tonumber(cfg[1]) and rate_allows(cfgk, now, true)
+  local can_now = gpus == 0 and waiting == 0 and cfg[2] ~= '1' and in_use < tonumber(cfg[1]) and rate_allows(cfgk, now, true)
   local maxw = tonumber(cfg[3] or '-1')
   if not can_now and maxw >= 0 and waiting >= maxw then
     bump(P, name, 'rejected')
@@ -339,6 +553,11 @@ redis.register_function('sd_acquire', function(keys, args)
   local score = (tonumber(args[7]) + PRIO_OFFSET) * TWO32 + seq
   redis.call('HSET', P .. ':w:' .. wid, 'q', name, 'o', args[6], 'p', proc, 't0', fmt(now),
     'lm', args[9], 'x', args[10])
+  if gpus > 0 then
+    redis.call('HSET', P .. ':w:' .. wid, 'g', gpus, 'gm', gm, 'h', H)
+    redis.call('HINCRBY', P .. ':h:' .. H .. ':gq', name, 1)
+    redis.call('SADD', P .. ':gpuhosts', H)
+  end
   redis.call('SADD', P .. ':pw:' .. proc, wid)
   redis.call('ZADD', qk(P, name, 'wait'), score, wid)
   local timeout = tonumber(args[8])
@@ -346,10 +565,53 @@ redis.register_function('sd_acquire', function(keys, args)
   if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
   marks(P, name, now)  -- the line's depth with this waiter in it, as the engine notes it
   local mine = pump(P, name, now, wid)
+  if gpus > 0 then
+    mine = pump_host(P, H, now, wid) or mine
+    pump_hosts(P, now)
+  end
   marks(P, name, now)
-  if mine then return {'G', mine[1], mine[2], mine[3]} end
+  if mine then return {'G', mine[1], mine[2], mine[3], mine[4], mine[5]} end
   return {'W'}
 end)
+
+-- gpu_publish(P; host, proc, ttl_ms, figures JSON) -> 1 if `proc` is (now) the host's publisher and the
+-- figures were written (both for ttl_ms), 0 if another live process publishes for that host
+redis.register_function('sd_gpu_publish', function(keys, args)
+  local P = keys[1]
+  local H, proc, ttl = args[1], args[2], tonumber(args[3])
+  local pubk = P .. ':h:' .. H .. ':pub'
+  local cur = redis.call('GET', pubk)
+  if cur and cur ~= proc then return 0 end
+  redis.call('SET', pubk, proc, 'PX', ttl)
+  redis.call('SET', P .. ':h:' .. H .. ':figs', args[4], 'PX', ttl)
+  redis.call('SADD', P .. ':hosts', H)
+  pump_hosts(P, now_ms())
+  return 1
+end)
+
+-- gpu_resign(P; host, proc) -> 1 if `proc` was the host's publisher: another process of the host may take
+-- over at once (the figures stay until their TTL)
+redis.register_function('sd_gpu_resign', function(keys, args)
+  local pubk = keys[1] .. ':h:' .. args[1] .. ':pub'
+  if redis.call('GET', pubk) ~= args[2] then return 0 end
+  redis.call('DEL', pubk)
+  return 1
+end)
+
+-- gpu_view(P) -> JSON {host: {devices: [figures], reserved: {index or 'n'..index: n}, publisher}} for
+-- every host that published devices or holds GPU leases
+redis.register_function{function_name = 'sd_gpu_view', flags = {'no-writes'}, callback = function(keys, args)
+  local P = keys[1]
+  local out = {}
+  for _, H in ipairs(redis.call('SMEMBERS', P .. ':hosts')) do
+    local flat = redis.call('HGETALL', P .. ':h:' .. H .. ':res')
+    local res = {}
+    for k = 1, #flat, 2 do res[flat[k]] = tonumber(flat[k + 1]) end
+    out[H] = {devices = redis.call('GET', P .. ':h:' .. H .. ':figs') or '[]', reserved = res,
+      publisher = redis.call('GET', P .. ':h:' .. H .. ':pub') or ''}
+  end
+  return cjson.encode(out)
+end}
 
 -- cancel(P; name, wid, why) -> 1 if the waiter was still waiting (now removed), else 0.
 -- why: timed_out | cancelled

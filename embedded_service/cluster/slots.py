@@ -39,7 +39,15 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from embedded_service.cluster.library import LIBRARY
 from embedded_service.cluster.url import parse_cluster_url
-from embedded_service.errors import LeaseLost, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout, UnknownQueue
+from embedded_service.errors import (
+    LeaseLost,
+    NoFittingDevice,
+    QueueFull,
+    SlotCancelled,
+    SlotDeckError,
+    SlotTimeout,
+    UnknownQueue,
+)
 
 if TYPE_CHECKING:
     from embedded_service.cluster.blocking import BlockingClusterSlots
@@ -62,6 +70,8 @@ class ClusterLease:
     ``queued_at``: ``time.monotonic()`` once Redis had this acquire in line (None: granted at once).
     ``valid_until``: ``time.monotonic()`` by which a renewal must be confirmed, else it counts as lost
     (the last confirmed call's send time + TTL - margin: Redis cannot have expired it before).
+    ``host``, ``devices``, ``device_uuids``: for a GPU lease, the host id and the indices (and UUIDs, empty
+    when one is unknown) of its GPUs there; ``cuda_visible_devices`` is the value for that variable.
     """
 
     lease_id: str
@@ -75,6 +85,14 @@ class ClusterLease:
     ttl_s: float | None = None
     queued_at: float | None = None
     valid_until: float = float("inf")
+    host: str | None = None
+    devices: tuple[int, ...] = ()
+    device_uuids: tuple[str, ...] = ()
+
+    @property
+    def cuda_visible_devices(self) -> str:
+        """UUIDs when all are known (they survive renumbering), else indices; "" for a lease without GPUs."""
+        return ",".join(self.device_uuids) if self.device_uuids else ",".join(map(str, self.devices))
 
     def raise_if_lost(self) -> None:
         if self.lost:
@@ -91,6 +109,8 @@ class ClusterSlots:
     renewing; ``claim_ttl_s``: a grant pushed to a process that does not claim it returns after
     this long; ``proc_ttl_s``: a process's waiters are dropped this long after its last heartbeat.
     Raises ``RedisNotSafe`` from ``open()`` on a Redis whose ``maxmemory-policy`` is not ``noeviction``.
+    ``host_id``: this host's name for GPU admission (default: the hostname); GPU requests fit on the
+    devices its publisher (``cluster.gpus.GpuPublisher``) announces.
     """
 
     UNREACHABLE_WAIT_S = 60.0
@@ -105,8 +125,10 @@ class ClusterSlots:
         proc_ttl_s: float = 10.0,
         tick_s: float = 1.0,
         socket_timeout_s: float = 5.0,
+        host_id: str | None = None,
     ) -> None:
         parsed = parse_cluster_url(url)
+        self.host_id = host_id or socket.gethostname()
         self.namespace = parsed.namespace
         self._P = parsed.prefix
         self._url = parsed.redis_url
@@ -273,16 +295,22 @@ class ClusterSlots:
         rate: float | None = None,
         burst: int = 1,
         timeout_s: float | None = None,
+        per_gpu: int | None = None,
+        placement: str = "spread",
     ) -> None:
         """Create or update a queue for the whole deployment (``limit`` >= 0 slots; ``rate``: admissions
         per second with ``burst``, as the in-process engine's token bucket; None: no rate;
-        ``timeout_s``: how long an acquire that names no timeout waits, None: without limit)."""
+        ``timeout_s``: how long an acquire that names no timeout waits, None: without limit;
+        ``per_gpu``: at most this many of the queue's leases on one GPU, None: no cap; ``placement``:
+        "spread" (emptiest GPU first, the default) or "pack" (best fit), as in-process)."""
         if limit < 0 or (max_waiting is not None and max_waiting < 0):
             raise ValueError("limit and max_waiting must be >= 0")
         if (rate is not None and not 0.001 <= rate <= 1e6) or burst < 1:
             raise ValueError("rate must be within [0.001, 1e6] admissions/s and burst >= 1")
         if timeout_s is not None and not 0 < timeout_s <= 86_400:
             raise ValueError("timeout_s must be within (0, 86400] seconds")
+        if (per_gpu is not None and per_gpu < 1) or placement not in ("pack", "spread"):
+            raise ValueError("per_gpu must be >= 1 (or None) and placement 'pack' or 'spread'")
         args = (
             name,
             limit,
@@ -291,6 +319,8 @@ class ClusterSlots:
             "" if rate is None else repr(float(rate)),
             burst,
             -1 if timeout_s is None else int(timeout_s * 1000),
+            -1 if per_gpu is None else per_gpu,
+            placement,
         )
         self._configs[name] = args
         await self._fcall("sd_configure", *args)
@@ -322,9 +352,21 @@ class ClusterSlots:
         return ttl_s - min(1.0, ttl_s / 10)
 
     def _adopt(
-        self, lid: str, fence: Any, queue: str, owner: str, sent: float, ttl_s: float | None, queued_at: float | None
+        self,
+        lid: str,
+        fence: Any,
+        queue: str,
+        owner: str,
+        sent: float,
+        ttl_s: float | None,
+        queued_at: float | None,
+        gpus: tuple[str, str, str] | None = None,
     ) -> ClusterLease:
         lease = ClusterLease(lid, queue, owner, int(fence), ttl_s=ttl_s, queued_at=queued_at)
+        if gpus is not None and gpus[1]:  # (host, "0,2", "GPU-a,GPU-b" or "")
+            lease.host = gpus[0]
+            lease.devices = tuple(int(i) for i in gpus[1].split(","))
+            lease.device_uuids = tuple(gpus[2].split(",")) if gpus[2] else ()
         lease.valid_until = sent + self._valid_for(self._lease_ms / 1000 if ttl_s is None else ttl_s)
         self._max_fence = max(self._max_fence, lease.fence)
         self._leases[lid] = lease
@@ -340,8 +382,17 @@ class ClusterSlots:
         priority: int = 0,
         timeout_s: float | None = None,
         ttl_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
+        host: str | None = None,
     ) -> ClusterLease:
         """Wait for a slot; lower ``priority`` first, then arrival order.
+
+        ``gpus``, ``gpu_mem_mib``: the lease also needs that many GPUs of ``host`` (default: this
+        process's ``host_id``) with that many MiB free on each (``gpu_mem_mib`` alone means one GPU),
+        under the queue's ``per_gpu`` cap and the in-process engine's rules (engine/devices.py: a lease
+        is charged what it reserved; the first GPU waiter of a host that does not fit reserves).
+        Raises NoFittingDevice at once when no set of that host's published devices could ever hold it.
 
         ``ttl_s``: the lease expires this long after its grant unless ``renew()`` is called (for a
         holder that renews itself, like a remote lease); None: this process renews it in the
@@ -353,6 +404,12 @@ class ClusterSlots:
             raise ValueError("priority must be within [-1048576, 1048575]")
         if ttl_s is not None and not 0.05 <= ttl_s <= 86_400:
             raise ValueError("ttl_s must be within [0.05, 86400] seconds")
+        if gpus < 0 or gpu_mem_mib < 0:
+            raise ValueError(f"gpus and gpu_mem_mib must be >= 0, not gpus={gpus}, gpu_mem_mib={gpu_mem_mib}")
+        if gpu_mem_mib and not gpus:
+            gpus = 1
+        gpu_host = host or self.host_id
+        gpu_args = (gpus, gpu_mem_mib, gpu_host) if gpus else ()
         lease_ms = self._lease_ms if ttl_s is None else int(ttl_s * 1000)
         t0 = time.monotonic()
         # Redis unreachable (restarting, failing over): keep trying within the wait allowed
@@ -380,6 +437,7 @@ class ClusterSlots:
                         timeout_ms,
                         lease_ms,
                         0 if ttl_s is None else 1,
+                        *gpu_args,
                         retry_until=retry_until,
                     )
                 )
@@ -396,7 +454,10 @@ class ClusterSlots:
                 kind = res[0]
                 if kind == "G":
                     adopted = True
-                    return self._adopt(res[1], res[2], queue, owner, sent, ttl_s, None)
+                    gpu = (gpu_host, res[4], res[5]) if len(res) > 5 else None
+                    return self._adopt(res[1], res[2], queue, owner, sent, ttl_s, None, gpu)
+                if kind == "N":
+                    raise NoFittingDevice(res[1])
                 if kind == "U":
                     # after a data loss, queues return once their configuring process republishes them
                     if time.monotonic() - self._lost_at < self.REPUBLISH_WAIT_S and time.monotonic() < retry_until:
@@ -428,7 +489,8 @@ class ClusterSlots:
                     raise
                 if msg["t"] == "g":
                     adopted = True
-                    return self._adopt(msg["l"], msg["f"], queue, owner, msg["_sent"], ttl_s, queued_at)
+                    gpu = (gpu_host, msg.get("d", ""), msg.get("u", ""))
+                    return self._adopt(msg["l"], msg["f"], queue, owner, msg["_sent"], ttl_s, queued_at, gpu)
                 if msg["t"] == "t":
                     raise SlotTimeout(queue, time.monotonic() - t0)
                 if msg["t"] == "c":

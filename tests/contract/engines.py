@@ -9,6 +9,10 @@ TTLs and timeouts in the tests are tens of seconds and more, so the real time th
 a test runs (milliseconds) decides nothing. The only mock is this clock, at its boundary.
 
 Owners must be unique per acquire: they are how a test names an acquire in both engines.
+
+GPUs: ``declare_devices`` gives the in-process pool declared devices and has the Redis engine's host
+publish the same (``cluster.gpus.GpuPublisher``, one host); ``set_figures`` is a probe reading (NVML's
+figures, the boundary) fed to the in-process pool and to the publisher's.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any
 
 from embedded_service.cluster import ClusterSlots
 from embedded_service.cluster import library as cluster_library
+from embedded_service.cluster.gpus import GpuPublisher
 from embedded_service.engine import ManualClock
 from embedded_service.engine.core import SlotEngine
+from embedded_service.model import DeviceInfo, DeviceSpec
 
 TOTALS = ("granted", "released", "timed_out", "rejected", "cancelled", "expired", "revoked", "bad_releases")
 _TIME_LINE = "return tonumber(t[1]) * 1000000 + tonumber(t[2])"
@@ -40,6 +46,7 @@ class Held:
     fence: int
     owner: str
     raw: Any
+    devices: tuple[int, ...] = ()
 
 
 @dataclass
@@ -81,8 +88,12 @@ class MemoryEngine:
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
         rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
+        per_gpu: int | None = None, placement: str = "spread",
     ) -> None:
-        fields: dict[str, Any] = {"limit": limit, "max_waiting": max_waiting, "rate": rate, "burst": burst}
+        fields: dict[str, Any] = {
+            "limit": limit, "max_waiting": max_waiting, "rate": rate, "burst": burst, "per_gpu": per_gpu,
+            "placement": placement,
+        }
         if paused is not None:
             fields["paused"] = paused
         if timeout_s is not None:
@@ -100,15 +111,20 @@ class MemoryEngine:
     async def resume(self, queue: str) -> None:
         self.engine.resume(queue)
 
-    async def _acquire(self, queue: str, owner: str, priority: int, timeout_s: float | None, ttl_s: float | None) -> Held:
-        lease = await self.engine.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s)
-        return Held(lease.id, lease.fence, owner, lease)
+    async def _acquire(
+        self, queue: str, owner: str, priority: int, timeout_s: float | None, ttl_s: float | None, gpu: tuple[int, int]
+    ) -> Held:
+        lease = await self.engine.acquire(
+            queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, gpus=gpu[0], gpu_mem_mib=gpu[1]
+        )
+        return Held(lease.id, lease.fence, owner, lease, tuple(lease.devices))
 
     async def start(
-        self, queue: str, *, owner: str, priority: int = 0, timeout_s: float | None = None, ttl_s: float | None = None
+        self, queue: str, *, owner: str, priority: int = 0, timeout_s: float | None = None, ttl_s: float | None = None,
+        gpus: int = 0, gpu_mem_mib: int = 0,
     ) -> asyncio.Task[Held]:
         """Begin an acquire and return once it was granted, refused or is in line."""
-        task = asyncio.create_task(self._acquire(queue, owner, priority, timeout_s, ttl_s))
+        task = asyncio.create_task(self._acquire(queue, owner, priority, timeout_s, ttl_s, (gpus, gpu_mem_mib)))
         await self.settle()
         return task
 
@@ -123,6 +139,13 @@ class MemoryEngine:
 
     async def cancel(self, item_id: str) -> bool:
         return self.engine.cancel(item_id)
+
+    async def declare_devices(self, specs: list[DeviceSpec]) -> None:
+        self.engine.pool.configure(specs)
+
+    async def set_figures(self, infos: list[DeviceInfo]) -> None:
+        self.engine.update_devices(infos)
+        await self.settle()
 
     async def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -164,6 +187,7 @@ class RedisEngine:
         self.slots = ClusterSlots(url, lease_ttl_s=self.LONG_S, claim_ttl_s=self.LONG_S, proc_ttl_s=10 * self.LONG_S)
         self._pending: dict[str, asyncio.Task[Held]] = {}
         self._queues: set[str] = set()
+        self.publisher: GpuPublisher | None = None
 
     async def open(self) -> None:
         from embedded_service.cluster import slots as slots_module
@@ -186,10 +210,12 @@ class RedisEngine:
     async def configure(
         self, queue: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None,
         rate: float | None = None, burst: int = 1, timeout_s: float | None = None,
+        per_gpu: int | None = None, placement: str = "spread",
     ) -> None:
         self._queues.add(queue)
         await self.slots.configure_queue(
-            queue, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s
+            queue, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s,
+            per_gpu=per_gpu, placement=placement,
         )
 
     async def set_limit(self, queue: str, limit: int) -> None:
@@ -201,15 +227,20 @@ class RedisEngine:
     async def resume(self, queue: str) -> None:
         await self.slots.resume(queue)
 
-    async def _acquire(self, queue: str, owner: str, priority: int, timeout_s: float | None, ttl_s: float | None) -> Held:
-        lease = await self.slots.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s)
-        return Held(lease.lease_id, lease.fence, owner, lease)
+    async def _acquire(
+        self, queue: str, owner: str, priority: int, timeout_s: float | None, ttl_s: float | None, gpu: tuple[int, int]
+    ) -> Held:
+        lease = await self.slots.acquire(
+            queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, gpus=gpu[0], gpu_mem_mib=gpu[1]
+        )
+        return Held(lease.lease_id, lease.fence, owner, lease, lease.devices)
 
     async def start(
-        self, queue: str, *, owner: str, priority: int = 0, timeout_s: float | None = None, ttl_s: float | None = None
+        self, queue: str, *, owner: str, priority: int = 0, timeout_s: float | None = None, ttl_s: float | None = None,
+        gpus: int = 0, gpu_mem_mib: int = 0,
     ) -> asyncio.Task[Held]:
         """Begin an acquire and return once it was granted, refused or is in line in Redis."""
-        task = asyncio.create_task(self._acquire(queue, owner, priority, timeout_s, ttl_s))
+        task = asyncio.create_task(self._acquire(queue, owner, priority, timeout_s, ttl_s, (gpus, gpu_mem_mib)))
         self._pending[owner] = task
         deadline = time.monotonic() + 10
         while not task.done():
@@ -232,6 +263,16 @@ class RedisEngine:
 
     async def cancel(self, item_id: str) -> bool:
         return await self.slots.cancel(item_id)
+
+    async def declare_devices(self, specs: list[DeviceSpec]) -> None:
+        self.publisher = GpuPublisher(self.slots, devices=specs, period_s=self.LONG_S / 2, ttl_s=self.LONG_S)
+        assert await self.publisher.publish_once()
+
+    async def set_figures(self, infos: list[DeviceInfo]) -> None:
+        assert self.publisher is not None, "declare_devices first"
+        self.publisher.pool.update(infos, time.monotonic())
+        assert await self.publisher.publish_once()
+        await self.settle()
 
     async def advance(self, seconds: float) -> None:
         assert self.slots._r is not None
