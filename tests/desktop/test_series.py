@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,21 @@ def test_book_backfill_then_live_snapshots() -> None:
     assert gpu.view()[1][gpu.column("memory_used_mib")][1:3].tolist() == [100.0, 200.0]
     host = book.ring(HOST_KEY)
     assert np.isnan(host.view()[1][host.column("memory_used_mib")][:3]).all()
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads resident memory from Linux's /proc")
+def test_a_ring_is_resident_when_made_so_memory_does_not_creep_as_it_fills() -> None:
+    before = resident_bytes()
+    ring = RingSeries(("a", "b", "c"), capacity=2_000_000)  # 80 MB: far above what else this test allocates
+    made = resident_bytes() - before
+    size = ring._t.nbytes + ring._v.nbytes
+    assert made >= 0.9 * size  # written through at creation (np.empty pages arrive only when written)
+    for i in range(100_000):
+        ring.append(float(i), (i, i, i))
+    assert resident_bytes() - before < made + 0.05 * size
+    assert ring.nbytes == size
