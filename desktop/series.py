@@ -1,26 +1,28 @@
 """Fixed-size numpy ring buffers that hold the dashboard's time series.
 
-Graphs redraw up to ten times a second from these, so a read must be cheap: each
-ring keeps every point twice (a mirrored buffer), which makes the newest N points
-one contiguous slice at all times, with no copy and no Python loop per point.
+Graphs redraw up to ten times a second from these, so a read must be cheap: a
+window of the newest points is one slice of the ring's arrays (no copy), or, while
+it spans the arrays' end, the two pieces joined (one copy of the window, done by
+numpy; a 5-minute window at 10 Hz spans the end 5 minutes in each hour).
 
 Memory is fixed by design and paid when a ring is made: its arrays are allocated
 full size and written through (NaN), so resident memory does not creep up as
 points arrive, and nothing grows afterwards. Values are float32 (counts, MiB and
 percentages are exact or far finer than a pixel), time stamps float64 (epoch
-seconds need it). Per point and mirror: 16 B of time plus 8 B per column.
+seconds need it): 8 B of time plus 4 B per column per point.
 
-Budget per ring (capacity x (16 + 8 x columns) B):
+Budget per ring (capacity x (8 + 4 x columns) B):
 
-- in focus, one hour at 10 Hz (`FOCUS_CAPACITY` 36,000 points): a queue 2.02 MB,
-  a GPU 1.73 MB, the host 1.44 MB; the demo's 10 queues, 8 GPUs and host 35.4 MB
-  (33.8 MiB) per connection;
+- in focus, one hour at 10 Hz (`FOCUS_CAPACITY` 36,000 points): a queue 1.01 MB,
+  a GPU 0.86 MB, the host 0.72 MB; the demo's 10 queues, 8 GPUs and host 17.7 MB
+  (16.9 MiB) per connection;
 - out of focus, one hour at the 1 snapshot/s such a connection receives
-  (`BACKGROUND_CAPACITY` 3,600 points): a tenth of that, 3.5 MB per connection.
+  (`BACKGROUND_CAPACITY` 3,600 points): a tenth of that, 1.8 MB per connection.
 
-So ten such connections hold 35.4 + 9 x 3.5 = 67 MB of graphs (it was ~60 MB each,
-float64, filled lazily). A connection moving out of focus keeps its newest point of
-each second (`SeriesBook.set_focus`); moving into focus keeps all it has.
+So ten such connections hold 17.7 + 9 x 1.8 = 34 MB of graphs (it was ~60 MB each:
+float64, every point mirrored for a copy-free read, filled lazily). A connection
+moving out of focus keeps its newest point of each second (`SeriesBook.set_focus`);
+moving into focus keeps all it has.
 """
 
 from __future__ import annotations
@@ -81,14 +83,14 @@ class RingSeries:
             raise ValueError("capacity must be at least 1")
         self.columns = tuple(columns)
         self.capacity = capacity
-        self._t = np.full(2 * capacity, np.nan, dtype=np.float64)  # written through: resident from the start
-        self._v = np.full((len(self.columns), 2 * capacity), np.nan, dtype=VALUE_DTYPE)
+        self._t = np.full(capacity, np.nan, dtype=np.float64)  # written through: resident from the start
+        self._v = np.full((len(self.columns), capacity), np.nan, dtype=VALUE_DTYPE)
         self._next = 0  # slot the next point goes to, in [0, capacity)
         self._len = 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the ring's arrays: capacity x (16 + 8 x columns), fixed at creation."""
+        """Bytes held by the ring's arrays: capacity x (8 + 4 x columns), fixed at creation."""
         return self._t.nbytes + self._v.nbytes
 
     def __len__(self) -> int:
@@ -100,7 +102,7 @@ class RingSeries:
 
     @property
     def last_t(self) -> float | None:
-        return float(self._t[self._next - 1 + self.capacity]) if self._len else None
+        return float(self._t[self._next - 1]) if self._len else None
 
     def append(self, t: float, values: Sequence[float | None]) -> None:
         """Add one point; a point at the newest time replaces it, an older one is dropped."""
@@ -118,8 +120,8 @@ class RingSeries:
 
     def _write(self, slot: int, t: float, row: np.ndarray) -> None:
         slot %= self.capacity
-        self._t[slot] = self._t[slot + self.capacity] = t
-        self._v[:, slot] = self._v[:, slot + self.capacity] = row
+        self._t[slot] = t
+        self._v[:, slot] = row
 
     def extend(self, ts: Sequence[float] | np.ndarray, rows: Sequence[Sequence[float | None]] | np.ndarray) -> int:
         """Merge a backfill: points older than the oldest or newer than the newest held are taken,
@@ -145,10 +147,10 @@ class RingSeries:
         return taken
 
     def _load(self, t: np.ndarray, v: np.ndarray) -> None:
-        n, cap = len(t), self.capacity
-        self._t[:n] = self._t[cap : cap + n] = t
-        self._v[:, :n] = self._v[:, cap : cap + n] = v
-        self._next = n % cap
+        n = len(t)
+        self._t[:n] = t
+        self._v[:, :n] = v
+        self._next = n % self.capacity
         self._len = n
 
     def view(self, since_t: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -156,15 +158,27 @@ class RingSeries:
 
         `values` has shape (columns, n): each column is one contiguous row, ready for plotting.
         They share memory with the ring and stay as they are for `capacity - n` more points
-        (a graph redraws long before); n == capacity, which the next point would overwrite, is a copy.
+        (a graph redraws long before); n == capacity, which the next point would overwrite, and a window
+        across the arrays' end are copies.
         """
-        end = self._next + self.capacity
-        start = end - self._len
-        t = self._t[start:end]
-        if since_t is not None:
-            start += int(np.searchsorted(t, since_t, side="left"))
-        t, v = self._t[start:end], self._v[:, start:end]
-        if end - start == self.capacity:
+        n, cap = self._len, self.capacity
+        start = (self._next - n) % cap  # the oldest point's slot
+        first = min(n, cap - start)  # points from `start` to the arrays' end; the rest from slot 0
+        skip = 0
+        if since_t is not None and n:
+            if n > first and since_t > self._t[start + first - 1]:
+                skip = first + int(np.searchsorted(self._t[: n - first], since_t, side="left"))
+            else:
+                skip = int(np.searchsorted(self._t[start : start + first], since_t, side="left"))
+        if skip >= first:  # all in the piece from slot 0 (or none)
+            lo, hi = skip - first, n - first
+            t, v = self._t[lo:hi], self._v[:, lo:hi]
+        elif n == first:  # one piece
+            t, v = self._t[start + skip : start + n], self._v[:, start + skip : start + n]
+        else:  # spans the arrays' end: join the two pieces (a copy)
+            t = np.concatenate((self._t[start + skip :], self._t[: n - first]))
+            v = np.concatenate((self._v[:, start + skip :], self._v[:, : n - first]), axis=1)
+        if len(t) == cap and n == first:
             t, v = t.copy(), v.copy()
         return _read_only(t), _read_only(v)
 

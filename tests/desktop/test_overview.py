@@ -261,12 +261,12 @@ def held_bytes(view: OverviewView) -> int:
 
 
 def test_graph_memory_is_fixed_when_the_rings_are_made_and_a_tenth_out_of_focus(view: OverviewView) -> None:
-    """Budget (series.py): per point and mirror 16 B of time + 8 B per column; in focus an hour at 10 Hz,
+    """Budget (series.py): per point 8 B of time + 4 B per column; in focus an hour at 10 Hz,
     out of focus an hour at 1 Hz. Two hours of history and live points later, no ring grew or moved."""
     view.apply_snapshot(snapshot(T0, [queue("a", in_use=1), queue("b")], [gpu(0)]))
     made = ring_buffers(view)
-    per_point = 2 * (16 + 5 * 8) + (16 + 4 * 8) + (16 + 3 * 8)  # 2 queues, 1 GPU, the host
-    assert held_bytes(view) == 36_000 * per_point  # 7.2 MB (float64, lazily touched, was 12.1 MB)
+    per_point = 2 * (8 + 5 * 4) + (8 + 4 * 4) + (8 + 3 * 4)  # 2 queues, 1 GPU, the host
+    assert held_bytes(view) == 36_000 * per_point  # 3.6 MB (float64, mirrored, lazily touched: was 12.1 MB)
 
     n = 72_000  # two hours at 10 Hz from /v1/history, older than the live point
     t = (T0 - n / 10 + np.arange(n) / 10).tolist()

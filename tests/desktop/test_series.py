@@ -53,6 +53,19 @@ def test_view_since_returns_only_the_last_60_seconds() -> None:
     assert v[0].tolist() == list(range(539, 600))
 
 
+@pytest.mark.parametrize("points", [3, 7, 10, 13, 25])
+def test_every_window_of_a_wrapped_ring_matches_the_points_appended(points: int) -> None:
+    ring = RingSeries(("x",), capacity=7)
+    for i in range(points):
+        ring.append(float(i), (10 * i,))
+    kept = list(range(max(0, points - 7), points))
+    for since in [None, *[s - 0.5 for s in range(points + 2)]]:
+        t, v = ring.view(since_t=since)
+        want = [i for i in kept if since is None or i >= since]
+        assert t.tolist() == want and v[0].tolist() == [10 * i for i in want]
+        assert not t.flags.writeable and v[0].flags.c_contiguous
+
+
 def test_a_view_is_not_changed_by_the_points_after_it() -> None:
     ring = RingSeries(("x",), capacity=4)
     for i in range(4):
