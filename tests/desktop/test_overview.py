@@ -245,3 +245,66 @@ def test_long_run_of_live_plot_updates(view: OverviewView, qtbot) -> None:  # ty
     assert x[-1] == T0 + (updates - 1) / 10 and y[-1] == (updates - 1) % 7
     assert curve_data(view, "gpu:0", "used")[1][-1] == ((updates - 1) % 4096) / 1024
     assert curve_data(view, "host", "CPU")[1][-1] == 20.0
+
+
+def ring_buffers(view: OverviewView) -> dict[str, tuple[int, int, int]]:
+    """Per ring: (bytes of times, of values, address of the values), to see that nothing was reallocated or grew."""
+    rings = {key: view.book.get(key) for key in view.book}
+    return {
+        key: (r._t.nbytes, r._v.nbytes, r._v.__array_interface__["data"][0]) for key, r in rings.items() if r is not None
+    }
+
+
+def held_bytes(view: OverviewView) -> int:
+    """What the rings' arrays hold, as counted from the arrays themselves."""
+    return sum(t + v for t, v, _ in ring_buffers(view).values())
+
+
+def test_graph_memory_is_fixed_when_the_rings_are_made_and_a_tenth_out_of_focus(view: OverviewView) -> None:
+    """Budget (series.py): per point 8 B of time + 4 B per column; in focus an hour at 10 Hz,
+    out of focus an hour at 1 Hz. Two hours of history and live points later, no ring grew or moved."""
+    view.apply_snapshot(snapshot(T0, [queue("a", in_use=1), queue("b")], [gpu(0)]))
+    made = ring_buffers(view)
+    per_point = 2 * (8 + 5 * 4) + (8 + 4 * 4) + (8 + 3 * 4)  # 2 queues, 1 GPU, the host
+    assert held_bytes(view) == 36_000 * per_point  # 3.6 MB (float64, mirrored, lazily touched: was 12.1 MB)
+
+    n = 72_000  # two hours at 10 Hz from /v1/history, older than the live point
+    t = (T0 - n / 10 + np.arange(n) / 10).tolist()
+    ones = [1] * n
+    view.backfill(
+        History(
+            t=t,
+            queues={name: QueueSeries(in_use=ones, waiting=ones, limit=[4] * n) for name in ("a", "b")},
+            devices={"0": DeviceSeries(memory_used_mib=ones, memory_reserved_mib=ones, utilization_pct=ones)},
+            host_cpu_pct=ones,
+            host_memory_used_mib=ones,
+        )
+    )
+    for i in range(1, 51):
+        view.apply_snapshot(snapshot(T0 + i / 10, [queue("a", in_use=2), queue("b")], [gpu(0)]))
+    assert ring_buffers(view) == made
+    ring = view.book.get("queue:a")
+    assert ring is not None and len(ring) == 36_000
+    ts, values = ring.view()
+    assert ts[-1] == T0 + 5.0 and values[ring.column("in_use")][-1] == 2
+    view.redraw()
+    assert curve_data(view, "queue:a", "in use")[0][-1] == T0 + 5.0  # the chart still shows the newest point
+
+    view.set_active(False)  # another server in focus: this one's rings hold an hour at 1 Hz
+    assert held_bytes(view) == 3_600 * per_point
+    ring = view.book.get("queue:a")
+    assert ring is not None and ring.capacity == 3_600
+    ts, values = ring.view()
+    assert ts[-1] == T0 + 5.0 and values[ring.column("in_use")][-1] == 2  # the newest point of its second
+    assert (np.floor(ts[1:]) - np.floor(ts[:-1])).min() == 1  # one point per whole second, the newest of each
+    assert ts[-1] - ts[0] == pytest.approx(3_599, abs=1)  # an hour
+    thin = ring_buffers(view)
+    for i in range(51, 200):
+        view.apply_snapshot(snapshot(T0 + i, [queue("a"), queue("b")], [gpu(0)]))
+    assert ring_buffers(view) == thin
+
+    view.set_active(True)  # back in focus: the hour at 1 Hz is kept, new points at 10 Hz
+    assert held_bytes(view) == 36_000 * per_point
+    ring = view.book.get("queue:a")
+    assert ring is not None and len(ring) == 3_600 and ring.last_t == T0 + 199
+    assert view.book.nbytes == held_bytes(view)  # what series.py's budget counts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,19 @@ def test_view_since_returns_only_the_last_60_seconds() -> None:
     t, v = ring.view(since_t=1599.0 - 60)
     assert t[0] == 1539.0 and t[-1] == 1599.0 and len(t) == 61
     assert v[0].tolist() == list(range(539, 600))
+
+
+@pytest.mark.parametrize("points", [3, 7, 10, 13, 25])
+def test_every_window_of_a_wrapped_ring_matches_the_points_appended(points: int) -> None:
+    ring = RingSeries(("x",), capacity=7)
+    for i in range(points):
+        ring.append(float(i), (10 * i,))
+    kept = list(range(max(0, points - 7), points))
+    for since in [None, *[s - 0.5 for s in range(points + 2)]]:
+        t, v = ring.view(since_t=since)
+        want = [i for i in kept if since is None or i >= since]
+        assert t.tolist() == want and v[0].tolist() == [10 * i for i in want]
+        assert not t.flags.writeable and v[0].flags.c_contiguous
 
 
 def test_a_view_is_not_changed_by_the_points_after_it() -> None:
@@ -148,3 +163,21 @@ def test_book_backfill_then_live_snapshots() -> None:
     assert gpu.view()[1][gpu.column("memory_used_mib")][1:3].tolist() == [100.0, 200.0]
     host = book.ring(HOST_KEY)
     assert np.isnan(host.view()[1][host.column("memory_used_mib")][:3]).all()
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads resident memory from Linux's /proc")
+def test_a_ring_is_resident_when_made_so_memory_does_not_creep_as_it_fills() -> None:
+    before = resident_bytes()
+    ring = RingSeries(("a", "b", "c"), capacity=2_000_000)  # 80 MB: far above what else this test allocates
+    made = resident_bytes() - before
+    size = ring._t.nbytes + ring._v.nbytes
+    assert made >= 0.9 * size  # written through at creation (np.empty pages arrive only when written)
+    for i in range(100_000):
+        ring.append(float(i), (i, i, i))
+    assert resident_bytes() - before < made + 0.05 * size
+    assert ring.nbytes == size
