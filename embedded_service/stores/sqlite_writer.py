@@ -14,6 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,16 +25,32 @@ log = logging.getLogger("slotdeck.stores.sqlite")
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
+BUSY_TIMEOUT_S = 30.0  # how long a connection waits for another process's lock
 MAX_BATCH = 5000  # functions per transaction, so one commit never grows without bound
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection with the settings every SlotDeck connection shares (WAL, busy timeout)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    _into_wal(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for other processes: several opening one new file at once may be refused at once
+    ("database is locked") without SQLite's busy handler being called, so the switch is retried until the busy
+    timeout has passed (monotonic clock)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if classify(exc) != "locked" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class BatchWriter:
