@@ -4,7 +4,8 @@
    time from the holder's last instant before release to the next holder's first instant in its body,
    matched by fence (consecutive fences), both stamped with time.monotonic() (system-wide on Linux).
    Also the share of hand-offs that went to the waiter first in line (earliest client-side start
-   among those waiting at the release).
+   among those waiting at the release), and the Redis calls per grant in that run (INFO
+   commandstats: a figure that the machine's load does not blur, unlike the latencies).
 2. Uncontended acquire+release pairs/s in one process: ClusterSlots vs in-process SlotService vs a
    simple polling Redis semaphore (INCR, over the limit DECR + sleep 10 ms; release DECR).
 
@@ -57,15 +58,32 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
+async def redis_calls(url: str, reset: bool = False) -> dict[str, int]:
+    """Calls per command since the last reset (``reset``: start counting now)."""
+    import redis.asyncio as aredis
+
+    r = aredis.Redis.from_url(url.split("?")[0], decode_responses=True)
+    try:
+        if reset:
+            await r.config_resetstat()
+            return {}
+        stats = await r.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    finally:
+        await r.aclose()
+
+
 async def handoff(url: str, rounds: int, tmp: Path) -> None:
     async with ClusterSlots(url) as ctl:
         await ctl.configure_queue("h", limit=1)
+    await redis_calls(url, reset=True)
     procs = [
         subprocess.Popen([sys.executable, __file__, "--worker", url, str(tmp / f"h{i}.json"), str(rounds), "2"])
         for i in range(2)
     ]
     for p in procs:
         p.wait(timeout=600)
+    calls = await redis_calls(url)
     ev = [e for i in range(2) for e in json.loads((tmp / f"h{i}.json").read_text())]
     by_fence = {e["f"]: e for e in ev}
     lat, first, counted = [], 0, 0
@@ -83,6 +101,11 @@ async def handoff(url: str, rounds: int, tmp: Path) -> None:
     print(f"hand-off across 2 processes x 2 tasks, limit 1, {len(ev)} grants, {counted} hand-offs")
     print(f"  latency p50 {statistics.median(lat):6.2f} ms   p99 {pct(lat, 99):6.2f} ms   (prototype: 0.65 / 3.6 ms)")
     print(f"  to the waiter first in line: {100 * first / max(1, counted):.1f}%   (goal >= 99%)")
+    inner = sum(v for k, v in calls.items() if k not in ("fcall", "blpop", "function|load", "config|resetstat"))
+    print(
+        f"  Redis calls per grant: FCALL {calls.get('fcall', 0) / len(ev):.2f}, BLPOP {calls.get('blpop', 0) / len(ev):.2f},"
+        f" commands run inside the functions {inner / len(ev):.1f}"
+    )
 
 
 async def pairs(url: str, seconds: float) -> None:

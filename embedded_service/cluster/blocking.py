@@ -45,8 +45,22 @@ class BlockingClusterSlots:
     def proc_id(self) -> str:
         return self._slots.proc_id
 
-    def configure_queue(self, name: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None) -> None:
-        self._run(self._slots.configure_queue(name, limit=limit, max_waiting=max_waiting, paused=paused))
+    def configure_queue(
+        self,
+        name: str,
+        *,
+        limit: int,
+        max_waiting: int | None = None,
+        paused: bool | None = None,
+        rate: float | None = None,
+        burst: int = 1,
+        timeout_s: float | None = None,
+    ) -> None:
+        self._run(
+            self._slots.configure_queue(
+                name, limit=limit, max_waiting=max_waiting, paused=paused, rate=rate, burst=burst, timeout_s=timeout_s
+            )
+        )
 
     def set_limit(self, name: str, limit: int) -> None:
         self._run(self._slots.set_limit(name, limit))
@@ -57,8 +71,25 @@ class BlockingClusterSlots:
     def resume(self, name: str) -> None:
         self._run(self._slots.resume(name))
 
-    def acquire(self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None) -> ClusterLease:
-        return self._run(self._slots.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s))
+    def acquire(
+        self,
+        queue: str,
+        *,
+        owner: str = "",
+        priority: int = 0,
+        timeout_s: float | None = None,
+        ttl_s: float | None = None,
+    ) -> ClusterLease:
+        return self._run(self._slots.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s, ttl_s=ttl_s))
+
+    def renew(self, lease: ClusterLease, ttl_s: float | None = None) -> None:
+        self._run(self._slots.renew(lease, ttl_s))
+
+    def cancel(self, item_id: str) -> bool:
+        return self._run(self._slots.cancel(item_id))
+
+    def detail(self, queue: str, limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
+        return self._run(self._slots.detail(queue, limit))
 
     def release(self, lease: ClusterLease) -> None:
         self._run(self._slots.release(lease))

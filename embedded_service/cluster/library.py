@@ -8,18 +8,27 @@ not paused, at most ``PUMP_MAX`` per queue per call (the rest on the next tick).
 
 Keys under the prefix P (all times are Redis milliseconds):
   P:queues            set of queue names
-  P:q:<n>:cfg         hash limit, max_waiting (-1 = none), paused (0/1)
+  P:q:<n>:cfg         hash limit, max_waiting (-1 = none), paused (0/1), rate (admissions/s, '' = none),
+                      burst, tat (the rate's next admission time, ms: GCRA as in engine/queues.py),
+                      timeout_ms (an acquire's wait when it names none; -1 = none)
   P:q:<n>:wait        zset waiter id -> (priority + 2^20) * 2^32 + arrival (lower first)
   P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
   P:q:<n>:hold        zset lease id -> expiry
-  P:q:<n>:st          hash totals (granted, released, timed_out, expired, revoked, cancelled, abandoned)
+  P:q:<n>:st          hash totals (granted, released, timed_out, rejected, expired, revoked, cancelled,
+                      abandoned)
                       and marks (mark_in_use, mark_in_use_at, mark_waiting, mark_waiting_at)
-  P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at)
-  P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id)
-  P:g:<wid>           lease id of an inline grant (so a retried acquire is idempotent), deleted with the lease
+  P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at), lm (lease ms), x (1: explicit TTL)
+  P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id), lm (lease ms), and m (the
+                      grant message) while a grant pushed to a process's inbox is not yet claimed
+  P:g:<wid>           lease id of a waiter's grant (so a retried acquire is idempotent), deleted with the lease
   P:procs             zset process id -> alive until
   P:pw:<proc>         set of that process's waiter ids
-  P:in:<proc>         list: that process's inbox (grants, time-outs, lost leases as JSON)
+  P:in:<proc>         list: that process's inbox (grants, time-outs, cancels, lost leases as JSON)
+
+Claims: a grant pushed to another process starts with the claim TTL. Popping it from the inbox is the
+claim: when the claim TTL runs out and the message is no longer in the inbox of a live process, the
+lease is extended to its full TTL instead of coming back (no claim round trip on the hand-off path);
+a grant still in the inbox (slow or dead process) is taken out of it and comes back.
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
 
@@ -34,26 +43,45 @@ local RECLAIM_MAX = 64
 local PRIO_OFFSET = 1048576
 local TWO32 = 4294967296
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+local function now_ms() return math.floor(now_us() / 1000) end
+
 local function qk(P, name, part) return P .. ':q:' .. name .. ':' .. part end
 
 local function fmt(n) return string.format('%.0f', n) end
 
+-- Push a message to a process's inbox; returns the encoded message, or nil if that process is gone.
 local function push(P, proc, msg)
-  if not proc then return end
-  if not redis.call('ZSCORE', P .. ':procs', proc) then return end
+  if not proc then return nil end
+  if not redis.call('ZSCORE', P .. ':procs', proc) then return nil end
   local inbox = P .. ':in:' .. proc
-  redis.call('RPUSH', inbox, cjson.encode(msg))
+  local text = cjson.encode(msg)
+  redis.call('RPUSH', inbox, text)
   redis.call('PEXPIRE', inbox, 120000)
+  return text
+end
+
+-- Rate (GCRA, ms): true when an admission may happen now; `take` spends it.
+local function rate_allows(cfgk, now, take)
+  local r = redis.call('HMGET', cfgk, 'rate', 'burst', 'tat')
+  if not r[1] or r[1] == '' then return true end
+  local interval = 1000 / tonumber(r[1])
+  local tat = tonumber(r[3] or now)
+  if tat - (tonumber(r[2]) - 1) * interval > now + 0.001 then return false end
+  if take then redis.call('HSET', cfgk, 'tat', string.format('%.4f', math.max(tat, now) + interval)) end
+  return true
+end
+
+-- ms until the rate admits again (0 if it does now, nil without a rate)
+local function rate_due(cfgk, now)
+  local r = redis.call('HMGET', cfgk, 'rate', 'burst', 'tat')
+  if not r[1] or r[1] == '' then return nil end
+  local interval = 1000 / tonumber(r[1])
+  return math.max(0, tonumber(r[3] or now) - (tonumber(r[2]) - 1) * interval - now)
 end
 
 local function bump(P, name, field, by)
@@ -71,6 +99,21 @@ local function marks(P, name, now)
   if waiting > (tonumber(m[2]) or 0) then
     redis.call('HSET', st, 'mark_waiting', waiting, 'mark_waiting_at', fmt(now))
   end
+end
+
+-- A holder past its expiry: true when it still belongs to its process because it is a pushed grant
+-- that process popped from its inbox (then it now runs for its full TTL), false when the slot must come back.
+local function claimed_late(P, name, lid, now)
+  local lk = P .. ':l:' .. lid
+  local l = redis.call('HMGET', lk, 'm', 'p', 'lm')
+  if not l[1] then return false end
+  redis.call('HDEL', lk, 'm')
+  local alive = tonumber(redis.call('ZSCORE', P .. ':procs', l[2]) or '0') > now
+  if alive and redis.call('LREM', P .. ':in:' .. l[2], 1, l[1]) == 0 then
+    redis.call('ZADD', qk(P, name, 'hold'), now + tonumber(l[3]), lid)
+    return true
+  end
+  return false
 end
 
 -- Delete a lease record (and the retry marker of an inline grant); returns its process id.
@@ -112,10 +155,14 @@ end
 local function reclaim_queue(P, name, now)
   local hold = qk(P, name, 'hold')
   for _, lid in ipairs(redis.call('ZRANGEBYSCORE', hold, '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
-    redis.call('ZREM', hold, lid)
-    local proc = drop_lease(P, lid)
-    bump(P, name, 'expired')
-    push(P, proc, {t = 'x', l = lid, r = 'expired'})
+    if not claimed_late(P, name, lid, now) then
+      redis.call('ZREM', hold, lid)
+      local wid = redis.call('HGET', P .. ':l:' .. lid, 'w')
+      local proc = drop_lease(P, lid)
+      bump(P, name, 'expired')
+      -- w: a waiter whose grant message was lost on the way (a reply cut by a reset) waits again
+      push(P, proc, {t = 'x', l = lid, r = 'expired', w = wid})
+    end
   end
   for _, wid in ipairs(redis.call('ZRANGEBYSCORE', qk(P, name, 'wdl'), '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
     local proc = drop_waiter(P, name, wid)
@@ -125,20 +172,22 @@ local function reclaim_queue(P, name, now)
 end
 
 -- Record a grant: a holder expiring at `expiry`, its fence from the counter that never repeats.
-local function new_lease(P, name, now, wid, owner, proc, expiry)
+local function new_lease(P, name, now, wid, owner, proc, expiry, lease_ms)
   local fence = redis.call('INCR', P .. ':fence')
   local lid = 'L' .. fmt(fence)
   redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', owner or '', 'p', proc or '',
-    'f', fmt(fence), 't0', fmt(now), 'w', wid)
+    'f', fmt(fence), 't0', fmt(now), 'w', wid, 'lm', fmt(lease_ms))
   redis.call('ZADD', qk(P, name, 'hold'), expiry, lid)
   bump(P, name, 'granted')
   return lid, fence
 end
 
--- Grant to the head of the line while capacity allows. A grant to `self_wid` (the caller of
--- acquire) is returned instead of pushed, with the full lease TTL; others start with the claim TTL.
-local function pump(P, name, now, self_wid, lease_ms)
-  local cfg = redis.call('HMGET', qk(P, name, 'cfg'), 'limit', 'paused')
+-- Grant to the head of the line while capacity (and the rate) allows. A grant to `self_wid` (the
+-- caller of acquire) is returned instead of pushed, with its full TTL; others start with the claim
+-- TTL (see "Claims" above), or their explicit TTL (the holder renews it itself).
+local function pump(P, name, now, self_wid)
+  local cfgk = qk(P, name, 'cfg')
+  local cfg = redis.call('HMGET', cfgk, 'limit', 'paused')
   if not cfg[1] or cfg[2] == '1' then return nil end
   local limit = tonumber(cfg[1])
   local hold = qk(P, name, 'hold')
@@ -150,35 +199,36 @@ local function pump(P, name, now, self_wid, lease_ms)
   while in_use < limit and n < PUMP_MAX do
     local head = redis.call('ZRANGE', wait, 0, 0)
     if #head == 0 then break end
+    if not rate_allows(cfgk, now, true) then break end
     local wid = head[1]
-    local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p')
+    local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p', 'lm', 'x')
     drop_waiter(P, name, wid)
-    local expiry
-    if wid == self_wid then expiry = now + lease_ms else expiry = now + claim_ms end
-    local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry)
+    local lease_ms = tonumber(w[3])
+    local by_claim = wid ~= self_wid and w[4] ~= '1'
+    local expiry = now + lease_ms
+    if by_claim then expiry = now + math.min(claim_ms, lease_ms) end
+    local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms)
     in_use = in_use + 1
     n = n + 1
+    redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     if wid == self_wid then
       mine = {lid, fence, expiry}
-      redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     else
-      push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
+      local text = push(P, w[2], {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)})
+      if text and by_claim then redis.call('HSET', P .. ':l:' .. lid, 'm', text) end
     end
   end
   return mine
 end
 
-local function settle(P, name, now, self_wid, lease_ms)
+local function settle(P, name, now)
   local touched = reclaim_procs(P, now)
   touched[name] = true
-  local mine = nil
   for q, _ in pairs(touched) do
     reclaim_queue(P, q, now)
-    local got = pump(P, q, now, self_wid, lease_ms)
-    if q == name then mine = got end
+    pump(P, q, now, nil)
     marks(P, q, now)
   end
-  return mine
 end
 
 local function epoch_ok(P, epoch)
@@ -212,16 +262,20 @@ redis.register_function('sd_init', function(keys, args)
   return {epoch, created}
 end)
 
--- configure(P; name, limit, max_waiting, paused('' = keep)) -> 1
+-- configure(P; name, limit, max_waiting, paused('' = keep), rate('' = none), burst, timeout_ms(-1 none)) -> 1
 redis.register_function('sd_configure', function(keys, args)
   local P = keys[1]
   local name = args[1]
   local now = now_ms()
+  local cfgk = qk(P, name, 'cfg')
   redis.call('SADD', P .. ':queues', name)
-  redis.call('HSET', qk(P, name, 'cfg'), 'limit', args[2], 'max_waiting', args[3])
-  if args[4] ~= '' then redis.call('HSET', qk(P, name, 'cfg'), 'paused', args[4]) end
-  redis.call('HSETNX', qk(P, name, 'cfg'), 'paused', '0')
-  settle(P, name, now, nil, 0)
+  local old = redis.call('HMGET', cfgk, 'rate', 'burst')
+  if old[1] ~= args[5] or old[2] ~= args[6] then redis.call('HSET', cfgk, 'tat', fmt(now)) end
+  redis.call('HSET', cfgk, 'limit', args[2], 'max_waiting', args[3], 'rate', args[5], 'burst', args[6],
+    'timeout_ms', args[7])
+  if args[4] ~= '' then redis.call('HSET', cfgk, 'paused', args[4]) end
+  redis.call('HSETNX', cfgk, 'paused', '0')
+  settle(P, name, now)
   return 1
 end)
 
@@ -231,11 +285,13 @@ redis.register_function('sd_set', function(keys, args)
   local name = args[1]
   if redis.call('EXISTS', qk(P, name, 'cfg')) == 0 then return 0 end
   redis.call('HSET', qk(P, name, 'cfg'), args[2], args[3])
-  settle(P, name, now_ms(), nil, 0)
+  settle(P, name, now_ms())
   return 1
 end)
 
--- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none), lease_ms)
+-- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none, -2 the queue's), lease_ms,
+--   explicit(0/1))
+--   explicit = 1: the lease's TTL is the caller's to renew (no claim TTL, no background renewal)
 --   -> {'G', lid, fence, expiry} | {'W'} | {'F', waiting} | {'U'} | {'E'}
 redis.register_function('sd_acquire', function(keys, args)
   local P = keys[1]
@@ -246,37 +302,50 @@ redis.register_function('sd_acquire', function(keys, args)
   -- idempotent: a call retried after a lost reply gets the same answer
   local prior = redis.call('GET', P .. ':g:' .. wid)
   if prior then
-    local f = redis.call('HGET', P .. ':l:' .. prior, 'f')
+    local lk = P .. ':l:' .. prior
+    local l = redis.call('HMGET', lk, 'f', 'm', 'lm')
     local exp = redis.call('ZSCORE', qk(P, name, 'hold'), prior)
-    if f and exp then return {'G', prior, tonumber(f), tonumber(exp)} end
+    if l[1] and exp then
+      if l[2] then  -- pushed to the inbox while the reply to the first try was lost: claimed by this reply
+        redis.call('HDEL', lk, 'm')
+        exp = now + tonumber(l[3])
+        redis.call('ZADD', qk(P, name, 'hold'), exp, prior)
+      end
+      return {'G', prior, tonumber(l[1]), tonumber(exp)}
+    end
   end
   if redis.call('EXISTS', P .. ':w:' .. wid) == 1 then return {'W'} end
   local cfgk = qk(P, name, 'cfg')
   if redis.call('EXISTS', cfgk) == 0 then return {'U'} end
-  settle(P, name, now, nil, 0)
+  settle(P, name, now)
   local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'max_waiting')
   local waiting = redis.call('ZCARD', qk(P, name, 'wait'))
   local in_use = redis.call('ZCARD', qk(P, name, 'hold'))
-  local can_now = waiting == 0 and cfg[2] ~= '1' and in_use < tonumber(cfg[1])
+  local lease_ms = tonumber(args[9])
+  local can_now = waiting == 0 and cfg[2] ~= '1' and in_use < tonumber(cfg[1]) and rate_allows(cfgk, now, true)
   local maxw = tonumber(cfg[3] or '-1')
   if not can_now and maxw >= 0 and waiting >= maxw then
+    bump(P, name, 'rejected')
     return {'F', waiting}
   end
   if can_now then  -- nobody waits and a slot is free: grant without queueing
-    local expiry = now + tonumber(args[9])
-    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry)
+    local expiry = now + lease_ms
+    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry, lease_ms)
     redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     marks(P, name, now)
     return {'G', lid, fence, expiry}
   end
   local seq = redis.call('INCR', P .. ':seq') % TWO32
   local score = (tonumber(args[7]) + PRIO_OFFSET) * TWO32 + seq
-  redis.call('HSET', P .. ':w:' .. wid, 'q', name, 'o', args[6], 'p', proc, 't0', fmt(now))
+  redis.call('HSET', P .. ':w:' .. wid, 'q', name, 'o', args[6], 'p', proc, 't0', fmt(now),
+    'lm', args[9], 'x', args[10])
   redis.call('SADD', P .. ':pw:' .. proc, wid)
   redis.call('ZADD', qk(P, name, 'wait'), score, wid)
   local timeout = tonumber(args[8])
+  if timeout == -2 then timeout = tonumber(redis.call('HGET', cfgk, 'timeout_ms') or '-1') end
   if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
-  local mine = pump(P, name, now, wid, tonumber(args[9]))
+  marks(P, name, now)  -- the line's depth with this waiter in it, as the engine notes it
+  local mine = pump(P, name, now, wid)
   marks(P, name, now)
   if mine then return {'G', mine[1], mine[2], mine[3]} end
   return {'W'}
@@ -289,12 +358,12 @@ redis.register_function('sd_cancel', function(keys, args)
   local name, wid = args[1], args[2]
   local now = now_ms()
   if not redis.call('ZSCORE', qk(P, name, 'wait'), wid) then
-    settle(P, name, now, nil, 0)
+    settle(P, name, now)
     return 0
   end
   drop_waiter(P, name, wid)
   bump(P, name, args[3])
-  settle(P, name, now, nil, 0)
+  settle(P, name, now)
   return 1
 end)
 
@@ -314,8 +383,9 @@ redis.register_function('sd_renew', function(keys, args)
     if name then
       local hold = qk(P, name, 'hold')
       local exp = tonumber(redis.call('ZSCORE', hold, lid))
-      if exp and exp > now then
+      if exp and (exp > now or claimed_late(P, name, lid, now)) then
         redis.call('ZADD', hold, now + lease_ms, lid)
+        redis.call('HDEL', P .. ':l:' .. lid, 'm')
         ok = 1
       end
     end
@@ -334,22 +404,46 @@ redis.register_function('sd_release', function(keys, args)
   local gone = redis.call('ZREM', qk(P, name, 'hold'), lid)
   drop_lease(P, lid)
   if gone == 1 then bump(P, name, 'released') end
-  settle(P, name, now, nil, 0)
+  settle(P, name, now)
   return gone
 end)
 
--- revoke(P; lid, reason) -> 1 if it was held (its process is told), else 0
-redis.register_function('sd_revoke', function(keys, args)
-  local P = keys[1]
-  local lid = args[1]
-  local now = now_ms()
+-- Take a slot from its holder (counted as revoked) and tell its process why; false if not held.
+local function take_lease(P, lid, reason, now)
   local l = redis.call('HMGET', P .. ':l:' .. lid, 'q', 'p')
-  if not l[1] then return 0 end
+  if not l[1] then return false end
   redis.call('ZREM', qk(P, l[1], 'hold'), lid)
   drop_lease(P, lid)
   bump(P, l[1], 'revoked')
-  push(P, l[2], {t = 'x', l = lid, r = args[2]})
-  settle(P, l[1], now, nil, 0)
+  push(P, l[2], {t = 'x', l = lid, r = reason})
+  settle(P, l[1], now)
+  return true
+end
+
+-- revoke(P; lid, reason) -> 1 if it was held (its process is told), else 0
+redis.register_function('sd_revoke', function(keys, args)
+  if take_lease(keys[1], args[1], args[2], now_ms()) then return 1 end
+  return 0
+end)
+
+-- cancel_item(P; id) -> 1 if it was a waiter (its acquire raises SlotCancelled) or a holder (its
+-- slot comes back now, counted as cancelled and revoked, and its process is told), else 0
+redis.register_function('sd_cancel_item', function(keys, args)
+  local P = keys[1]
+  local id = args[1]
+  local now = now_ms()
+  local name = redis.call('HGET', P .. ':w:' .. id, 'q')
+  if name then
+    local proc = drop_waiter(P, name, id)
+    bump(P, name, 'cancelled')
+    push(P, proc, {t = 'c', w = id})
+    settle(P, name, now)
+    return 1
+  end
+  name = redis.call('HGET', P .. ':l:' .. id, 'q')
+  if not name then return 0 end
+  bump(P, name, 'cancelled')
+  take_lease(P, id, 'cancelled', now)
   return 1
 end)
 
@@ -368,10 +462,14 @@ redis.register_function('sd_tick', function(keys, args)
   end
   local due = 1000000
   for q, _ in pairs(names) do
-    settle(P, q, now, nil, 0)
+    settle(P, q, now)
     for _, part in ipairs({'hold', 'wdl'}) do
       local first = redis.call('ZRANGE', qk(P, q, part), 0, 0, 'WITHSCORES')
       if #first == 2 then due = math.min(due, tonumber(first[2]) - now) end
+    end
+    if redis.call('ZCARD', qk(P, q, 'wait')) > 0 then
+      local r = rate_due(qk(P, q, 'cfg'), now)
+      if r then due = math.min(due, math.ceil(r)) end
     end
   end
   local p = redis.call('ZRANGE', P .. ':procs', 0, 0, 'WITHSCORES')
@@ -390,7 +488,7 @@ redis.register_function('sd_bye', function(keys, args)
     if name then
       drop_waiter(P, name, wid)
       bump(P, name, 'cancelled')
-      settle(P, name, now, nil, 0)
+      settle(P, name, now)
     end
   end
   redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
@@ -403,18 +501,41 @@ redis.register_function{function_name = 'sd_snapshot', flags = {'no-writes'}, ca
   local P = keys[1]
   local out = {}
   for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
-    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting')
+    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting', 'rate', 'burst')
     local st = redis.call('HGETALL', qk(P, q, 'st'))
     local stats = {}
     for i = 1, #st, 2 do stats[st[i]] = st[i + 1] end
     out[q] = {
-      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3],
+      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3], rate = cfg[4], burst = cfg[5],
       in_use = redis.call('ZCARD', qk(P, q, 'hold')),
       waiting = redis.call('ZCARD', qk(P, q, 'wait')),
       stats = stats,
     }
   end
-  local t = redis.call('TIME')
-  return cjson.encode({queues = out, now = t[1] .. '.' .. t[2]})
+  return cjson.encode({queues = out, now = fmt(now_ms())})
+end}
+
+-- detail(P; name, max) -> JSON {holders: [[lid, owner, fence, expiry_ms, process]] by fence,
+--   waiters: [[wid, owner, priority, enqueued_ms, process]] in grant order}, at most `max` of each
+redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, callback = function(keys, args)
+  local P = keys[1]
+  local name = args[1]
+  local max = tonumber(args[2])
+  local holders = {}
+  local hold = redis.call('ZRANGE', qk(P, name, 'hold'), 0, -1, 'WITHSCORES')
+  for i = 1, #hold, 2 do
+    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p')
+    holders[#holders + 1] = {hold[i], l[1], tonumber(l[2]), tonumber(hold[i + 1]), l[3]}
+  end
+  table.sort(holders, function(a, b) return a[3] < b[3] end)
+  while #holders > max do table.remove(holders) end
+  local waiters = {}
+  local wait = redis.call('ZRANGE', qk(P, name, 'wait'), 0, max - 1, 'WITHSCORES')
+  for i = 1, #wait, 2 do
+    local w = redis.call('HMGET', P .. ':w:' .. wait[i], 'o', 't0', 'p')
+    local prio = math.floor(tonumber(wait[i + 1]) / TWO32) - PRIO_OFFSET
+    waiters[#waiters + 1] = {wait[i], w[1], prio, tonumber(w[2]), w[3]}
+  end
+  return cjson.encode({holders = holders, waiters = waiters})
 end}
 """

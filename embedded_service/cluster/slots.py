@@ -8,10 +8,12 @@ Usage (asyncio)::
             ...  # lease.fence: int, strictly increasing across the deployment; lease.lost: bool
 
 Each process keeps three background tasks: an inbox reader (one blocking-pop connection that
-receives grants pushed by the Redis functions), a ticker (the process heartbeat, which also
-reclaims expired holders and timed-out waiters at the next due time) and a renewer (one call
-renews every lease this process holds). Errors are the in-process engine's: ``UnknownQueue``,
-``QueueFull``, ``SlotTimeout``; a paused queue makes acquirers wait.
+receives grants pushed by the Redis functions; popping a grant claims it), a ticker (the process
+heartbeat, which also reclaims expired holders and timed-out waiters at the next due time) and a
+renewer (one call renews every lease this process holds without an explicit TTL). Errors are the
+in-process engine's: ``UnknownQueue``, ``QueueFull``, ``SlotTimeout``, ``SlotCancelled`` (an
+operator's ``cancel`` of a waiter), ``LeaseLost`` (``renew`` of a lease that is gone); a paused
+queue makes acquirers wait.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from embedded_service.cluster.library import LIBRARY
 from embedded_service.cluster.url import parse_cluster_url
-from embedded_service.errors import LeaseLost, QueueFull, SlotDeckError, SlotTimeout, UnknownQueue
+from embedded_service.errors import LeaseLost, QueueFull, SlotCancelled, SlotDeckError, SlotTimeout, UnknownQueue
 
 if TYPE_CHECKING:
     from embedded_service.cluster.blocking import BlockingClusterSlots
@@ -53,9 +55,13 @@ class RedisNotSafe(SlotDeckError):
 class ClusterLease:
     """A held slot. ``fence`` never repeats in a deployment, even across Redis data loss.
 
-    ``lost`` turns True (with ``lost_reason``: "expired", "revoked: ...", "redis data lost") when this
-    process learns the slot is no longer its own; the body is never interrupted, check it or call
-    ``raise_if_lost()`` before side effects that need the slot.
+    ``lost`` turns True (with ``lost_reason``: "expired", "revoked: ...", "cancelled", "redis data lost",
+    "no renewal confirmed in time") when this process learns the slot is no longer its own; the body
+    is never interrupted, check it or call ``raise_if_lost()`` before side effects that need the slot.
+    ``ttl_s``: the explicit TTL its holder renews with ``renew()`` (None: renewed in the background).
+    ``queued_at``: ``time.monotonic()`` once Redis had this acquire in line (None: granted at once).
+    ``valid_until``: ``time.monotonic()`` by which a renewal must be confirmed, else it counts as lost
+    (the last confirmed call's send time + TTL - margin: Redis cannot have expired it before).
     """
 
     lease_id: str
@@ -66,6 +72,9 @@ class ClusterLease:
     lost: bool = False
     lost_reason: str | None = None
     released: bool = False
+    ttl_s: float | None = None
+    queued_at: float | None = None
+    valid_until: float = float("inf")
 
     def raise_if_lost(self) -> None:
         if self.lost:
@@ -75,11 +84,17 @@ class ClusterLease:
 class ClusterSlots:
     """Queues with a limit shared by every process on one Redis (7+) and namespace.
 
+    An acquire keeps trying an unreachable Redis within its ``timeout_s`` (without one, for
+    ``UNREACHABLE_WAIT_S``), then raises redis-py's ConnectionError or TimeoutError.
+
     Times in seconds. ``lease_ttl_s``: a holder's slot returns this long after its process stops
     renewing; ``claim_ttl_s``: a grant pushed to a process that does not claim it returns after
     this long; ``proc_ttl_s``: a process's waiters are dropped this long after its last heartbeat.
     Raises ``RedisNotSafe`` from ``open()`` on a Redis whose ``maxmemory-policy`` is not ``noeviction``.
     """
+
+    UNREACHABLE_WAIT_S = 60.0
+    REPUBLISH_WAIT_S = 10.0  # after a data loss, an acquire of a queue not yet republished waits this long
 
     def __init__(
         self,
@@ -99,7 +114,7 @@ class ClusterSlots:
         self._claim_ms = int(claim_ttl_s * 1000)
         self._proc_ms = int(proc_ttl_s * 1000)
         self._tick_s = tick_s
-        self._renew_s = max(0.05, min(lease_ttl_s, claim_ttl_s * 2) / 3)
+        self._renew_s = max(0.05, lease_ttl_s / 3)
         self._block_s = 1
         self._sock_s = socket_timeout_s
         self.proc_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -109,14 +124,13 @@ class ClusterSlots:
         self._configs: dict[str, tuple[Any, ...]] = {}
         self._waiters: dict[str, tuple[asyncio.Future[dict[str, Any]], str]] = {}
         self._leases: dict[str, ClusterLease] = {}
-        self._to_claim: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_wake = asyncio.Event()
-        self._renew_wake = asyncio.Event()
         self._recover_lock = asyncio.Lock()
         self._r: aredis.Redis | None = None
         self._rb: aredis.Redis | None = None
         self.data_losses = 0
+        self._lost_at = -float("inf")
         self._closing = False
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -201,25 +215,29 @@ class ClusterSlots:
         assert self._r is not None
         await self._r.execute_command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
 
-    async def _fcall(self, fn: str, *args: Any, retry: bool = True) -> Any:
-        """Call a library function; reload the library if Redis lost it; retry network errors
-        (idempotent calls only, ``retry=True``) a few times. Raises SlotDeckError once closed."""
-        if self._r is None:
-            raise SlotDeckError("cluster slots are closed")
+    async def _fcall(self, fn: str, *args: Any, retry_until: float | None = None) -> Any:
+        """Call a library function (all are idempotent); reload the library if Redis lost it; retry
+        network errors with backoff (50 ms doubling to 1 s) five times, or until ``retry_until``
+        (``time.monotonic()``) when given. Raises SlotDeckError once closed."""
         delay = 0.05
-        for attempt in range(6):
+        reloads = failures = 0
+        while True:
+            if self._r is None:
+                raise SlotDeckError("cluster slots are closed")
             try:
                 return await self._r.fcall(fn, 1, self._P, *args)
             except ResponseError as exc:
-                if "function not found" not in str(exc).lower() or attempt >= 2:
+                if "function not found" not in str(exc).lower() or reloads >= 2:
                     raise
-                await self._load()
+                reloads += 1
+                with contextlib.suppress(*_NET_ERRORS):
+                    await self._load()
             except _NET_ERRORS:
-                if not retry or attempt >= 5:
+                failures += 1
+                if (failures > 5 if retry_until is None else time.monotonic() + delay > retry_until):
                     raise
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
-        raise AssertionError("unreachable")
 
     async def _init(self) -> None:
         res = await self._fcall("sd_init", uuid.uuid4().hex, self._max_fence, self.proc_id, self._proc_ms, self._claim_ms)
@@ -233,6 +251,7 @@ class ClusterSlots:
             if await self._r.get(f"{self._P}:epoch") == self._epoch:
                 return
             self.data_losses += 1
+            self._lost_at = time.monotonic()
             for lease in list(self._leases.values()):
                 self._mark_lost(lease.lease_id, "redis data lost")
             await self._init()
@@ -245,12 +264,34 @@ class ClusterSlots:
     # ---- configuration ------------------------------------------------------------------------
 
     async def configure_queue(
-        self, name: str, *, limit: int, max_waiting: int | None = None, paused: bool | None = None
+        self,
+        name: str,
+        *,
+        limit: int,
+        max_waiting: int | None = None,
+        paused: bool | None = None,
+        rate: float | None = None,
+        burst: int = 1,
+        timeout_s: float | None = None,
     ) -> None:
-        """Create or update a queue for the whole deployment (``limit`` >= 0 slots)."""
+        """Create or update a queue for the whole deployment (``limit`` >= 0 slots; ``rate``: admissions
+        per second with ``burst``, as the in-process engine's token bucket; None: no rate;
+        ``timeout_s``: how long an acquire that names no timeout waits, None: without limit)."""
         if limit < 0 or (max_waiting is not None and max_waiting < 0):
             raise ValueError("limit and max_waiting must be >= 0")
-        args = (name, limit, -1 if max_waiting is None else max_waiting, "" if paused is None else int(paused))
+        if (rate is not None and not 0.001 <= rate <= 1e6) or burst < 1:
+            raise ValueError("rate must be within [0.001, 1e6] admissions/s and burst >= 1")
+        if timeout_s is not None and not 0 < timeout_s <= 86_400:
+            raise ValueError("timeout_s must be within (0, 86400] seconds")
+        args = (
+            name,
+            limit,
+            -1 if max_waiting is None else max_waiting,
+            "" if paused is None else int(paused),
+            "" if rate is None else repr(float(rate)),
+            burst,
+            -1 if timeout_s is None else int(timeout_s * 1000),
+        )
         self._configs[name] = args
         await self._fcall("sd_configure", *args)
 
@@ -276,25 +317,46 @@ class ClusterSlots:
 
     # ---- acquire / release --------------------------------------------------------------------
 
-    def _adopt(self, lid: str, fence: Any, queue: str, owner: str, claimed: bool) -> ClusterLease:
-        lease = ClusterLease(lid, queue, owner, int(fence))
+    def _valid_for(self, ttl_s: float) -> float:
+        """How long after sending a call that granted or renewed a lease it surely still holds."""
+        return ttl_s - min(1.0, ttl_s / 10)
+
+    def _adopt(
+        self, lid: str, fence: Any, queue: str, owner: str, sent: float, ttl_s: float | None, queued_at: float | None
+    ) -> ClusterLease:
+        lease = ClusterLease(lid, queue, owner, int(fence), ttl_s=ttl_s, queued_at=queued_at)
+        lease.valid_until = sent + self._valid_for(self._lease_ms / 1000 if ttl_s is None else ttl_s)
         self._max_fence = max(self._max_fence, lease.fence)
         self._leases[lid] = lease
-        if not claimed:
-            self._to_claim.add(lid)
-            self._renew_wake.set()
+        if time.monotonic() > lease.valid_until:  # the reply came too late: the slot may be someone else's
+            self._mark_lost(lid, "no renewal confirmed in time")
         return lease
 
     async def acquire(
-        self, queue: str, *, owner: str = "", priority: int = 0, timeout_s: float | None = None
+        self,
+        queue: str,
+        *,
+        owner: str = "",
+        priority: int = 0,
+        timeout_s: float | None = None,
+        ttl_s: float | None = None,
     ) -> ClusterLease:
         """Wait for a slot; lower ``priority`` first, then arrival order.
 
-        Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed).
+        ``ttl_s``: the lease expires this long after its grant unless ``renew()`` is called (for a
+        holder that renews itself, like a remote lease); None: this process renews it in the
+        background and it expires ``lease_ttl_s`` after the process stops.
+        Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed),
+        SlotCancelled (an operator cancelled this waiter).
         """
         if not -(2**20) <= priority < 2**20:
             raise ValueError("priority must be within [-1048576, 1048575]")
+        if ttl_s is not None and not 0.05 <= ttl_s <= 86_400:
+            raise ValueError("ttl_s must be within [0.05, 86400] seconds")
+        lease_ms = self._lease_ms if ttl_s is None else int(ttl_s * 1000)
         t0 = time.monotonic()
+        # Redis unreachable (restarting, failing over): keep trying within the wait allowed
+        retry_until = t0 + (timeout_s if timeout_s is not None else self.UNREACHABLE_WAIT_S)
         wid = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         while True:
@@ -303,7 +365,8 @@ class ClusterSlots:
             adopted = False
             try:
                 left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
-                timeout_ms = -1 if left is None else int(left * 1000)
+                timeout_ms = -2 if left is None else int(left * 1000)  # -2: the queue's own
+                sent = time.monotonic()
                 call = asyncio.ensure_future(
                     self._fcall(
                         "sd_acquire",
@@ -315,7 +378,9 @@ class ClusterSlots:
                         owner,
                         priority,
                         timeout_ms,
-                        self._lease_ms,
+                        lease_ms,
+                        0 if ttl_s is None else 1,
+                        retry_until=retry_until,
                     )
                 )
                 try:
@@ -331,20 +396,26 @@ class ClusterSlots:
                 kind = res[0]
                 if kind == "G":
                     adopted = True
-                    return self._adopt(res[1], res[2], queue, owner, claimed=True)
+                    return self._adopt(res[1], res[2], queue, owner, sent, ttl_s, None)
                 if kind == "U":
+                    # after a data loss, queues return once their configuring process republishes them
+                    if time.monotonic() - self._lost_at < self.REPUBLISH_WAIT_S and time.monotonic() < retry_until:
+                        await asyncio.sleep(0.1)
+                        continue
                     raise UnknownQueue(queue)
                 if kind == "F":
                     raise QueueFull(queue, int(res[1]))
                 if kind == "E":
                     await self._recover()
                     continue
-                self._tick_wake.set()
+                queued_at = time.monotonic()
+                if left is not None and left < self._tick_s:
+                    self._tick_wake.set()  # its deadline comes before the next regular tick
                 try:
                     left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0))
                     msg = await asyncio.wait_for(asyncio.shield(fut), left)
                 except TimeoutError:
-                    if await self._fcall("sd_cancel", queue, wid, "timed_out"):
+                    if await self._fcall("sd_cancel", queue, wid, "timed_out", retry_until=time.monotonic() + self._sock_s):
                         raise SlotTimeout(queue, time.monotonic() - t0) from None
                     # Granted (or timed out by Redis) at the same moment: its message is on the way.
                     try:
@@ -357,9 +428,11 @@ class ClusterSlots:
                     raise
                 if msg["t"] == "g":
                     adopted = True
-                    return self._adopt(msg["l"], msg["f"], queue, owner, claimed=False)
+                    return self._adopt(msg["l"], msg["f"], queue, owner, msg["_sent"], ttl_s, queued_at)
                 if msg["t"] == "t":
                     raise SlotTimeout(queue, time.monotonic() - t0)
+                if msg["t"] == "c":
+                    raise SlotCancelled(queue)
                 # "r": Redis lost its data while we waited; enqueue again.
             finally:
                 self._waiters.pop(wid, None)
@@ -369,22 +442,48 @@ class ClusterSlots:
                         self._spawn(self._release_id(msg["l"]))
 
     async def release(self, lease: ClusterLease) -> None:
-        """Give the slot back (idempotent; a lost lease is just forgotten)."""
+        """Give the slot back (idempotent). Never raises for an unreachable Redis: the release is
+        retried in the background until the lease would have expired anyway. A lease this process
+        counts as lost is released too (Redis may still hold it for a late claim or a stalled renewal)."""
         if lease.released:
             return
         lease.released = True
         self._leases.pop(lease.lease_id, None)
-        self._to_claim.discard(lease.lease_id)
-        if not lease.lost:
+        try:
             await self._release_id(lease.lease_id)
+        except (*_NET_ERRORS, SlotDeckError):
+            until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+            self._spawn(self._release_id(lease.lease_id, until))
 
-    async def _release_id(self, lid: str) -> None:
-        await self._fcall("sd_release", lid)
+    async def _release_id(self, lid: str, retry_until: float | None = None) -> None:
+        await self._fcall("sd_release", lid, retry_until=retry_until)
 
     async def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
         """Take a slot from its holder (any process); the holder learns it at once via its inbox,
         or at its next renewal. Returns False if that lease was no longer held."""
         return bool(await self._fcall("sd_revoke", lease_id, f"revoked: {reason}"))
+
+    async def cancel(self, item_id: str) -> bool:
+        """An operator's cancel, from any process: a waiter (an id from ``detail()``) leaves the line and
+        its acquire raises SlotCancelled; a holder's slot comes back now and its process is told
+        (``lost_reason`` "cancelled"). Counted as cancelled (a holder also as revoked), as in-process.
+        Returns False if the id neither waits nor holds."""
+        return bool(await self._fcall("sd_cancel_item", item_id))
+
+    async def renew(self, lease: ClusterLease, ttl_s: float | None = None) -> None:
+        """Extend a lease by ``ttl_s`` (default: its own TTL) from now. Raises LeaseLost if it is gone."""
+        ttl = ttl_s if ttl_s is not None else lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000
+        if lease.lost or lease.released:
+            raise LeaseLost(lease.lease_id, lease.lost_reason or "released", lease.queue)
+        sent = time.monotonic()
+        res = await self._fcall("sd_renew", self._epoch, self.proc_id, self._proc_ms, int(ttl * 1000), lease.lease_id)
+        if res and res[0] == "E":
+            await self._recover()
+        elif res and res[0]:
+            lease.valid_until = sent + self._valid_for(ttl)
+            return
+        self._mark_lost(lease.lease_id, lease.lost_reason or "expired or revoked")
+        raise LeaseLost(lease.lease_id, lease.lost_reason or "expired or revoked", lease.queue)
 
     @contextlib.asynccontextmanager
     async def slot(
@@ -400,10 +499,12 @@ class ClusterSlots:
     # ---- views ----------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
-        """``{"queues": {name: {limit, paused, max_waiting, in_use, waiting, marks, totals}}, "redis_time"}``.
+        """``{"queues": {name: {limit, paused, max_waiting, rate, burst, in_use, waiting, marks, totals}},
+        "redis_time"}``.
 
         marks: ``{"in_use", "in_use_at", "waiting", "waiting_at"}`` (``*_at``: Unix seconds, Redis clock);
-        totals: granted, released, timed_out, expired, revoked, cancelled, abandoned (waiters of dead processes).
+        totals: granted, released, timed_out, rejected (QueueFull), expired, revoked, cancelled,
+        abandoned (waiters of dead processes).
         """
         raw = json.loads(await self._fcall("sd_snapshot"))
         queues: dict[str, Any] = {}
@@ -418,6 +519,8 @@ class ClusterSlots:
                 "limit": int(q["limit"]),
                 "paused": q.get("paused") == "1",
                 "max_waiting": None if maxw < 0 else maxw,
+                "rate": float(q["rate"]) if q.get("rate") else None,
+                "burst": int(q.get("burst") or 1),
                 "in_use": int(q["in_use"]),
                 "waiting": int(q["waiting"]),
                 "marks": {
@@ -427,10 +530,27 @@ class ClusterSlots:
                     "waiting_at": num("mark_waiting_at") / 1000 or None,
                 },
                 "totals": {
-                    k: num(k) for k in ("granted", "released", "timed_out", "expired", "revoked", "cancelled", "abandoned")
+                    k: num(k)
+                    for k in ("granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned")
                 },
             }
-        return {"queues": queues, "redis_time": float(raw["now"])}
+        return {"queues": queues, "redis_time": int(raw["now"]) / 1000}
+
+    async def detail(self, queue: str, limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
+        """Who holds and who waits in one queue, at most ``limit`` of each:
+        ``{"holders": [{id, owner, fence, expires_at, process}] by fence,
+        "waiters": [{id, owner, priority, enqueued_at, process}] in grant order}`` (times: Unix seconds, Redis clock)."""
+        raw = json.loads(await self._fcall("sd_detail", queue, limit))
+        return {
+            "holders": [
+                {"id": h[0], "owner": h[1], "fence": int(h[2]), "expires_at": h[3] / 1000, "process": h[4]}
+                for h in raw["holders"] or []
+            ],
+            "waiters": [
+                {"id": w[0], "owner": w[1], "priority": int(w[2]), "enqueued_at": w[3] / 1000, "process": w[4]}
+                for w in raw["waiters"] or []
+            ],
+        }
 
     # ---- background ---------------------------------------------------------------------------
 
@@ -440,14 +560,15 @@ class ClusterSlots:
 
     def _mark_lost(self, lid: str, reason: str) -> None:
         lease = self._leases.pop(lid, None)
-        self._to_claim.discard(lid)
         if lease is not None and not lease.lost:
             lease.lost = True
             lease.lost_reason = reason
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg.get("t")
-        if kind in ("g", "t"):
+        if kind in ("g", "t", "c"):
+            if kind == "g" and msg["l"] in self._leases:
+                return  # a retried acquire already took this grant from its reply
             entry = self._waiters.get(msg["w"])
             if entry is not None and not entry[0].done():
                 entry[0].set_result(msg)
@@ -455,11 +576,15 @@ class ClusterSlots:
                 self._spawn(self._release_id(msg["l"]))  # nobody waits for it any more
         elif kind == "x":
             self._mark_lost(msg["l"], msg.get("r", "lost"))
+            entry = self._waiters.get(msg.get("w") or "")
+            if entry is not None and not entry[0].done():
+                entry[0].set_result({"t": "r"})  # its grant never reached us and expired: wait again
 
     async def _reader(self) -> None:
         assert self._rb is not None
         delay = 0.05
         while not self._closing:
+            sent = time.monotonic()  # a grant popped by this call was claimed after this instant
             try:
                 item = await self._rb.blpop([self._inbox], timeout=self._block_s)
                 delay = 0.05
@@ -468,7 +593,7 @@ class ClusterSlots:
                 delay = min(1.0, delay * 2)
                 continue
             if item is not None:
-                self._dispatch(json.loads(item[1]))
+                self._dispatch({**json.loads(item[1]), "_sent": sent})
 
     async def _ticker(self) -> None:
         gate_ms = int(self._tick_s * 1000)
@@ -487,22 +612,34 @@ class ClusterSlots:
                 await asyncio.wait_for(self._tick_wake.wait(), sleep)
 
     async def _renewer(self) -> None:
+        """Renew this process's background-renewed leases every ``lease_ttl_s / 3``; a lease whose
+        renewal is not confirmed by its ``valid_until`` (Redis unreachable, stalled) counts as lost."""
         while not self._closing:
-            lids = list(self._leases)  # grants still to claim are among them
-            self._to_claim.clear()
-            self._renew_wake.clear()
+            lids = [lid for lid, lease in self._leases.items() if lease.ttl_s is None]
+            pause = self._renew_s
             if lids:
+                sent = time.monotonic()
+                first_due = min(self._leases[lid].valid_until for lid in lids)
                 try:
-                    res = await self._fcall("sd_renew", self._epoch, self.proc_id, self._proc_ms, self._lease_ms, *lids)
+                    res = await asyncio.wait_for(
+                        self._fcall("sd_renew", self._epoch, self.proc_id, self._proc_ms, self._lease_ms, *lids),
+                        max(0.05, first_due - sent),
+                    )
                     if res and res[0] == "E":
                         await self._recover()
                     else:
+                        until = sent + self._valid_for(self._lease_ms / 1000)
                         for lid, ok in zip(lids, res, strict=True):
+                            lease = self._leases.get(lid)
                             if not ok:
                                 self._mark_lost(lid, "expired or revoked")
-                except (*_NET_ERRORS, ResponseError, SlotDeckError):
-                    self._to_claim.update(lid for lid in lids if lid in self._leases)
-                    await asyncio.sleep(0.2)
-                    continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._renew_wake.wait(), self._renew_s)
+                            elif lease is not None:
+                                lease.valid_until = max(lease.valid_until, until)
+                except (*_NET_ERRORS, ResponseError, SlotDeckError, TimeoutError):
+                    pause = 0.2
+                now = time.monotonic()
+                for lid in lids:
+                    lease = self._leases.get(lid)
+                    if lease is not None and now > lease.valid_until:
+                        self._mark_lost(lid, "no renewal confirmed in time")
+            await asyncio.sleep(pause)

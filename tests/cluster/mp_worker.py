@@ -1,7 +1,8 @@
-"""A worker process for the multi-process proofs: ``python mp_worker.py MODE URL LOGFILE [N_TASKS ROUNDS]``.
+"""A worker process for the multi-process proofs: ``python mp_worker.py MODE URL LOGFILE [N_TASKS ROUNDS [LEASE_TTL_S]]``.
 
-MODE churn: N asyncio tasks each take the "q" slot ROUNDS times, logging one JSON line per event
-(start/enter/leave/end with time.monotonic(), which is system-wide on Linux) to LOGFILE.
+MODE churn: N asyncio tasks each take the "q" slot ROUNDS times (priority 0 or 1 at random),
+logging one JSON line per event (start/enter/leave/end with time.monotonic(), which is system-wide
+on Linux) to LOGFILE; see proofs.py. A grant that arrives already lost is not entered.
 MODE hold: take one slot, write {"held": fence}, then sleep (the test SIGKILLs it).
 MODE wait: write {"waiting": true}, then wait for a slot (the test SIGKILLs it).
 MODE once: wait for a slot, write {"fence": n}, release, exit.
@@ -18,24 +19,29 @@ import time
 from embedded_service.cluster import ClusterSlots
 
 
-async def churn(url: str, log: str, n_tasks: int, rounds: int) -> None:
+async def churn(url: str, log: str, n_tasks: int, rounds: int, lease_ttl_s: float) -> None:
     out = open(log, "a", buffering=1)  # noqa: SIM115
 
     def ev(**kw: object) -> None:
         out.write(json.dumps({"t": time.monotonic(), **kw}) + "\n")
 
-    async with ClusterSlots(url) as slots:
+    async with ClusterSlots(url, lease_ttl_s=lease_ttl_s, claim_ttl_s=min(5.0, lease_ttl_s / 2)) as slots:
 
         async def one(task: int) -> None:
             for r in range(rounds):
                 key = f"{slots.proc_id}/{task}/{r}"
-                ev(e="start", k=key)
+                prio = random.choice((0, 1))
+                ev(e="start", k=key, p=prio)
                 try:
-                    lease = await slots.acquire("q", owner=key, timeout_s=120)
+                    lease = await slots.acquire("q", owner=key, priority=prio, timeout_s=120)
                 except Exception as exc:
                     ev(e="end", k=key, ok=False, err=type(exc).__name__)
                     continue
-                ev(e="enter", k=key, f=lease.fence)
+                if lease.lost:
+                    await slots.release(lease)
+                    ev(e="end", k=key, ok=False, err="lost:" + str(lease.lost_reason))
+                    continue
+                ev(e="enter", k=key, f=lease.fence, q=lease.queued_at)
                 await asyncio.sleep(random.uniform(0.002, 0.02))
                 ev(e="leave", k=key, f=lease.fence)
                 await slots.release(lease)
@@ -68,6 +74,7 @@ async def hold(url: str, log: str, mode: str) -> None:
 if __name__ == "__main__":
     mode, url, logfile = sys.argv[1:4]
     if mode == "churn":
-        asyncio.run(churn(url, logfile, int(sys.argv[4]), int(sys.argv[5])))
+        ttl = float(sys.argv[6]) if len(sys.argv) > 6 else 30.0
+        asyncio.run(churn(url, logfile, int(sys.argv[4]), int(sys.argv[5]), ttl))
     else:
         asyncio.run(hold(url, logfile, mode))

@@ -11,25 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import redis.asyncio as aredis
+from proofs import check_run, leftover_keys, read_events
 
 from embedded_service.cluster import ClusterSlots
-from embedded_service.cluster.url import parse_cluster_url
 
 WORKER = Path(__file__).with_name("mp_worker.py")
-ALLOWED = ("queues", "q:q:cfg", "q:q:st", "seq", "fence", "epoch", "opt", "tick")
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(WORKER), *args], env=dict(os.environ))
-
-
-async def leftover_keys(url: str) -> set[str]:
-    parsed = parse_cluster_url(url)
-    r = aredis.Redis.from_url(parsed.redis_url, decode_responses=True)
-    keys = set(await r.keys("*"))
-    await r.aclose()
-    return keys - {f"{parsed.prefix}:{k}" for k in ALLOWED}
 
 
 async def granted(slots: ClusterSlots) -> int:
@@ -70,25 +60,11 @@ async def test_eight_processes_four_tasks_limit_changes_and_pause(ns_url: str, t
                 if p.poll() is None:
                     p.kill()
         snap = (await ctl.snapshot())["queues"]["q"]
-    events = [json.loads(line) for i in range(n_proc) for line in (tmp_path / f"w{i}.log").read_text().splitlines()]
+    events = read_events([tmp_path / f"w{i}.log" for i in range(n_proc)])
     total = n_proc * n_tasks * rounds
-    starts = [e["k"] for e in events if e["e"] == "start"]
-    ends = [e["k"] for e in events if e["e"] == "end"]
-    assert len(starts) == total and sorted(starts) == sorted(ends) and len(set(ends)) == total  # each ends once
+    intervals = check_run(events, limit=3, expected=total)
     assert all(e["ok"] for e in events if e["e"] == "end")
-    bodies = {}
-    for e in events:
-        if e["e"] in ("enter", "leave"):
-            bodies.setdefault(e["k"], {})[e["e"]] = (e["t"], e["f"])
-    intervals = sorted((b["enter"][0], b["leave"][0], b["enter"][1]) for b in bodies.values())
     assert len(intervals) == total
-    # peak overlap never above the limit (3), at any instant
-    points = sorted([(s, 1) for s, _, _ in intervals] + [(e, -1) for _, e, _ in intervals], key=lambda p: (p[0], p[1]))
-    inside = peak = 0
-    for _, d in points:
-        inside += d
-        peak = max(peak, inside)
-    assert 1 <= peak <= 3
     # fences are consecutive in one epoch, so a fence gives its grant's rank in the deployment
     fences = sorted(f for _, _, f in intervals)
     assert fences == list(range(fences[0], fences[0] + total))
@@ -122,6 +98,12 @@ async def test_sigkill_of_a_holder_process_frees_its_slot(ns_url: str, tmp_path:
         assert lease.fence > held["held"]
         assert (await slots.snapshot())["queues"]["q"]["totals"]["expired"] == 1
         await slots.release(lease)
+        # the dead process's record goes once its heartbeat TTL (3 s) passes: our ticks reap it
+        deadline = time.monotonic() + 60
+        while await slots._r.zcard(f"{slots._P}:procs") > 1:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, await leftover_keys(ns_url)
+            await asyncio.sleep(0.1)
+    assert await leftover_keys(ns_url) == set()
 
 
 async def test_sigkill_of_a_waiting_process_does_not_stall_the_line(ns_url: str, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aredis
 from redisproc import PrivateRedis
 
-from embedded_service.cluster import ClusterSlots, RedisNotSafe
+from embedded_service.cluster import ClusterSlots, LeaseLost, RedisNotSafe
 from embedded_service.cluster.url import parse_cluster_url
 from embedded_service.errors import QueueFull, SlotTimeout, UnknownQueue
 
@@ -272,3 +272,34 @@ def test_blocking_facade_from_many_threads(ns_url: str) -> None:
         totals = s.snapshot()["queues"]["q"]["totals"]
     assert not errors and peak == 2
     assert totals["granted"] == 30 == totals["released"]
+
+
+def test_blocking_facade_rate_ttl_renew_cancel_detail(ns_url: str) -> None:
+    from embedded_service.errors import LeaseGone
+
+    with ClusterSlots.blocking(ns_url) as s:
+        s.configure_queue("q", limit=1, rate=1000.0, burst=5)
+        lease = s.acquire("q", ttl_s=5)
+        s.renew(lease, 10)
+        assert [h["id"] for h in s.detail("q")["holders"]] == [lease.lease_id]
+        assert s.cancel(lease.lease_id)
+        with pytest.raises(LeaseGone):
+            s.renew(lease)
+        snap = s.snapshot()["queues"]["q"]
+        assert snap["rate"] == 1000.0 and snap["burst"] == 5 and snap["in_use"] == 0
+        assert snap["totals"]["cancelled"] == 1 and snap["totals"]["revoked"] == 1
+
+
+async def test_cancel_of_a_holder_reaches_its_process(slots: ClusterSlots, ns_url: str) -> None:
+    await slots.configure_queue("q", limit=1)
+    lease = await slots.acquire("q", owner="worker")
+    async with ClusterSlots(ns_url) as operator:
+        holders = (await operator.detail("q"))["holders"]
+        assert [(h["id"], h["owner"], h["process"]) for h in holders] == [(lease.lease_id, "worker", slots.proc_id)]
+        assert await operator.cancel(lease.lease_id)
+    await until(lambda: _true(lease.lost))
+    assert lease.lost_reason == "cancelled"
+    with pytest.raises(LeaseLost):
+        lease.raise_if_lost()
+    totals = (await slots.snapshot())["queues"]["q"]["totals"]
+    assert totals["cancelled"] == 1 and totals["revoked"] == 1

@@ -1,0 +1,143 @@
+"""Multi-process runs through faults: a TCP proxy between the workers and Redis that delays, stalls
+past the lease TTL and resets connections; Redis kill -9 mid-run with and without persistence. In
+every run (proofs.check_run): each acquire ends exactly once, bodies never above the limit, fences
+unique and increasing, FIFO within a priority; and nothing is left in Redis once all have closed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from proofs import check_run, leftover_keys, read_events
+from redisproc import PrivateRedis
+
+from embedded_service.cluster import ClusterSlots
+from tests.faults.proxy import FaultProxy
+
+WORKER = Path(__file__).with_name("mp_worker.py")
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(WORKER), *args], env=dict(os.environ))
+
+
+async def granted(slots: ClusterSlots) -> int:
+    return int((await slots.snapshot())["queues"]["q"]["totals"]["granted"])
+
+
+async def until_granted(slots: ClusterSlots, n: int, procs: list[subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await granted(slots) < n:
+        assert time.monotonic() < deadline, "the run stalled"
+        assert any(p.poll() is None for p in procs), "the workers ended early"
+        await asyncio.sleep(0.02)
+
+
+async def until_joined(logs: list[Path], procs: list[subprocess.Popen[bytes]]) -> None:
+    """Every worker opened and began (one that cannot reach Redis at its start fails fast, by design)."""
+    deadline = time.monotonic() + 120
+    while not all(log.exists() and log.stat().st_size for log in logs):
+        assert time.monotonic() < deadline and all(p.poll() in (None, 0) for p in procs), "workers did not start"
+        await asyncio.sleep(0.02)
+
+
+async def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    try:
+        return [await asyncio.to_thread(p.wait, 180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
+@pytest.mark.timeout(300)
+async def test_proxy_delays_stalls_past_the_ttl_and_resets(redis_server: PrivateRedis, tmp_path: Path) -> None:
+    n_proc, n_tasks, rounds, limit, ttl = 4, 3, 8, 2, 2.0
+    proxy = FaultProxy(redis_server.port).start()
+    direct = redis_server.url("px")
+    via_proxy = f"redis://127.0.0.1:{proxy.port}/0?namespace=px"
+    try:
+        async with ClusterSlots(direct) as ctl:
+            await ctl.configure_queue("q", limit=limit)
+            logs = [tmp_path / f"w{i}.log" for i in range(n_proc)]
+            procs = [spawn("churn", via_proxy, str(log), str(n_tasks), str(rounds), str(ttl)) for log in logs]
+            await until_joined(logs, procs)
+            await until_granted(ctl, 10, procs)
+            proxy.delay(0.005)  # every chunk 5 ms late, both ways
+            await until_granted(ctl, 25, procs)
+            proxy.heal()
+            stalled_at = await granted(ctl)
+            proxy.silent()  # silent network for longer than the lease TTL
+            await asyncio.sleep(ttl * 1.5)
+            snap = (await ctl.snapshot())["queues"]["q"]
+            assert snap["in_use"] <= limit
+            proxy.heal()
+            await until_granted(ctl, stalled_at + 10, procs)
+            before_reset = proxy.connections
+            proxy.reset()  # every connection gets an RST
+            codes = await wait_all(procs)
+            assert codes == [0] * n_proc
+            assert proxy.connections > before_reset  # they reconnected
+            snap = (await ctl.snapshot())["queues"]["q"]
+        events = read_events(logs)
+        intervals = check_run(events, limit=limit, expected=n_proc * n_tasks * rounds)
+        failed = [e for e in events if e["e"] == "end" and not e["ok"]]
+        # a grant that reached a stalled process after its lease ran out is never entered
+        assert all(e["err"].startswith("lost:") for e in failed), failed
+        assert len(intervals) + len(failed) == n_proc * n_tasks * rounds
+        assert snap["in_use"] == 0 and snap["waiting"] == 0 and snap["marks"]["in_use"] <= limit
+        # the stall outlasted the leases of the holders it caught: Redis took them back, or their
+        # process counted them lost first (a grant that arrived after its lease ran out)
+        assert snap["totals"]["expired"] + len(failed) >= 1
+        assert await leftover_keys(direct) == set()
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("aof", [True, False], ids=["aof", "no-persistence"])
+async def test_redis_kill9_mid_run(tmp_path: Path, aof: bool) -> None:
+    n_proc, n_tasks, rounds, limit = 4, 3, 8, 2
+    server = PrivateRedis(tmp_path, aof=aof)
+    server.start()
+    url = server.url("k9")
+    try:
+        async with ClusterSlots(url, lease_ttl_s=3) as ctl:
+            await ctl.configure_queue("q", limit=limit)
+            logs = [tmp_path / f"w{i}.log" for i in range(n_proc)]
+            procs = [spawn("churn", url, str(log), str(n_tasks), str(rounds), "3") for log in logs]
+            await until_joined(logs, procs)
+            await until_granted(ctl, 20, procs)
+            fence_before = int(await ctl._r.get("{sd:k9}:fence"))  # type: ignore[union-attr]
+            server.kill9()
+            await asyncio.sleep(0.3)
+            server.start()  # same port and directory: with AOF the data comes back
+            codes = await wait_all(procs)
+            assert codes == [0] * n_proc
+            snap = (await ctl.snapshot())["queues"]["q"]
+            losses = ctl.data_losses
+        events = read_events(logs)
+        total = n_proc * n_tasks * rounds
+        if aof:
+            intervals = check_run(events, limit=limit, expected=total)
+            assert losses == 0
+            assert all(e["ok"] for e in events if e["e"] == "end") and len(intervals) == total
+            # a grant whose message a kill cut off expires unclaimed and its acquire waits again
+            assert snap["totals"]["released"] == total
+            assert snap["totals"]["granted"] == total + snap["totals"]["expired"]
+        else:
+            # Holders of the lost epoch learn it at their next renewal; their bodies are short, so
+            # bodies still never overlap beyond the limit. Fences never repeat across the loss.
+            intervals = check_run(events, limit=limit, expected=total)
+            assert losses == 1
+            after = [f for _, _, f in intervals if f > fence_before]
+            assert after and min(after) > fence_before
+        assert snap["in_use"] == 0 and snap["waiting"] == 0
+        assert await leftover_keys(url) == set()
+    finally:
+        server.stop()
