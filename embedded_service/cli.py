@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -339,6 +340,24 @@ def _store(url: str) -> Any:
         raise ConfigError(str(exc)) from None
 
 
+def _check_store_url(url: str) -> None:
+    """ConfigError (exit 2) for a store URL `serve` cannot use: redis:// (admission on Redis) or a store's."""
+    if not url.startswith(("redis://", "rediss://")):
+        _store(url)
+        return
+    try:
+        from .cluster.url import parse_cluster_url
+
+        parse_cluster_url(url)
+        if urlsplit(url).port == 0:  # .port raises ValueError for a port out of range
+            raise ValueError("port 0 is not a Redis port")
+        import redis  # noqa: F401  # the redis extra
+    except ImportError:
+        raise ConfigError("--store redis:// needs the redis extra: pip install 'slotdeck[redis]'") from None
+    except ValueError as exc:
+        raise ConfigError(f"bad store URL: {exc}") from None
+
+
 async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     store = _store(url)
     await store.open()
@@ -408,7 +427,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cause = classify(exc)
             where = settings.resolved_data_dir()
             raise StoreUnavailable(f"cannot use the data directory {where}: {cause + ': ' if cause else ''}{exc}") from None
-    _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
+    _check_store_url(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
     return EXIT_OK

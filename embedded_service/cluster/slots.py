@@ -76,6 +76,11 @@ class ClusterLease:
     queued_at: float | None = None
     valid_until: float = float("inf")
 
+    @property
+    def id(self) -> str:
+        """The lease id (``lease_id``), as an in-process `Lease` names it."""
+        return self.lease_id
+
     def raise_if_lost(self) -> None:
         if self.lost:
             raise LeaseLost(self.lease_id, self.lost_reason or "lost", self.queue)
@@ -496,6 +501,23 @@ class ClusterSlots:
         finally:
             await asyncio.shield(self.release(lease))
 
+    @property
+    def prefix(self) -> str:
+        """The hash-tagged prefix of every key of this deployment (``{sd:<namespace>}``)."""
+        return self._P
+
+    @property
+    def client(self) -> aredis.Redis:
+        """This process's Redis client (for keys of its own kept beside the deployment's); SlotDeckError once closed."""
+        if self._r is None:
+            raise SlotDeckError("cluster slots are closed")
+        return self._r
+
+    def detach(self, lease: ClusterLease) -> None:
+        """Stop tracking a lease whose holder is elsewhere (a remote HTTP holder renews and releases it,
+        through any process): this process neither renews it nor releases it at ``close()``."""
+        self._leases.pop(lease.lease_id, None)
+
     # ---- views ----------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
@@ -538,12 +560,19 @@ class ClusterSlots:
 
     async def detail(self, queue: str, limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
         """Who holds and who waits in one queue, at most ``limit`` of each:
-        ``{"holders": [{id, owner, fence, expires_at, process}] by fence,
+        ``{"holders": [{id, owner, fence, expires_at, process, granted_at}] by fence,
         "waiters": [{id, owner, priority, enqueued_at, process}] in grant order}`` (times: Unix seconds, Redis clock)."""
         raw = json.loads(await self._fcall("sd_detail", queue, limit))
         return {
             "holders": [
-                {"id": h[0], "owner": h[1], "fence": int(h[2]), "expires_at": h[3] / 1000, "process": h[4]}
+                {
+                    "id": h[0],
+                    "owner": h[1],
+                    "fence": int(h[2]),
+                    "expires_at": h[3] / 1000,
+                    "process": h[4],
+                    "granted_at": h[5] / 1000 if len(h) > 5 and h[5] is not None else None,
+                }
                 for h in raw["holders"] or []
             ],
             "waiters": [
