@@ -435,11 +435,7 @@ class SlotService:
         if self.cluster is not None:
             if isinstance(lease, str):
                 raise NotInRedisMode("in redis mode release the lease object acquire() returned")
-            held = not lease.released
-            task = asyncio.ensure_future(self.cluster.slots.release(lease))
-            self._pending_saves.add(task)
-            task.add_done_callback(self._pending_saves.discard)
-            return held
+            return self.cluster.slots.release_soon(lease)
         return self.engine.release(lease if isinstance(lease, str) else lease.id, owner)
 
     def renew(self, lease: Lease | str, ttl_s: float | None = None) -> Lease:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import StoreFault, UnknownQueue
@@ -186,12 +186,15 @@ class ClusterAdmission:
         priority: int = 0,
         timeout_s: float | None = None,
         ttl_s: float | None = None,
+        on_queued: Callable[[], object] | None = None,
         **unsupported: Any,
     ) -> ClusterLease:
         if any(unsupported.values()):
             raise ValueError(f"not available in redis mode: {', '.join(sorted(k for k, v in unsupported.items() if v))}")
         await self.published()
-        return await self.slots.acquire(queue, owner=owner or "", priority=priority, timeout_s=timeout_s, ttl_s=ttl_s)
+        return await self.slots.acquire(
+            queue, owner=owner or "", priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, on_queued=on_queued
+        )
 
     # -------------------------------------------------------------------- views
 

@@ -30,6 +30,8 @@ from .slots import ClusterLease
 if TYPE_CHECKING:
     from .admission import ClusterAdmission
 
+FIRST_ANSWER_S = 10.0  # a new request waits this long at most for Redis to grant, refuse or queue it
+
 
 @dataclass(eq=False)
 class RemoteWaiter:
@@ -115,6 +117,7 @@ class ClusterDesk:
             if body.gpus or body.gpu_mem_mib:
                 raise NoFittingDevice("GPU requests are not available in redis mode (GPUs per host are not shared yet)")
             owner = body.owner or who
+            queued = asyncio.Event()
             task = asyncio.ensure_future(
                 self.admission.acquire(
                     queue,
@@ -122,9 +125,16 @@ class ClusterDesk:
                     priority=body.priority,
                     timeout_s=body.timeout_s,
                     ttl_s=min(body.ttl_s, CLAIM_TTL_S),
+                    on_queued=queued.set,
                 )
             )
             waiter = RemoteWaiter(uuid.uuid4().hex, queue, owner, body.priority, who, time.time(), task)
+            # Redis answers first (granted at once, refused, or in line), then the wait of this poll begins
+            in_line = asyncio.ensure_future(queued.wait())
+            try:
+                await asyncio.wait((task, in_line), timeout=FIRST_ANSWER_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                in_line.cancel()
             waiter.request_id = body.request_id
             if body.request_id is not None:
                 self._name_request(who, body.request_id, waiter.id)

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -345,12 +345,14 @@ class ClusterSlots:
         priority: int = 0,
         timeout_s: float | None = None,
         ttl_s: float | None = None,
+        on_queued: Callable[[], object] | None = None,
     ) -> ClusterLease:
         """Wait for a slot; lower ``priority`` first, then arrival order.
 
         ``ttl_s``: the lease expires this long after its grant unless ``renew()`` is called (for a
         holder that renews itself, like a remote lease); None: this process renews it in the
         background and it expires ``lease_ttl_s`` after the process stops.
+        ``on_queued``: called once Redis has this acquire in line (not called for a grant at once).
         Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed),
         SlotCancelled (an operator cancelled this waiter).
         """
@@ -414,6 +416,8 @@ class ClusterSlots:
                     await self._recover()
                     continue
                 queued_at = time.monotonic()
+                if on_queued is not None:
+                    on_queued()
                 if left is not None and left < self._tick_s:
                     self._tick_wake.set()  # its deadline comes before the next regular tick
                 try:
@@ -459,6 +463,17 @@ class ClusterSlots:
         except (*_NET_ERRORS, SlotDeckError):
             until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
             self._spawn(self._release_id(lease.lease_id, until))
+
+    def release_soon(self, lease: ClusterLease) -> bool:
+        """``release`` for a caller that cannot await (a synchronous API): the slot goes back in the
+        background, retried until the lease would have expired anyway. False if it was released already."""
+        if lease.released:
+            return False
+        lease.released = True
+        self._leases.pop(lease.lease_id, None)
+        until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+        self._spawn(self._release_id(lease.lease_id, until))
+        return True
 
     async def _release_id(self, lid: str, retry_until: float | None = None) -> None:
         await self._fcall("sd_release", lid, retry_until=retry_until)
