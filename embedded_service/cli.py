@@ -56,7 +56,7 @@ EXIT_CODES_HELP = """exit codes:
   6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
      queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
   7  serve: the store is owned by another running service (the message names its pid and URL)
-  8  serve: the store cannot be used (read-only, corrupt, disk full, newer schema)
+  8  serve: the store cannot be used (read-only, corrupt, disk full, newer schema; Redis unreachable or evicting)
   submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
@@ -483,7 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP server")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; others need tokens)")
     p.add_argument("--port", type=int, help="port (default 8765)")
-    p.add_argument("--store", help="store URL (default sqlite:///<data dir>/slotdeck.db)")
+    p.add_argument(
+        "--store",
+        help="store URL (default sqlite:///<data dir>/slotdeck.db); redis://host:port/db?namespace=NAME: "
+        "share queues with every process on that Redis (no jobs)",
+    )
     p.add_argument("--config", type=Path, help="TOML settings file (env SLOTDECK_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="data directory (env SLOTDECK_HOME)")
     p.add_argument("--default-limit", type=int, help="limit of the default queue (env MAX_CONCURRENT_REQUESTS)")

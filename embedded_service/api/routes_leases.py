@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 async def answered(value: T | Awaitable[T]) -> T:
     """The in-process desk (`RemoteDesk`) answers at once; the redis-mode desk (`ClusterDesk`) once Redis did."""
-    return await value if inspect.isawaitable(value) else value  # type: ignore[return-value]
+    return await value if inspect.isawaitable(value) else value
 
 
 class RenewRequest(BaseModel):

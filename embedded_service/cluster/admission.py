@@ -215,18 +215,10 @@ class ClusterAdmission:
             q = snap["queues"][name]
             holders, waiters = detail["holders"], detail["waiters"]
             local = self.configs.get(name)
-            extra = local.model_dump(exclude=CLUSTER_FIELDS | {"name"}) if local is not None else {}
-            timeout = {"timeout_s": local.timeout_s} if local is not None else {}
-            config = QueueConfig(
-                name=name,
-                limit=q["limit"],
-                paused=q["paused"],
-                max_waiting=q["max_waiting"],
-                rate=q["rate"],
-                burst=q["burst"],
-                **timeout,
-                **extra,
-            )
+            # Redis keeps the admission fields; the others (and the default timeout shown) are this process's own
+            shown = local.model_dump(exclude={"name", *CLUSTER_FIELDS - {"timeout_s"}}) if local is not None else {}
+            fields = ("limit", "paused", "max_waiting", "rate", "burst")
+            config = QueueConfig.model_validate({**shown, "name": name, **{k: q[k] for k in fields}})
             owners = {h["owner"] for h in holders} | {w["owner"] for w in waiters}
             owners.discard("")
             t = q["totals"]
