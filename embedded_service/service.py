@@ -574,6 +574,7 @@ class SlotService:
                 host=self.host,
                 leases=view.leases,
                 waiters=view.waiters,
+                instances=view.instances,
             )
         return Snapshot.model_construct(  # its parts are models built just now: validating them again costs ~1/3
             seq=engine.version,

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from .. import __version__
 from ..errors import StoreFault, UnknownQueue
-from ..model import LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
 from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
 
 log = logging.getLogger("slotdeck.cluster")
 
 CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s"})
 DETAIL_MAX = 1000  # holders and waiters shown per queue
+PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
 
 
 def is_cluster_url(url: str) -> bool:
@@ -39,12 +42,13 @@ def is_cluster_url(url: str) -> bool:
 class ClusterView:
     """One reading of the whole deployment: figures per queue, holders and waiters (at most DETAIL_MAX each)."""
 
-    __slots__ = ("leases", "redis_time", "stats", "waiters")
+    __slots__ = ("instances", "leases", "redis_time", "stats", "waiters")
 
     def __init__(self) -> None:
         self.stats: dict[str, QueueStats] = {}
         self.leases: list[LeaseInfo] = []
         self.waiters: list[WaiterInfo] = []
+        self.instances: list[InstanceInfo] = []
         self.redis_time = 0.0
 
 
@@ -55,6 +59,7 @@ class ClusterAdmission:
     def __init__(self, url: str, *, refresh_s: float = 0.5, **slots_options: Any) -> None:
         self.url = url
         self.slots = ClusterSlots(url, **slots_options)
+        self.proc_ttl_s = float(slots_options.get("proc_ttl_s", PROC_TTL_S))
         self.refresh_s = refresh_s
         self.configs: dict[str, QueueConfig] = {}  # this process's full view of each queue's configuration
         self._code_paused: set[str] = set()  # queues whose `paused` code set explicitly (else Redis keeps its own)
@@ -78,6 +83,8 @@ class ClusterAdmission:
         except _NET_ERRORS as exc:
             raise StoreFault("redis unreachable", f"{_where(self.url)}: {exc}") from None
         self.opened = True
+        me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
+        await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
         for config in self.configs.values():
             await self._publish(config)
         await self.refresh()
@@ -92,8 +99,15 @@ class ClusterAdmission:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         if self.opened:
+            with contextlib.suppress(*_NET_ERRORS):
+                await self.slots.client.hdel(self._instances_key, self.slots.proc_id)
             await self.slots.close()
             self.opened = False
+
+    @property
+    def _instances_key(self) -> str:
+        """Hash: process id -> {version, proc_ttl_s} of the SlotService processes (`InstanceInfo`)."""
+        return f"{self.slots.prefix}:instances"
 
     # ------------------------------------------------------------------- queues
 
@@ -260,11 +274,39 @@ class ClusterAdmission:
                 )
                 for n, w in enumerate(waiters, start=1)
             ]
-        key = repr((snap["queues"], details))
+        view.instances = await self._read_instances(view.redis_time)
+        key = repr((snap["queues"], details, [(i.id, i.stale) for i in view.instances]))
         if key != self._last_key:
             self._last_key = key
             self.version += 1
         self.view = view
+
+    async def _read_instances(self, now: float) -> list[InstanceInfo]:
+        """Every process with a heartbeat record (`<prefix>:procs`: id -> liveness deadline in ms), oldest
+        deadline first; a SlotService's record beside it gives its version. Records of processes that left go."""
+        client = self.slots.client
+        procs: list[tuple[str, float]] = await client.zrange(f"{self.slots.prefix}:procs", 0, -1, withscores=True)  # type: ignore[assignment]
+        records: dict[str, str] = await client.hgetall(self._instances_key)  # type: ignore[assignment]
+        gone = [proc for proc in records if proc not in {p for p, _ in procs}]
+        if gone:
+            await client.hdel(self._instances_key, *gone)
+        instances = []
+        for proc, deadline_ms in procs:
+            record = json.loads(records[proc]) if proc in records else {}
+            host, _, rest = proc.partition(":")
+            pid = rest.partition(":")[0]
+            deadline = deadline_ms / 1000
+            instances.append(
+                InstanceInfo(
+                    id=proc,
+                    host=host,
+                    pid=int(pid) if pid.isdigit() else None,
+                    version=record.get("version"),
+                    last_heartbeat=deadline - float(record.get("proc_ttl_s", PROC_TTL_S)),
+                    stale=deadline < now,
+                )
+            )
+        return instances
 
     async def _refresh_forever(self) -> None:
         while True:

@@ -44,6 +44,7 @@ async def test_slot_is_shared_and_the_snapshot_shows_the_deployment(pair: tuple[
         assert (q.in_use, q.waiting, q.owners, q.config.limit) == (1, 1, 2, 1)
         assert [(x.id, x.owner, x.fence) for x in snap.leases] == [(lease.id, "alice", lease.fence)]
         assert [(w.owner, w.position) for w in snap.waiters] == [("bob", 1)]
+        assert sorted(i.id for i in snap.instances) == sorted((a.cluster.slots.proc_id, b.cluster.slots.proc_id))
     second = await waiter  # a's release hands the slot to b's waiter
     assert second.fence > lease.fence
     assert b.release(second) and not b.release(second)
