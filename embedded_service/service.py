@@ -288,6 +288,8 @@ class SlotService:
         None): it survives restarts and wins over `configure_queue` until `reset_fields`. In redis mode it
         holds for the whole deployment at once, until a process configures the queue again at its start."""
         if self.cluster is not None:
+            if not self.cluster.has(name):
+                await self.cluster.refresh()  # made by another process since the last reading?
             return await self.cluster.update(name, proposed_config(self.cluster.config(name), fields), fields)
         self.engine.queue(name)
         by, at = actor or PYTHON_ACTOR, self.clock.time()

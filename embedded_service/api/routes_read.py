@@ -159,6 +159,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     )
     async def metrics(_: Viewer) -> Response:
         """Prometheus exposition: per-queue and per-device gauges and counters, wait and hold histograms."""
+        await svc.refresh()
         body = st.metrics.exposition()
         await svc.keeper.sync_shown()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -157,6 +157,17 @@ class ClusterAdmission:
         """An operator's live change of `fields` (already merged into `proposed`), for the whole deployment."""
         await self.published()
         slots = self.slots
+        if not self.has(name):  # a new queue (PUT): all of it at once
+            await slots.configure_queue(
+                name,
+                limit=proposed.limit,
+                max_waiting=proposed.max_waiting,
+                paused=proposed.paused,
+                rate=proposed.rate,
+                burst=proposed.burst,
+                timeout_s=proposed.timeout_s,
+            )
+            fields = {}
         if "limit" in fields:
             await slots.set_limit(name, proposed.limit)
         if "max_waiting" in fields:
@@ -175,7 +186,7 @@ class ClusterAdmission:
         local = {k: v for k, v in fields.items() if k not in CLUSTER_FIELDS}
         if local or name not in self.configs:
             base = self.configs.get(name, proposed)
-            self.configs[name] = base.model_copy(update={**local, "name": name})
+            self.configs[name] = base.model_copy(update=local)
         await self.refresh()
         return self.config(name)
 

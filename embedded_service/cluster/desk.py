@@ -75,6 +75,11 @@ class ClusterDesk:
     def owns(self, item_id: str, who: str) -> bool:
         return self.holders.get(item_id) == who
 
+    def _remember(self, item_id: str, who: str) -> None:
+        self.holders[item_id] = who
+        while len(self.holders) > REQUEST_IDS_KEPT:
+            del self.holders[next(iter(self.holders))]
+
     def _name_request(self, who: str, request_id: str, item_id: str) -> None:
         self.requests[(who, request_id)] = item_id
         while len(self.requests) > REQUEST_IDS_KEPT:
@@ -139,7 +144,7 @@ class ClusterDesk:
             if body.request_id is not None:
                 self._name_request(who, body.request_id, waiter.id)
             self.pending[waiter.id] = waiter
-            self.holders[waiter.id] = who
+            self._remember(waiter.id, who)
         if waiter.grace is not None:
             waiter.grace.cancel()
             waiter.grace = None
@@ -175,7 +180,7 @@ class ClusterDesk:
         now = time.time()
         record = {"who": who, "q": lease.queue, "o": lease.owner, "f": lease.fence, "p": priority, "g": now, "ttl": ttl_s}
         await self.slots.client.set(self._key(lease.lease_id), json.dumps(record), px=int(ttl_s * 2000))
-        self.holders[lease.lease_id] = who
+        self._remember(lease.lease_id, who)
         return _lease(lease.lease_id, record, now + ttl_s, waited_s)
 
     def _forget(self, waiter: RemoteWaiter) -> None:

@@ -75,6 +75,12 @@ async def test_live_changes_hold_for_every_service(pair: tuple[SlotService, Slot
     a.release(second)
     with pytest.raises(UnknownQueue):
         await a.set_limit("nope", 3)
+    await b.replace_queue("fresh", limit=1, paused=True)  # a queue made live (PUT) by b ...
+    await a.resume("fresh")  # ... is a's to change
+    held = await a.acquire("fresh", timeout_s=5)
+    with pytest.raises(SlotTimeout):
+        await b.acquire("fresh", timeout_s=0.3)
+    a.release(held)
 
 
 async def test_jobs_are_off_and_a_bad_redis_is_one_clear_error(ns_url: str) -> None:
