@@ -86,7 +86,7 @@ class ClusterAdmission:
         me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
         await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
         for config in self.configs.values():
-            await self._publish(config)
+            await self._publish(config, self._code_value(config))
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="slotdeck-cluster-view")
 
@@ -117,16 +117,21 @@ class ClusterAdmission:
         if paused_given:
             self._code_paused.add(config.name)
         if self.opened:
-            task = asyncio.get_running_loop().create_task(self._publish(config))
+            task = asyncio.get_running_loop().create_task(self._publish(config, self._code_value(config)))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _publish(self, config: QueueConfig) -> None:
+    def _code_value(self, config: QueueConfig) -> bool | None:
+        """`paused` as code set it, None where code left it to Redis (an operator's pause survives a start)."""
+        return config.paused if config.name in self._code_paused else None
+
+    async def _publish(self, config: QueueConfig, paused: bool | None) -> None:
+        """Set the queue's admission fields in Redis (`paused` None: keep Redis' own)."""
         await self.slots.configure_queue(
             config.name,
             limit=config.limit,
             max_waiting=config.max_waiting,
-            paused=config.paused if config.name in self._code_paused else None,
+            paused=paused,
             rate=config.rate,
             burst=config.burst,
             timeout_s=config.timeout_s,
@@ -158,29 +163,14 @@ class ClusterAdmission:
         await self.published()
         slots = self.slots
         if not self.has(name):  # a new queue (PUT): all of it at once
-            await slots.configure_queue(
-                name,
-                limit=proposed.limit,
-                max_waiting=proposed.max_waiting,
-                paused=proposed.paused,
-                rate=proposed.rate,
-                burst=proposed.burst,
-                timeout_s=proposed.timeout_s,
-            )
+            await self._publish(proposed, proposed.paused)
             fields = {}
         if "limit" in fields:
             await slots.set_limit(name, proposed.limit)
         if "max_waiting" in fields:
             await slots.set_max_waiting(name, proposed.max_waiting)
         if {"rate", "burst", "timeout_s"} & fields.keys():
-            await slots.configure_queue(
-                name,
-                limit=proposed.limit,
-                max_waiting=proposed.max_waiting,
-                rate=proposed.rate,
-                burst=proposed.burst,
-                timeout_s=proposed.timeout_s,
-            )
+            await self._publish(proposed, None)
         if "paused" in fields:
             await (slots.pause(name) if proposed.paused else slots.resume(name))
         local = {k: v for k, v in fields.items() if k not in CLUSTER_FIELDS}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import Lease
 from ..errors import LeaseGone, LeaseLost, NoFittingDevice, NotYours, ServerUnavailable, SlotCancelled, UnknownWaiter
 from ..model import AcquireRequest, LeaseInfo, WaiterInfo
-from ..remote import CLAIM_TTL_S, POLL_GRACE_S, REQUEST_IDS_KEPT
+from ..remote import CLAIM_TTL_S, POLL_GRACE_S, REQUEST_IDS_KEPT, poll_wait
 from .slots import ClusterLease
 
 if TYPE_CHECKING:
@@ -149,17 +149,9 @@ class ClusterDesk:
             waiter.grace.cancel()
             waiter.grace = None
         task = waiter.task
-        if not task.done() and wait_s > 0:
-            stop = asyncio.ensure_future(self.stopping.wait())
-            left = asyncio.ensure_future(client_left())
-            try:
-                await asyncio.wait((task, stop, left), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                left.cancel()
-            if left.done() and not left.cancelled() and left.exception() is None:
-                self._drop(waiter)  # its client hung up: out of line, a grant made meanwhile given back
-                return waiter
+        if not task.done() and wait_s > 0 and await poll_wait(task, self.stopping, client_left, wait_s):
+            self._drop(waiter)  # its client hung up: out of line, a grant made meanwhile given back
+            return waiter
         if self.draining and not task.done():
             self._drop(waiter)
             self.check_admitting()
