@@ -248,6 +248,8 @@ class ClusterDesk:
             if not operator and waiter.who != who:
                 raise NotYours(waiter_id)
             self._drop(waiter)
+            ending: list[asyncio.Future[Any]] = [waiter.task, *self._releases]
+            await asyncio.wait(ending)  # answered once Redis has it out of line, or its grant back
             return waiter.info(), waiter.who != who
         if (who, waiter_id) not in self.requests and len(waiter_id) <= 64:
             self._name_request(who, waiter_id, "")  # a cancel that overtook its request: refuse it when it comes
