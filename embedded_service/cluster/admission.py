@@ -251,6 +251,7 @@ class ClusterAdmission:
                     cancelled=t["cancelled"] + t["abandoned"],
                     expired=t["expired"],
                     revoked=t["revoked"],
+                    bad_releases=t["bad_releases"],
                 ),
             )
             view.leases += [

@@ -15,7 +15,7 @@ Keys under the prefix P (all times are Redis milliseconds):
   P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
   P:q:<n>:hold        zset lease id -> expiry
   P:q:<n>:st          hash totals (granted, released, timed_out, rejected, expired, revoked, cancelled,
-                      abandoned)
+                      abandoned, bad_releases)
                       and marks (mark_in_use, mark_in_use_at, mark_waiting, mark_waiting_at)
   P:w:<wid>           hash q, o (owner), p (process), t0 (enqueued at), lm (lease ms), x (1: explicit TTL)
   P:l:<lid>           hash q, o, p, f (fence), t0 (granted at), w (waiter id), lm (lease ms), and m (the
@@ -394,13 +394,18 @@ redis.register_function('sd_renew', function(keys, args)
   return out
 end)
 
--- release(P; lid) -> 1 if it was held, 0 if already gone (idempotent)
+-- release(P; lid, queue, counted(0/1)) -> 1 if it was held, 0 if already gone (idempotent).
+-- counted = 1: the caller's own first try, so a lease already gone (released before, expired,
+-- revoked) counts as a bad release of `queue`, as in-process; retries after a lost reply send 0.
 redis.register_function('sd_release', function(keys, args)
   local P = keys[1]
   local lid = args[1]
   local now = now_ms()
   local name = redis.call('HGET', P .. ':l:' .. lid, 'q')
-  if not name then return 0 end
+  if not name then
+    if args[3] == '1' and redis.call('EXISTS', qk(P, args[2], 'cfg')) == 1 then bump(P, args[2], 'bad_releases') end
+    return 0
+  end
   local gone = redis.call('ZREM', qk(P, name, 'hold'), lid)
   drop_lease(P, lid)
   if gone == 1 then bump(P, name, 'released') end

@@ -396,7 +396,7 @@ class ClusterSlots:
                     with contextlib.suppress(Exception):
                         res = await asyncio.wait_for(call, self._sock_s)
                         if res[0] == "G":
-                            await self._fcall("sd_release", res[1])
+                            await self._release_id(res[1], queue)
                         elif res[0] == "W":
                             await self._fcall("sd_cancel", queue, wid, "cancelled")
                     raise
@@ -442,41 +442,46 @@ class ClusterSlots:
                     raise SlotTimeout(queue, time.monotonic() - t0)
                 if msg["t"] == "c":
                     raise SlotCancelled(queue)
-                # "r": Redis lost its data while we waited; enqueue again.
+                # "r": Redis lost its data, or took this process for dead, while we waited: enqueue again.
             finally:
                 self._waiters.pop(wid, None)
                 if not adopted and fut.done() and not fut.cancelled() and fut.exception() is None:
                     msg = fut.result()
                     if msg.get("t") == "g":
-                        self._spawn(self._release_id(msg["l"]))
+                        self._spawn(self._release_id(msg["l"], queue))
 
     async def release(self, lease: ClusterLease) -> None:
-        """Give the slot back (idempotent). Never raises for an unreachable Redis: the release is
-        retried in the background until the lease would have expired anyway. A lease this process
-        counts as lost is released too (Redis may still hold it for a late claim or a stalled renewal)."""
-        if lease.released:
-            return
+        """Give the slot back. Never raises for an unreachable Redis: the release is retried in the
+        background until the lease would have expired anyway. A lease this process counts as lost is
+        released too (Redis may still hold it for a late claim or a stalled renewal). Releasing a
+        lease twice, or one that expired or was revoked, changes nothing and counts as a bad release
+        (totals ``bad_releases``), as in-process."""
+        first = not lease.released
         lease.released = True
         self._leases.pop(lease.lease_id, None)
         try:
-            await self._release_id(lease.lease_id)
+            await self._fcall("sd_release", lease.lease_id, lease.queue, 1, retry_until=time.monotonic())
         except (*_NET_ERRORS, SlotDeckError):
-            until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
-            self._spawn(self._release_id(lease.lease_id, until))
+            if first:
+                until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+                self._spawn(self._release_id(lease.lease_id, lease.queue, until))
 
     def release_soon(self, lease: ClusterLease) -> bool:
         """``release`` for a caller that cannot await (a synchronous API): the slot goes back in the
-        background, retried until the lease would have expired anyway. False if it was released already."""
+        background, retried until the lease would have expired anyway. False if it was released already
+        (told to Redis all the same: counted as a bad release, as ``release`` does)."""
         if lease.released:
+            self._spawn(self.release(lease))
             return False
         lease.released = True
         self._leases.pop(lease.lease_id, None)
         until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
-        self._spawn(self._release_id(lease.lease_id, until))
+        self._spawn(self._release_id(lease.lease_id, lease.queue, until))
         return True
 
-    async def _release_id(self, lid: str, retry_until: float | None = None) -> None:
-        await self._fcall("sd_release", lid, retry_until=retry_until)
+    async def _release_id(self, lid: str, queue: str, retry_until: float | None = None) -> None:
+        """Release on this process's own account (a retry, or a grant nobody waits for): never a bad release."""
+        await self._fcall("sd_release", lid, queue, 0, retry_until=retry_until)
 
     async def revoke(self, lease_id: str, reason: str = "revoked by operator") -> bool:
         """Take a slot from its holder (any process); the holder learns it at once via its inbox,
@@ -541,7 +546,7 @@ class ClusterSlots:
 
         marks: ``{"in_use", "in_use_at", "waiting", "waiting_at"}`` (``*_at``: Unix seconds, Redis clock);
         totals: granted, released, timed_out, rejected (QueueFull), expired, revoked, cancelled,
-        abandoned (waiters of dead processes).
+        abandoned (waiters of dead processes), bad_releases.
         """
         raw = json.loads(await self._fcall("sd_snapshot"))
         queues: dict[str, Any] = {}
@@ -568,7 +573,10 @@ class ClusterSlots:
                 },
                 "totals": {
                     k: num(k)
-                    for k in ("granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned")
+                    for k in (
+                        "granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned",
+                        "bad_releases",
+                    )
                 },
             }
         return {"queues": queues, "redis_time": int(raw["now"]) / 1000}
@@ -617,7 +625,7 @@ class ClusterSlots:
             if entry is not None and not entry[0].done():
                 entry[0].set_result(msg)
             elif kind == "g":
-                self._spawn(self._release_id(msg["l"]))  # nobody waits for it any more
+                self._spawn(self._release_id(msg["l"], ""))  # nobody waits for it any more
         elif kind == "x":
             self._mark_lost(msg["l"], msg.get("r", "lost"))
             entry = self._waiters.get(msg.get("w") or "")
@@ -640,14 +648,24 @@ class ClusterSlots:
                 self._dispatch({**json.loads(item[1]), "_sent": sent})
 
     async def _ticker(self) -> None:
+        """The heartbeat. After a gap near the process TTL (Redis unreachable, the network silent, the
+        process stopped) Redis may have taken this process for dead and dropped its waiters without a
+        word: they are enqueued again (an acquire still in line stays where it is; the call is idempotent)."""
         gate_ms = int(self._tick_s * 1000)
+        beat_ok = time.monotonic()
         while not self._closing:
             try:
                 names = {q for _, q in self._waiters.values()}
+                sent = time.monotonic()
                 res = await self._fcall("sd_tick", self._epoch, self.proc_id, self._proc_ms, gate_ms, *sorted(names))
                 if res[0] == "E":
                     await self._recover()
                     continue
+                if time.monotonic() - beat_ok > 0.8 * self._proc_ms / 1000:
+                    for fut, _ in self._waiters.values():
+                        if not fut.done():
+                            fut.set_result({"t": "r"})
+                beat_ok = sent
                 sleep = min(self._tick_s, max(0.002, int(res[0]) / 1000 + 0.001))
             except (*_NET_ERRORS, ResponseError, SlotDeckError):
                 sleep = 0.2

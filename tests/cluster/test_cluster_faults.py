@@ -141,3 +141,77 @@ async def test_redis_kill9_mid_run(tmp_path: Path, aof: bool) -> None:
         assert await leftover_keys(url) == set()
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_sigkill_of_a_worker_mid_run(redis_server: PrivateRedis, tmp_path: Path) -> None:
+    """One of four busy workers is SIGKILLed while it holds or waits: the others finish (its slots come
+    back within the lease or claim TTL), the run keeps every promise, and Redis is left clean once
+    its heartbeat lapses."""
+    n_proc, n_tasks, rounds, limit = 4, 3, 8, 2
+    url = redis_server.url("kill")
+    async with ClusterSlots(url) as ctl:
+        await ctl.configure_queue("q", limit=limit)
+        logs = [tmp_path / f"w{i}.log" for i in range(n_proc)]
+        procs = [spawn("churn", url, str(log), str(n_tasks), str(rounds), "2") for log in logs]
+        await until_joined(logs, procs)
+        await until_granted(ctl, 15, procs)
+        procs[0].kill()
+        killed_at = time.monotonic()
+        codes = await wait_all(procs[1:])
+        procs[0].wait(10)
+        assert codes == [0] * (n_proc - 1)
+        # the victim's waiters and heartbeat go after its process TTL (10 s): the ticks reap it
+        deadline = time.monotonic() + 60
+        while await ctl._r.zcard(f"{ctl._P}:procs") > 1:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        snap = (await ctl.snapshot())["queues"]["q"]
+    survivors = read_events(logs[1:])
+    check_run(survivors, limit=limit, expected=(n_proc - 1) * n_tasks * rounds)
+    assert all(e["ok"] for e in survivors if e["e"] == "end")
+    # with the victim's bodies (one cut by the kill ends at the kill): still never above the limit
+    victim = read_events(logs[:1])
+    seen = {(e["e"], e["k"]) for e in victim}
+    cut = [
+        {"t": killed_at, "e": "leave", "k": e["k"], "f": e["f"]}
+        for e in victim
+        if e["e"] == "enter" and ("leave", e["k"]) not in seen
+    ]
+    closed = [
+        {"t": killed_at, "e": "end", "k": e["k"], "ok": False}
+        for e in victim
+        if e["e"] == "start" and ("end", e["k"]) not in seen
+    ]
+    check_run(survivors + victim + cut + closed, limit=limit)
+    assert snap["in_use"] == 0 and snap["waiting"] == 0
+    assert await leftover_keys(url) == set()
+
+
+async def test_a_waiter_taken_for_dead_during_a_silence_waits_again(redis_server: PrivateRedis) -> None:
+    """A process whose network went silent longer than its heartbeat TTL lost its waiters in Redis
+    (reaped as dead, without a word); once it is heard again they are back in line and get the slot."""
+    proxy = FaultProxy(redis_server.port).start()
+    url = redis_server.url("reap")
+    try:
+        async with ClusterSlots(url) as holder, ClusterSlots(
+            f"redis://127.0.0.1:{proxy.port}/0?namespace=reap", proc_ttl_s=1.5, socket_timeout_s=10
+        ) as far:
+            await holder.configure_queue("q", limit=1)
+            held = await holder.acquire("q")
+            waiting = asyncio.create_task(far.acquire("q", timeout_s=60))
+            deadline = time.monotonic() + 20
+            while (await holder.snapshot())["queues"]["q"]["waiting"] < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            proxy.silent()
+            while (await holder.snapshot())["queues"]["q"]["totals"]["abandoned"] < 1:  # reaped by holder's ticks
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            proxy.heal()
+            await holder.release(held)
+            lease = await asyncio.wait_for(waiting, 30)
+            assert lease.fence > held.fence and not lease.lost
+            await far.release(lease)
+    finally:
+        proxy.stop()

@@ -24,7 +24,7 @@ from embedded_service.cluster import library as cluster_library
 from embedded_service.engine import ManualClock
 from embedded_service.engine.core import SlotEngine
 
-TOTALS = ("granted", "released", "timed_out", "rejected", "cancelled", "expired", "revoked")
+TOTALS = ("granted", "released", "timed_out", "rejected", "cancelled", "expired", "revoked", "bad_releases")
 _TIME_LINE = "return tonumber(t[1]) * 1000000 + tonumber(t[2])"
 SKEWED_LIBRARY = cluster_library.LIBRARY.replace(
     _TIME_LINE, _TIME_LINE + " + tonumber(redis.call('GET', 'sdtest:skew_us') or '0')"
@@ -131,9 +131,6 @@ class MemoryEngine:
     async def settle(self) -> None:
         for _ in range(5):
             await asyncio.sleep(0)
-
-    async def bad_releases(self, queue: str) -> int:
-        return self.engine.queue(queue).bad_releases
 
     async def view(self, queue: str) -> View:
         engine = self.engine
@@ -260,9 +257,6 @@ class RedisEngine:
         for owner in [o for o, t in self._pending.items() if t.done()]:
             del self._pending[owner]
         await asyncio.sleep(0)
-
-    async def bad_releases(self, queue: str) -> int:
-        return int((await self.slots.snapshot())["queues"][queue]["totals"].get("bad_releases", 0))
 
     async def view(self, queue: str) -> View:
         snap = (await self.slots.snapshot())["queues"][queue]
