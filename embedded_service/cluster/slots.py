@@ -469,9 +469,8 @@ class ClusterSlots:
     def release_soon(self, lease: ClusterLease) -> bool:
         """``release`` for a caller that cannot await (a synchronous API): the slot goes back in the
         background, retried until the lease would have expired anyway. False if it was released already
-        (told to Redis all the same: counted as a bad release, as ``release`` does)."""
+        (not told to Redis: its first release may still be on the way, so it is not counted as a bad release)."""
         if lease.released:
-            self._spawn(self.release(lease))
             return False
         lease.released = True
         self._leases.pop(lease.lease_id, None)
