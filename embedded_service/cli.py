@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -56,7 +57,8 @@ EXIT_CODES_HELP = """exit codes:
   6  conflict, gone or unavailable: e.g. cancelling a job that had already finished, deleting a busy
      queue without --force, creating a queue that exists, a timed-out or full queue, a server draining
   7  serve: the store is owned by another running service (the message names its pid and URL)
-  8  serve, token: the store or data directory cannot be used (read-only, corrupt, disk full, newer schema)
+  8  serve, token: the store or data directory cannot be used (read-only, corrupt, disk full, newer schema;
+     Redis unreachable or evicting)
   submit --wait / retry --wait: the job's exit code instead (signal N: 128+N; failed task 1;
      past --max-runtime-s 124; cancelled 130)
   130 interrupted (Ctrl-C)
@@ -341,6 +343,24 @@ def _store(url: str) -> Any:
         raise ConfigError(str(exc)) from None
 
 
+def _check_store_url(url: str) -> None:
+    """ConfigError (exit 2) for a store URL `serve` cannot use: redis:// (admission on Redis) or a store's."""
+    if not url.startswith(("redis://", "rediss://")):
+        _store(url)
+        return
+    try:
+        from .cluster.url import parse_cluster_url
+
+        parse_cluster_url(url)
+        if urlsplit(url).port == 0:  # .port raises ValueError for a port out of range
+            raise ValueError("port 0 is not a Redis port")
+        import redis  # noqa: F401  # the redis extra
+    except ImportError:
+        raise ConfigError("--store redis:// needs the redis extra: pip install 'slotdeck[redis]'") from None
+    except ValueError as exc:
+        raise ConfigError(f"bad store URL: {exc}") from None
+
+
 async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     store = _store(url)
     await store.open()
@@ -416,7 +436,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     _data_dir_ready(settings)
-    _store(settings.resolved_store())  # a bad URL is a usage error, not a traceback
+    _check_store_url(settings.resolved_store())  # a bad URL is a usage error, not a traceback
     configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
     return EXIT_OK
@@ -472,7 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP server")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; others need tokens)")
     p.add_argument("--port", type=int, help="port (default 8765)")
-    p.add_argument("--store", help="store URL (default sqlite:///<data dir>/slotdeck.db)")
+    p.add_argument(
+        "--store",
+        help="store URL (default sqlite:///<data dir>/slotdeck.db); redis://host:port/db?namespace=NAME: "
+        "share queues with every process on that Redis (no jobs)",
+    )
     p.add_argument("--config", type=Path, help="TOML settings file (env SLOTDECK_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="data directory (env SLOTDECK_HOME)")
     p.add_argument("--default-limit", type=int, help="limit of the default queue (env MAX_CONCURRENT_REQUESTS)")

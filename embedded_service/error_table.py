@@ -16,6 +16,7 @@ from .errors import (
     IdempotencyKeyReused,
     LeaseGone,
     NoFittingDevice,
+    NotInRedisMode,
     NotYours,
     QueueBusy,
     QueueFull,
@@ -91,6 +92,7 @@ ERRORS: tuple[ErrorRow, ...] = (
         "wait_cancelled",
         lambda b, _: SlotCancelled(b.get("queue", "?"), b.get("reason", "cancelled")),
     ),
+    ErrorRow(NotInRedisMode, 409, "Not available in redis mode", "not_in_redis_mode"),
     ErrorRow(QueueBusy, 409, "Queue is busy", "queue_busy", lambda b, _: QueueBusy(b.get("detail", "queue is busy"))),
     ErrorRow(
         NoFittingDevice,

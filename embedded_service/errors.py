@@ -167,3 +167,7 @@ class NotYours(SlotDeckError):
     def __init__(self, item_id: str) -> None:
         super().__init__(f"{item_id} was made by another token")
         self.item_id = item_id
+
+
+class NotInRedisMode(SlotDeckError):
+    """What a service on ``redis://`` does not do (jobs need a job store; deleting a queue, resetting marks)."""

@@ -245,6 +245,17 @@ class HostInfo(BaseModel):
     load_1m: float | None = None
 
 
+class InstanceInfo(BaseModel):
+    """One process of a redis-mode deployment (a server, an embedding worker, a ClusterSlots user)."""
+
+    id: str = Field(description="Its process id in Redis: host:pid:random.")
+    host: str
+    pid: int | None = None
+    version: str | None = Field(default=None, description="SlotDeck version (None: a process using ClusterSlots alone).")
+    last_heartbeat: float | None = Field(default=None, description="Unix seconds (Redis clock) of its last heartbeat.")
+    stale: bool = Field(description="No heartbeat within its liveness TTL: its waiters are dropped, its leases expire.")
+
+
 class Snapshot(BaseModel):
     """Everything an operator sees, at one instant."""
 
@@ -259,6 +270,9 @@ class Snapshot(BaseModel):
     host: HostInfo | None = None
     leases: list[LeaseInfo] = Field(default_factory=list)
     waiters: list[WaiterInfo] = Field(default_factory=list)
+    instances: list[InstanceInfo] = Field(
+        default_factory=list, description="Redis mode: every process of the deployment (empty in-process)."
+    )
 
 
 class QueueSeries(BaseModel):

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .engine import Lease
 from .engine.queues import Waiter
@@ -41,6 +41,21 @@ POLL_GRACE_S = 5.0  # a waiter not polled again this long after an answer is dro
 CLAIM_TTL_S = 5.0  # a grant nobody is polling for expires this soon unless picked up (capped by its ttl_s)
 POSITION_SCAN_MAX = 100  # a poll answer computes the exact position only in lines this short (else 0: not computed)
 REQUEST_IDS_KEPT = 50_000  # client-named requests remembered for retries and early cancels
+
+
+async def poll_wait(
+    outcome: asyncio.Future[Any], stopping: asyncio.Event, client_left: Callable[[], Awaitable[object]], wait_s: float
+) -> bool:
+    """Wait up to `wait_s` seconds for a long-poll's `outcome`, a drain (`stopping`) or its client hanging up
+    (`client_left` returns); True when the client left."""
+    stop = asyncio.ensure_future(stopping.wait())
+    left = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait((outcome, stop, left), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        left.cancel()
+    return left.done() and not left.cancelled() and left.exception() is None
 
 
 class RemoteDesk:
@@ -214,22 +229,14 @@ class RemoteDesk:
     async def _outcome(self, waiter: Waiter, wait_s: float, client_left: Callable[[], Awaitable[object]]) -> Lease | None:
         """The waiter's lease, its error raised, or None when `wait_s` passed first (or its client left)."""
         future = waiter.future
-        if not future.done() and wait_s > 0:
-            stop = asyncio.ensure_future(self.stopping.wait())
-            left = asyncio.ensure_future(client_left())
-            try:
-                await asyncio.wait((future, stop, left), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                left.cancel()
-            if left.done() and not left.cancelled() and left.exception() is None:  # its client is gone
-                self.pending.pop(waiter.id, None)
-                if not future.done():
-                    self.engine.abandon(waiter.id, "its client disconnected")  # out of line now, not at its grace
-                elif not future.cancelled() and future.exception() is None:
-                    self.short.discard(future.result().id)
-                    self.engine.release(future.result().id)  # granted as it left: nobody will hear of it
-                return None
+        if not future.done() and wait_s > 0 and await poll_wait(future, self.stopping, client_left, wait_s):
+            self.pending.pop(waiter.id, None)  # its client is gone
+            if not future.done():
+                self.engine.abandon(waiter.id, "its client disconnected")  # out of line now, not at its grace
+            elif not future.cancelled() and future.exception() is None:
+                self.short.discard(future.result().id)
+                self.engine.release(future.result().id)  # granted as it left: nobody will hear of it
+            return None
         if self.draining and (not future.done() or future.exception() is not None):
             self.pending.pop(waiter.id, None)
             self.engine.cancel(waiter.id)  # no-op when the drain already took it out of line

@@ -14,13 +14,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.devices import DEFAULT_STALE_AFTER_S, DevicePool
 from .engine.history import DEFAULT_HISTORY_POINTS
 from .engine.visible import DeviceSelection
-from .errors import StoreFault
+from .errors import NotInRedisMode, StoreFault, UnknownQueue
 from .jobs import JobRunner, JobSettings
 from .model import (
     DeviceSpec,
@@ -31,9 +31,11 @@ from .model import (
     JobPage,
     JobState,
     LogPart,
+    Marks,
     QueueConfig,
     QueueStats,
     Snapshot,
+    Totals,
 )
 from .overrides import PYTHON_ACTOR, OverrideBook, check_fields
 from .probes.base import GpuProbe, HostProbe
@@ -41,6 +43,10 @@ from .remote import RemoteDesk
 from .restart import RestartKeeper
 from .stores import Store, open_store
 from .stores.ownership import StoreLock, take_ownership
+
+if TYPE_CHECKING:
+    from .cluster.admission import ClusterAdmission
+    from .cluster.desk import ClusterDesk
 
 log = logging.getLogger("slotdeck.service")
 
@@ -91,7 +97,12 @@ class _SlotContext:
 class SlotService:
     """Named queues with slots, priority waiting, leases, GPUs and history.
 
-    `store` is a URL (`memory://`, ...) or a `Store`. `clock` is for tests.
+    `store` is a URL (`memory://`, `sqlite:///path`, ...) or a `Store`. `clock` is for tests.
+    `redis://host:port/db?namespace=name` (or `rediss://`) is redis mode: every process on that Redis and
+    namespace is one admission domain (`cluster.admission`): one limit, one line, one set of marks and totals;
+    `snapshot()` shows the whole deployment. In redis mode jobs are off (`NotInRedisMode`), GPUs are not
+    admitted, tokens and audit are this process's own (in memory), and `slot()`/`acquire()` give a
+    `ClusterLease` (renewed in the background; `lease.lost`).
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
     SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
@@ -127,6 +138,12 @@ class SlotService:
             selection=gpu_selection(visible_gpus),
         )
         self.engine = SlotEngine(self.clock, devices, pool)
+        self.cluster: ClusterAdmission | None = None
+        if isinstance(store, str) and store.startswith(("redis://", "rediss://")):
+            from .cluster.admission import ClusterAdmission  # needs the redis extra
+
+            self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace
+            store = "memory://"  # this process's tokens and audit; admission state lives in Redis
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.gpu_probe = gpu_probe
         self.host_probe = host_probe
@@ -144,12 +161,37 @@ class SlotService:
         self.keeper = RestartKeeper(self.engine, self.store, self.clock)
         self._watchers: list[Listener] = []  # events() subscribers; the engine's events reach them via publish()
         self.jobs = self._make_job_runner(log_dir, jobs)
-        self.remote = RemoteDesk(self)  # remote holders and waiters (the HTTP API's), and the drain
+        # remote holders and waiters (the HTTP API's), and the drain
+        self.remote: RemoteDesk | ClusterDesk = RemoteDesk(self) if self.cluster is None else self._cluster_desk()
+
+    def _cluster_desk(self) -> ClusterDesk:
+        from .cluster.desk import ClusterDesk
+
+        assert self.cluster is not None
+        return ClusterDesk(self.cluster)
+
+    @property
+    def store_url(self) -> str:
+        """Where admission state lives: the Redis URL in redis mode, else the store's."""
+        return self.cluster.url if self.cluster is not None else self.store.url
 
     # ------------------------------------------------------------- lifecycle
 
     async def start(self) -> SlotService:
-        """Own the store (raises `StoreLocked` naming the owner if another process does), open it, recover, run."""
+        """Own the store (raises `StoreLocked` naming the owner if another process does), open it, recover, run.
+
+        Redis mode: connect and join the deployment (`StoreFault` for an unreachable or unsafe Redis)."""
+        if self.cluster is not None:
+            await self.store.open()
+            try:
+                await self.cluster.open()
+            except BaseException:
+                await self.store.close()
+                raise
+            self.started_at = self.clock.time()
+            await self.sample_once()
+            self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
+            return self
         self.ownership = take_ownership(self.store)
         try:
             await self.store.open()
@@ -177,6 +219,10 @@ class SlotService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
             self._sampler = None
+        if self.cluster is not None:
+            await self.cluster.close()
+            await self.store.close()
+            return
         await self.jobs.close()
         if self._pending_saves:
             await asyncio.gather(*self._pending_saves, return_exceptions=True)
@@ -205,6 +251,11 @@ class SlotService:
 
         A field an operator changed live keeps the operator's value until reset (`reset_fields`)."""
         QueueConfig.model_validate({"name": name, **fields})  # a bad value changes nothing
+        if self.cluster is not None:
+            known = self.cluster.configs.get(name)
+            config = proposed_config(known or QueueConfig(name=name), fields)
+            self.cluster.configure(config, paused_given="paused" in fields)
+            return config
         config = self.engine.configure_queue(name, **self.overrides.code(name, fields))
         self._save_soon(name)
         return config
@@ -248,7 +299,12 @@ class SlotService:
         """Change an existing queue live and return once the change is stored (not applied if the store refuses it).
 
         A live change is an operator override of those fields (by `actor`, a token name; "python" when
-        None): it survives restarts and wins over `configure_queue` until `reset_fields`."""
+        None): it survives restarts and wins over `configure_queue` until `reset_fields`. In redis mode it
+        holds for the whole deployment at once, until a process configures the queue again at its start."""
+        if self.cluster is not None:
+            if not self.cluster.has(name):
+                await self.cluster.refresh()  # made by another process since the last reading?
+            return await self.cluster.update(name, proposed_config(self.cluster.config(name), fields), fields)
         self.engine.queue(name)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, fields, lambda: self.overrides.operator(name, fields, by, at))
@@ -256,6 +312,8 @@ class SlotService:
     async def replace_queue(self, name: str, actor: str | None = None, **fields: Any) -> QueueConfig:
         """Create a queue or replace its whole configuration live (fields left out take their defaults)."""
         full = QueueConfig(name=name, **fields).model_dump(exclude={"name"})
+        if self.cluster is not None:
+            return await self.cluster.update(name, QueueConfig(name=name, **full), full)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, full, lambda: self.overrides.operator(name, full, by, at))
 
@@ -263,6 +321,10 @@ class SlotService:
         """Give `fields` back to code/config: their configured values apply again and the overrides go.
 
         ValueError for a name that is not a queue field; UnknownQueue."""
+        if self.cluster is not None:
+            check_fields(fields)
+            configured = self.cluster.configs.get(name) or QueueConfig(name=name)
+            return await self.update_queue(name, **{field: getattr(configured, field) for field in fields})
         self.engine.queue(name)
         check_fields(fields)
         record = self.overrides.record(name)
@@ -281,6 +343,7 @@ class SlotService:
     async def delete_queue(self, name: str, force: bool = False) -> None:
         """Delete a queue (one with holders or waiters needs `force`); deleted from the store first, so a
         deletion the store refuses (`StoreFault`) leaves the queue as it was."""
+        self._not_in_redis_mode("deleting a queue")
         state = self.engine.queue(name)
         if (state.in_use or state.waiting) and not force:
             self.engine.delete_queue(name, force=False)  # raises QueueBusy with the engine's own message
@@ -292,23 +355,52 @@ class SlotService:
         await self.store.save_overrides(name, None)
 
     async def reset_marks(self, name: str) -> None:
+        self._not_in_redis_mode("resetting marks")
         self.engine.reset_marks(name)
         await self.keeper.sync()
 
     def queue_config(self, name: str) -> QueueConfig:
         """UnknownQueue."""
+        if self.cluster is not None:
+            return self.cluster.config(name)
         return self.engine.queue(name).config
 
     def has_queue(self, name: str) -> bool:
+        if self.cluster is not None:
+            return self.cluster.has(name)
         return name in self.engine.queues
 
     def queue_configs(self) -> list[QueueConfig]:
-        """Every queue's configuration, in creation order."""
+        """Every queue's configuration, in creation order (redis mode: as last read, see `refresh`)."""
+        if self.cluster is not None:
+            return [self.cluster.config(name) for name in self.cluster.names()]
         return [state.config for state in self.engine.queues.values()]
 
     def queue_stats(self, name: str) -> QueueStats:
         """One queue's live figures, built for it alone (not a whole snapshot); UnknownQueue."""
+        if self.cluster is not None:
+            return self._cluster_stats(name)
         return self.engine.queue_stats(self.engine.queue(name), self.clock.time())
+
+    def _cluster_stats(self, name: str) -> QueueStats:
+        assert self.cluster is not None
+        stats = self.cluster.view.stats.get(name)
+        if stats is not None:
+            return stats
+        config = self.cluster.configs.get(name)  # configured here, not read back from Redis yet
+        if config is None:
+            raise UnknownQueue(name)
+        return QueueStats(config=config, in_use=0, waiting=0, owners=0, marks=Marks(), totals=Totals())
+
+    async def refresh(self) -> None:
+        """Redis mode: read the deployment's figures now (views show the last reading, taken every 0.5 s).
+        In-process the views are always current: nothing to do."""
+        if self.cluster is not None:
+            await self.cluster.refresh()
+
+    def _not_in_redis_mode(self, what: str) -> None:
+        if self.cluster is not None:
+            raise NotInRedisMode(f"{what} is not available in redis mode")
 
     def _save_soon(self, name: str) -> None:
         self._unsaved_queues.add(name)
@@ -339,24 +431,40 @@ class SlotService:
 
     # ----------------------------------------------------------------- slots
 
-    def slot(self, queue: str, **kwargs: Any) -> _SlotContext:
-        """`async with svc.slot("chat", owner=..., priority=0, timeout_s=..., gpus=..., gpu_mem_mib=...) as lease`."""
+    def slot(self, queue: str, **kwargs: Any) -> Any:
+        """`async with svc.slot("chat", owner=..., priority=0, timeout_s=..., gpus=..., gpu_mem_mib=...) as lease`.
+
+        An in-process `Lease`; in redis mode a `ClusterLease` (`lease.id`, `lease.fence`, `lease.lost`)."""
+        if self.cluster is not None:
+            return self.cluster.slot(queue, **kwargs)
         return _SlotContext(self.engine, queue, kwargs)
 
-    async def acquire(self, queue: str, **kwargs: Any) -> Lease:
+    async def acquire(self, queue: str, **kwargs: Any) -> Any:
+        """A held slot: a `Lease`, in redis mode a `ClusterLease` (give it back with `release`)."""
+        if self.cluster is not None:
+            return await self.cluster.acquire(queue, **kwargs)
         return await self.engine.acquire(queue, **kwargs)
 
-    def release(self, lease: Lease | str, owner: str | None = None) -> bool:
+    def release(self, lease: Any, owner: str | None = None) -> bool:
+        """Give a slot back; False when it was not held. Redis mode: a `ClusterLease` from `acquire`, given back
+        in the background (retried until Redis has it, see `ClusterSlots.release`)."""
+        if self.cluster is not None:
+            if isinstance(lease, str):
+                raise NotInRedisMode("in redis mode release the lease object acquire() returned")
+            return self.cluster.slots.release_soon(lease)
         return self.engine.release(lease if isinstance(lease, str) else lease.id, owner)
 
     def renew(self, lease: Lease | str, ttl_s: float | None = None) -> Lease:
+        self._not_in_redis_mode("renew() (leases renew in the background)")
         return self.engine.renew(lease if isinstance(lease, str) else lease.id, ttl_s)
 
     def revoke(self, lease_id: str) -> bool:
+        self._not_in_redis_mode("revoke() from Python (use the HTTP route or svc.cluster.slots.revoke)")
         return self.engine.revoke(lease_id)
 
     def cancel(self, item_id: str) -> bool:
         """Cancel a waiter or a holder by id, or a job that waits or runs by its job id."""
+        self._not_in_redis_mode("cancel() from Python (use svc.cluster.slots.cancel)")
         return self.engine.cancel(item_id) or self.jobs.cancel_held(item_id)
 
     # ------------------------------------------------------------------ jobs
@@ -391,6 +499,7 @@ class SlotService:
         callable `embedded_service.current_job()` gives its devices.
         `idempotency_key`: the same key from the same owner within a day returns the first job (`job.replayed`).
         """
+        self._jobs_on()
         return await self.jobs.submit(
             task,
             args,
@@ -420,9 +529,14 @@ class SlotService:
     ) -> Job:
         """Queue a command (argv, no shell) as a durable job; returns once the store has committed it
         (`idempotency_key` as for `submit`)."""
+        self._jobs_on()
         return await self.jobs.submit_command(
             argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner, idempotency_key
         )
+
+    def _jobs_on(self) -> None:
+        if self.cluster is not None:
+            raise NotInRedisMode("jobs need a job store: a service on redis:// only admits (submit to a server on sqlite)")
 
     async def get_job(self, job_id: str) -> Job:
         """A job with live figures while it runs; raises `UnknownJob`."""
@@ -464,11 +578,27 @@ class SlotService:
     @property
     def version(self) -> int:
         """Grows with every change of what `snapshot()` shows but devices and host figures."""
+        if self.cluster is not None:
+            return self.cluster.version
         return self.engine.version
 
     def snapshot(self) -> Snapshot:
         now = self.clock.time()
         engine = self.engine
+        if self.cluster is not None:
+            view = self.cluster.view
+            return Snapshot.model_construct(
+                seq=self.cluster.version,
+                at=now,
+                queues=[self._cluster_stats(name) for name in self.cluster.names()],
+                devices=engine.pool.infos(now),
+                gpu_probe=self.gpu_probe_reason,
+                gpu_selection=engine.pool.selection_note,
+                host=self.host,
+                leases=view.leases,
+                waiters=view.waiters,
+                instances=view.instances,
+            )
         return Snapshot.model_construct(  # its parts are models built just now: validating them again costs ~1/3
             seq=engine.version,
             at=now,
@@ -506,10 +636,14 @@ class SlotService:
     def _record_sample(self) -> None:
         engine = self.engine
         host = self.host
+        if self.cluster is not None:
+            queues = {name: (s.in_use, s.waiting, s.config.limit) for name, s in self.cluster.view.stats.items()}
+        else:
+            queues = {name: (s.in_use, s.waiting + s.backlog, s.config.limit) for name, s in engine.queues.items()}
         self.history_ring.add(
             Sample(
                 t=self.clock.time(),
-                queues={name: (s.in_use, s.waiting + s.backlog, s.config.limit) for name, s in engine.queues.items()},
+                queues=queues,
                 devices={
                     str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
                     for index, d in engine.pool.devices.items()

@@ -4,7 +4,9 @@ The rules (who made what, client-named requests, claim TTL, pick-up, withdrawal,
 service layer, `embedded_service.remote.RemoteDesk`; these routes parse, call it and answer.
 """
 
-from typing import Annotated
+import inspect
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +18,13 @@ from .deps import ItemId, Need, QueueName
 from .lean import lean
 from .problems import problems
 from .state import ApiState
+
+T = TypeVar("T")
+
+
+async def answered(value: T | Awaitable[T]) -> T:
+    """The in-process desk (`RemoteDesk`) answers at once; the redis-mode desk (`ClusterDesk`) once Redis did."""
+    return await value if inspect.isawaitable(value) else value
 
 
 class RenewRequest(BaseModel):
@@ -59,14 +68,14 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         result = await desk.acquire(queue, body, who.name, who.allows(Role.operator), wait_s, client_left)
         if isinstance(result, Lease):
             return granted(result)
-        body_json = AcquireResponse(status="waiting", waiter=desk.waiter_info(result)).model_dump_json()
+        body_json = AcquireResponse(status="waiting", waiter=desk.waiter_info(result)).model_dump_json()  # type: ignore[arg-type]
         return Response(body_json, status_code=202, media_type="application/json")
 
     @r.post("/v1/leases/{lease_id}/renew", response_model=LeaseInfo, responses=problems(401, 403, 410, 422), tags=["leases"])
     @lean
     async def renew(lease_id: ItemId, who: Client, body: RenewRequest | None = None) -> LeaseInfo:
         """Heartbeat: extend the lease's TTL. 410 once it expired, was revoked or released."""
-        return desk.renew(lease_id, who.name, who.allows(Role.operator), body.ttl_s if body else None)
+        return await answered(desk.renew(lease_id, who.name, who.allows(Role.operator), body.ttl_s if body else None))
 
     @r.delete(
         "/v1/leases/{lease_id}",
@@ -78,7 +87,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     @lean
     async def release(lease_id: ItemId, who: Client) -> Response:
         """Give the slot back. Idempotent: releasing a lease that already ended answers 204 too."""
-        desk.release(lease_id, who.name, who.allows(Role.operator))
+        await answered(desk.release(lease_id, who.name, who.allows(Role.operator)))
         return Response(status_code=204)
 
     @r.post(
@@ -90,7 +99,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def revoke(lease_id: ItemId, who: Operator) -> LeaseInfo:
         """Operator force-release: the slot comes back now; the holder learns at its next heartbeat (410).
         A job's lease: the job is stopped as by a cancel, its slot comes back once its processes are gone."""
-        info = desk.revoke(lease_id)
+        info = await answered(desk.revoke(lease_id))
         await st.audit(who, "lease.revoke", lease_id, info.model_dump(mode="json"), None)
         return info
 
@@ -101,7 +110,7 @@ def add_lease_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Take a waiter out of line (its acquire answers 409). Clients may cancel their own waiters only.
         `waiter_id` may also be a `request_id` the caller named: a grant it made and nobody received is
         released, and a cancel that arrives before its request keeps that request from ever waiting."""
-        info, others = desk.cancel_waiter(waiter_id, who.name, who.allows(Role.operator))
+        info, others = await answered(desk.cancel_waiter(waiter_id, who.name, who.allows(Role.operator)))
         if others:
             await st.audit(who, "waiter.cancel", waiter_id, info.model_dump(mode="json"), None)
         return info

@@ -27,11 +27,13 @@ def add_queue_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def list_queues(_: Viewer) -> list[QueueView]:
         """Every queue's configuration, with `configured` (code/config values) and `overrides` (fields an
         operator set live: value, by, at)."""
+        await svc.refresh()
         return [view(config) for config in svc.queue_configs()]
 
     @r.get("/v1/queues/{queue}", response_model=QueueStatsView, responses=problems(401, 403, 404, 422), tags=["queues"])
     async def get_queue(queue: QueueName, _: Viewer) -> QueueStatsView:
         """One queue's live state, with `configured` and `overrides` as in the list."""
+        await svc.refresh()
         stats = svc.queue_stats(queue)
         await svc.keeper.sync_shown((queue,))  # the totals shown are stored: they never go backwards after a crash
         configured, overrides = svc.overrides.view(queue)

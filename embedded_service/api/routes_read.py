@@ -77,7 +77,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
             status="draining" if st.draining else "store_failing" if fault else "ok",
             version=__version__,
             python=platform.python_version(),
-            store=redact_url(svc.store.url),
+            store=redact_url(svc.store_url),
             uptime_s=max(0.0, svc.clock.time() - started),
             store_ok=fault is None,
             store_fault=fault,
@@ -90,6 +90,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def snapshot(who: Viewer) -> Response:
         """Queues, devices, host, leases and waiters now; `seq` grows with every change.
         A client sees its own leases and waiters only (others' are in the queue counts)."""
+        await svc.refresh()  # redis mode: the deployment's figures now
         body = st.broker.snapshot_json(client_name(who))
         await svc.keeper.sync_shown()  # the totals shown are stored first: they never go backwards after a crash
         return Response(body, media_type="application/json", headers=NO_STORE)
@@ -169,6 +170,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     )
     async def metrics(_: Viewer) -> Response:
         """Prometheus exposition: per-queue and per-device gauges and counters, wait and hold histograms."""
+        await svc.refresh()
         body = st.metrics.exposition()
         await svc.keeper.sync_shown()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -182,6 +184,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     )
     async def compat_health(queue: Annotated[str, Query(max_length=64)] = "default") -> CompatHealth:
         """Slots of one queue (default `default`) in the legacy shape; needs no token, like a load balancer's probe."""
+        await svc.refresh()
         s = stats(queue)
         fault = store_fault()
         return CompatHealth(
@@ -197,6 +200,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     async def compat_queue_status(_: Viewer, queue: Annotated[str, Query(max_length=64)] = "default") -> CompatQueueStatus:
         """One queue in the legacy shape: `max_*` are high-water marks; failed = jobs failed or timed out + waits
         timed out + rejected + expired + revoked."""
+        await svc.refresh()
         s = stats(queue)
         await svc.keeper.sync_shown((queue,))
         t = s.totals

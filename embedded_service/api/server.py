@@ -247,4 +247,4 @@ async def _after_start(server: SlotDeckServer, svc: SlotService, settings: Setti
             svc.ownership.announce(url)
         if settings.local_token and settings.auth and is_loopback(settings.host):
             await write_local_token(svc, url)
-        log.info("serving %s (store %s, auth %s)", url, redact_url(svc.store.url), "on" if settings.auth else "OFF")
+        log.info("serving %s (store %s, auth %s)", url, redact_url(svc.store_url), "on" if settings.auth else "OFF")

@@ -784,6 +784,7 @@ end}
 
 -- detail(P; name, max) -> JSON {holders: [[lid, owner, fence, expiry_ms, process]] by fence,
 --   waiters: [[wid, owner, priority, enqueued_ms, process]] in grant order}, at most `max` of each
+--   (a holder's last field: its grant time in ms)
 redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, callback = function(keys, args)
   local P = keys[1]
   local name = args[1]
@@ -791,8 +792,9 @@ redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, call
   local holders = {}
   local hold = redis.call('ZRANGE', qk(P, name, 'hold'), 0, -1, 'WITHSCORES')
   for i = 1, #hold, 2 do
-    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p')
-    holders[#holders + 1] = {hold[i], l[1], tonumber(l[2]), tonumber(hold[i + 1]), l[3]}
+    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p', 't0')
+    -- the fence as its string: cjson writes numbers with 14 digits, fences have 16
+    holders[#holders + 1] = {hold[i], l[1], l[2], tonumber(hold[i + 1]), l[3], tonumber(l[4])}
   end
   table.sort(holders, function(a, b) return a[3] < b[3] end)
   while #holders > max do table.remove(holders) end

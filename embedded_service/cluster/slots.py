@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,11 @@ class ClusterLease:
     def cuda_visible_devices(self) -> str:
         """UUIDs when all are known (they survive renumbering), else indices; "" for a lease without GPUs."""
         return ",".join(self.device_uuids) if self.device_uuids else ",".join(map(str, self.devices))
+
+    @property
+    def id(self) -> str:
+        """The lease id (``lease_id``), as an in-process `Lease` names it."""
+        return self.lease_id
 
     def raise_if_lost(self) -> None:
         if self.lost:
@@ -385,6 +390,7 @@ class ClusterSlots:
         gpus: int = 0,
         gpu_mem_mib: int = 0,
         host: str | None = None,
+        on_queued: Callable[[], object] | None = None,
     ) -> ClusterLease:
         """Wait for a slot; lower ``priority`` first, then arrival order.
 
@@ -397,6 +403,7 @@ class ClusterSlots:
         ``ttl_s``: the lease expires this long after its grant unless ``renew()`` is called (for a
         holder that renews itself, like a remote lease); None: this process renews it in the
         background and it expires ``lease_ttl_s`` after the process stops.
+        ``on_queued``: called once Redis has this acquire in line (not called for a grant at once).
         Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed),
         SlotCancelled (an operator cancelled this waiter).
         """
@@ -470,6 +477,8 @@ class ClusterSlots:
                     await self._recover()
                     continue
                 queued_at = time.monotonic()
+                if on_queued is not None:
+                    on_queued()
                 if left is not None and left < self._tick_s:
                     self._tick_wake.set()  # its deadline comes before the next regular tick
                 try:
@@ -519,6 +528,18 @@ class ClusterSlots:
                 until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
                 self._spawn(self._release_id(lease.lease_id, lease.queue, until))
 
+    def release_soon(self, lease: ClusterLease) -> bool:
+        """``release`` for a caller that cannot await (a synchronous API): the slot goes back in the
+        background, retried until the lease would have expired anyway. False if it was released already
+        (not told to Redis: its first release may still be on the way, so it is not counted as a bad release)."""
+        if lease.released:
+            return False
+        lease.released = True
+        self._leases.pop(lease.lease_id, None)
+        until = time.monotonic() + (lease.ttl_s if lease.ttl_s is not None else self._lease_ms / 1000)
+        self._spawn(self._release_id(lease.lease_id, lease.queue, until))
+        return True
+
     async def _release_id(self, lid: str, queue: str, retry_until: float | None = None) -> None:
         """Release on this process's own account (a retry, or a grant nobody waits for): never a bad release."""
         await self._fcall("sd_release", lid, queue, 0, retry_until=retry_until)
@@ -560,6 +581,23 @@ class ClusterSlots:
             yield lease
         finally:
             await asyncio.shield(self.release(lease))
+
+    @property
+    def prefix(self) -> str:
+        """The hash-tagged prefix of every key of this deployment (``{sd:<namespace>}``)."""
+        return self._P
+
+    @property
+    def client(self) -> aredis.Redis:
+        """This process's Redis client (for keys of its own kept beside the deployment's); SlotDeckError once closed."""
+        if self._r is None:
+            raise SlotDeckError("cluster slots are closed")
+        return self._r
+
+    def detach(self, lease: ClusterLease) -> None:
+        """Stop tracking a lease whose holder is elsewhere (a remote HTTP holder renews and releases it,
+        through any process): this process neither renews it nor releases it at ``close()``."""
+        self._leases.pop(lease.lease_id, None)
 
     # ---- views ----------------------------------------------------------------------------------
 
@@ -606,12 +644,19 @@ class ClusterSlots:
 
     async def detail(self, queue: str, limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
         """Who holds and who waits in one queue, at most ``limit`` of each:
-        ``{"holders": [{id, owner, fence, expires_at, process}] by fence,
+        ``{"holders": [{id, owner, fence, expires_at, process, granted_at}] by fence,
         "waiters": [{id, owner, priority, enqueued_at, process}] in grant order}`` (times: Unix seconds, Redis clock)."""
         raw = json.loads(await self._fcall("sd_detail", queue, limit))
         return {
             "holders": [
-                {"id": h[0], "owner": h[1], "fence": int(h[2]), "expires_at": h[3] / 1000, "process": h[4]}
+                {
+                    "id": h[0],
+                    "owner": h[1],
+                    "fence": int(h[2]),
+                    "expires_at": h[3] / 1000,
+                    "process": h[4],
+                    "granted_at": h[5] / 1000 if len(h) > 5 and h[5] is not None else None,
+                }
                 for h in raw["holders"] or []
             ],
             "waiters": [

@@ -13,7 +13,10 @@ def open_store(url: str) -> Store:
         return MemoryStore(url)
     if url.startswith("sqlite:"):
         return SqliteStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to.db")
+    raise ValueError(
+        f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to.db "
+        "(redis://host:port/db?namespace=name is for SlotService and serve: admission on Redis, no store)"
+    )
 
 
 __all__ = ["TERMINAL_STATES", "MemoryStore", "SqliteStore", "Store", "open_store"]

@@ -1,0 +1,327 @@
+"""Admission on Redis behind a `SlotService` (``store="redis://host:port/db?namespace=name"``).
+
+`ClusterAdmission` is what a service in redis mode calls instead of its in-process `SlotEngine`: acquire,
+release, renew, revoke and cancel go to `ClusterSlots` (one limit, one line, one set of marks and totals for
+every process on that Redis and namespace); queue changes go to Redis at once; and the service's views
+(`snapshot()`, `queue_stats()`, `queue_configs()`) are built from a cluster view read from Redis by
+`refresh()` (every `refresh_s` in the background, and before each HTTP read that shows queue figures).
+
+Redis keeps a queue's limit, pause, max_waiting, rate, burst and default timeout; the other fields of a
+`QueueConfig` (stuck_after_s, per_gpu, placement) are this process's own. Configuration from code or
+settings is published when the service starts (each start publishes its values again, as a restart of
+an in-process service applies them); an operator's live change lasts until then. Errors: the in-process
+engine's (`UnknownQueue`, `QueueFull`, `SlotTimeout`, `SlotCancelled`, `LeaseLost`); `StoreFault` from
+`open()` for a Redis that is unreachable or unsafe (evicting, older than 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .. import __version__
+from ..errors import StoreFault, UnknownQueue
+from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
+
+log = logging.getLogger("slotdeck.cluster")
+
+CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s"})
+DETAIL_MAX = 1000  # holders and waiters shown per queue
+PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
+class ClusterView:
+    """One reading of the whole deployment: figures per queue, holders and waiters (at most DETAIL_MAX each)."""
+
+    __slots__ = ("instances", "leases", "redis_time", "stats", "waiters")
+
+    def __init__(self) -> None:
+        self.stats: dict[str, QueueStats] = {}
+        self.leases: list[LeaseInfo] = []
+        self.waiters: list[WaiterInfo] = []
+        self.instances: list[InstanceInfo] = []
+        self.redis_time = 0.0
+
+
+class ClusterAdmission:
+    """A `SlotService`'s admission on Redis. `url`: ``redis://`` or ``rediss://`` with ``?namespace=``;
+    `refresh_s`: how often the cluster view is read in the background (seconds)."""
+
+    def __init__(self, url: str, *, refresh_s: float = 0.5, **slots_options: Any) -> None:
+        self.url = url
+        self.slots = ClusterSlots(url, **slots_options)
+        self.proc_ttl_s = float(slots_options.get("proc_ttl_s", PROC_TTL_S))
+        self.refresh_s = refresh_s
+        self.configs: dict[str, QueueConfig] = {}  # this process's full view of each queue's configuration
+        self._code_paused: set[str] = set()  # queues whose `paused` code set explicitly (else Redis keeps its own)
+        self.view = ClusterView()
+        self.version = 0
+        self._last_key: str | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self.opened = False
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def open(self) -> None:
+        """Connect and check Redis, publish the configured queues, read the first view, refresh in the background.
+        StoreFault (one line) for an unreachable or unsafe Redis."""
+        try:
+            await self.slots.open()
+        except RedisNotSafe as exc:
+            raise StoreFault("redis not safe", str(exc)) from None
+        except _NET_ERRORS as exc:
+            raise StoreFault("redis unreachable", f"{_where(self.url)}: {exc}") from None
+        self.opened = True
+        me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
+        await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
+        for config in self.configs.values():
+            await self._publish(config, self._code_value(config))
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="slotdeck-cluster-view")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self.opened:
+            with contextlib.suppress(*_NET_ERRORS):
+                await self.slots.client.hdel(self._instances_key, self.slots.proc_id)
+            await self.slots.close()
+            self.opened = False
+
+    @property
+    def _instances_key(self) -> str:
+        """Hash: process id -> {version, proc_ttl_s} of the SlotService processes (`InstanceInfo`)."""
+        return f"{self.slots.prefix}:instances"
+
+    # ------------------------------------------------------------------- queues
+
+    def configure(self, config: QueueConfig, paused_given: bool) -> None:
+        """A configured queue (code, settings): published now when open, else at `open()`."""
+        self.configs[config.name] = config
+        if paused_given:
+            self._code_paused.add(config.name)
+        if self.opened:
+            task = asyncio.get_running_loop().create_task(self._publish(config, self._code_value(config)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _code_value(self, config: QueueConfig) -> bool | None:
+        """`paused` as code set it, None where code left it to Redis (an operator's pause survives a start)."""
+        return config.paused if config.name in self._code_paused else None
+
+    async def _publish(self, config: QueueConfig, paused: bool | None) -> None:
+        """Set the queue's admission fields in Redis (`paused` None: keep Redis' own)."""
+        await self.slots.configure_queue(
+            config.name,
+            limit=config.limit,
+            max_waiting=config.max_waiting,
+            paused=paused,
+            rate=config.rate,
+            burst=config.burst,
+            timeout_s=config.timeout_s,
+        )
+
+    async def published(self) -> None:
+        """Returns once the configurations published in the background reached Redis."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def config(self, name: str) -> QueueConfig:
+        """The queue's configuration as the cluster view has it; UnknownQueue."""
+        stats = self.view.stats.get(name)
+        if stats is not None:
+            return stats.config
+        config = self.configs.get(name)
+        if config is None:
+            raise UnknownQueue(name)
+        return config
+
+    def has(self, name: str) -> bool:
+        return name in self.view.stats or name in self.configs
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([*self.view.stats, *self.configs]))
+
+    async def update(self, name: str, proposed: QueueConfig, fields: dict[str, Any]) -> QueueConfig:
+        """An operator's live change of `fields` (already merged into `proposed`), for the whole deployment."""
+        await self.published()
+        slots = self.slots
+        if not self.has(name):  # a new queue (PUT): all of it at once
+            await self._publish(proposed, proposed.paused)
+            fields = {}
+        if "limit" in fields:
+            await slots.set_limit(name, proposed.limit)
+        if "max_waiting" in fields:
+            await slots.set_max_waiting(name, proposed.max_waiting)
+        if {"rate", "burst", "timeout_s"} & fields.keys():
+            await self._publish(proposed, None)
+        if "paused" in fields:
+            await (slots.pause(name) if proposed.paused else slots.resume(name))
+        local = {k: v for k, v in fields.items() if k not in CLUSTER_FIELDS}
+        if local or name not in self.configs:
+            base = self.configs.get(name, proposed)
+            self.configs[name] = base.model_copy(update=local)
+        await self.refresh()
+        return self.config(name)
+
+    # -------------------------------------------------------------------- slots
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, queue: str, *, owner: str | None = None, priority: int = 0, timeout_s: float | None = None
+    ) -> AsyncIterator[ClusterLease]:
+        """`async with svc.slot(...)` in redis mode: a `ClusterLease` (renewed in the background; `lease.lost`)."""
+        lease = await self.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s)
+        try:
+            yield lease
+        finally:
+            await asyncio.shield(self.slots.release(lease))
+
+    async def acquire(
+        self,
+        queue: str,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        ttl_s: float | None = None,
+        on_queued: Callable[[], object] | None = None,
+        **unsupported: Any,
+    ) -> ClusterLease:
+        if any(unsupported.values()):
+            raise ValueError(f"not available in redis mode: {', '.join(sorted(k for k, v in unsupported.items() if v))}")
+        await self.published()
+        return await self.slots.acquire(
+            queue, owner=owner or "", priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, on_queued=on_queued
+        )
+
+    # -------------------------------------------------------------------- views
+
+    async def refresh(self) -> None:
+        """Read the cluster view now (a refresh already running is shared)."""
+        running = self._refreshing
+        if running is None or running.done():
+            running = self._refreshing = asyncio.ensure_future(self._read())
+        await asyncio.shield(running)
+
+    async def _read(self) -> None:
+        snap = await self.slots.snapshot()
+        names = list(snap["queues"])
+        details = await asyncio.gather(*(self.slots.detail(name, DETAIL_MAX) for name in names))
+        view = ClusterView()
+        view.redis_time = snap["redis_time"]
+        for name, detail in zip(names, details, strict=True):
+            q = snap["queues"][name]
+            holders, waiters = detail["holders"], detail["waiters"]
+            local = self.configs.get(name)
+            # Redis keeps the admission fields; the others (and the default timeout shown) are this process's own
+            shown = local.model_dump(exclude={"name", *CLUSTER_FIELDS - {"timeout_s"}}) if local is not None else {}
+            fields = ("limit", "paused", "max_waiting", "rate", "burst")
+            config = QueueConfig.model_validate({**shown, "name": name, **{k: q[k] for k in fields}})
+            owners = {h["owner"] for h in holders} | {w["owner"] for w in waiters}
+            owners.discard("")
+            t = q["totals"]
+            view.stats[name] = QueueStats(
+                config=config,
+                in_use=q["in_use"],
+                waiting=q["waiting"],
+                owners=len(owners),
+                marks=Marks(**q["marks"]),
+                totals=Totals(
+                    granted=t["granted"],
+                    released=t["released"],
+                    timed_out=t["timed_out"],
+                    rejected=t["rejected"],
+                    cancelled=t["cancelled"] + t["abandoned"],
+                    expired=t["expired"],
+                    revoked=t["revoked"],
+                    bad_releases=t["bad_releases"],
+                ),
+            )
+            view.leases += [
+                LeaseInfo(
+                    id=h["id"],
+                    queue=name,
+                    owner=h["owner"] or None,
+                    fence=h["fence"],
+                    granted_at=h["granted_at"] or h["expires_at"],
+                    expires_at=h["expires_at"],
+                )
+                for h in holders
+            ]
+            view.waiters += [
+                WaiterInfo(
+                    id=w["id"],
+                    queue=name,
+                    owner=w["owner"] or None,
+                    priority=w["priority"],
+                    enqueued_at=w["enqueued_at"],
+                    position=n,
+                )
+                for n, w in enumerate(waiters, start=1)
+            ]
+        view.instances = await self._read_instances(view.redis_time)
+        key = repr((snap["queues"], details, [(i.id, i.stale) for i in view.instances]))
+        if key != self._last_key:
+            self._last_key = key
+            self.version += 1
+        self.view = view
+
+    async def _read_instances(self, now: float) -> list[InstanceInfo]:
+        """Every process with a heartbeat record (`<prefix>:procs`: id -> liveness deadline in ms), oldest
+        deadline first; a SlotService's record beside it gives its version. Records of processes that left go."""
+        client = self.slots.client
+        procs: list[tuple[str, float]] = await client.zrange(f"{self.slots.prefix}:procs", 0, -1, withscores=True)  # type: ignore[assignment]
+        records: dict[str, str] = await client.hgetall(self._instances_key)  # type: ignore[assignment]
+        gone = [proc for proc in records if proc not in {p for p, _ in procs}]
+        if gone:
+            await client.hdel(self._instances_key, *gone)
+        instances = []
+        for proc, deadline_ms in procs:
+            record = json.loads(records[proc]) if proc in records else {}
+            host, _, rest = proc.partition(":")
+            pid = rest.partition(":")[0]
+            deadline = deadline_ms / 1000
+            instances.append(
+                InstanceInfo(
+                    id=proc,
+                    host=host,
+                    pid=int(pid) if pid.isdigit() else None,
+                    version=record.get("version"),
+                    last_heartbeat=deadline - float(record.get("proc_ttl_s", PROC_TTL_S)),
+                    stale=deadline < now,
+                )
+            )
+        return instances
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # Redis away for a moment: the last view stays until it answers again
+                log.warning("reading the cluster view failed: %s", exc)
+
+
+def _where(url: str) -> str:
+    """The Redis URL without password or namespace, for an error message."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
