@@ -235,6 +235,7 @@ class DeviceInfo(BaseModel):
         default=None, description="Memory admission can still promise here (None: no memory-bound work here now)."
     )
     memory_budget_mib: int | None = Field(default=None, description="Configured budget of a device of unknown size.")
+    host: str | None = Field(default=None, description="Redis mode: the host whose probe published it (None in-process).")
 
 
 class HostInfo(BaseModel):
@@ -254,6 +255,17 @@ class InstanceInfo(BaseModel):
     version: str | None = Field(default=None, description="SlotDeck version (None: a process using ClusterSlots alone).")
     last_heartbeat: float | None = Field(default=None, description="Unix seconds (Redis clock) of its last heartbeat.")
     stale: bool = Field(description="No heartbeat within its liveness TTL: its waiters are dropped, its leases expire.")
+    url: str | None = Field(default=None, description="The HTTP API it serves (a `slotdeck serve`), for failover.")
+
+
+class ClusterHost(BaseModel):
+    """One host of a redis-mode deployment: its processes and the GPUs its probe publishes."""
+
+    host: str
+    instances: list[str] = Field(default_factory=list, description="Ids of its processes (see `instances`).")
+    last_heartbeat: float | None = Field(default=None, description="Unix seconds (Redis clock): its newest heartbeat.")
+    stale: bool = Field(description="Every process on it is stale (or it has none left).")
+    devices: list[DeviceInfo] = Field(default_factory=list, description="Its GPUs as its probe last published them.")
 
 
 class Snapshot(BaseModel):
@@ -272,6 +284,9 @@ class Snapshot(BaseModel):
     waiters: list[WaiterInfo] = Field(default_factory=list)
     instances: list[InstanceInfo] = Field(
         default_factory=list, description="Redis mode: every process of the deployment (empty in-process)."
+    )
+    hosts: list[ClusterHost] = Field(
+        default_factory=list, description="Redis mode: every host of the deployment with its GPUs (empty in-process)."
     )
 
 
