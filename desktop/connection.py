@@ -365,6 +365,9 @@ class Connection(QObject):
         except asyncio.CancelledError:
             batch.drop()  # another job was chosen (or the window closes): these lines are not wanted
             raise
+        except Exception as exc:  # said in the pane, not lost as "Task exception was never retrieved"
+            log.exception("%s: following the log of %s failed", self.spec.name, job_id)
+            batch.add(f"[log unavailable: unexpected {exc.__class__.__name__}: {exc}]")
         batch.flush()
 
     # ------------------------------------------------------------ actions

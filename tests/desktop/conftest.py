@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import qasync
-from desktop_harness import Confirmations, QtLoop, start_server
+from desktop_harness import Confirmations, QtLoop, run_on, start_server
 from keyring.backends import fail
 from PySide6.QtCore import QSettings
 
@@ -41,7 +41,7 @@ def qloop(qasync_loop: qasync.QEventLoop) -> Iterator[QtLoop]:
         for task in pending:
             task.cancel()
         if pending:
-            qasync_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            run_on(qasync_loop, asyncio.gather(*pending, return_exceptions=True))
         asyncio.set_event_loop(None)
 
 

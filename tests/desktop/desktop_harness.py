@@ -15,6 +15,18 @@ from embedded_service.model import Marks, QueueConfig, QueueStats, Totals
 T = TypeVar("T")
 
 
+def run_on(loop: qasync.QEventLoop, coro: Awaitable[T]) -> T:
+    """`loop.run_until_complete(coro)` without qasync's last `processEvents`, which runs due task steps
+    with no running event loop (anyio then raises NoEventLoopError inside httpx and the task dies; seen as
+    a log that never arrived). The steps left wait for the next run, as they would in the app's loop."""
+    future = asyncio.ensure_future(coro, loop=loop)
+    future.add_done_callback(lambda _: loop.stop())
+    loop.run_forever()
+    if not future.done():
+        raise RuntimeError("the event loop stopped before the coroutine finished")
+    return future.result()
+
+
 class QtLoop:
     """Runs coroutines on the qasync loop, so Qt widgets and asyncio work interleave as in the app."""
 
@@ -22,7 +34,7 @@ class QtLoop:
         self.loop = loop
 
     def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return run_on(self.loop, asyncio.wait_for(coro, timeout))
 
     def until(self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
         async def wait() -> None:
