@@ -345,14 +345,14 @@ def _store(url: str) -> Any:
 
 def _check_store_url(url: str) -> None:
     """ConfigError (exit 2) for a store URL `serve` cannot use: redis:// (admission on Redis) or a store's."""
-    if not url.startswith(("redis://", "rediss://")):
+    from .cluster.url import is_cluster_url, parse_cluster_url
+
+    if not is_cluster_url(url):
         _store(url)
         return
     try:
-        from .cluster.url import parse_cluster_url
-
-        parse_cluster_url(url)
-        if urlsplit(url).port == 0:  # .port raises ValueError for a port out of range
+        parsed = parse_cluster_url(url)
+        if not parsed.sentinels and urlsplit(url).port == 0:  # .port raises ValueError for a port out of range
             raise ValueError("port 0 is not a Redis port")
         import redis  # noqa: F401  # the redis extra
     except ImportError:

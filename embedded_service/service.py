@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cluster.url import is_cluster_url
 from .engine import Clock, HistoryRing, Lease, RealClock, Sample, SlotEngine
 from .engine.devices import DEFAULT_STALE_AFTER_S, DevicePool
 from .engine.history import DEFAULT_HISTORY_POINTS
@@ -139,7 +140,7 @@ class SlotService:
         )
         self.engine = SlotEngine(self.clock, devices, pool)
         self.cluster: ClusterAdmission | None = None
-        if isinstance(store, str) and store.startswith(("redis://", "rediss://")):
+        if isinstance(store, str) and is_cluster_url(store):
             from .cluster.admission import ClusterAdmission  # needs the redis extra
 
             self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace

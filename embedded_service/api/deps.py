@@ -48,10 +48,10 @@ def role_checker(state: ApiState) -> Need:
 
 
 def redact_url(url: str) -> str:
-    """A store URL without its password, fit for /health and logs."""
+    """A store URL without its password, fit for /health and logs (also a Sentinel URL's several hosts)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in credentials:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{credentials.partition(':')[0]}:***@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

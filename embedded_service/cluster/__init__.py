@@ -5,7 +5,21 @@ opens the same ``redis://host:port/db?namespace=name`` one limit, one line of wa
 marks and totals. Needs the ``redis`` extra and a Redis 7+ with ``maxmemory-policy noeviction``.
 """
 
-from embedded_service.cluster.blocking import BlockingClusterSlots
-from embedded_service.cluster.slots import ClusterLease, ClusterSlots, LeaseLost, RedisNotSafe
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedded_service.cluster.blocking import BlockingClusterSlots
+    from embedded_service.cluster.slots import ClusterLease, ClusterSlots, LeaseLost, RedisNotSafe
 
 __all__ = ["BlockingClusterSlots", "ClusterLease", "ClusterSlots", "LeaseLost", "RedisNotSafe"]
+_HOMES = {"BlockingClusterSlots": "blocking"} | dict.fromkeys(__all__[1:], "slots")
+
+
+def __getattr__(name: str) -> Any:
+    """The classes load on first use, so `cluster.url` (scheme checks) needs no redis extra."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -35,10 +35,6 @@ DETAIL_MAX = 1000  # holders and waiters shown per queue
 PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
 
 
-def is_cluster_url(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://"))
-
-
 class ClusterView:
     """One reading of the whole deployment: figures per queue, holders and waiters (at most DETAIL_MAX each)."""
 
@@ -324,4 +320,5 @@ def _where(url: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}"

@@ -136,7 +136,7 @@ class ClusterSlots:
         self.host_id = host_id or socket.gethostname()
         self.namespace = parsed.namespace
         self._P = parsed.prefix
-        self._url = parsed.redis_url
+        self._where = parsed
         self._lease_ms = int(lease_ttl_s * 1000)
         self._claim_ms = int(claim_ttl_s * 1000)
         self._proc_ms = int(proc_ttl_s * 1000)
@@ -165,9 +165,9 @@ class ClusterSlots:
     async def open(self) -> ClusterSlots:
         """Connect, check the server, load the functions, join the deployment, start the tasks."""
         common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": self._sock_s}
-        self._r = aredis.Redis.from_url(self._url, socket_timeout=self._sock_s, health_check_interval=10, **common)
-        self._rb = aredis.Redis.from_url(
-            self._url, socket_timeout=self._block_s + self._sock_s, health_check_interval=10, max_connections=2, **common
+        self._r = self._where.connect(socket_timeout=self._sock_s, health_check_interval=10, **common)
+        self._rb = self._where.connect(
+            socket_timeout=self._block_s + self._sock_s, health_check_interval=10, max_connections=2, **common
         )
         try:
             info = await self._r.info()

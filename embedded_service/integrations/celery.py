@@ -53,6 +53,7 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from embedded_service.cluster import BlockingClusterSlots, ClusterLease
+from embedded_service.cluster.url import is_cluster_url
 from embedded_service.errors import QueueFull, SlotTimeout
 
 __all__ = ["SlotTask", "backoff_s", "close_worker_slots", "worker_slots"]
@@ -71,7 +72,7 @@ def worker_slots(app: Celery) -> BlockingClusterSlots:
     Raises ``ValueError`` when no URL is configured, and what ``ClusterSlots.open`` raises.
     """
     url = app.conf.get("slotdeck_url") or os.environ.get("SLOTDECK_STORE", "")
-    if not url.startswith(("redis://", "rediss://")):
+    if not is_cluster_url(url):
         raise ValueError("SlotTask needs app.conf.slotdeck_url (or SLOTDECK_STORE) = 'redis://host:port/db?namespace=name'")
     key = (os.getpid(), url)
     with _lock:

@@ -23,7 +23,7 @@ class PrivateRedis:
     ``aof=True`` turns on append-only persistence (fsync always) so a kill -9 keeps the data.
     """
 
-    def __init__(self, workdir: Path, *, aof: bool = False, policy: str = "noeviction") -> None:
+    def __init__(self, workdir: Path, *, aof: bool = False, policy: str = "noeviction", extra: tuple[str, ...] = ()) -> None:
         self.exe = shutil.which("redis-server")
         if self.exe is None:
             raise RuntimeError("redis-server is not installed")
@@ -31,6 +31,7 @@ class PrivateRedis:
         self.aof = aof
         self.policy = policy
         self.port = free_port()
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, namespace: str) -> str:
@@ -55,7 +56,12 @@ class PrivateRedis:
             "redis.log",
         ]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_for_pong("redis.log")
+
+    def _wait_for_pong(self, log_name: str) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -66,9 +72,9 @@ class PrivateRedis:
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-2000:]}")
+                raise RuntimeError(f"{self.exe} exited: {(self.dir / log_name).read_text()[-2000:]}")
             time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING within 30 s")
+        raise RuntimeError(f"{self.exe} on port {self.port} did not answer PING within 30 s")
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -83,3 +89,30 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+class PrivateSentinel(PrivateRedis):
+    """A Redis Sentinel on a free loopback port watching ``master_port`` as ``service`` (quorum 1, down after
+    1 s): a failover starts about a second after the master stops answering."""
+
+    def __init__(self, workdir: Path, master_port: int, service: str = "mymaster") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
+        self.service = service
+        conf = workdir / "sentinel.conf"  # Sentinel rewrites its config file: it must be its own
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {workdir}\nlogfile sentinel.log\n"
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+            f"sentinel down-after-milliseconds {service} 1000\n"
+            f"sentinel failover-timeout {service} 5000\n"
+        )
+        self.conf = conf
+
+    def url(self, namespace: str) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/0?namespace={namespace}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(self.exe), str(self.conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self._wait_for_pong("sentinel.log")
