@@ -335,9 +335,14 @@ def cmd_placement(args: argparse.Namespace) -> int:
 
 
 def _store(url: str) -> Any:
+    from .cluster.url import is_cluster_url
     from .stores import open_store
 
     try:
+        if is_cluster_url(url):  # a redis-mode deployment's tokens and audit (token commands)
+            from .cluster.access import shared_access
+
+            return shared_access(url, open_store("memory://"))
         return open_store(url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -102,7 +102,7 @@ class SlotService:
     `redis://host:port/db?namespace=name` (or `rediss://`) is redis mode: every process on that Redis and
     namespace is one admission domain (`cluster.admission`): one limit, one line, one set of marks and totals;
     `snapshot()` shows the whole deployment. In redis mode jobs are off (`NotInRedisMode`), GPUs are not
-    admitted, tokens and audit are this process's own (in memory), and `slot()`/`acquire()` give a
+    admitted, tokens and audit are shared through Redis (`cluster.access`), and `slot()`/`acquire()` give a
     `ClusterLease` (renewed in the background; `lease.lost`).
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
@@ -141,11 +141,14 @@ class SlotService:
         self.engine = SlotEngine(self.clock, devices, pool)
         self.cluster: ClusterAdmission | None = None
         if isinstance(store, str) and is_cluster_url(store):
+            from .cluster.access import shared_access
             from .cluster.admission import ClusterAdmission  # needs the redis extra
 
             self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace
-            store = "memory://"  # this process's tokens and audit; admission state lives in Redis
-        self.store: Store = open_store(store) if isinstance(store, str) else store
+            # admission state lives in Redis, and so do tokens and audit (one trail for every server)
+            self.store: Store = shared_access(store, open_store("memory://"))
+        else:
+            self.store = open_store(store) if isinstance(store, str) else store
         self.gpu_probe = gpu_probe
         self.host_probe = host_probe
         self.sample_interval_s = sample_interval_s

@@ -8,7 +8,10 @@ listening; a second signal cuts the grace short.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -110,17 +113,25 @@ async def local_admin_token(svc: SlotService) -> str:
 
     So the token stays the same across restarts of one data directory, and scripts that read it keep working.
     """
+    name = local_token_name(svc)
     known = stored_local_token()
     if known is not None:
         stored = await svc.store.find_token(hash_token(known))
-        if stored is not None and stored.name == LOCAL_TOKEN_NAME and stored.role is Role.admin:
+        if stored is not None and stored.name == name and stored.role is Role.admin:
             return known
-    token = await create_token(svc.store, LOCAL_TOKEN_NAME, Role.admin)
+    token = await create_token(svc.store, name, Role.admin)
     role = {"role": Role.admin.value}
-    await svc.store.add_audit(
-        AuditEntry(at=time.time(), actor="service", action="token.replace", target=LOCAL_TOKEN_NAME, after=role)
-    )
+    await svc.store.add_audit(AuditEntry(at=time.time(), actor="service", action="token.replace", target=name, after=role))
     return token
+
+
+def local_token_name(svc: SlotService) -> str:
+    """`local`; in redis mode, where every server shares one token table, `local-<host>-<8 hex>` (one per host and
+    data directory), so one server's start does not replace another's local token."""
+    if svc.cluster is None:
+        return LOCAL_TOKEN_NAME
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40]
+    return f"local-{host}-{hashlib.sha256(str(local_endpoint_path()).encode()).hexdigest()[:8]}"
 
 
 async def write_local_token(svc: SlotService, url: str) -> str:

@@ -1,0 +1,105 @@
+"""Redis mode: every server of a deployment shares one token table and one audit trail (`cluster.access`),
+so a token made through one server works on all, a deleted one stops on all, and roles hold everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from test_serve_redis import serve
+
+CLI = [sys.executable, "-m", "embedded_service.cli"]
+Servers = list[tuple[httpx.Client, str]]  # each server's client and its local admin token
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/v1/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def two_servers(ns_url: str, tmp_path: Path) -> Iterator[Servers]:
+    started = [serve(ns_url, tmp_path / f"home{i}", auth=True) for i in range(2)]
+    try:
+        for i, (proc, client) in enumerate(started):
+            wait_for(lambda p=proc, c=client: p.poll() is not None or healthy(c), "a server to start")  # type: ignore[misc]
+            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+            wait_for((tmp_path / f"home{i}" / "local.json").exists, "local.json")
+        tokens = [json.loads((tmp_path / f"home{i}" / "local.json").read_text())["token"] for i in range(2)]
+        yield [(client, token) for (_, client), token in zip(started, tokens, strict=True)]
+        for proc, _ in started:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in started:
+            out, _ = proc.communicate(timeout=20)
+            assert proc.returncode == 0 and "Traceback" not in out, out
+    finally:
+        for proc, client in started:
+            client.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_token_made_on_one_server_works_on_every_server_and_roles_hold(two_servers: Servers) -> None:
+    (a, a_admin), (b, b_admin) = two_servers
+    # each server's local admin token works everywhere: the second start did not replace the first's
+    for client in (a, b):
+        for token in (a_admin, b_admin):
+            assert client.get("/v1/whoami", headers=bearer(token)).status_code == 200
+    made = a.post("/v1/tokens", json={"name": "grafana", "role": "viewer"}, headers=bearer(a_admin))
+    assert made.status_code in (200, 201), made.text
+    viewer = made.json()["token"]
+    assert b.get("/v1/snapshot", headers=bearer(viewer)).status_code == 200  # made on a, known to b
+    refused = b.patch("/v1/queues/default", json={"limit": 9}, headers=bearer(viewer))
+    assert refused.status_code == 403, refused.text  # and its role holds there
+    names = {t["name"] for t in b.get("/v1/tokens", headers=bearer(b_admin)).json()}
+    assert "grafana" in names and len([n for n in names if n.startswith("local-")]) == 2
+    # one audit trail: a's token change is on b's audit, b's own change too, newest first
+    assert b.patch("/v1/queues/default", json={"limit": 4}, headers=bearer(b_admin)).status_code == 200
+    audit = b.get("/v1/audit", headers=bearer(b_admin)).json()
+    actions = [(entry["action"], entry["target"]) for entry in audit]
+    assert ("token.create", "grafana") in actions or ("token.replace", "grafana") in actions, actions
+    assert actions.index(("queue.update", "default")) < len(actions) - 1  # newest first
+    assert [e["id"] for e in audit] == sorted((e["id"] for e in audit), reverse=True)
+    assert a.get("/v1/audit", headers=bearer(a_admin)).json() == audit
+    # deleted through b: refused on a too (within the token cache's 2 s)
+    assert b.delete("/v1/tokens/grafana", headers=bearer(b_admin)).status_code in (200, 204)
+    wait_for(lambda: a.get("/v1/snapshot", headers=bearer(viewer)).status_code == 401, "the deleted token refused", 10)
+
+
+def test_token_commands_on_the_redis_store_reach_every_server(two_servers: Servers, ns_url: str, tmp_path: Path) -> None:
+    (a, _), (b, _) = two_servers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTDECK_")} | {"SLOTDECK_HOME": str(tmp_path / "cli")}
+    done = subprocess.run(
+        [*CLI, "token", "create", "--name", "ops", "--role", "operator", "--store", ns_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1].split()[-1]
+    for client in (a, b):
+        who = client.get("/v1/whoami", headers=bearer(token))
+        assert who.status_code == 200 and who.json()["role"] == "operator", who.text
