@@ -21,7 +21,7 @@ FIELDS: tuple[str, ...] = tuple(name for name in QueueConfig.model_fields if nam
 PYTHON_ACTOR = "python"  # `by` of a live change made by Python code without an operator's name
 
 
-def _defaults() -> dict[str, Any]:
+def field_defaults() -> dict[str, Any]:
     return {name: field.get_default() for name, field in QueueConfig.model_fields.items() if name != "name"}
 
 
@@ -40,7 +40,7 @@ class OverrideBook:
     def record(self, name: str) -> QueueOverrides:
         record = self.records.get(name)
         if record is None:
-            record = self.records[name] = QueueOverrides(configured=_defaults())
+            record = self.records[name] = QueueOverrides(configured=field_defaults())
         return record
 
     def code(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class OverrideBook:
             self.records[name] = QueueOverrides(configured=stored.model_dump(exclude={"name"}))
             return stored.model_dump(exclude={"name"})
         record = self.records[name] = QueueOverrides(
-            configured={**_defaults(), **saved.configured}, overrides=dict(saved.overrides)
+            configured={**field_defaults(), **saved.configured}, overrides=dict(saved.overrides)
         )
         return {**record.configured, **{field: o.value for field, o in record.overrides.items()}}
 
@@ -97,5 +97,5 @@ class OverrideBook:
         """(configured, overrides) of a queue, for the API."""
         record = self.records.get(name)
         if record is None:
-            return _defaults(), {}
+            return field_defaults(), {}
         return dict(record.configured), dict(record.overrides)

@@ -168,7 +168,8 @@ class SlotService:
         self._unsaved_queues: set[str] = set()
         self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
         self._config_lock = asyncio.Lock()
-        self.overrides = OverrideBook()
+        # redis mode: the deployment's overrides, recorded in Redis (cluster.overrides)
+        self.overrides: OverrideBook = self.cluster.overrides if self.cluster is not None else OverrideBook()
         self.keeper = RestartKeeper(self.engine, self.store, self.clock)
         self._watchers: list[Listener] = []  # events() subscribers; the engine's events reach them via publish()
         self.job_gate: ClusterJobGate | None = None
@@ -330,11 +331,12 @@ class SlotService:
 
         A live change is an operator override of those fields (by `actor`, a token name; "python" when
         None): it survives restarts and wins over `configure_queue` until `reset_fields`. In redis mode it
-        holds for the whole deployment at once, until a process configures the queue again at its start."""
+        holds for the whole deployment at once, recorded in Redis (fields Redis does not keep: this process's)."""
         if self.cluster is not None:
             if not self.cluster.has(name):
                 await self.cluster.refresh()  # made by another process since the last reading?
-            return await self.cluster.update(name, proposed_config(self.cluster.config(name), fields), fields)
+            config = proposed_config(self.cluster.config(name), fields)
+            return await self.cluster.update(name, config, fields, actor or PYTHON_ACTOR)
         self.engine.queue(name)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, fields, lambda: self.overrides.operator(name, fields, by, at))
@@ -343,7 +345,7 @@ class SlotService:
         """Create a queue or replace its whole configuration live (fields left out take their defaults)."""
         full = QueueConfig(name=name, **fields).model_dump(exclude={"name"})
         if self.cluster is not None:
-            return await self.cluster.update(name, QueueConfig(name=name, **full), full)
+            return await self.cluster.update(name, QueueConfig(name=name, **full), full, actor or PYTHON_ACTOR)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, full, lambda: self.overrides.operator(name, full, by, at))
 
@@ -353,8 +355,7 @@ class SlotService:
         ValueError for a name that is not a queue field; UnknownQueue."""
         if self.cluster is not None:
             check_fields(fields)
-            configured = self.cluster.configs.get(name) or QueueConfig(name=name)
-            return await self.update_queue(name, **{field: getattr(configured, field) for field in fields})
+            return await self.cluster.reset(name, fields)
         self.engine.queue(name)
         check_fields(fields)
         record = self.overrides.record(name)
