@@ -13,6 +13,7 @@ the records (`Store.save_overrides`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .model import FieldOverride, QueueConfig, QueueOverrides
@@ -30,6 +31,18 @@ def check_fields(fields: list[str]) -> None:
     for name in fields:
         if name not in FIELDS:
             raise ValueError(f"unknown queue field {name!r}; queue fields are: {', '.join(FIELDS)}")
+
+
+def note_operator(record: QueueOverrides, fields: dict[str, Any], by: str, at: float, only: Collection[str]) -> None:
+    """Mark the `fields` (those in `only`) an operator set in `record`: an override each, or none where the
+    value is the configured one (setting a field back to it is a reset)."""
+    for field, value in fields.items():
+        if field not in only:
+            continue
+        if record.configured.get(field) == value:
+            record.overrides.pop(field, None)
+        else:
+            record.overrides[field] = FieldOverride(value=value, by=by, at=at)
 
 
 class OverrideBook:
@@ -52,14 +65,7 @@ class OverrideBook:
 
     def operator(self, name: str, fields: dict[str, Any], by: str, at: float) -> None:
         """An operator set `fields` live: an override each, or none where the value is the configured one."""
-        record = self.record(name)
-        for field, value in fields.items():
-            if field not in FIELDS:
-                continue
-            if record.configured.get(field) == value:
-                record.overrides.pop(field, None)
-            else:
-                record.overrides[field] = FieldOverride(value=value, by=by, at=at)
+        note_operator(self.record(name), fields, by, at, FIELDS)
 
     def reset(self, name: str, fields: list[str]) -> dict[str, Any]:
         """Drop the overrides of `fields`; returns their configured values to apply."""

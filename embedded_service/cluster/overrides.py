@@ -28,8 +28,8 @@ from typing import Any
 from pydantic import ValidationError
 from redis.exceptions import WatchError
 
-from ..model import FieldOverride, QueueConfig, QueueOverrides
-from ..overrides import OverrideBook, check_fields, field_defaults
+from ..model import QueueConfig, QueueOverrides
+from ..overrides import OverrideBook, check_fields, field_defaults, note_operator
 from .slots import ClusterSlots
 
 ADMISSION_FIELDS = ("limit", "paused", "max_waiting", "rate", "burst", "timeout_s")  # what Redis keeps per queue
@@ -77,18 +77,8 @@ class ClusterOverrides(OverrideBook):
     async def operator_set(self, name: str, fields: dict[str, Any], by: str, at: float) -> None:
         """An operator set `fields` live: an override each (admission fields only), or none where the value
         is the configured one."""
-
-        def note(record: QueueOverrides) -> None:
-            for field, value in fields.items():
-                if field not in ADMISSION_FIELDS:
-                    continue
-                if record.configured.get(field) == value:
-                    record.overrides.pop(field, None)
-                else:
-                    record.overrides[field] = FieldOverride(value=value, by=by, at=at)
-
         if ADMISSION_FIELDS & fields.keys():
-            await self._change(name, note)
+            await self._change(name, lambda record: note_operator(record, fields, by, at, ADMISSION_FIELDS))
 
     async def reset_fields(self, name: str, fields: Collection[str]) -> dict[str, Any]:
         """Drop the overrides of `fields` (ValueError for a name that is not a queue field); returns the

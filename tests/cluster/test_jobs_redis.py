@@ -11,12 +11,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from ownership.serving import Serve, cli, home_env, jobs, wait_until
 
 TTL_S = 3.0  # --cluster-lease-ttl-s of the servers that are killed
@@ -68,14 +66,6 @@ def submit(http: httpx.Client, argv: list[str], **fields: Any) -> str:
 
 def states(http: httpx.Client) -> dict[str, str]:
     return {j["id"]: j["state"] for j in jobs(http)}
-
-
-@pytest.fixture
-def started() -> Iterator[list[Serve]]:
-    servers: list[Serve] = []
-    yield servers
-    for server in servers:
-        server.kill()
 
 
 def test_two_job_owners_on_one_redis_never_run_more_than_the_limit(

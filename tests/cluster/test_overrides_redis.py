@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from ownership.serving import Serve, home_env, wait_until
 
 from embedded_service import SlotService
@@ -31,14 +29,6 @@ def shown(http: httpx.Client) -> tuple[int, Any, Any, int]:
         queue["configured"]["limit"],
         snapshot["config"]["limit"],
     )
-
-
-@pytest.fixture
-def started() -> Iterator[list[Serve]]:
-    servers: list[Serve] = []
-    yield servers
-    for server in servers:
-        server.kill()
 
 
 def test_an_operators_limit_survives_a_restart_with_code_config_until_reset(
