@@ -185,7 +185,7 @@ class SlotService:
         from .cluster.desk import ClusterDesk
 
         assert self.cluster is not None
-        return ClusterDesk(self.cluster)
+        return ClusterDesk(self.cluster, self.jobs if self.job_gate is not None else None)
 
     @property
     def store_url(self) -> str:
@@ -568,7 +568,7 @@ class SlotService:
         )
 
     async def _jobs_ready(self, queue: str, gpus: int) -> None:
-        """Redis mode: NotInRedisMode without a job store; GPU jobs refused (ValueError); `queue` known here."""
+        """Redis mode: NotInRedisMode without a job store and for GPU jobs; `queue` known here."""
         if self.cluster is None:
             return
         if self.job_gate is None:
@@ -577,7 +577,7 @@ class SlotService:
                 "to a server that has one)"
             )
         if gpus:
-            raise ValueError("jobs with GPUs are not available in redis mode yet")
+            raise NotInRedisMode("jobs with GPUs are not available in redis mode yet")
         await self.job_gate.ready(queue)
 
     async def get_job(self, job_id: str) -> Job:

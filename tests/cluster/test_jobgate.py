@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from embedded_service import SlotService
-from embedded_service.errors import StoreLocked
+from embedded_service.errors import NotInRedisMode, StoreLocked
 from embedded_service.model import Job, JobState
 
 
@@ -107,5 +107,5 @@ async def test_one_owner_per_job_store_and_job_store_only_in_redis_mode(ns_url: 
         SlotService(url, job_store=url)
     async with SlotService(ns_url, job_store=url) as svc:
         svc.configure_queue("gpu", limit=1)
-        with pytest.raises(ValueError, match="GPUs"):
+        with pytest.raises(NotInRedisMode, match="GPUs"):
             await svc.submit_command(["true"], queue="gpu", gpus=1)

@@ -95,6 +95,7 @@ def test_two_job_owners_on_one_redis_never_run_more_than_the_limit(
         *(f"b{n}" for n in range(4)),
     ]
     assert peak(log) <= 2, rows  # never more than the limit inside, cluster-wide
+    print(f"8 jobs on 2 servers, limit 2: at most {peak(log)} inside at once")
     assert done["in_use"] == 0 and done["totals"]["granted"] >= 8  # every job took (and gave back) a global slot
     assert a.stop() == 0 and b.stop() == 0
     assert "Traceback" not in a.output() + b.output()
@@ -155,3 +156,24 @@ def test_a_second_owner_of_a_job_store_is_refused_in_one_line(ns_url: str, tmp_p
     bad = cli("serve", "--port", "0", "--no-probes", "--job-store", "redis://127.0.0.1:1/0", env=env)
     assert bad.returncode == 2 and "--job-store takes a store" in bad.stderr
     assert a.stop() == 0
+
+
+def test_a_drain_lets_running_jobs_finish_and_starts_no_queued_one(
+    ns_url: str, tmp_path: Path, started: list[Serve]
+) -> None:
+    a = serve(tmp_path / "a", ns_url, tmp_path / "a-jobs.db")
+    started.append(a)
+    log = tmp_path / "inside.log"
+    with a.http() as ha:
+        assert ha.put("/v1/queues/work", json={"limit": 1}).status_code == 200
+        first = submit(ha, sleeper(log, 1.5, "first"))
+        second = submit(ha, sleeper(log, 0.1, "second"))
+        wait_until("the first job to run", lambda: events(log), 30)
+    assert a.stop() == 0  # SIGTERM: the running job gets the grace period, the queued one does not start
+    assert [(kind, tag) for _, _, kind, _, tag in events(log)] == [("enter", "first"), ("leave", "first")]
+    again = serve(tmp_path / "a", ns_url, tmp_path / "a-jobs.db")
+    started.append(again)
+    with again.http() as http:
+        wait_until("the queued job to run after the restart", lambda: states(http).get(second) == "succeeded", 30)
+        assert {j["id"]: (j["state"], j["attempts"]) for j in jobs(http)}[first] == ("succeeded", 1)
+    assert again.stop() == 0
