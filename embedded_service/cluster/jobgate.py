@@ -23,9 +23,12 @@ operator's cancel of its Redis waiter cancels the job.
 A ``kill -9`` of the owner: nothing renews its leases, so Redis takes its slots back `lease_ttl_s` after the
 last renewal and drops its waiters after `proc_ttl_s`; the flock goes with the process. At the next start the
 store's restart rules hold as in-process (queued jobs run; running ones are interrupted and re-queued while
-attempts remain, their left-over processes stopped).
+attempts remain, their left-over processes stopped). A command job has its own process group, so it
+outlives a killed owner: once its slot expired it runs outside the limit until the owner starts again and
+stops it.
 
-Not done: GPU requests of jobs (refused in redis mode: a job's GPUs would be admitted against this host's
+Only the jobs standing in Redis' line count in the deployment's `waiting`; the rest of a host's backlog is
+listed by its own server. Not done: GPU requests of jobs (refused in redis mode: a job's GPUs would be admitted against this host's
 devices only, beside the deployment's GPU holders); a job store shared by several hosts.
 """
 
