@@ -28,8 +28,9 @@ outlives a killed owner: once its slot expired it runs outside the limit until t
 stops it.
 
 Only the jobs standing in Redis' line count in the deployment's `waiting`; the rest of a host's backlog is
-listed by its own server. Not done: GPU requests of jobs (refused in redis mode: a job's GPUs would be admitted against this host's
-devices only, beside the deployment's GPU holders); a job store shared by several hosts.
+listed by its own server. Not done: GPU requests of jobs (refused in redis mode: a job's GPUs would be
+admitted against this host's devices only, beside the deployment's GPU holders); a job store shared by
+several hosts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from ..engine import SlotEngine
 from ..jobs.execute import RunControl
+from ..jobs.runner import JOB_WAIT_S  # a durable job never times out waiting for its slot, global ones included
 from ..model import Job
 from .slots import ClusterLease
 
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slotdeck.jobs")
 
-JOB_WAIT_S = 10 * 365 * 86_400.0  # a durable job never times out waiting for its global slot
 LOST_POLL_S = 0.2  # how often a running job's lease is checked for loss (the renewer marks it; this stops the job)
 
 
