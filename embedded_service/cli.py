@@ -366,6 +366,21 @@ def _check_store_url(url: str) -> None:
         raise ConfigError(f"bad store URL: {exc}") from None
 
 
+def _check_job_store(settings: Any) -> None:
+    """ConfigError (exit 2) for --job-store / --cluster-lease-ttl-s without a redis:// store, or a job store that
+    is itself redis://."""
+    redis_mode = settings.resolved_store().startswith(("redis://", "rediss://"))
+    if not redis_mode:
+        if settings.job_store is not None or settings.cluster_lease_ttl_s is not None:
+            raise ConfigError("--job-store and --cluster-lease-ttl-s need --store redis://... (else the store keeps jobs)")
+        return
+    if settings.job_store is None:
+        return
+    if settings.job_store.startswith(("redis://", "rediss://")):
+        raise ConfigError("--job-store takes a store this server owns (sqlite:///PATH), not redis://")
+    _store(settings.job_store)
+
+
 async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     store = _store(url)
     await store.open()
@@ -417,6 +432,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "store": args.store,
+        "job_store": args.job_store,
+        "cluster_lease_ttl_s": args.cluster_lease_ttl_s,
         "data_dir": args.data_dir,
         "default_limit": args.default_limit,
         "log_level": args.log_level,
@@ -442,6 +459,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
     _data_dir_ready(settings)
     _check_store_url(settings.resolved_store())  # a bad URL is a usage error, not a traceback
+    _check_job_store(settings)
     configure_logging(settings.log_level, settings.log_json, access_log=settings.access_log)
     run_serve(settings)
     return EXIT_OK
@@ -500,7 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--store",
         help="store URL (default sqlite:///<data dir>/slotdeck.db); redis://host:port/db?namespace=NAME: "
-        "share queues with every process on that Redis (no jobs)",
+        "share queues with every process on that Redis (jobs with --job-store)",
+    )
+    p.add_argument(
+        "--job-store",
+        help="with --store redis://: the store this server owns and runs jobs from, each under a global slot "
+        "(sqlite:///PATH; env SLOTDECK_JOB_STORE; default: jobs off)",
+    )
+    p.add_argument(
+        "--cluster-lease-ttl-s",
+        type=float,
+        help="with --store redis://: seconds after which a killed server's slots come back (default 30)",
     )
     p.add_argument("--config", type=Path, help="TOML settings file (env SLOTDECK_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="data directory (env SLOTDECK_HOME)")

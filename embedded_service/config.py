@@ -32,6 +32,17 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     store: str | None = Field(default=None, description="Store URL; default sqlite:///<data_dir>/slotdeck.db")
+    job_store: str | None = Field(
+        default=None,
+        description="Redis mode: the store (sqlite:///path) this server owns and runs durable jobs from, each "
+        "under a global slot (tokens and audit are in Redis). Default: none (jobs off).",
+    )
+    cluster_lease_ttl_s: float | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="Redis mode: how long after a server stops renewing (killed) its slots come back (default 30).",
+    )
     data_dir: Path | None = None
     default_limit: int | None = Field(default=None, ge=0, description="Limit of the `default` queue.")
     auth: bool = Field(default=True, description="False serves without tokens (loopback only).")

@@ -13,6 +13,7 @@ the records (`Store.save_overrides`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .model import FieldOverride, QueueConfig, QueueOverrides
@@ -21,7 +22,7 @@ FIELDS: tuple[str, ...] = tuple(name for name in QueueConfig.model_fields if nam
 PYTHON_ACTOR = "python"  # `by` of a live change made by Python code without an operator's name
 
 
-def _defaults() -> dict[str, Any]:
+def field_defaults() -> dict[str, Any]:
     return {name: field.get_default() for name, field in QueueConfig.model_fields.items() if name != "name"}
 
 
@@ -32,6 +33,18 @@ def check_fields(fields: list[str]) -> None:
             raise ValueError(f"unknown queue field {name!r}; queue fields are: {', '.join(FIELDS)}")
 
 
+def note_operator(record: QueueOverrides, fields: dict[str, Any], by: str, at: float, only: Collection[str]) -> None:
+    """Mark the `fields` (those in `only`) an operator set in `record`: an override each, or none where the
+    value is the configured one (setting a field back to it is a reset)."""
+    for field, value in fields.items():
+        if field not in only:
+            continue
+        if record.configured.get(field) == value:
+            record.overrides.pop(field, None)
+        else:
+            record.overrides[field] = FieldOverride(value=value, by=by, at=at)
+
+
 class OverrideBook:
     def __init__(self) -> None:
         self.records: dict[str, QueueOverrides] = {}
@@ -40,7 +53,7 @@ class OverrideBook:
     def record(self, name: str) -> QueueOverrides:
         record = self.records.get(name)
         if record is None:
-            record = self.records[name] = QueueOverrides(configured=_defaults())
+            record = self.records[name] = QueueOverrides(configured=field_defaults())
         return record
 
     def code(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -52,14 +65,7 @@ class OverrideBook:
 
     def operator(self, name: str, fields: dict[str, Any], by: str, at: float) -> None:
         """An operator set `fields` live: an override each, or none where the value is the configured one."""
-        record = self.record(name)
-        for field, value in fields.items():
-            if field not in FIELDS:
-                continue
-            if record.configured.get(field) == value:
-                record.overrides.pop(field, None)
-            else:
-                record.overrides[field] = FieldOverride(value=value, by=by, at=at)
+        note_operator(self.record(name), fields, by, at, FIELDS)
 
     def reset(self, name: str, fields: list[str]) -> dict[str, Any]:
         """Drop the overrides of `fields`; returns their configured values to apply."""
@@ -85,7 +91,7 @@ class OverrideBook:
             self.records[name] = QueueOverrides(configured=stored.model_dump(exclude={"name"}))
             return stored.model_dump(exclude={"name"})
         record = self.records[name] = QueueOverrides(
-            configured={**_defaults(), **saved.configured}, overrides=dict(saved.overrides)
+            configured={**field_defaults(), **saved.configured}, overrides=dict(saved.overrides)
         )
         return {**record.configured, **{field: o.value for field, o in record.overrides.items()}}
 
@@ -97,5 +103,5 @@ class OverrideBook:
         """(configured, overrides) of a queue, for the API."""
         record = self.records.get(name)
         if record is None:
-            return _defaults(), {}
+            return field_defaults(), {}
         return dict(record.configured), dict(record.overrides)

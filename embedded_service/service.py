@@ -48,6 +48,7 @@ from .stores.ownership import StoreLock, take_ownership
 if TYPE_CHECKING:
     from .cluster.admission import ClusterAdmission
     from .cluster.desk import ClusterDesk
+    from .cluster.jobgate import ClusterJobGate
 
 log = logging.getLogger("slotdeck.service")
 
@@ -101,9 +102,14 @@ class SlotService:
     `store` is a URL (`memory://`, `sqlite:///path`, ...) or a `Store`. `clock` is for tests.
     `redis://host:port/db?namespace=name` (or `rediss://`) is redis mode: every process on that Redis and
     namespace is one admission domain (`cluster.admission`): one limit, one line, one set of marks and totals;
-    `snapshot()` shows the whole deployment. In redis mode jobs are off (`NotInRedisMode`), GPUs are not
-    admitted, tokens and audit are shared through Redis (`cluster.access`), and `slot()`/`acquire()` give a
-    `ClusterLease` (renewed in the background; `lease.lost`).
+    `snapshot()` shows the whole deployment. `slot()`/`acquire()` then give a `ClusterLease` (renewed in the
+    background; `lease.lost`); GPUs are not admitted. Tokens and audit are shared through Redis by every
+    server of the deployment (`cluster.access`). Jobs in redis mode need `job_store` (a store URL such as
+    `sqlite:///path`, or a `Store`): this service then owns it (one owner per store, `StoreLocked` for a second)
+    and runs its jobs, each only while it holds a global slot of its queue (`cluster.jobgate`). Without it jobs
+    are off (`NotInRedisMode`): several web workers embedding one service on Redis take slots without owning a
+    job store. `cluster_lease_ttl_s` (redis mode): how long after its process stops renewing a slot comes back
+    (default 30).
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
     SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
@@ -131,6 +137,8 @@ class SlotService:
         visible_gpus: str | None = None,
         gpu_memory_budget_mib: int | None = None,
         gpu_stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        job_store: str | Store | None = None,
+        cluster_lease_ttl_s: float | None = None,
     ) -> None:
         self.clock = clock or RealClock()
         pool = DevicePool(
@@ -144,9 +152,14 @@ class SlotService:
             from .cluster.access import shared_access
             from .cluster.admission import ClusterAdmission  # needs the redis extra
 
-            self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace
-            # admission state lives in Redis, and so do tokens and audit (one trail for every server)
-            self.store: Store = shared_access(store, open_store("memory://"))
+            options = {} if cluster_lease_ttl_s is None else {"lease_ttl_s": cluster_lease_ttl_s}
+            self.cluster = ClusterAdmission(store, **options)  # ValueError for a bad namespace
+            # jobs in the job store this process owns (else none); tokens and audit in Redis, one trail for all
+            local = job_store or "memory://"
+            local = open_store(local) if isinstance(local, str) else local
+            self.store: Store = shared_access(store, local)
+        elif job_store is not None or cluster_lease_ttl_s is not None:
+            raise ValueError("job_store and cluster_lease_ttl_s are for redis mode; in-process the store keeps the jobs")
         else:
             self.store = open_store(store) if isinstance(store, str) else store
         self.gpu_probe = gpu_probe
@@ -161,9 +174,15 @@ class SlotService:
         self._unsaved_queues: set[str] = set()
         self.ownership: StoreLock | None = None  # this process's lock on a file store, held from start to close
         self._config_lock = asyncio.Lock()
-        self.overrides = OverrideBook()
+        # redis mode: the deployment's overrides, recorded in Redis (cluster.overrides)
+        self.overrides: OverrideBook = self.cluster.overrides if self.cluster is not None else OverrideBook()
         self.keeper = RestartKeeper(self.engine, self.store, self.clock)
         self._watchers: list[Listener] = []  # events() subscribers; the engine's events reach them via publish()
+        self.job_gate: ClusterJobGate | None = None
+        if self.cluster is not None and job_store is not None:
+            from .cluster.jobgate import ClusterJobGate
+
+            self.job_gate = ClusterJobGate(self.cluster, self.engine)
         self.jobs = self._make_job_runner(log_dir, jobs)
         # remote holders and waiters (the HTTP API's), and the drain
         self.remote: RemoteDesk | ClusterDesk = RemoteDesk(self) if self.cluster is None else self._cluster_desk()
@@ -172,7 +191,7 @@ class SlotService:
         from .cluster.desk import ClusterDesk
 
         assert self.cluster is not None
-        return ClusterDesk(self.cluster)
+        return ClusterDesk(self.cluster, self.jobs if self.job_gate is not None else None)
 
     @property
     def store_url(self) -> str:
@@ -184,15 +203,25 @@ class SlotService:
     async def start(self) -> SlotService:
         """Own the store (raises `StoreLocked` naming the owner if another process does), open it, recover, run.
 
-        Redis mode: connect and join the deployment (`StoreFault` for an unreachable or unsafe Redis)."""
+        Redis mode: connect and join the deployment (`StoreFault` for an unreachable or unsafe Redis); with a
+        job store, own it as above and run its jobs."""
         if self.cluster is not None:
-            await self.store.open()
+            if self.job_gate is not None:
+                self.ownership = take_ownership(self.store)
             try:
-                await self.cluster.open()
+                await self.store.open()
+                try:
+                    await self.cluster.open()
+                except BaseException:
+                    await self.store.close()
+                    raise
             except BaseException:
-                await self.store.close()
+                self._release_ownership()
                 raise
             self.started_at = self.clock.time()
+            if self.job_gate is not None:
+                self.job_gate.start()
+                await self.jobs.start()
             await self.sample_once()
             self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
             return self
@@ -224,8 +253,12 @@ class SlotService:
                 await self._sampler
             self._sampler = None
         if self.cluster is not None:
+            if self.job_gate is not None:
+                await self.jobs.close()  # before Redis closes: its jobs' global slots go back first
+                await self.job_gate.close()
             await self.cluster.close()
             await self.store.close()
+            self._release_ownership()
             return
         await self.jobs.close()
         if self._pending_saves:
@@ -304,11 +337,12 @@ class SlotService:
 
         A live change is an operator override of those fields (by `actor`, a token name; "python" when
         None): it survives restarts and wins over `configure_queue` until `reset_fields`. In redis mode it
-        holds for the whole deployment at once, until a process configures the queue again at its start."""
+        holds for the whole deployment at once, recorded in Redis (fields Redis does not keep: this process's)."""
         if self.cluster is not None:
             if not self.cluster.has(name):
                 await self.cluster.refresh()  # made by another process since the last reading?
-            return await self.cluster.update(name, proposed_config(self.cluster.config(name), fields), fields)
+            config = proposed_config(self.cluster.config(name), fields)
+            return await self.cluster.update(name, config, fields, actor or PYTHON_ACTOR)
         self.engine.queue(name)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, fields, lambda: self.overrides.operator(name, fields, by, at))
@@ -317,7 +351,7 @@ class SlotService:
         """Create a queue or replace its whole configuration live (fields left out take their defaults)."""
         full = QueueConfig(name=name, **fields).model_dump(exclude={"name"})
         if self.cluster is not None:
-            return await self.cluster.update(name, QueueConfig(name=name, **full), full)
+            return await self.cluster.update(name, QueueConfig(name=name, **full), full, actor or PYTHON_ACTOR)
         by, at = actor or PYTHON_ACTOR, self.clock.time()
         return await self._store_then_apply(name, full, lambda: self.overrides.operator(name, full, by, at))
 
@@ -327,8 +361,7 @@ class SlotService:
         ValueError for a name that is not a queue field; UnknownQueue."""
         if self.cluster is not None:
             check_fields(fields)
-            configured = self.cluster.configs.get(name) or QueueConfig(name=name)
-            return await self.update_queue(name, **{field: getattr(configured, field) for field in fields})
+            return await self.cluster.reset(name, fields)
         self.engine.queue(name)
         check_fields(fields)
         record = self.overrides.record(name)
@@ -477,7 +510,9 @@ class SlotService:
         settings = settings or JobSettings()
         if log_dir is not None:
             settings = dataclasses.replace(settings, log_dir=Path(log_dir))
-        return JobRunner(self.engine, self.store, self.clock, settings, host_probe=self.host_probe, events=self)
+        return JobRunner(
+            self.engine, self.store, self.clock, settings, host_probe=self.host_probe, events=self, gate=self.job_gate
+        )
 
     def task(self, name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """`@svc.task("resize", queue="cpu")`: register an async or sync callable that jobs can run."""
@@ -503,7 +538,7 @@ class SlotService:
         callable `embedded_service.current_job()` gives its devices.
         `idempotency_key`: the same key from the same owner within a day returns the first job (`job.replayed`).
         """
-        self._jobs_on()
+        await self._jobs_ready(self.jobs.tasks.get(task).queue, gpus or gpu_mem_mib)
         return await self.jobs.submit(
             task,
             args,
@@ -533,14 +568,23 @@ class SlotService:
     ) -> Job:
         """Queue a command (argv, no shell) as a durable job; returns once the store has committed it
         (`idempotency_key` as for `submit`)."""
-        self._jobs_on()
+        await self._jobs_ready(queue, gpus or gpu_mem_mib)
         return await self.jobs.submit_command(
             argv, queue, env, cwd, gpus, gpu_mem_mib, priority, max_runtime_s, max_attempts, owner, idempotency_key
         )
 
-    def _jobs_on(self) -> None:
-        if self.cluster is not None:
-            raise NotInRedisMode("jobs need a job store: a service on redis:// only admits (submit to a server on sqlite)")
+    async def _jobs_ready(self, queue: str, gpus: int) -> None:
+        """Redis mode: NotInRedisMode without a job store and for GPU jobs; `queue` known here."""
+        if self.cluster is None:
+            return
+        if self.job_gate is None:
+            raise NotInRedisMode(
+                "jobs are off: this redis:// service owns no job store (serve --job-store sqlite:///PATH, or submit "
+                "to a server that has one)"
+            )
+        if gpus:
+            raise NotInRedisMode("jobs with GPUs are not available in redis mode yet")
+        await self.job_gate.ready(queue)
 
     async def get_job(self, job_id: str) -> Job:
         """A job with live figures while it runs; raises `UnknownJob`."""

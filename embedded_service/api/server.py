@@ -217,8 +217,13 @@ def app_options(settings: Settings) -> dict[str, Any]:
 
 
 def service_options(settings: Settings) -> dict[str, Any]:
-    """`open_service` options from the settings: the job environment policy."""
-    return {"jobs": JobSettings(pass_env=parse_pass_env(settings.job_env_pass))}
+    """`open_service` options from the settings: the job environment policy; redis mode's job store and lease TTL."""
+    options: dict[str, Any] = {"jobs": JobSettings(pass_env=parse_pass_env(settings.job_env_pass))}
+    if settings.job_store is not None:
+        options["job_store"] = settings.job_store
+    if settings.cluster_lease_ttl_s is not None:
+        options["cluster_lease_ttl_s"] = settings.cluster_lease_ttl_s
+    return options
 
 
 async def serve(settings: Settings) -> None:

@@ -8,8 +8,9 @@ every process on that Redis and namespace); queue changes go to Redis at once; a
 
 Redis keeps a queue's limit, pause, max_waiting, rate, burst and default timeout; the other fields of a
 `QueueConfig` (stuck_after_s, per_gpu, placement) are this process's own. Configuration from code or
-settings is published when the service starts (each start publishes its values again, as a restart of
-an in-process service applies them); an operator's live change lasts until then. Errors: the in-process
+settings is published when the service starts, as a restart of an in-process service applies it; an
+operator's live change of a field Redis keeps is recorded there and wins over code in every process until
+`reset` (`cluster.overrides`: the in-process rule for the whole deployment). Errors: the in-process
 engine's (`UnknownQueue`, `QueueFull`, `SlotTimeout`, `SlotCancelled`, `LeaseLost`); `StoreFault` from
 `open()` for a Redis that is unreachable or unsafe (evicting, older than 7).
 """
@@ -20,12 +21,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import __version__
 from ..errors import StoreFault, UnknownQueue
 from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from .overrides import REPUBLISH_TRIES, ClusterOverrides
 from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
 
 log = logging.getLogger("slotdeck.cluster")
@@ -59,6 +62,7 @@ class ClusterAdmission:
         self.refresh_s = refresh_s
         self.configs: dict[str, QueueConfig] = {}  # this process's full view of each queue's configuration
         self._code_paused: set[str] = set()  # queues whose `paused` code set explicitly (else Redis keeps its own)
+        self.overrides = ClusterOverrides(self.slots)  # the deployment's operator changes, which win over code
         self.view = ClusterView()
         self.version = 0
         self._last_key: str | None = None
@@ -82,7 +86,7 @@ class ClusterAdmission:
         me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
         await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
         for config in self.configs.values():
-            await self._publish(config, self._code_value(config))
+            await self._publish_code(config)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="slotdeck-cluster-view")
 
@@ -113,13 +117,25 @@ class ClusterAdmission:
         if paused_given:
             self._code_paused.add(config.name)
         if self.opened:
-            task = asyncio.get_running_loop().create_task(self._publish(config, self._code_value(config)))
+            task = asyncio.get_running_loop().create_task(self._publish_code(config))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
     def _code_value(self, config: QueueConfig) -> bool | None:
         """`paused` as code set it, None where code left it to Redis (an operator's pause survives a start)."""
         return config.paused if config.name in self._code_paused else None
+
+    async def _publish_code(self, config: QueueConfig) -> None:
+        """Publish code's configuration of a queue, with the operator's value for every field an operator set;
+        read again after, so an operator change that crossed this publish is not overwritten (bounded)."""
+        kept = await self.overrides.coded(config, config.name in self._code_paused)
+        for _ in range(REPUBLISH_TRIES):
+            paused = kept["paused"] if "paused" in kept else self._code_value(config)
+            await self._publish(config.model_copy(update=kept), paused)
+            again = await self.overrides.values(config.name)
+            if again == kept:
+                return
+            kept = again
 
     async def _publish(self, config: QueueConfig, paused: bool | None) -> None:
         """Set the queue's admission fields in Redis (`paused` None: keep Redis' own)."""
@@ -154,9 +170,11 @@ class ClusterAdmission:
     def names(self) -> list[str]:
         return list(dict.fromkeys([*self.view.stats, *self.configs]))
 
-    async def update(self, name: str, proposed: QueueConfig, fields: dict[str, Any]) -> QueueConfig:
-        """An operator's live change of `fields` (already merged into `proposed`), for the whole deployment."""
+    async def update(self, name: str, proposed: QueueConfig, fields: dict[str, Any], by: str = "python") -> QueueConfig:
+        """An operator's live change of `fields` (already merged into `proposed`), for the whole deployment;
+        recorded first as an override by `by` (a token name) that wins over code until `reset`."""
         await self.published()
+        await self.overrides.operator_set(name, fields, by, time.time())
         slots = self.slots
         if not self.has(name):  # a new queue (PUT): all of it at once
             await self._publish(proposed, proposed.paused)
@@ -165,8 +183,10 @@ class ClusterAdmission:
             await slots.set_limit(name, proposed.limit)
         if "max_waiting" in fields:
             await slots.set_max_waiting(name, proposed.max_waiting)
-        if {"rate", "burst", "timeout_s"} & fields.keys():
-            await self._publish(proposed, None)
+        if {"rate", "burst", "timeout_s"} & fields.keys():  # published with the others: as Redis has them now
+            await self.refresh()
+            admitted = {field: getattr(proposed, field) for field in fields if field in CLUSTER_FIELDS}
+            await self._publish(self.config(name).model_copy(update=admitted), None)
         if "paused" in fields:
             await (slots.pause(name) if proposed.paused else slots.resume(name))
         local = {k: v for k, v in fields.items() if k not in CLUSTER_FIELDS}
@@ -175,6 +195,18 @@ class ClusterAdmission:
             self.configs[name] = base.model_copy(update=local)
         await self.refresh()
         return self.config(name)
+
+    async def reset(self, name: str, fields: list[str]) -> QueueConfig:
+        """Give `fields` back to code/config: their overrides go and the configured values apply again (those
+        Redis keeps as the deployment's code configured them, the others as this process's code did).
+        ValueError for a name that is not a queue field; UnknownQueue."""
+        if not self.has(name):
+            await self.refresh()
+        current = self.config(name)
+        values = await self.overrides.reset_fields(name, fields)
+        mine = self.configs.get(name) or QueueConfig(name=name)
+        values.update({field: getattr(mine, field) for field in fields if field not in values})
+        return await self.update(name, current.model_copy(update=values), values)
 
     # -------------------------------------------------------------------- slots
 
@@ -273,7 +305,8 @@ class ClusterAdmission:
                 for n, w in enumerate(waiters, start=1)
             ]
         view.instances = await self._read_instances(view.redis_time)
-        key = repr((snap["queues"], details, [(i.id, i.stale) for i in view.instances]))
+        await self.overrides.read()
+        key = repr((snap["queues"], details, [(i.id, i.stale) for i in view.instances], self.overrides.records))
         if key != self._last_key:
             self._last_key = key
             self.version += 1

@@ -28,6 +28,7 @@ from ..remote import CLAIM_TTL_S, POLL_GRACE_S, REQUEST_IDS_KEPT, poll_wait
 from .slots import ClusterLease
 
 if TYPE_CHECKING:
+    from ..jobs import JobRunner
     from .admission import ClusterAdmission
 
 FIRST_ANSWER_S = 10.0  # a new request waits this long at most for Redis to grant, refuse or queue it
@@ -56,8 +57,9 @@ class RemoteWaiter:
 class ClusterDesk:
     """The remote side of a redis-mode service (one per `SlotService`, on its loop)."""
 
-    def __init__(self, admission: ClusterAdmission) -> None:
+    def __init__(self, admission: ClusterAdmission, jobs: JobRunner | None = None) -> None:
         self.admission = admission
+        self.jobs = jobs  # the runner of this instance's job store, if it owns one
         self.slots = admission.slots
         self.holders: dict[str, str] = {}  # ids made through this instance -> token name (visibility of its views)
         self.pending: dict[str, RemoteWaiter] = {}
@@ -267,12 +269,22 @@ class ClusterDesk:
             return False
         self.draining = True
         self.stopping.set()
+        if self.jobs is not None:
+            self.jobs.hold_queued()  # from now on no queued job starts; running ones get the grace period
         for waiter in list(self.pending.values()):
             self._drop(waiter)
         return True
 
     async def wind_down(self, grace_s: float) -> None:
-        """Nothing to wait for: remote leases live in Redis and their clients renew them through any instance."""
+        """Give the jobs running now `grace_s` seconds (less once `hurry` is set) to end; remote leases need
+        nothing: they live in Redis and their clients renew them through any instance."""
+        if self.jobs is None:
+            return
+        local = self.jobs.engine.leases  # one per job of this instance that runs (or waits for its global slot)
+        running = set(local)
+        deadline = time.monotonic() + grace_s
+        while running & local.keys() and time.monotonic() < deadline and not self.hurry:
+            await asyncio.sleep(0.05)
 
 
 def _lease(lease_id: str, record: dict[str, Any], expires_at: float | None, waited_s: float) -> Lease:

@@ -261,7 +261,7 @@ class ClusterSlots:
                     await self._load()
             except _NET_ERRORS:
                 failures += 1
-                if (failures > 5 if retry_until is None else time.monotonic() + delay > retry_until):
+                if failures > 5 if retry_until is None else time.monotonic() + delay > retry_until:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
@@ -635,7 +635,14 @@ class ClusterSlots:
                 "totals": {
                     k: num(k)
                     for k in (
-                        "granted", "released", "timed_out", "rejected", "expired", "revoked", "cancelled", "abandoned",
+                        "granted",
+                        "released",
+                        "timed_out",
+                        "rejected",
+                        "expired",
+                        "revoked",
+                        "cancelled",
+                        "abandoned",
                         "bad_releases",
                     )
                 },

@@ -5,7 +5,8 @@ of engine waiters; the engine decides when it runs, exactly as for any other
 slot. A granted job is marked running in the store before its work starts, so
 a service that dies leaves a trace: on the next start such jobs are
 `interrupted` and re-queued while attempts remain. Everything here runs on the
-service's event loop.
+service's event loop. With a `StartGate` (redis mode: `cluster.jobgate`) a job
+the engine granted also waits for the gate before it is marked running.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..errors import (
     IdempotencyKeyReused,
     NoFittingDevice,
     QueueFull,
+    SlotCancelled,
     StoreFault,
     UnknownJob,
     UnknownQueue,
@@ -40,7 +42,7 @@ from ..probes.base import HostProbe
 from ..stores import Store
 from .backlog import Backlog
 from .context import JobContext
-from .execute import Outcome, run_command, run_task
+from .execute import Outcome, RunControl, run_command, run_task
 from .logs import LogPage, read_page, read_tail, remove_log
 from .process import group_alive, is_job_group
 from .registry import TaskRegistry
@@ -78,6 +80,17 @@ class EventSink(Protocol):
         """Tell every subscriber `event` with `fields` (JSON-ready)."""
 
 
+class StartGate(Protocol):
+    """A second admission a granted job passes before it starts (redis mode: its queue's global slot)."""
+
+    async def enter(self, job: Job, control: RunControl) -> Any:
+        """Wait for the job's admission; None when `control` was asked to stop first (nothing held then).
+        Raises SlotCancelled when an operator cancelled the wait, other errors when the job cannot run."""
+
+    async def leave(self, grant: Any) -> None:
+        """The job's work has stopped: give back what `enter` returned."""
+
+
 class JobRunner:
     """Submits, feeds, runs, cancels, recovers and prunes jobs for one `SlotService`."""
 
@@ -90,8 +103,11 @@ class JobRunner:
         host_probe: HostProbe | None = None,
         *,
         events: EventSink,
+        gate: StartGate | None = None,
     ) -> None:
         self.engine = engine
+        self.gate = gate
+        self._at_gate: dict[str, Held] = {}  # granted jobs waiting for the gate (not started: still queued)
         self.events = events
         self.store = store
         self.clock = clock
@@ -140,6 +156,8 @@ class JobRunner:
                     self.engine.withdraw(held.waiter.id)
                 self._held.pop(held.job.id, None)
             window.complete = False
+        for held in self._at_gate.values():  # they have not started: they stay queued in the store
+            held.control.request("shutdown")
 
     async def close(self) -> None:
         """Stop feeding, stop running jobs and wait for them: each goes back to `queued`, its attempt not counted
@@ -542,16 +560,22 @@ class JobRunner:
 
     async def _run(self, held: Held, lease: Lease) -> None:
         job = held.job
+        grant: Any = None
         try:
             if lease.id not in self.engine.leases:  # revoked between the grant and now
                 held.control.request("cancelled")
+            if self.gate is not None:
+                grant, unstarted = await self._pass_gate(held)
+                if unstarted is not None:  # it never started: settled without counting an attempt
+                    self._spawn(self._not_started(held, unstarted))
+                    return
             running = job.model_copy(
                 update={
                     "state": JobState.running,
                     "started_at": self.clock.time(),
                     "attempts": job.attempts + 1,
                     "devices": list(lease.devices),
-                    "lease_id": lease.id,
+                    "lease_id": lease.id if grant is None else grant.id,
                     "not_before": None,
                 }
             )
@@ -572,7 +596,41 @@ class JobRunner:
             if lease.id in self.engine.leases:
                 self.engine.release(lease.id)  # only now: the work has stopped
             self._unwatch_lease(lease.id)
+            if grant is not None and self.gate is not None:
+                await self.gate.leave(grant)
         await self._conclude(held, outcome)
+
+    async def _pass_gate(self, held: Held) -> tuple[Any, Outcome | None]:
+        """Wait for the gate: (its grant, None) to start, or (None, why the job does not start)."""
+        assert self.gate is not None
+        if held.control.reason is not None:
+            return None, held.control.stopped()
+        self._at_gate[held.job.id] = held
+        try:
+            grant = await self.gate.enter(held.job, held.control)
+        except SlotCancelled as exc:  # an operator cancelled its wait
+            return None, Outcome(JobState.cancelled, error=str(exc))
+        except Exception as exc:
+            return None, Outcome(JobState.failed, error=str(exc))
+        finally:
+            self._at_gate.pop(held.job.id, None)
+        if grant is None:
+            return None, held.control.stopped()
+        if self._draining:  # granted just as draining began: it does not start, it stays queued
+            await self.gate.leave(grant)
+            held.control.request("shutdown")
+            return None, held.control.stopped()
+        return grant, None
+
+    async def _not_started(self, held: Held, outcome: Outcome) -> None:
+        """A job that stopped before its start: one the shutdown stopped stays queued in the store as it is;
+        otherwise it ends in `outcome` (cancelled, failed) without an attempt counted."""
+        if outcome.state is JobState.interrupted:
+            self._forget(held)
+            held.settled.set()
+            self._wake.set()
+            return
+        await self._settle(held, state=outcome.state, error=outcome.error, finished_at=self.clock.time())
 
     async def _execute(self, held: Held, lease: Lease) -> Outcome:
         job = held.job

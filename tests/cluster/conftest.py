@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redisproc import PrivateRedis
@@ -31,3 +32,12 @@ def ns_url(redis_server: PrivateRedis) -> str:
 async def slots(ns_url: str) -> AsyncIterator[ClusterSlots]:
     async with ClusterSlots(ns_url, lease_ttl_s=30, claim_ttl_s=5) as s:
         yield s
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """The `ownership.serving.Serve` servers a test starts (append them): killed at its end if still running."""
+    servers: list[Any] = []
+    yield servers
+    for server in servers:
+        server.kill()

@@ -87,6 +87,7 @@ def test_three_servers_share_leases_limits_and_views(servers: list[httpx.Client]
     assert len({i["pid"] for i in instances}) == 3 and all(i["version"] and not i["stale"] for i in instances)
     jobs = a.post("/v1/jobs", json={"argv": ["true"]})
     assert (jobs.status_code, jobs.json()["code"]) == (409, "not_in_redis_mode")  # jobs are off, said plainly
+    assert "--job-store" in jobs.json()["detail"]  # ... with the way to turn them on
     first = lease(a)
     assert first.status_code == 201, first.text
     waiting = lease(c)

@@ -85,7 +85,7 @@ async def test_live_changes_hold_for_every_service(pair: tuple[SlotService, Slot
 
 async def test_jobs_are_off_and_a_bad_redis_is_one_clear_error(ns_url: str) -> None:
     svc = SlotService(ns_url)
-    with pytest.raises(NotInRedisMode, match="jobs need a job store"):
+    with pytest.raises(NotInRedisMode, match="owns no job store"):
         await svc.submit_command(["true"])
     unreachable = SlotService("redis://127.0.0.1:1/0?namespace=x")
     with pytest.raises(StoreFault, match="redis unreachable"):
