@@ -25,7 +25,7 @@ def shown(http: httpx.Client) -> tuple[int, Any, Any, int]:
     override = queue["overrides"].get("limit")
     return (
         queue["config"]["limit"],
-        override and (override["value"], override["by"]),
+        override and (override["value"], override["by"].partition("-")[0]),  # local-<host>-<hex>: a local token
         queue["configured"]["limit"],
         snapshot["config"]["limit"],
     )
