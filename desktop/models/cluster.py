@@ -23,6 +23,7 @@ from .work import ByIdTable
 
 STALE_BRUSH = QBrush(QColor(207, 34, 46, 60))  # a light red wash, readable on light and dark themes
 NO_HOST = "(host not reported)"
+GONE_KEPT_S = 120.0  # a process the deployment forgot stays listed as "gone" this long (snapshot time)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def _same_url(a: str | None, b: str | None) -> bool:
 
 class InstancesModel(ByIdTable[InstanceInfo]):
     """The deployment's processes: host, pid, version, URL, last heartbeat (age), stale, and which one this
-    dashboard reads from ("connected")."""
+    dashboard reads from ("connected"). A process the deployment stops listing (it forgets a dead one soon
+    after marking it stale) stays GONE_KEPT_S longer, marked "gone", so that a death is not missed."""
 
     HOST, PID, VERSION, URL, HEARTBEAT, STATE = range(6)
     headers = ("Host", "PID", "Version", "URL", "Last heartbeat", "State")
@@ -171,10 +173,17 @@ class InstancesModel(ByIdTable[InstanceInfo]):
         super().__init__(clock=lambda: self._at, parent=parent)
         self._at = 0.0
         self.current_url: str | None = None
+        self._gone: dict[str, float] = {}  # id -> snapshot time it was first missing
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self._at = snap.at
-        self._replace(snap.instances)
+        listed = {i.id for i in snap.instances}
+        for item in self._rows:
+            if item.id not in listed:
+                self._gone.setdefault(item.id, snap.at)
+        self._gone = {i: t for i, t in self._gone.items() if i not in listed and snap.at - t < GONE_KEPT_S}
+        kept = [item.model_copy(update={"stale": True}) for item in self._rows if item.id in self._gone]
+        self._replace([*snap.instances, *kept])
         if self._rows:  # ages move on with each snapshot
             self.dataChanged.emit(self.index(0, self.HEARTBEAT), self.index(len(self._rows) - 1, self.HEARTBEAT))
 
@@ -187,6 +196,8 @@ class InstancesModel(ByIdTable[InstanceInfo]):
         if column == self.HEARTBEAT:
             return heartbeat_age(item.last_heartbeat, now)
         if column == self.STATE:
+            if item.id in self._gone:
+                return f"gone (no longer listed for {format_duration(now - self._gone[item.id])})"
             here = " · connected" if _same_url(item.url, self.current_url) else ""
             return ("stale" if item.stale else "live") + here
         return super()._display(item, column, now)

@@ -99,14 +99,14 @@ class ClusterView(QWidget):
         self.hosts_box = self._box("Hosts", self.hosts_table)
         self.instances_box = self._box("Instances", self.instances_table)
         self.gpus_box = self._box("GPUs by host", self.no_gpus, self.gpus)
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.addWidget(self.single)
         layout.addWidget(self.totals)
         layout.addWidget(self.on)
         layout.addWidget(self.hosts_box)
         layout.addWidget(self.instances_box)
-        layout.addWidget(self.gpus_box, 1)
-        layout.addStretch(0)  # takes the room when only the single-server line shows
+        layout.addWidget(self.gpus_box)
+        layout.addStretch(1)  # the room below, unless GPUs are listed (then their list takes it)
         self._show_cluster(False)
 
     @staticmethod
@@ -145,6 +145,8 @@ class ClusterView(QWidget):
         rows = [(host, [gpu_columns(d) for d in devices]) for host, devices in gpus_by_host(snap)]
         self.gpus.setVisible(bool(rows))
         self.no_gpus.setVisible(not rows)
+        self._layout.setStretchFactor(self.gpus_box, 1 if rows else 0)
+        self._layout.setStretch(self._layout.count() - 1, 0 if rows else 1)
         if rows == self._gpu_rows:
             return
         self._gpu_rows = rows

@@ -3,7 +3,8 @@
 Usage: python grab_cluster.py OUT_DIR [WIDTHxHEIGHT]   (run on an X display, e.g. Xvfb; needs redis-server)
 Starts a private redis-server and three `slotdeck serve --store redis://...` on it, the dashboard with one
 connection listing the three URLs, takes a few slots, then saves `cluster-light.png`; kills the third
-instance (kill -9), waits until the deployment marks it stale, saves `cluster-stale-light.png`; kills the
+instance (kill -9), waits until the deployment marks it stale, saves `cluster-stale-light.png` (and
+`cluster-stale-dark.png`); kills the
 first (the one in use), waits for the failover, saves `cluster-failover-light.png`; switches the theme and
 saves the same page as `cluster-failover-dark.png`; and `fleet-dark.png` (the overview tab). Prints one line
 of facts for the caller to check.
@@ -32,7 +33,7 @@ async def until(check, timeout_s: float, what: str) -> None:  # type: ignore[no-
     while not check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.02)
 
 
 async def scenario(window, serves: list[Serve], out: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
@@ -53,8 +54,12 @@ async def scenario(window, serves: list[Serve], out: Path, size: tuple[int, int]
 
     serves[2].kill9()
     await until(lambda: any(i.stale for i in conn.last_snapshot.instances), 60, "a stale instance")
-    await asyncio.sleep(1)
+    await asyncio.sleep(0.05)  # the deployment forgets a stale process soon after: grab it now
     window.grab().save(str(out / "cluster-stale-light.png"))
+    window.toggle_theme()
+    await asyncio.sleep(0.3)
+    window.grab().save(str(out / "cluster-stale-dark.png"))
+    window.toggle_theme()
 
     serves[0].kill9()
     await until(lambda: conn.current_url != serves[0].url and conn.state.value == "live", 60, "the failover")
@@ -83,7 +88,8 @@ def main() -> int:
         redis.start()
         serves: list[Serve] = []
         try:
-            serves = start_serves(redis.url("grab" + uuid.uuid4().hex[:6]), Path(tmp), 3)
+            # 10 snapshots a second: a killed process shows as stale only briefly before the deployment forgets it
+            serves = start_serves(redis.url("grab" + uuid.uuid4().hex[:6]), Path(tmp), 3, "--snapshot-hz", "10")
             _, loop, window = build(["--no-local", "--theme", "light"])
             spec = ConnectionSpec("gpu-cluster", serves[0].url, extra_urls=tuple(s.url for s in serves[1:]), remember=False)
             window.add_connection(spec, None)

@@ -7,7 +7,7 @@ from desktop_harness import queue_stats
 from PySide6.QtCore import Qt
 
 from desktop.connection import Connection, ConnectionSpec
-from desktop.models.cluster import STALE_BRUSH
+from desktop.models.cluster import GONE_KEPT_S, STALE_BRUSH
 from desktop.views.cluster import SINGLE_SERVER, ClusterView
 from desktop.views.fleet import fleet_row
 from embedded_service.model import ClusterHost, DeviceInfo, InstanceInfo, Snapshot
@@ -90,19 +90,34 @@ def test_without_the_hosts_field_hosts_come_from_instances_and_gpus_from_their_h
     assert view.totals.text().startswith("2 hosts · 3 instances · 5 / 6 slots in use")
 
 
-def test_an_instance_that_leaves_while_selected_clears_the_selection(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_a_process_the_deployment_forgets_stays_marked_gone_then_leaves_and_the_selection_with_it(qtbot) -> None:  # type: ignore[no-untyped-def]
     view = ClusterView()
     qtbot.addWidget(view)
     view.show()
     view.apply_snapshot(cluster_snapshot())
     view.instances_table.select_ids(["b:22:y"])
-    later = cluster_snapshot()
-    later.instances = [i for i in later.instances if i.id != "b:22:y"]
-    view.apply_snapshot(later)
-    assert view.instances_table.selected_ids() == []
+    inst = view.instances_model
+
+    def without_b(at: float) -> Snapshot:
+        snap = cluster_snapshot()
+        snap.at = at
+        snap.instances = [i for i in snap.instances if i.id != "b:22:y"]
+        return snap
+
+    view.apply_snapshot(without_b(AT + 1))
+    view.apply_snapshot(without_b(AT + 6))
+    assert cells(inst, inst.PID) == ["11", "22", "33"]
+    assert cells(inst, inst.STATE)[1] == "gone (no longer listed for 5.0s)"
+    assert view.instances_table.selected_ids() == ["b:22:y"]
+    assert view.totals.text().startswith("2 hosts, 1 stale · 2 instances ·"), "totals count what the deployment lists"
+
+    view.apply_snapshot(without_b(AT + 1 + GONE_KEPT_S))
+    assert cells(inst, inst.PID) == ["11", "33"]
+    assert view.instances_table.selected_ids() == [], "the chosen row left: nothing is selected"
     view.instances_table.select_ids(["a:33:z"])
     view.apply_snapshot(cluster_snapshot())  # b comes back (appended): the choice stays on a:33:z
     assert view.instances_table.selected_ids() == ["a:33:z"]
+    assert cells(inst, inst.STATE)[-1] == "stale", "listed again: no longer gone"
 
 
 def test_a_single_server_says_so_and_its_fleet_row_is_not_a_cluster(qtbot) -> None:  # type: ignore[no-untyped-def]
