@@ -21,7 +21,16 @@ from PySide6.QtWidgets import (
 
 from embedded_service.model import DeviceInfo, Snapshot
 
-from ..models.cluster import HostsModel, InstancesModel, cluster_totals, gpus_by_host, is_cluster, totals_text
+from ..models.cluster import (
+    STALE_BRUSH,
+    HostsModel,
+    InstancesModel,
+    cluster_totals,
+    gpus_by_host,
+    host_rows,
+    is_cluster,
+    totals_text,
+)
 from .devices import gib, health_text
 from .keeping_table import KeepingTable
 
@@ -93,7 +102,8 @@ class ClusterView(QWidget):
         self.gpus.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.gpus.header().setStretchLastSection(True)
         self.gpus.setMinimumHeight(120)
-        self._gpu_rows: list[tuple[str, list[list[str]]]] = []
+        self.gpus.setStyleSheet("QTreeView::item { padding: 3px 2px; }")  # rows as tall as the tables' above
+        self._gpu_rows: list[tuple[str, bool, list[list[str]]]] = []
         self.no_gpus = QLabel("No GPUs published by any host.")
 
         self.hosts_box = self._box("Hosts", self.hosts_table)
@@ -142,7 +152,8 @@ class ClusterView(QWidget):
 
     def _show_gpus(self, snap: Snapshot) -> None:
         """Rebuild the by-host list only when what it shows changed (no flicker at 10 snapshots a second)."""
-        rows = [(host, [gpu_columns(d) for d in devices]) for host, devices in gpus_by_host(snap)]
+        stale = {row.id for row in host_rows(snap) if row.stale}
+        rows = [(host, host in stale, [gpu_columns(d) for d in devices]) for host, devices in gpus_by_host(snap)]
         self.gpus.setVisible(bool(rows))
         self.no_gpus.setVisible(not rows)
         self._layout.setStretchFactor(self.gpus_box, 1 if rows else 0)
@@ -151,8 +162,9 @@ class ClusterView(QWidget):
             return
         self._gpu_rows = rows
         self.gpus.clear()
-        for host, devices in rows:
-            top = QTreeWidgetItem([host, f"{len(devices)} GPU{'' if len(devices) == 1 else 's'}"])
+        for host, host_stale, devices in rows:
+            count = f"{len(devices)} GPU{'' if len(devices) == 1 else 's'}"
+            top = QTreeWidgetItem([host, count + (" · host stale: its last published figures" if host_stale else "")])
             font = top.font(0)
             font.setBold(True)
             top.setFont(0, font)
@@ -160,6 +172,11 @@ class ClusterView(QWidget):
                 top.addChild(QTreeWidgetItem(cells))
             self.gpus.addTopLevelItem(top)
             top.setExpanded(True)
+            if host_stale:
+                for item in (top, *(top.child(i) for i in range(top.childCount()))):
+                    for column in range(len(GPU_HEADERS)):
+                        if item is not None:
+                            item.setBackground(column, STALE_BRUSH)
 
     def gpu_groups(self) -> list[tuple[str, list[str]]]:
         """What the GPU list shows: (host, its GPUs' first cells), in order (for tests and scripted checks)."""

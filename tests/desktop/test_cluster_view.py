@@ -74,6 +74,9 @@ def test_hosts_instances_stale_marks_and_gpus_by_host(qtbot) -> None:  # type: i
     assert inst.index(1, inst.HOST).data(Qt.ItemDataRole.BackgroundRole) == STALE_BRUSH
 
     assert view.gpu_groups() == [("a", ["GPU 0", "GPU 1"]), ("b", ["GPU 0"])]
+    a_gpus, b_gpus = view.gpus.topLevelItem(0), view.gpus.topLevelItem(1)
+    assert a_gpus.text(1) == "2 GPUs" and b_gpus.text(1) == "1 GPU · host stale: its last published figures"
+    assert b_gpus.child(0).background(0) == STALE_BRUSH and a_gpus.child(0).background(0) != STALE_BRUSH
     assert view.totals.text() == (
         "2 hosts, 1 stale · 3 instances, 1 stale · 5 / 6 slots in use · 5 waiting in 2 queues (1 paused) · 3 GPUs"
     )
