@@ -254,18 +254,23 @@ class Connection(QObject):
     async def _run(self) -> None:
         """Connect, follow, and on a failure retry with backoff. With several instance URLs a drop is retried
         on the same instance first; an instance that does not answer is left for the next at once, and the
-        backoff grows only after every URL failed in a row (one URL: every failure backs off, as always)."""
+        backoff grows only after every URL failed in a row (one URL: every failure backs off, as always). A
+        refused token ends the retrying once every URL in a row refused it (one URL: at the first refusal)."""
         attempt = 0
         misses = 0  # URLs that failed one after another since the last live session
+        refusals = 0  # URLs that refused the token one after another
         while True:
             self._set_state(LinkState.connecting if attempt == 0 else LinkState.reconnecting, self.detail or "connecting")
+            refused = False
             try:
                 await self._session()
                 reason = "the server ended the event stream"
             except AuthError as exc:
-                self._set_state(LinkState.unauthorized, f"the server refused the token: {exc}")
-                self._set_stale(True)
-                return
+                refused, reason = True, f"the server refused the token: {exc}"
+                if refusals + 1 >= len(self.urls):
+                    self._set_state(LinkState.unauthorized, reason)
+                    self._set_stale(True)
+                    return
             except (ConnectionFailed, SlotDeckError, OSError) as exc:
                 reason = str(exc) or exc.__class__.__name__
             except ValidationError as exc:
@@ -276,6 +281,7 @@ class Connection(QObject):
                 log.exception("%s: unexpected failure on the event stream", self.spec.name)
                 reason = f"unexpected {exc.__class__.__name__}: {exc}"
             was_live = self.state is LinkState.live
+            refusals = refusals + 1 if refused else 0
             if was_live and self._clock() - self._live_since >= STEADY_AFTER_S:
                 attempt = 0  # only a session that stayed up a while resets the backoff
             self._set_stale(True)

@@ -90,3 +90,21 @@ def _row_texts(page) -> str:  # type: ignore[no-untyped-def]
     return " ".join(
         str(model.index(row, col).data()) for row in range(model.rowCount()) for col in range(model.columnCount())
     )
+
+
+def test_an_instance_that_refuses_the_token_is_passed_over_and_only_all_refusing_is_unauthorized(qloop: QtLoop) -> None:
+    mine, other = start_server(), start_server()  # each with its own tokens
+    conn = Connection(ConnectionSpec("two", other.url, extra_urls=(mine.url,)), mine.token, delays=lambda a: 0.2)
+    nobody = Connection(ConnectionSpec("none", other.url, extra_urls=(mine.url,)), "sdk_unknown", delays=lambda a: 0.2)
+    try:
+        conn.start()
+        nobody.start()
+        qloop.until(lambda: conn.state is LinkState.live, timeout=30, what="live on the instance that knows the token")
+        assert conn.current_url == mine.url
+        qloop.until(lambda: nobody.state is LinkState.unauthorized, timeout=30, what="refused by every instance")
+        assert "refused the token" in nobody.detail
+    finally:
+        qloop.run(conn.close())
+        qloop.run(nobody.close())
+        mine.stop()
+        other.stop()
