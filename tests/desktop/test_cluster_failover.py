@@ -42,6 +42,8 @@ def test_the_dashboard_fails_over_to_another_instance_and_keeps_its_page(
         page.show_tab(page.tabs.count() - 1)
         qloop.until(lambda: page.cluster.instances_model.rowCount() == 2, what="the Cluster page's instances")
         history_before = page.overview
+        window.fleet.model.refresh()
+        assert window.fleet.model.index(0, 0).data() == "deploy · cluster: 2 instances"
 
         a.kill9()
         # one wait, so that the loop is not stopped while the connection to B is being made
