@@ -17,11 +17,11 @@ from embedded_service.api.logs import demote_request_logs
 from .connection import ConnectionSpec
 from .credentials import TokenVault
 from .display import NO_DISPLAY_EXIT, no_display_reason
+from .instance_urls import check_url
 from .local import LocalService
 from .local_port import choose_local_port
 from .settings import AppSettings
 from .theme import app_icon, apply_theme
-from .views.connect_dialog import check_url
 from .window import MainWindow
 
 

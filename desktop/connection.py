@@ -3,7 +3,10 @@
 It is the only place the desktop does I/O. Under the qasync loop it backfills
 history, jobs and audit, then follows `/v1/events` and turns each event into a
 Qt signal. When the server goes away it says so, greys out (stale), reconnects
-with backoff and resumes the event stream where it left off. Operator actions
+with backoff and resumes the event stream where it left off. A cluster (several
+`slotdeck serve` on one Redis) is one connection with several instance URLs: when
+the instance in use stops answering, the connection moves to the next one and
+resumes the stream there, so the page and its graphs stay. Operator actions
 are queued as tasks; their outcome comes back as `action_done` or
 `action_failed` with a sentence a person can act on.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -29,6 +33,7 @@ from embedded_service.model import AuditEntry, CommandSubmit, Job, Snapshot
 
 from . import extra_calls
 from .batching import LineBatch
+from .instance_urls import InstanceUrls, reported_urls
 
 log = logging.getLogger("slotdeck.desktop.connection")
 
@@ -59,6 +64,12 @@ class ConnectionSpec:
     ca_file: str | None = None
     local: bool = False
     remember: bool = True  # saved for the next run (not the local service, nor a --connect of one run)
+    extra_urls: tuple[str, ...] = ()  # a cluster's other instances, as the operator listed them
+    learnt_urls: tuple[str, ...] = ()  # a cluster's instances as its snapshots last reported them (`InstanceInfo.url`)
+
+    def instance_urls(self) -> InstanceUrls:
+        """Every URL of this server in the order they are tried: `url`, `extra_urls`, `learnt_urls`."""
+        return InstanceUrls(self.url, self.extra_urls, self.learnt_urls)
 
 
 class LinkState(StrEnum):
@@ -102,6 +113,8 @@ class Connection(QObject):
     job_created = Signal(object)  # Job: a job this dashboard submitted or retried
     action_done = Signal(str)  # what was done, in words
     action_failed = Signal(str, str)  # what was tried, why it failed
+    instance_changed = Signal(str)  # the instance URL the connection now talks to (a cluster's failover)
+    urls_learnt = Signal(object)  # tuple[str, ...]: the instance URLs the deployment reports (`spec.learnt_urls`)
 
     def __init__(
         self,
@@ -115,6 +128,7 @@ class Connection(QObject):
     ) -> None:
         super().__init__(parent)
         self.spec = spec
+        self.urls = spec.instance_urls()
         self._token = token
         self._client_factory = client_factory
         self._clock = clock
@@ -169,17 +183,41 @@ class Connection(QObject):
         age = self.data_age_s()
         return "no data yet" if age is None else f"data {age:.0f} s old" if age >= 2 else "data fresh"
 
+    @property
+    def current_url(self) -> str:
+        """The instance URL in use (the saved URL unless a cluster failed over to another instance)."""
+        return self.urls.current
+
     def start(self) -> None:
         """Connect and keep connected until `close()`; needs a running asyncio (qasync) loop."""
         if self._main is not None and not self._main.done():
             return
-        try:
-            self._client = self._client_factory(self.spec, self._token)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a CA file missing or not a certificate
-            self._set_state(LinkState.failed, f"cannot set up the connection: {exc}")
+        if not self._make_client():
             return
         self._main = asyncio.ensure_future(self._run())
         self._stale_timer.start()
+
+    def _make_client(self) -> bool:
+        """A client for the current URL (False, with the state `failed`, when none can be set up)."""
+        try:
+            self._client = self._client_factory(dataclasses.replace(self.spec, url=self.current_url), self._token)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a CA file missing or not a certificate
+            self._set_state(LinkState.failed, f"cannot set up the connection: {exc}")
+            return False
+        return True
+
+    async def _move_on(self) -> bool:
+        """Fail over to the next instance URL: a new client for it (the old one closed); False if none."""
+        old, self._client = self._client, None
+        if old is not None:
+            with contextlib.suppress(Exception):  # the instance is gone: closing may fail, it must not stop us
+                await old.close()
+        url = self.urls.advance()
+        log.info("%s: moving to instance %s", self.spec.name, url)
+        if not self._make_client():
+            return False
+        self.instance_changed.emit(url)
+        return True
 
     async def close(self) -> None:
         self._closing = True
@@ -214,16 +252,25 @@ class Connection(QObject):
     # ---------------------------------------------------------- the stream
 
     async def _run(self) -> None:
+        """Connect, follow, and on a failure retry with backoff. With several instance URLs a drop is retried
+        on the same instance first; an instance that does not answer is left for the next at once, and the
+        backoff grows only after every URL failed in a row (one URL: every failure backs off, as always). A
+        refused token ends the retrying once every URL in a row refused it (one URL: at the first refusal)."""
         attempt = 0
+        misses = 0  # URLs that failed one after another since the last live session
+        refusals = 0  # URLs that refused the token one after another
         while True:
             self._set_state(LinkState.connecting if attempt == 0 else LinkState.reconnecting, self.detail or "connecting")
+            refused = False
             try:
                 await self._session()
                 reason = "the server ended the event stream"
             except AuthError as exc:
-                self._set_state(LinkState.unauthorized, f"the server refused the token: {exc}")
-                self._set_stale(True)
-                return
+                refused, reason = True, f"the server refused the token: {exc}"
+                if refusals + 1 >= len(self.urls):
+                    self._set_state(LinkState.unauthorized, reason)
+                    self._set_stale(True)
+                    return
             except (ConnectionFailed, SlotDeckError, OSError) as exc:
                 reason = str(exc) or exc.__class__.__name__
             except ValidationError as exc:
@@ -233,11 +280,21 @@ class Connection(QObject):
                     return
                 log.exception("%s: unexpected failure on the event stream", self.spec.name)
                 reason = f"unexpected {exc.__class__.__name__}: {exc}"
-            if self.state is LinkState.live and self._clock() - self._live_since >= STEADY_AFTER_S:
+            was_live = self.state is LinkState.live
+            refusals = refusals + 1 if refused else 0
+            if was_live and self._clock() - self._live_since >= STEADY_AFTER_S:
                 attempt = 0  # only a session that stayed up a while resets the backoff
+            self._set_stale(True)
+            misses = 0 if was_live else misses + 1
+            if misses and len(self.urls) > 1:
+                failed = self.current_url
+                if not await self._move_on():
+                    return
+                if misses % len(self.urls):  # another instance not yet tried in this round: at once
+                    self._set_state(LinkState.reconnecting, f"{failed}: {reason}; trying {self.current_url}")
+                    continue
             delay = self._delay(attempt)
             attempt += 1
-            self._set_stale(True)
             self._set_state(LinkState.reconnecting, f"{reason}; retrying in {delay:.0f} s")
             await asyncio.sleep(delay)
 
@@ -307,7 +364,9 @@ class Connection(QObject):
             self._last_seen = self._clock()
             if self.state is not LinkState.live:
                 self._live_since = self._clock()
-            self._set_state(LinkState.live, f"live, {len(snap.queues)} queues")
+            on = f" via {self.current_url}" if len(self.urls) > 1 else ""
+            self._set_state(LinkState.live, f"live{on}, {len(snap.queues)} queues")
+            self._learn_urls(snap)
             self._set_stale(False)
             self.snapshot_received.emit(snap)
         elif kind == "job":
@@ -316,6 +375,13 @@ class Connection(QObject):
             self.jobs_pruned.emit([str(job_id) for job_id in data["jobs"]])
         elif kind == "audit":
             self.audit_received.emit([AuditEntry.model_validate(data)])
+
+    def _learn_urls(self, snap: Snapshot) -> None:
+        """Keep the instance URLs the deployment reports (for failover, and saved with the server)."""
+        reported = reported_urls(snap)
+        if reported and self.urls.learn(reported):
+            self.spec = dataclasses.replace(self.spec, learnt_urls=self.urls.learnt)
+            self.urls_learnt.emit(self.urls.learnt)
 
     def _require_client(self) -> AsyncClient:
         if self._client is None:

@@ -13,13 +13,14 @@ from embedded_service.model import Snapshot
 
 from .connection import Connection, LinkState
 from .views.audit import AuditView
+from .views.cluster import ClusterView
 from .views.devices import DevicesView
 from .views.jobs import JobsView
 from .views.overview import OverviewView
 from .views.queues import QueuesView
 from .views.work import WorkView
 
-TABS = ("Overview", "Queues", "Waiting && holding", "Jobs", "Devices", "Audit")
+TABS = ("Overview", "Queues", "Waiting && holding", "Jobs", "Devices", "Audit", "Cluster")
 
 
 def _scrolling(view: QWidget) -> QScrollArea:
@@ -45,7 +46,7 @@ class ConnectionPage(QWidget):
         self.age = QLabel("")
         self.role = QLabel("")
         self.role.setObjectName("tokenRole")
-        self.url = QLabel(conn.spec.url)
+        self.url = QLabel(conn.current_url)
         self.url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         header = QHBoxLayout()
         header.addWidget(self.title)
@@ -61,8 +62,9 @@ class ConnectionPage(QWidget):
         self.jobs = JobsView()
         self.devices = DevicesView()
         self.audit = AuditView()
+        self.cluster = ClusterView()
         self.tabs = QTabWidget()
-        views = (self.overview, self.queues, self.work, self.jobs, self.devices, self.audit)
+        views = (self.overview, self.queues, self.work, self.jobs, self.devices, self.audit, self.cluster)
         for view, label in zip(views, TABS, strict=True):
             self.tabs.addTab(view if view is self.overview else _scrolling(view), label)
 
@@ -85,6 +87,9 @@ class ConnectionPage(QWidget):
         c.stale_changed.connect(self._show_stale)
         c.role_changed.connect(self._show_role)
         c.job_created.connect(lambda job: self.jobs.select_job(job.id))
+        c.instance_changed.connect(self._show_instance)
+        c.urls_learnt.connect(lambda _urls: self._show_instance(c.current_url))
+        self._show_instance(c.current_url)
 
         self.queues.limit_requested.connect(c.set_limit)
         self.queues.pause_requested.connect(c.pause)
@@ -126,6 +131,14 @@ class ConnectionPage(QWidget):
         self.work.apply_snapshot(snap)
         self.devices.apply_snapshot(snap)
         self.jobs.apply_snapshot(snap)
+        self.cluster.apply_snapshot(snap)
+
+    def _show_instance(self, url: str) -> None:
+        """The instance URL in use, in the header (a cluster connection says which of how many)."""
+        urls = self.conn.urls.all
+        self.url.setText(url if len(urls) < 2 else f"{url}  (instance {urls.index(url) + 1} of {len(urls)} URLs)")
+        self.url.setToolTip("Instance URLs, tried in this order:\n" + "\n".join(urls) if len(urls) > 1 else "")
+        self.cluster.set_current_url(url)
 
     def _show_state(self, state: str, detail: str) -> None:
         self.link.setText(f"● {state}")
@@ -134,8 +147,10 @@ class ConnectionPage(QWidget):
         self.link.style().unpolish(self.link)
         self.link.style().polish(self.link)
         if state == LinkState.unauthorized.value:
-            self.overview.show_problem(f"The server refused this connection's token.\n\n{detail}\n\n"
-                                       "Edit the server's token (File > Edit server token…) or ask for a new one.")
+            self.overview.show_problem(
+                f"The server refused this connection's token.\n\n{detail}\n\n"
+                "Edit the server's token (File > Edit server token…) or ask for a new one."
+            )
         elif state == LinkState.failed.value:
             self.overview.show_problem(f"Cannot connect: {detail}")
         else:

@@ -1,5 +1,6 @@
-"""What the dashboard remembers between runs (QSettings): window layout, theme and the list of
-remote connections. Tokens are never written here; `credentials.TokenVault` keeps them."""
+"""What the dashboard remembers between runs (QSettings): window layout, theme and the list of remote
+connections (with a cluster's other instance URLs, listed and learnt). Tokens are never written here;
+`credentials.TokenVault` keeps them."""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ class AppSettings:
             name, url = str(self._s.value("name", "")), str(self._s.value("url", ""))
             if name and url:
                 ca = self._s.value("ca_file", "")
-                specs.append(ConnectionSpec(name=name, url=url, ca_file=str(ca) or None))
+                extra, learnt = self._urls("extra_urls"), self._urls("learnt_urls")
+                specs.append(ConnectionSpec(name, url, ca_file=str(ca) or None, extra_urls=extra, learnt_urls=learnt))
         self._s.endArray()
         return specs
+
+    def _urls(self, key: str) -> tuple[str, ...]:
+        """A space-separated list of URLs under the current array entry (a cluster's instances)."""
+        return tuple(str(self._s.value(key, "") or "").split())
 
     def save_remote_connections(self, specs: list[ConnectionSpec]) -> None:
         self._s.remove("connections")
@@ -34,6 +40,8 @@ class AppSettings:
             self._s.setValue("name", spec.name)
             self._s.setValue("url", spec.url)
             self._s.setValue("ca_file", spec.ca_file or "")
+            self._s.setValue("extra_urls", " ".join(spec.extra_urls))
+            self._s.setValue("learnt_urls", " ".join(spec.learnt_urls))
         self._s.endArray()
         self._s.sync()
 

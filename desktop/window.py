@@ -43,6 +43,7 @@ from .views.settings_dialog import SettingsDialog
 
 log = logging.getLogger("slotdeck.desktop.window")
 
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, vault: TokenVault, local: LocalService | None = None) -> None:
         super().__init__()
@@ -224,6 +225,8 @@ class MainWindow(QMainWindow):
         if not dialog.exec():
             return
         spec, token = dialog.spec(), dialog.token_text()
+        if spec.url.rstrip("/") == page.conn.spec.url.rstrip("/"):
+            spec = dataclasses.replace(spec, learnt_urls=page.conn.spec.learnt_urls)  # same deployment
         if token:
             self.vault.put(spec.url, token)
         old = page.conn
@@ -250,6 +253,7 @@ class MainWindow(QMainWindow):
         conn.action_done.connect(lambda what: self.statusBar().showMessage(f"{spec.name}: done: {what}", 8000))
         conn.action_failed.connect(lambda what, why: self._action_failed(spec.name, what, why))
         conn.state_changed.connect(lambda *_: self.fleet.model.refresh())
+        conn.urls_learnt.connect(lambda _urls: self._save_remotes())
         conn.stale_after_s = self.settings.stale_after_s()
         self.notifier.watch(conn)
         chosen = self.fleet.chosen() or spec.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import QModelIndex, Qt
 
@@ -20,7 +20,15 @@ from .formats import format_duration
 from .jobs import STUCK_BRUSH, contiguous_runs
 from .table import ID_ROLE, HeaderedTable, Index
 
-Item = TypeVar("Item", WaiterInfo, LeaseInfo)
+
+class HasId(Protocol):
+    """A row item: anything with a string `id` (a waiter, a lease, a cluster instance or host)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=HasId)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 """Role whose values sort as their type (numbers as numbers); for QSortFilterProxyModel.setSortRole."""
@@ -32,7 +40,7 @@ def _remaining(at: float | None, now: float) -> float | None:
     return None if at is None else max(0.0, at - now)
 
 
-class _ByIdTable(HeaderedTable, Generic[Item]):
+class ByIdTable(HeaderedTable, Generic[Item]):
     """Rows of items with an `id`, replaced wholesale by `_replace` but updated row by row."""
 
     numeric: ClassVar[frozenset[int]] = frozenset()
@@ -94,7 +102,7 @@ class _ByIdTable(HeaderedTable, Generic[Item]):
         return None
 
 
-class WaitersModel(_ByIdTable[WaiterInfo]):
+class WaitersModel(ByIdTable[WaiterInfo]):
     """Requests waiting for a slot: queue, owner, priority, place in line, age and time left before their deadline."""
 
     QUEUE, OWNER, PRIORITY, POSITION, AGE, TIME_LEFT = range(6)
@@ -125,7 +133,7 @@ class WaitersModel(_ByIdTable[WaiterInfo]):
         )[column]
 
 
-class LeasesModel(_ByIdTable[LeaseInfo]):
+class LeasesModel(ByIdTable[LeaseInfo]):
     """Granted slots: queue, owner, fence, devices, how long held, when it expires, stuck, and the job holding it."""
 
     QUEUE, OWNER, FENCE, DEVICES, HELD, EXPIRES, STUCK, JOB = range(8)

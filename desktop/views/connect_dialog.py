@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlparse
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,23 +22,10 @@ from PySide6.QtWidgets import (
 
 from embedded_service.client import AsyncClient, AuthError
 from embedded_service.errors import SlotDeckError
-from embedded_service.localmode import is_loopback
 
 from .. import extra_calls
 from ..connection import ConnectionSpec
-
-
-def check_url(url: str) -> str | None:
-    """Why `url` cannot name a SlotDeck server, or None. Plain http is for this machine only: elsewhere the
-    bearer token would cross the network in clear."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https"):
-        return "The URL must start with http:// or https://"
-    if not parsed.hostname:
-        return "The URL names no host"
-    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
-        return "Use https:// for another machine: over http:// its token would cross the network unencrypted"
-    return None
+from ..instance_urls import check_url, unique
 
 
 def check_ca_file(path: str | None) -> str | None:
@@ -65,6 +51,12 @@ class ConnectDialog(QDialog):
         self.name.setPlaceholderText("a short name, e.g. gpu-box")
         self.url = QLineEdit()
         self.url.setPlaceholderText("https://slots.example.org:8765")
+        self.extra_urls = QLineEdit()
+        self.extra_urls.setPlaceholderText("optional, for a cluster: its other instances' URLs, space-separated")
+        self.extra_urls.setToolTip(
+            "When the instance at URL stops answering, the connection moves to the next of these "
+            "(with the same token). Instances that report their URL are added by themselves."
+        )
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("from: slotdeck token create --role operator --name NAME")
@@ -83,6 +75,7 @@ class ConnectDialog(QDialog):
             self.name.setText(edit.name)
             self.name.setReadOnly(True)
             self.url.setText(edit.url)
+            self.extra_urls.setText(" ".join(edit.extra_urls))
             self.ca.setText(edit.ca_file or "")
             self.token.setPlaceholderText("the new token (leave empty to keep the saved one)")
         browse = QPushButton("Browse…")
@@ -93,6 +86,7 @@ class ConnectDialog(QDialog):
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("URL", self.url)
+        form.addRow("Other instances", self.extra_urls)
         token_row = QHBoxLayout()
         token_row.addWidget(self.token, 1)
         token_row.addWidget(self.show_token)
@@ -129,7 +123,20 @@ class ConnectDialog(QDialog):
             return "Give the server a name"
         if name in self._taken:
             return f"A connection named {name} exists already"
-        return check_url(url) or check_ca_file(self.ca.text().strip())
+        return check_url(url) or self._extra_problem() or check_ca_file(self.ca.text().strip())
+
+    def _extra_problem(self) -> str | None:
+        for url in self.extra_url_list():
+            problem = check_url(url)
+            if problem:
+                return f"Other instance {url}: {problem[0].lower()}{problem[1:]}"
+        return None
+
+    def extra_url_list(self) -> tuple[str, ...]:
+        """The other instance URLs as typed (split on spaces and commas), each once, without the main URL."""
+        typed = self.extra_urls.text().replace(",", " ").split()
+        main = self.url.text().strip().rstrip("/")
+        return tuple(url for url in unique(typed) if url != main)
 
     def _accept(self) -> None:
         problem = self.problem()
@@ -170,7 +177,9 @@ class ConnectDialog(QDialog):
 
     def spec(self) -> ConnectionSpec:
         ca_file = self.ca.text().strip() or None
-        return ConnectionSpec(name=self.name.text().strip(), url=self.url.text().strip(), ca_file=ca_file)
+        return ConnectionSpec(
+            name=self.name.text().strip(), url=self.url.text().strip(), ca_file=ca_file, extra_urls=self.extra_url_list()
+        )
 
     def token_text(self) -> str | None:
         return self.token.text().strip() or None

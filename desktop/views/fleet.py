@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QVBoxLayout, QWidget
 
 from ..connection import Connection, LinkState
+from ..models.cluster import cluster_summary
 from ..models.table import ID_ROLE, HeaderedTable, Index
 from .keeping_table import KeepingTable
 
@@ -30,8 +31,10 @@ def fleet_row(conn: Connection, alerts: int) -> tuple[str, ...]:
     """The fleet columns of one connection, as text."""
     snap = conn.last_snapshot
     state = conn.state.value + (f" · {conn.role}" if conn.role else "")
+    cluster = cluster_summary(snap)
+    name = f"{conn.name} · {cluster}" if cluster else conn.name
     if snap is None:
-        return (conn.name, state, conn.freshness(), "", "", "", "", str(alerts) if alerts else "")
+        return (name, state, conn.freshness(), "", "", "", "", str(alerts) if alerts else "")
     in_use = sum(q.in_use for q in snap.queues)
     limit = sum(q.config.limit for q in snap.queues)
     paused = sum(1 for q in snap.queues if q.config.paused)
@@ -42,7 +45,7 @@ def fleet_row(conn: Connection, alerts: int) -> tuple[str, ...]:
     peak = max((q.marks.waiting for q in snap.queues), default=0)
     stuck = sum(q.stuck for q in snap.queues)
     return (
-        conn.name,
+        name,
         state,
         conn.freshness(),
         queues,
@@ -90,7 +93,7 @@ class FleetModel(HeaderedTable):
         if role == ID_ROLE:
             return conn.name
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{conn.spec.url}\n{conn.detail}"
+            return f"{conn.current_url}\n{conn.detail}"
         if role == Qt.ItemDataRole.TextAlignmentRole and col in self.NUMERIC:
             return _RIGHT
         if role == Qt.ItemDataRole.ForegroundRole and col == 1:

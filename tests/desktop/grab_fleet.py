@@ -26,6 +26,7 @@ async def scenario(window, out: Path, size: tuple[int, int]) -> None:  # type: i
     running = asyncio.ensure_future(window.run())
     window.resize(*size)
     page = await window.first_page_with_data()
+    window.show_server(page.conn.name)  # the page grabbed below is the one shown (not another that had data first)
     first_queue = page.conn.last_snapshot.queues[0]
     page.conn.set_limit(first_queue.config.name, first_queue.config.limit + 1)
     page.conn.pause(page.conn.last_snapshot.queues[-1].config.name)

@@ -119,6 +119,6 @@ def test_three_servers_at_1280x800_fit_the_screen_and_a_refused_token_is_shown(
     assert "states=live,live,unauthorized" in facts, facts
     width, height = (int(v) for v in facts.split("frame=")[1].split()[0].split("x"))
     assert width <= 1280 and height <= 800, facts
-    for page in ("overview", "queues", "waiting-and-holding", "jobs", "devices", "audit"):
+    for page in ("overview", "queues", "waiting-and-holding", "jobs", "devices", "audit", "cluster"):
         image = QImage(str(out / f"fleet-{page}.png"))
         assert not image.isNull() and image.width() >= 1200, page
