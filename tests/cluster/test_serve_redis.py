@@ -15,14 +15,12 @@ import pytest
 from redisproc import free_port
 
 
-def serve(store: str, home: Path, auth: bool = False) -> tuple[subprocess.Popen[str], httpx.Client]:
-    """A `slotdeck serve` on `store` with its data directory at `home` (auth on: its local token in local.json)."""
+def serve(store: str, home: Path) -> tuple[subprocess.Popen[str], httpx.Client]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
     env |= {"SLOTDECK_HOME": str(home), "SLOTDECK_STORE": store}  # the store from the environment
     proc = subprocess.Popen(
-        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes"]
-        + ([] if auth else ["--no-auth"]),
+        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes", "--no-auth"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -3,58 +3,26 @@ so a token made through one server works on all, a deleted one stops on all, and
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_redis import serve
+from ownership.serving import Serve, cli, home_env, wait_until
 
-CLI = [sys.executable, "-m", "embedded_service.cli"]
 Servers = list[tuple[httpx.Client, str]]  # each server's client and its local admin token
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def healthy(client: httpx.Client) -> bool:
-    try:
-        return client.get("/v1/health").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 @pytest.fixture
-def two_servers(ns_url: str, tmp_path: Path) -> Iterator[Servers]:
-    started = [serve(ns_url, tmp_path / f"home{i}", auth=True) for i in range(2)]
-    try:
-        for i, (proc, client) in enumerate(started):
-            wait_for(lambda p=proc, c=client: p.poll() is not None or healthy(c), "a server to start")  # type: ignore[misc]
-            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
-            wait_for((tmp_path / f"home{i}" / "local.json").exists, "local.json")
-        tokens = [json.loads((tmp_path / f"home{i}" / "local.json").read_text())["token"] for i in range(2)]
-        yield [(client, token) for (_, client), token in zip(started, tokens, strict=True)]
-        for proc, _ in started:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in started:
-            out, _ = proc.communicate(timeout=20)
-            assert proc.returncode == 0 and "Traceback" not in out, out
-    finally:
-        for proc, client in started:
-            client.close()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+def two_servers(ns_url: str, tmp_path: Path, started: list[Serve]) -> Iterator[Servers]:
+    for i in range(2):
+        started.append(Serve(home_env(tmp_path / f"home{i}", SLOTDECK_STORE=ns_url)).wait_serving())
+    clients = [httpx.Client(base_url=server.url, timeout=30) for server in started]
+    yield [(client, server.token) for client, server in zip(clients, started, strict=True)]
+    for client in clients:
+        client.close()
+    for server in started:
+        assert server.stop() == 0 and "Traceback" not in server.output(), server.output()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -85,19 +53,12 @@ def test_a_token_made_on_one_server_works_on_every_server_and_roles_hold(two_ser
     assert a.get("/v1/audit", headers=bearer(a_admin)).json() == audit
     # deleted through b: refused on a too (within the token cache's 2 s)
     assert b.delete("/v1/tokens/grafana", headers=bearer(b_admin)).status_code in (200, 204)
-    wait_for(lambda: a.get("/v1/snapshot", headers=bearer(viewer)).status_code == 401, "the deleted token refused", 10)
+    wait_until("the deleted token refused", lambda: a.get("/v1/snapshot", headers=bearer(viewer)).status_code == 401, 10)
 
 
 def test_token_commands_on_the_redis_store_reach_every_server(two_servers: Servers, ns_url: str, tmp_path: Path) -> None:
     (a, _), (b, _) = two_servers
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTDECK_")} | {"SLOTDECK_HOME": str(tmp_path / "cli")}
-    done = subprocess.run(
-        [*CLI, "token", "create", "--name", "ops", "--role", "operator", "--store", ns_url],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    done = cli("token", "create", "--name", "ops", "--role", "operator", "--store", ns_url, env=home_env(tmp_path / "cli"))
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1].split()[-1]
     for client in (a, b):
