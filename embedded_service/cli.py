@@ -431,6 +431,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "devices": [parse_device(d) for d in args.device] or None,
         "gpu_memory_budget_mib": args.gpu_memory_budget_mib,
         "gpu_stale_after_s": args.gpu_stale_after_s,
+        "advertise_url": args.advertise_url,
     }
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
@@ -521,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gpu-memory-budget-mib", type=int, help="memory a GPU of unknown size (unified) may promise")
     p.add_argument("--gpu-stale-after-s", type=float, help="how long last good GPU figures stand in (default 10)")
+    p.add_argument(
+        "--advertise-url",
+        help="redis mode: the API URL shown to the deployment (behind a proxy; default: the bound host:port)",
+    )
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)

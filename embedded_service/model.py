@@ -162,6 +162,7 @@ class LeaseInfo(BaseModel):
     fence: int
     devices: list[int] = Field(default_factory=list)
     gpu_mem_mib: int = 0
+    host: str | None = Field(default=None, description="Redis mode: the host whose GPUs `devices` are (None in-process).")
     granted_at: float
     waited_s: float = 0.0
     expires_at: float | None = None
@@ -565,6 +566,7 @@ class HeldLease(BaseModel):
     fence: int
     devices: list[int] = Field(default_factory=list)
     gpu_mem_mib: int = 0
+    host: str | None = Field(default=None, description="Redis mode: the host whose GPUs `devices` are (None in-process).")
     granted_at: float
     waited_s: float = 0.0
     ttl_s: float

@@ -47,6 +47,7 @@ from .stores.ownership import StoreLock, take_ownership
 if TYPE_CHECKING:
     from .cluster.admission import ClusterAdmission
     from .cluster.desk import ClusterDesk
+    from .cluster.hosts import HostGpus
 
 log = logging.getLogger("slotdeck.service")
 
@@ -100,9 +101,12 @@ class SlotService:
     `store` is a URL (`memory://`, `sqlite:///path`, ...) or a `Store`. `clock` is for tests.
     `redis://host:port/db?namespace=name` (or `rediss://`) is redis mode: every process on that Redis and
     namespace is one admission domain (`cluster.admission`): one limit, one line, one set of marks and totals;
-    `snapshot()` shows the whole deployment. In redis mode jobs are off (`NotInRedisMode`), GPUs are not
-    admitted, tokens and audit are this process's own (in memory), and `slot()`/`acquire()` give a
-    `ClusterLease` (renewed in the background; `lease.lost`).
+    `snapshot()` shows the whole deployment (`instances`, `hosts`). In redis mode jobs are off (`NotInRedisMode`),
+    tokens and audit are this process's own (in memory), and `slot()`/`acquire()` give a `ClusterLease`
+    (renewed in the background; `lease.lost`). GPUs are per host (`cluster.hosts`): this service publishes
+    its probe's figures or its `devices` for its host id (`SLOTDECK_HOST_ID`, else the hostname; one
+    publisher per host is elected), and `gpus`/`gpu_mem_mib` requests fit on this host's GPUs with the same
+    caps, memory rule and reservation rule as in-process, across every process of the host.
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
     SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
@@ -139,11 +143,15 @@ class SlotService:
         )
         self.engine = SlotEngine(self.clock, devices, pool)
         self.cluster: ClusterAdmission | None = None
+        self.host_gpus: HostGpus | None = None  # redis mode: this host's GPUs, published after each sample
         if isinstance(store, str) and store.startswith(("redis://", "rediss://")):
             from .cluster.admission import ClusterAdmission  # needs the redis extra
+            from .cluster.hosts import HostGpus
 
-            self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace
+            self.cluster = ClusterAdmission(store)  # ValueError for a bad namespace or host id
             store = "memory://"  # this process's tokens and audit; admission state lives in Redis
+            if gpu_probe is not None or devices:
+                self.host_gpus = HostGpus(self.cluster.slots, pool, self.clock.time, sample_interval_s)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.gpu_probe = gpu_probe
         self.host_probe = host_probe
@@ -190,6 +198,8 @@ class SlotService:
                 raise
             self.started_at = self.clock.time()
             await self.sample_once()
+            if self.host_gpus is not None:
+                await self.cluster.refresh()  # this host's GPUs, published just now, in the first snapshot
             self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
             return self
         self.ownership = take_ownership(self.store)
@@ -220,6 +230,8 @@ class SlotService:
                 await self._sampler
             self._sampler = None
         if self.cluster is not None:
+            if self.host_gpus is not None:
+                await self.host_gpus.stop()
             await self.cluster.close()
             await self.store.close()
             return
@@ -591,13 +603,14 @@ class SlotService:
                 seq=self.cluster.version,
                 at=now,
                 queues=[self._cluster_stats(name) for name in self.cluster.names()],
-                devices=engine.pool.infos(now),
+                devices=self.cluster.host_devices() or engine.pool.infos(now),
                 gpu_probe=self.gpu_probe_reason,
                 gpu_selection=engine.pool.selection_note,
                 host=self.host,
                 leases=view.leases,
                 waiters=view.waiters,
                 instances=view.instances,
+                hosts=view.hosts,
             )
         return Snapshot.model_construct(  # its parts are models built just now: validating them again costs ~1/3
             seq=engine.version,
@@ -615,7 +628,7 @@ class SlotService:
         return self.history_ring.series(seconds, self.clock.time())
 
     async def sample_once(self) -> None:
-        """Read the probes (in a thread), feed devices to admission, add a history point."""
+        """Read the probes (in a thread), feed devices to admission (redis mode: publish them), add a history point."""
         if self.gpu_probe is not None:
             try:
                 devices, reason = await asyncio.to_thread(self.gpu_probe.sample)
@@ -631,6 +644,8 @@ class SlotService:
                 self.host = await asyncio.to_thread(self.host_probe.sample)
             except Exception as exc:
                 log.warning("host probe failed: %s", exc)
+        if self.host_gpus is not None:
+            await self.host_gpus.publish()
         self._record_sample()
 
     def _record_sample(self) -> None:

@@ -38,7 +38,8 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
   P:h:H:res           hash <index> -> MiB reserved by leases, n<index> -> leases on it
   P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
   P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
-  P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that ever published
+  P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that published (until sd_hosts prunes it)
+  P:hb                hash host -> its newest heartbeat (ms; a process id starts with its host id)
   P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
@@ -432,6 +433,7 @@ end
 
 local function beat(P, proc, proc_ms, now)
   redis.call('ZADD', P .. ':procs', now + proc_ms, proc)
+  redis.call('HSET', P .. ':hb', string.match(proc, '^[^:]*'), fmt(now))  -- the host's newest heartbeat
 end
 
 -- init(P; candidate, min_fence, proc, proc_ms, claim_ms) -> {epoch, created}
@@ -613,6 +615,43 @@ redis.register_function{function_name = 'sd_gpu_view', flags = {'no-writes'}, ca
   return cjson.encode(out)
 end}
 
+-- hosts(P; ttl_ms) -> JSON {now, hosts: {host: {hb: newest heartbeat ms or nil, alive: 0/1, devices: figures JSON,
+--   reserved: {index or 'n'..index: n}, publisher}}} for every host with a heartbeat or published GPUs.
+-- A host leaves (its records go) once no process of it is alive, its newest heartbeat is older than ttl_ms,
+-- its figures expired, and no GPU lease or waiter is on it: leases still held keep their host.
+redis.register_function('sd_hosts', function(keys, args)
+  local P = keys[1]
+  local ttl = tonumber(args[1])
+  local now = now_ms()
+  local alive = {}
+  for _, proc in ipairs(redis.call('ZRANGEBYSCORE', P .. ':procs', '(' .. fmt(now), '+inf')) do
+    alive[string.match(proc, '^[^:]*')] = true
+  end
+  local names = {}
+  for _, H in ipairs(redis.call('HKEYS', P .. ':hb')) do names[H] = true end
+  for _, H in ipairs(redis.call('SMEMBERS', P .. ':hosts')) do names[H] = true end
+  local out = {}
+  for H, _ in pairs(names) do
+    local hk = P .. ':h:' .. H
+    local hb = tonumber(redis.call('HGET', P .. ':hb', H) or '0')
+    local figs = redis.call('GET', hk .. ':figs')
+    if not alive[H] and now - hb > ttl and not figs and redis.call('HLEN', hk .. ':res') == 0
+      and redis.call('HLEN', hk .. ':gq') == 0 then
+      redis.call('DEL', hk .. ':pub', hk .. ':res', hk .. ':pq', hk .. ':gq')
+      redis.call('SREM', P .. ':hosts', H)
+      redis.call('SREM', P .. ':gpuhosts', H)
+      redis.call('HDEL', P .. ':hb', H)
+    else
+      local flat = redis.call('HGETALL', hk .. ':res')
+      local res = {}
+      for k = 1, #flat, 2 do res[flat[k]] = tonumber(flat[k + 1]) end
+      out[H] = {hb = hb, alive = alive[H] and 1 or 0, devices = figs or '[]', reserved = res,
+        publisher = redis.call('GET', hk .. ':pub') or ''}
+    end
+  end
+  return cjson.encode({now = fmt(now), hosts = out})
+end)
+
 -- cancel(P; name, wid, why) -> 1 if the waiter was still waiting (now removed), else 0.
 -- why: timed_out | cancelled
 redis.register_function('sd_cancel', function(keys, args)
@@ -768,12 +807,13 @@ redis.register_function{function_name = 'sd_snapshot', flags = {'no-writes'}, ca
   local P = keys[1]
   local out = {}
   for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
-    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting', 'rate', 'burst')
+    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting', 'rate', 'burst', 'pg', 'pl')
     local st = redis.call('HGETALL', qk(P, q, 'st'))
     local stats = {}
     for i = 1, #st, 2 do stats[st[i]] = st[i + 1] end
     out[q] = {
-      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3], rate = cfg[4], burst = cfg[5],
+      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3], rate = cfg[4], burst = cfg[5], per_gpu = cfg[6],
+      placement = cfg[7],
       in_use = redis.call('ZCARD', qk(P, q, 'hold')),
       waiting = redis.call('ZCARD', qk(P, q, 'wait')),
       stats = stats,
@@ -784,7 +824,8 @@ end}
 
 -- detail(P; name, max) -> JSON {holders: [[lid, owner, fence, expiry_ms, process]] by fence,
 --   waiters: [[wid, owner, priority, enqueued_ms, process]] in grant order}, at most `max` of each
---   (a holder's last field: its grant time in ms)
+--   (a holder's further fields: its grant time in ms, and for a GPU lease its host, devices csv and MiB per GPU;
+--   a waiter's: GPUs, MiB per GPU and host of a GPU request)
 redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, callback = function(keys, args)
   local P = keys[1]
   local name = args[1]
@@ -792,18 +833,19 @@ redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, call
   local holders = {}
   local hold = redis.call('ZRANGE', qk(P, name, 'hold'), 0, -1, 'WITHSCORES')
   for i = 1, #hold, 2 do
-    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p', 't0')
+    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p', 't0', 'h', 'd', 'gm')
     -- the fence as its string: cjson writes numbers with 14 digits, fences have 16
-    holders[#holders + 1] = {hold[i], l[1], l[2], tonumber(hold[i + 1]), l[3], tonumber(l[4])}
+    holders[#holders + 1] = {hold[i], l[1], l[2], tonumber(hold[i + 1]), l[3], tonumber(l[4]) or false,
+      l[5], l[6], tonumber(l[7]) or 0}
   end
   table.sort(holders, function(a, b) return a[3] < b[3] end)
   while #holders > max do table.remove(holders) end
   local waiters = {}
   local wait = redis.call('ZRANGE', qk(P, name, 'wait'), 0, max - 1, 'WITHSCORES')
   for i = 1, #wait, 2 do
-    local w = redis.call('HMGET', P .. ':w:' .. wait[i], 'o', 't0', 'p')
+    local w = redis.call('HMGET', P .. ':w:' .. wait[i], 'o', 't0', 'p', 'g', 'gm', 'h')
     local prio = math.floor(tonumber(wait[i + 1]) / TWO32) - PRIO_OFFSET
-    waiters[#waiters + 1] = {wait[i], w[1], prio, tonumber(w[2]), w[3]}
+    waiters[#waiters + 1] = {wait[i], w[1], prio, tonumber(w[2]), w[3], tonumber(w[4]) or 0, tonumber(w[5]) or 0, w[6]}
   end
   return cjson.encode({holders = holders, waiters = waiters})
 end}
