@@ -13,6 +13,7 @@ Keys under the prefix P (all times are Redis milliseconds):
                       timeout_ms (an acquire's wait when it names none; -1 = none)
   P:q:<n>:wait        zset waiter id -> (priority + 2^20) * 2^32 + arrival (lower first)
   P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
+  P:q:<n>:gw:<H>      zset: the queue's GPU waiters for host H, scored as in P:q:<n>:wait (H's line in the queue)
   P:q:<n>:hold        zset lease id -> expiry
   P:q:<n>:st          hash totals (granted, released, timed_out, rejected, expired, revoked, cancelled,
                       abandoned, bad_releases)
@@ -154,8 +155,11 @@ local function drop_waiter(P, name, wid)
   redis.call('ZREM', qk(P, name, 'wdl'), wid)
   local w = redis.call('HMGET', P .. ':w:' .. wid, 'p', 'h')
   local proc = w[1]
-  if w[2] and redis.call('HINCRBY', P .. ':h:' .. w[2] .. ':gq', name, -1) <= 0 then
-    redis.call('HDEL', P .. ':h:' .. w[2] .. ':gq', name)
+  if w[2] then
+    redis.call('ZREM', qk(P, name, 'gw:' .. w[2]), wid)
+    if redis.call('HINCRBY', P .. ':h:' .. w[2] .. ':gq', name, -1) <= 0 then
+      redis.call('HDEL', P .. ':h:' .. w[2] .. ':gq', name)
+    end
   end
   redis.call('DEL', P .. ':w:' .. wid)
   if proc then redis.call('SREM', P .. ':pw:' .. proc, wid) end
@@ -347,7 +351,9 @@ end
 
 -- GPU heads of host H's lines, across queues, in (priority, arrival) order; the first one that does not
 -- fit reserves: nothing behind it is granted until it fits. One held back by its queue's per-GPU cap, or
--- needing a device that is lost or not published, reserves nothing.
+-- needing a device that is lost or not published, reserves nothing. A queue's line is one for plain
+-- waiters (a GPU waiter at its head holds plain ones behind it, as in-process), but its GPU waiters wait
+-- only behind those of their own host (P:q:<n>:gw:<H>): another host's full GPUs hold nobody back here.
 local function pump_host(P, H, now, self_wid)
   local gq = P .. ':h:' .. H .. ':gq'
   local claim_ms = claim_ms_of(P)
@@ -357,8 +363,10 @@ local function pump_host(P, H, now, self_wid)
   for _ = 1, PUMP_MAX do
     local heads = {}
     for _, name in ipairs(redis.call('HKEYS', gq)) do
-      local head = redis.call('ZRANGE', qk(P, name, 'wait'), 0, 0, 'WITHSCORES')
-      if #head == 2 then
+      local first = redis.call('ZRANGE', qk(P, name, 'wait'), 0, 0)
+      local head = redis.call('ZRANGE', qk(P, name, 'gw:' .. H), 0, 0, 'WITHSCORES')
+      -- a plain waiter first in line goes first (pump grants it when the queue can: then so could we)
+      if #head == 2 and #first == 1 and redis.call('HEXISTS', P .. ':w:' .. first[1], 'h') == 1 then
         local w = redis.call('HMGET', P .. ':w:' .. head[1], 'h', 'g', 'gm')
         local cfgk = qk(P, name, 'cfg')
         local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'pg', 'pl')
@@ -559,6 +567,7 @@ redis.register_function('sd_acquire', function(keys, args)
     redis.call('HSET', P .. ':w:' .. wid, 'g', gpus, 'gm', gm, 'h', H)
     redis.call('HINCRBY', P .. ':h:' .. H .. ':gq', name, 1)
     redis.call('SADD', P .. ':gpuhosts', H)
+    redis.call('ZADD', qk(P, name, 'gw:' .. H), score, wid)
   end
   redis.call('SADD', P .. ':pw:' .. proc, wid)
   redis.call('ZADD', qk(P, name, 'wait'), score, wid)
