@@ -2,9 +2,11 @@
 
 A host is named by its host id (`ClusterSlots.host_id`: ``SLOTDECK_HOST_ID``, else the hostname), which also
 heads the ids of its processes. Every heartbeat notes the host's newest one in Redis (``P:hb``); `read_hosts`
-lists every host with a heartbeat or published GPUs, and lets a host go (its GPU records with it) once none
-of its processes is alive, its newest heartbeat is older than twice the process TTL, its figures expired and
-no GPU lease or waiter is on it (a lease still held keeps its host, whoever renews it).
+lists every host with a heartbeat or published GPUs. A host without GPUs leaves with its last process (at
+once when it closes, at its liveness deadline when it dies). A host that published GPUs is shown stale
+until it has no live process, its newest heartbeat is older than the process TTL, its figures expired and
+no GPU lease or waiter is on it; then it leaves and its GPU records go (a lease still held keeps its host,
+whoever renews it).
 
 `HostGpus` is a `SlotService`'s side of GPU admission in redis mode: after each sample it publishes the
 service's device pool (probe figures or configured devices) for its host. Every service of a host may run
@@ -70,10 +72,9 @@ async def read_hosts(
 ) -> list[ClusterHost]:
     """Every host of the deployment, by host id: its processes (from `instances`), newest heartbeat (Unix
     seconds, Redis clock), whether all its processes are stale, and its GPUs as last published, with the
-    reservations and lease ids (from `leases`) Redis has on them. A host without a live process is shown
-    stale, and leaves once its newest heartbeat is 2 x `stale_ttl_s` old (one TTL for its processes to go
-    stale, one shown stale) unless GPU leases or waiters are still on it."""
-    raw = json.loads(await slots._fcall("sd_hosts", int(2 * stale_ttl_s * 1000)))
+    reservations and lease ids (from `leases`) Redis has on them. A host that published GPUs and has no
+    live process leaves once its newest heartbeat is `stale_ttl_s` old and no GPU lease or waiter is on it."""
+    raw = json.loads(await slots._fcall("sd_hosts", int(stale_ttl_s * 1000)))
     by_host: dict[str, list[InstanceInfo]] = {}
     for instance in instances:
         by_host.setdefault(instance.host, []).append(instance)

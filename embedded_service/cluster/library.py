@@ -40,7 +40,8 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
   P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
   P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
   P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that published (until sd_hosts prunes it)
-  P:hb                hash host -> its newest heartbeat (ms; a process id starts with its host id)
+  P:hb                hash host -> its newest heartbeat (ms; a process id starts with its host id); a host's
+                      field goes with its last process, or (a host that published GPUs) when sd_hosts prunes it
   P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
@@ -166,6 +167,18 @@ local function drop_waiter(P, name, wid)
   return proc
 end
 
+local function host_of(proc) return string.match(proc, '^[^:]*') end
+
+-- A process of host H left: H's heartbeat record goes with its last process, unless H published GPUs
+-- (then sd_hosts lets it go once its figures, leases and waiters are gone too).
+local function host_left(P, H)
+  if redis.call('SISMEMBER', P .. ':hosts', H) == 1 then return end
+  for _, proc in ipairs(redis.call('ZRANGE', P .. ':procs', 0, -1)) do
+    if host_of(proc) == H then return end
+  end
+  redis.call('HDEL', P .. ':hb', H)
+end
+
 -- Waiters of processes whose heartbeat stopped; returns the queues touched.
 local function reclaim_procs(P, now)
   local touched = {}
@@ -181,6 +194,7 @@ local function reclaim_procs(P, now)
     end
     redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
     redis.call('ZREM', P .. ':procs', proc)
+    host_left(P, host_of(proc))
   end
   return touched
 end
@@ -441,7 +455,7 @@ end
 
 local function beat(P, proc, proc_ms, now)
   redis.call('ZADD', P .. ':procs', now + proc_ms, proc)
-  redis.call('HSET', P .. ':hb', string.match(proc, '^[^:]*'), fmt(now))  -- the host's newest heartbeat
+  redis.call('HSET', P .. ':hb', host_of(proc), fmt(now))  -- the host's newest heartbeat
 end
 
 -- init(P; candidate, min_fence, proc, proc_ms, claim_ms) -> {epoch, created}
@@ -634,7 +648,7 @@ redis.register_function('sd_hosts', function(keys, args)
   local now = now_ms()
   local alive = {}
   for _, proc in ipairs(redis.call('ZRANGEBYSCORE', P .. ':procs', '(' .. fmt(now), '+inf')) do
-    alive[string.match(proc, '^[^:]*')] = true
+    alive[host_of(proc)] = true
   end
   local names = {}
   for _, H in ipairs(redis.call('HKEYS', P .. ':hb')) do names[H] = true end
@@ -808,6 +822,7 @@ redis.register_function('sd_bye', function(keys, args)
   end
   redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
   redis.call('ZREM', P .. ':procs', proc)
+  host_left(P, host_of(proc))
   return 1
 end)
 
