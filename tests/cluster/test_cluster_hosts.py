@@ -46,7 +46,8 @@ async def until_hosts(view: ClusterAdmission, check: object, what: str, limit_s:
 async def test_hosts_whose_processes_are_gone_leave_unless_a_gpu_lease_is_held(ns_url: str, tmp_path: Path) -> None:
     log = tmp_path / "gamma.log"
     specs = json.dumps([d.model_dump() for d in devices("gamma")])
-    gamma = subprocess.Popen([sys.executable, str(WORKER), "publish", ns_url, "gamma", specs, str(log)], env=dict(os.environ))
+    argv = [sys.executable, str(WORKER), "publish", ns_url, "gamma", specs, str(log)]
+    gamma = subprocess.Popen(argv, env=dict(os.environ))
     view = ClusterAdmission(ns_url, refresh_s=60, proc_ttl_s=TTL_S, host_id="watcher")
     await view.open()
     try:
