@@ -6,6 +6,7 @@ memory, and the "first GPU waiter that does not fit reserves" rule holds per hos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,13 +31,10 @@ async def hosts(ns_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[t
     a.configure_queue("capped", limit=10, per_gpu=1, timeout_s=30)
     for name in ("mem", "big", "small"):
         a.configure_queue(name, limit=10, timeout_s=30)
-    await a.start()
-    await b.start()
-    try:
+    async with contextlib.AsyncExitStack() as started:
+        for svc in made:
+            await started.enter_async_context(svc)  # closed in reverse order, however the test ends
         yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
