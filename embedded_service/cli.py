@@ -359,6 +359,12 @@ def _check_store_url(url: str) -> None:
         raise ConfigError("--store redis:// needs the redis extra: pip install 'slotdeck[redis]'") from None
     except ValueError as exc:
         raise ConfigError(f"bad store URL: {exc}") from None
+    from .cluster.url import check_host_id, default_host_id
+
+    try:
+        check_host_id(default_host_id())
+    except ValueError as exc:
+        raise ConfigError(f"SLOTDECK_HOST_ID: {exc}") from None
 
 
 async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:

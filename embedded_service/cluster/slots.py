@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("cluster mode needs the redis extra: pip install 'slotdeck[redis]'") from exc
 
 from embedded_service.cluster.library import LIBRARY
-from embedded_service.cluster.url import parse_cluster_url
+from embedded_service.cluster.url import check_host_id, default_host_id, parse_cluster_url
 from embedded_service.errors import (
     LeaseLost,
     NoFittingDevice,
@@ -53,13 +52,6 @@ if TYPE_CHECKING:
     from embedded_service.cluster.blocking import BlockingClusterSlots
 
 _NET_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def check_host_id(host_id: str) -> str:
-    """A host id as cluster mode keys it: 1-200 characters, no ``:`` (it heads the process ids) or whitespace."""
-    if not 0 < len(host_id) <= 200 or ":" in host_id or any(c.isspace() for c in host_id):
-        raise ValueError(f"host id {host_id[:200]!r} must be 1-200 characters without ':' or whitespace")
-    return host_id
 
 
 class RedisNotSafe(SlotDeckError):
@@ -142,7 +134,7 @@ class ClusterSlots:
         host_id: str | None = None,
     ) -> None:
         parsed = parse_cluster_url(url)
-        self.host_id = check_host_id(host_id or os.environ.get("SLOTDECK_HOST_ID") or socket.gethostname())
+        self.host_id = check_host_id(host_id or default_host_id())
         self.namespace = parsed.namespace
         self._P = parsed.prefix
         self._url = parsed.redis_url

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -37,3 +39,16 @@ def parse_cluster_url(url: str) -> ClusterURL:
     if not _NAMESPACE.match(namespace):
         raise ValueError("namespace must be 1-64 characters of letters, digits, '_', '.', '-'")
     return ClusterURL(urlunsplit(parts._replace(query=urlencode(rest))), namespace)
+
+
+def default_host_id() -> str:
+    """This host's id when none is given: ``SLOTDECK_HOST_ID`` from the environment, else the hostname."""
+    return os.environ.get("SLOTDECK_HOST_ID") or socket.gethostname()
+
+
+def check_host_id(host_id: str) -> str:
+    """A host id as cluster mode keys it: 1-200 characters, no ``:`` (it heads the process ids) or whitespace;
+    ValueError otherwise."""
+    if not 0 < len(host_id) <= 200 or ":" in host_id or any(c.isspace() for c in host_id):
+        raise ValueError(f"host id {host_id[:200]!r} must be 1-200 characters without ':' or whitespace")
+    return host_id

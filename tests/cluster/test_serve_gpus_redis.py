@@ -17,6 +17,7 @@ from test_serve_redis import lease, running, serve
 
 DEVICES = ("--device", "0:1000:A", "--device", "1:1000:B", "--default-limit", "10")
 ADVERTISED = "https://gpu-alpha.example:9443/slotdeck"
+BAD_URLS = ("ftp://x.example", "http://user:pw@x.example", "http://x.example/?a=1", "not a url", "http://x.example:0")
 
 
 @pytest.fixture
@@ -76,10 +77,20 @@ def test_http_gpu_leases_fit_on_their_servers_host(gpu_servers: list[httpx.Clien
         assert client.delete(f"/v1/leases/{held.json()['lease']['id']}").status_code == 204
 
 
-@pytest.mark.parametrize("url", ["ftp://x.example", "http://user:pw@x.example", "http://x.example/?a=1", "not a url"])
-def test_a_bad_advertise_url_is_one_clear_line(url: str, tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "embedded_service.cli", "serve", "--store", "memory://", "--advertise-url", url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"SLOTDECK_HOME": str(tmp_path)})
+@pytest.mark.parametrize(
+    ("flags", "host_id", "named"),
+    [
+        *((["--advertise-url", url], "alpha", "advertise_url") for url in BAD_URLS),
+        ([], "gpu:1", "SLOTDECK_HOST_ID"),
+        ([], "gpu node", "SLOTDECK_HOST_ID"),
+    ],
+)
+def test_a_bad_advertise_url_or_host_id_is_one_clear_line(
+    flags: list[str], host_id: str, named: str, ns_url: str, tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-m", "embedded_service.cli", "serve", "--store", ns_url, "--no-auth", *flags]
+    env = {"SLOTDECK_HOME": str(tmp_path), "SLOTDECK_HOST_ID": host_id}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2, done.stderr
-    assert "advertise_url" in done.stderr and "Traceback" not in done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
