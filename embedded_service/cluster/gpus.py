@@ -95,7 +95,9 @@ class GpuPublisher:
         self.period_s = period_s
         self.ttl_ms = int(ttl_s * 1000)
         self.clock = clock
-        self.pool = pool or DevicePool(stale_after_s=stale_after_s, memory_budget_mib=memory_budget_mib)
+        self.pool = (
+            pool if pool is not None else DevicePool(stale_after_s=stale_after_s, memory_budget_mib=memory_budget_mib)
+        )
         if devices:
             self.pool.configure(devices)
         self.elected = False

@@ -14,7 +14,7 @@ import pytest
 
 from embedded_service import SlotService
 from embedded_service.errors import NoFittingDevice, SlotTimeout
-from embedded_service.model import DeviceSpec, Snapshot
+from embedded_service.model import DeviceInfo, DeviceSpec, Snapshot
 
 
 def devices(host: str) -> list[DeviceSpec]:
@@ -133,3 +133,37 @@ async def test_the_first_gpu_waiter_that_does_not_fit_reserves_on_its_own_host(
     assert (await s2).host == "alpha"
     a.release(s2.result())
     b.release(other)
+
+
+class ProbeReading:
+    """NVML's reading of one 1000 MiB GPU (the boundary: no GPU here); `used` is what other programs hold."""
+
+    def __init__(self) -> None:
+        self.used = 700
+
+    def sample(self) -> tuple[list[DeviceInfo], str | None]:
+        info = DeviceInfo(
+            index=0,
+            uuid="probed-GPU-0",
+            name="H200",
+            memory_total_mib=1000,
+            memory_used_mib=self.used,
+            utilization_pct=37.0,
+            source="nvml",
+        )
+        return [info], None
+
+
+async def test_a_gpu_probes_figures_are_published_and_admit(ns_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOTDECK_HOST_ID", "probed")
+    probe = ProbeReading()
+    async with SlotService(ns_url, gpu_probe=probe, sample_interval_s=0.1) as svc:
+        svc.configure_queue("q", limit=4)
+        wanted = asyncio.create_task(svc.acquire("q", owner="w", gpu_mem_mib=400, timeout_s=30))
+        await waiting(svc, "q", 1)  # 300 MiB free: other programs hold 700
+        (device,) = svc.snapshot().devices
+        assert (device.host, device.name, device.utilization_pct, device.memory_free_mib) == ("probed", "H200", 37.0, 300)
+        probe.used = 100  # the next sample is published: the waiter fits now
+        lease = await wanted
+        assert (lease.host, lease.devices, lease.cuda_visible_devices) == ("probed", (0,), "probed-GPU-0")
+        svc.release(lease)
