@@ -267,6 +267,9 @@ class ClusterHost(BaseModel):
     last_heartbeat: float | None = Field(default=None, description="Unix seconds (Redis clock): its newest heartbeat.")
     stale: bool = Field(description="Every process on it is stale (or it has none left).")
     devices: list[DeviceInfo] = Field(default_factory=list, description="Its GPUs as its probe last published them.")
+    publisher: str | None = Field(
+        default=None, description="The process (an `instances` id) elected to publish its GPUs now; None: none."
+    )
 
 
 class Snapshot(BaseModel):

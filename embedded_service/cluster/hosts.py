@@ -101,6 +101,7 @@ async def read_hosts(
                 last_heartbeat=max(beats) if beats else None,
                 stale=not alive,
                 devices=devices,
+                publisher=entry.get("publisher") or None,
             )
         )
     return hosts

@@ -94,6 +94,7 @@ async def test_gpu_requests_fit_on_their_own_host_under_caps_and_memory(hosts: t
     alpha, beta = snap.hosts
     assert alpha.instances == [a.cluster.slots.proc_id] and beta.instances == [b.cluster.slots.proc_id]
     assert not alpha.stale and not beta.stale and alpha.last_heartbeat and beta.last_heartbeat
+    assert (alpha.publisher, beta.publisher) == (a.cluster.slots.proc_id, b.cluster.slots.proc_id)
     assert [(d.host, d.index, d.uuid, d.memory_reserved_mib, d.memory_free_mib, d.leases) for d in alpha.devices] == [
         ("alpha", 0, "alpha-GPU-0", 100, 900, [third.id]),
         ("alpha", 1, "alpha-GPU-1", 300, 700, [a2.id]),
