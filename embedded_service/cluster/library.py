@@ -40,8 +40,9 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
   P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
   P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
   P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that published (until sd_hosts prunes it)
-  P:hb                hash host -> its newest heartbeat (ms; a process id starts with its host id); a host's
-                      field goes with its last process, or (a host that published GPUs) when sd_hosts prunes it
+  P:hb                hash host -> its newest heartbeat (ms, noted by init and tick; a process id starts with its
+                      host id); a host's field goes with its last process, or (a host that published GPUs) when
+                      sd_hosts prunes it
   P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
@@ -455,7 +456,11 @@ end
 
 local function beat(P, proc, proc_ms, now)
   redis.call('ZADD', P .. ':procs', now + proc_ms, proc)
-  redis.call('HSET', P .. ':hb', host_of(proc), fmt(now))  -- the host's newest heartbeat
+end
+
+-- The host's newest heartbeat, noted by the heartbeat calls (init, tick), not on the acquire path
+local function beat_host(P, proc, now)
+  redis.call('HSET', P .. ':hb', host_of(proc), fmt(now))
 end
 
 -- init(P; candidate, min_fence, proc, proc_ms, claim_ms) -> {epoch, created}
@@ -478,6 +483,7 @@ redis.register_function('sd_init', function(keys, args)
   end
   redis.call('HSET', P .. ':opt', 'claim_ms', args[5])
   beat(P, args[3], tonumber(args[4]), now)
+  beat_host(P, args[3], now)
   return {epoch, created}
 end)
 
@@ -784,6 +790,7 @@ redis.register_function('sd_tick', function(keys, args)
   if not epoch_ok(P, args[1]) then return {'E'} end
   local now = now_ms()
   beat(P, args[2], tonumber(args[3]), now)
+  beat_host(P, args[2], now)
   local names = {}
   for i = 5, #args do names[args[i]] = true end
   if redis.call('SET', P .. ':tick', '1', 'PX', tonumber(args[4]), 'NX') then
