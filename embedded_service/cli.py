@@ -122,12 +122,31 @@ def show_status(snap: Any) -> str:
         out.append(show_devices(snap))
     elif snap.gpu_probe or snap.gpu_selection:
         out.append(f"GPUs: {'; '.join(x for x in (snap.gpu_probe, snap.gpu_selection) if x)}")
+    if snap.hosts:
+        out.append(show_hosts(snap))
     if snap.host is not None:
         h = snap.host
         load = f"  load {h.load_1m:.2f}" if h.load_1m is not None else ""
         memory = fmt.used_of(h.memory_used_mib, h.memory_total_mib) or "-"
         out.append(f"host: cpu {fmt.pct(h.cpu_pct) or '-'}  memory {memory}{load}")
     return "\n\n".join(out)
+
+
+def show_hosts(snap: Any) -> str:
+    """Redis mode: every host of the deployment, its processes and what its GPUs can still promise."""
+    rows = [
+        [
+            h.host,
+            len(h.instances),
+            len(h.devices),
+            fmt.mib(sum(d.memory_free_mib or 0 for d in h.devices)) if h.devices else None,
+            sum(len(d.leases) for d in h.devices),
+            "stale" if h.stale else "ok",
+            _when(h.last_heartbeat),
+        ]
+        for h in snap.hosts
+    ]
+    return table(["HOST", "PROCESSES", "GPUS", "GPU FREE", "GPU LEASES", "STATE", "LAST HEARTBEAT"], rows)
 
 
 def show_devices(snap: Any) -> str:

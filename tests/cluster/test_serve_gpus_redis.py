@@ -66,6 +66,15 @@ def test_http_gpu_leases_fit_on_their_servers_host(gpu_servers: list[httpx.Clien
     assert [d["host"] for d in snap["devices"]] == ["beta", "beta"]  # `devices`: the answering server's host
     urls = {i["host"]: i["url"] for i in snap["instances"]}
     assert urls == {"alpha": ADVERTISED, "beta": str(b.base_url).rstrip("/")}
+    status = subprocess.run(
+        [sys.executable, "-m", "embedded_service.cli", "status", "--url", str(a.base_url).rstrip("/")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split()[1:6] for line in status.stdout.splitlines() if line.startswith(("alpha", "beta"))}
+    assert rows == {"alpha": ["1", "2", "800", "MiB", "2"], "beta": ["1", "2", "1.4", "GiB", "1"]}, status.stdout
     renewed = b.post(f"/v1/leases/{first.json()['lease']['id']}/renew", json={"ttl_s": 30})
     assert (renewed.status_code, renewed.json()["host"], renewed.json()["devices"]) == (200, "alpha", [0])
 
