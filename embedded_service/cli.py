@@ -122,12 +122,31 @@ def show_status(snap: Any) -> str:
         out.append(show_devices(snap))
     elif snap.gpu_probe or snap.gpu_selection:
         out.append(f"GPUs: {'; '.join(x for x in (snap.gpu_probe, snap.gpu_selection) if x)}")
+    if snap.hosts:
+        out.append(show_hosts(snap))
     if snap.host is not None:
         h = snap.host
         load = f"  load {h.load_1m:.2f}" if h.load_1m is not None else ""
         memory = fmt.used_of(h.memory_used_mib, h.memory_total_mib) or "-"
         out.append(f"host: cpu {fmt.pct(h.cpu_pct) or '-'}  memory {memory}{load}")
     return "\n\n".join(out)
+
+
+def show_hosts(snap: Any) -> str:
+    """Redis mode: every host of the deployment, its processes and what its GPUs can still promise."""
+    rows = [
+        [
+            h.host,
+            len(h.instances),
+            len(h.devices),
+            fmt.mib(sum(d.memory_free_mib or 0 for d in h.devices)) if h.devices else None,
+            sum(len(d.leases) for d in h.devices),
+            "stale" if h.stale else "ok",
+            _when(h.last_heartbeat),
+        ]
+        for h in snap.hosts
+    ]
+    return table(["HOST", "PROCESSES", "GPUS", "GPU FREE", "GPU LEASES", "STATE", "LAST HEARTBEAT"], rows)
 
 
 def show_devices(snap: Any) -> str:
@@ -364,6 +383,12 @@ def _check_store_url(url: str) -> None:
         raise ConfigError("--store redis:// needs the redis extra: pip install 'slotdeck[redis]'") from None
     except ValueError as exc:
         raise ConfigError(f"bad store URL: {exc}") from None
+    from .cluster.url import check_host_id, default_host_id
+
+    try:
+        check_host_id(default_host_id())
+    except ValueError as exc:
+        raise ConfigError(f"SLOTDECK_HOST_ID: {exc}") from None
 
 
 def _check_job_store(settings: Any) -> None:
@@ -453,6 +478,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "devices": [parse_device(d) for d in args.device] or None,
         "gpu_memory_budget_mib": args.gpu_memory_budget_mib,
         "gpu_stale_after_s": args.gpu_stale_after_s,
+        "advertise_url": args.advertise_url,
     }
     settings = load_settings(flags, config_file=args.config)
     if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
@@ -554,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gpu-memory-budget-mib", type=int, help="memory a GPU of unknown size (unified) may promise")
     p.add_argument("--gpu-stale-after-s", type=float, help="how long last good GPU figures stand in (default 10)")
+    p.add_argument(
+        "--advertise-url",
+        help="redis mode: the API URL shown to the deployment (behind a proxy; default: the bound host:port)",
+    )
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("gui", help="open the desktop app (slotdeck gui --help for its options)").set_defaults(func=cmd_gui)

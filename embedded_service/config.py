@@ -83,6 +83,20 @@ class Settings(BaseModel):
         default=10.0, ge=0, le=3600, description="How long the last good GPU figures stand for a failed reading."
     )
 
+    advertise_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Redis mode: the URL other instances and clients reach this server's API at, shown in the "
+        "snapshot's `instances` (default: the bound address, the hostname for 0.0.0.0 or ::).",
+    )
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _server_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            check_advertise_url(url)
+        return url
+
     @field_validator("devices")
     @classmethod
     def _one_declaration_per_gpu(cls, devices: list[DeviceSpec]) -> list[DeviceSpec]:
@@ -107,6 +121,30 @@ class Settings(BaseModel):
 
     def resolved_store(self) -> str:
         return self.store or f"sqlite:///{self.resolved_data_dir() / 'slotdeck.db'}"
+
+
+def check_advertise_url(url: str) -> None:
+    """An advertised API URL is http(s)://host[:port][/path], without credentials, query or fragment."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+        parts = urlsplit("")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in url)
+    ):
+        raise PydanticCustomError(
+            "advertise_url", "must be http(s)://host[:port][/path] without credentials, query or spaces"
+        )
 
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}

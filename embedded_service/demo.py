@@ -69,8 +69,14 @@ class SyntheticHostProbe:
 async def _worker(svc: SlotService, queue: str, owner: str, gpus: int, hold_s: float) -> None:
     while True:
         try:
-            async with svc.slot(queue, owner=owner, priority=random.choice((0, 0, 1)), gpus=gpus,
-                                gpu_mem_mib=random.choice((8_000, 16_000, 24_000)) if gpus else 0, timeout_s=120):
+            async with svc.slot(
+                queue,
+                owner=owner,
+                priority=random.choice((0, 0, 1)),
+                gpus=gpus,
+                gpu_mem_mib=random.choice((8_000, 16_000, 24_000)) if gpus else 0,
+                timeout_s=120,
+            ):
                 await asyncio.sleep(random.uniform(0.3, 1.7) * hold_s)
         except Exception:  # demo load: a timeout or a cancel by the operator just starts the next round
             await asyncio.sleep(0.2)

@@ -162,6 +162,7 @@ class LeaseInfo(BaseModel):
     fence: int
     devices: list[int] = Field(default_factory=list)
     gpu_mem_mib: int = 0
+    host: str | None = Field(default=None, description="Redis mode: the host whose GPUs `devices` are (None in-process).")
     granted_at: float
     waited_s: float = 0.0
     expires_at: float | None = None
@@ -266,6 +267,9 @@ class ClusterHost(BaseModel):
     last_heartbeat: float | None = Field(default=None, description="Unix seconds (Redis clock): its newest heartbeat.")
     stale: bool = Field(description="Every process on it is stale (or it has none left).")
     devices: list[DeviceInfo] = Field(default_factory=list, description="Its GPUs as its probe last published them.")
+    publisher: str | None = Field(
+        default=None, description="The process (an `instances` id) elected to publish its GPUs now; None: none."
+    )
 
 
 class Snapshot(BaseModel):
@@ -565,6 +569,7 @@ class HeldLease(BaseModel):
     fence: int
     devices: list[int] = Field(default_factory=list)
     gpu_mem_mib: int = 0
+    host: str | None = Field(default=None, description="Redis mode: the host whose GPUs `devices` are (None in-process).")
     granted_at: float
     waited_s: float = 0.0
     ttl_s: float

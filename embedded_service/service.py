@@ -48,6 +48,7 @@ from .stores.ownership import StoreLock, take_ownership
 if TYPE_CHECKING:
     from .cluster.admission import ClusterAdmission
     from .cluster.desk import ClusterDesk
+    from .cluster.hosts import HostGpus
     from .cluster.jobgate import ClusterJobGate
 
 log = logging.getLogger("slotdeck.service")
@@ -102,14 +103,17 @@ class SlotService:
     `store` is a URL (`memory://`, `sqlite:///path`, ...) or a `Store`. `clock` is for tests.
     `redis://host:port/db?namespace=name` (or `rediss://`) is redis mode: every process on that Redis and
     namespace is one admission domain (`cluster.admission`): one limit, one line, one set of marks and totals;
-    `snapshot()` shows the whole deployment. `slot()`/`acquire()` then give a `ClusterLease` (renewed in the
-    background; `lease.lost`); GPUs are not admitted. Tokens and audit are shared through Redis by every
-    server of the deployment (`cluster.access`). Jobs in redis mode need `job_store` (a store URL such as
-    `sqlite:///path`, or a `Store`): this service then owns it (one owner per store, `StoreLocked` for a second)
-    and runs its jobs, each only while it holds a global slot of its queue (`cluster.jobgate`). Without it jobs
-    are off (`NotInRedisMode`): several web workers embedding one service on Redis take slots without owning a
-    job store. `cluster_lease_ttl_s` (redis mode): how long after its process stops renewing a slot comes back
-    (default 30).
+    `snapshot()` shows the whole deployment (`instances`, `hosts`). `slot()`/`acquire()` then give a
+    `ClusterLease` (renewed in the background; `lease.lost`). Tokens and audit are shared through Redis by
+    every server of the deployment (`cluster.access`). GPUs are per host (`cluster.hosts`): this service
+    publishes its probe's figures or its `devices` for its host id (`SLOTDECK_HOST_ID`, else the hostname; one
+    publisher per host is elected), and `gpus`/`gpu_mem_mib` requests fit on this host's GPUs with the same
+    caps, memory rule and reservation rule as in-process, across every process of the host. Jobs in redis mode
+    need `job_store` (a store URL such as `sqlite:///path`, or a `Store`): this service then owns it (one owner
+    per store, `StoreLocked` for a second) and runs its jobs, each only while it holds a global slot of its
+    queue (`cluster.jobgate`; jobs asking for GPUs are refused). Without it jobs are off (`NotInRedisMode`):
+    several web workers embedding one service on Redis take slots without owning a job store.
+    `cluster_lease_ttl_s` (redis mode): how long after its process stops renewing a slot comes back (default 30).
     Probes are optional: without a GPU probe, `devices` from configuration are
     used as they are. Jobs keep their logs in `log_dir` (default: next to the
     SQLite file, a temp dir for memory://); `jobs` tunes the job runner.
@@ -148,12 +152,16 @@ class SlotService:
         )
         self.engine = SlotEngine(self.clock, devices, pool)
         self.cluster: ClusterAdmission | None = None
+        self.host_gpus: HostGpus | None = None  # redis mode: this host's GPUs, published after each sample
         if isinstance(store, str) and is_cluster_url(store):
             from .cluster.access import shared_access
             from .cluster.admission import ClusterAdmission  # needs the redis extra
+            from .cluster.hosts import HostGpus
 
             options = {} if cluster_lease_ttl_s is None else {"lease_ttl_s": cluster_lease_ttl_s}
-            self.cluster = ClusterAdmission(store, **options)  # ValueError for a bad namespace
+            self.cluster = ClusterAdmission(store, **options)  # ValueError for a bad namespace or host id
+            if gpu_probe is not None or devices:
+                self.host_gpus = HostGpus(self.cluster.slots, pool, self.clock.time, sample_interval_s)
             # jobs in the job store this process owns (else none); tokens and audit in Redis, one trail for all
             local = job_store or "memory://"
             local = open_store(local) if isinstance(local, str) else local
@@ -223,6 +231,8 @@ class SlotService:
                 self.job_gate.start()
                 await self.jobs.start()
             await self.sample_once()
+            if self.host_gpus is not None:
+                await self.cluster.refresh()  # this host's GPUs, published just now, in the first snapshot
             self._sampler = asyncio.create_task(self._sample_forever(), name="slotdeck-sampler")
             return self
         self.ownership = take_ownership(self.store)
@@ -256,6 +266,8 @@ class SlotService:
             if self.job_gate is not None:
                 await self.jobs.close()  # before Redis closes: its jobs' global slots go back first
                 await self.job_gate.close()
+            if self.host_gpus is not None:
+                await self.host_gpus.stop()
             await self.cluster.close()
             await self.store.close()
             self._release_ownership()
@@ -639,13 +651,14 @@ class SlotService:
                 seq=self.cluster.version,
                 at=now,
                 queues=[self._cluster_stats(name) for name in self.cluster.names()],
-                devices=engine.pool.infos(now),
+                devices=self.cluster.host_devices() or engine.pool.infos(now),
                 gpu_probe=self.gpu_probe_reason,
                 gpu_selection=engine.pool.selection_note,
                 host=self.host,
                 leases=view.leases,
                 waiters=view.waiters,
                 instances=view.instances,
+                hosts=view.hosts,
             )
         return Snapshot.model_construct(  # its parts are models built just now: validating them again costs ~1/3
             seq=engine.version,
@@ -663,7 +676,7 @@ class SlotService:
         return self.history_ring.series(seconds, self.clock.time())
 
     async def sample_once(self) -> None:
-        """Read the probes (in a thread), feed devices to admission, add a history point."""
+        """Read the probes (in a thread), feed devices to admission (redis mode: publish them), add a history point."""
         if self.gpu_probe is not None:
             try:
                 devices, reason = await asyncio.to_thread(self.gpu_probe.sample)
@@ -679,6 +692,8 @@ class SlotService:
                 self.host = await asyncio.to_thread(self.host_probe.sample)
             except Exception as exc:
                 log.warning("host probe failed: %s", exc)
+        if self.host_gpus is not None:
+            await self.host_gpus.publish()
         self._record_sample()
 
     def _record_sample(self) -> None:

@@ -44,7 +44,6 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-
 REQUEST_LOGGERS = ("httpx", "uvicorn.access")
 
 

@@ -263,4 +263,14 @@ async def _after_start(server: SlotDeckServer, svc: SlotService, settings: Setti
             svc.ownership.announce(url)
         if settings.local_token and settings.auth and is_loopback(settings.host):
             await write_local_token(svc, url)
+        if svc.cluster is not None:
+            await svc.cluster.advertise(settings.advertise_url or advertised_url(settings, server.port))
         log.info("serving %s (store %s, auth %s)", url, redact_url(svc.store_url), "on" if settings.auth else "OFF")
+
+
+def advertised_url(settings: Settings, port: int) -> str:
+    """The API URL a redis-mode server shows the deployment by default: its bound address, or for a wildcard
+    bind (0.0.0.0, ::) its hostname, which other hosts can resolve where the wildcard means nothing."""
+    if settings.host in ("0.0.0.0", "::", ""):
+        return base_url(settings.model_copy(update={"host": socket.gethostname()}), port)
+    return base_url(settings, port)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Job, Role, Snapshot
+from ..model import DeviceInfo, Job, Role, Snapshot
 from .auth import Principal
 
 MASK = "***"
@@ -79,8 +79,14 @@ def own_snapshot(snap: Snapshot, client: str, owner_of: OwnerOf) -> Snapshot:
     leases = [lease for lease in snap.leases if mine(lease.id, lease.owner, lease.job_id)]
     waiters = [w for w in snap.waiters if mine(w.id, w.owner, w.job_id)]
     own_ids = {lease.id for lease in leases}
-    devices = [d.model_copy(update={"leases": [i for i in d.leases if i in own_ids]}) for d in snap.devices]
-    return snap.model_copy(update={"leases": leases, "waiters": waiters, "devices": devices})
+
+    def own_devices(devices: list[DeviceInfo]) -> list[DeviceInfo]:
+        return [d.model_copy(update={"leases": [i for i in d.leases if i in own_ids]}) for d in devices]
+
+    hosts = [h.model_copy(update={"devices": own_devices(h.devices)}) for h in snap.hosts]
+    return snap.model_copy(
+        update={"leases": leases, "waiters": waiters, "devices": own_devices(snap.devices), "hosts": hosts}
+    )
 
 
 def visible_ids(ids: Iterable[str], owners: dict[str, str], client: str) -> list[str]:

@@ -6,12 +6,13 @@ every process on that Redis and namespace); queue changes go to Redis at once; a
 (`snapshot()`, `queue_stats()`, `queue_configs()`) are built from a cluster view read from Redis by
 `refresh()` (every `refresh_s` in the background, and before each HTTP read that shows queue figures).
 
-Redis keeps a queue's limit, pause, max_waiting, rate, burst and default timeout; the other fields of a
-`QueueConfig` (stuck_after_s, per_gpu, placement) are this process's own. Configuration from code or
-settings is published when the service starts, as a restart of an in-process service applies it; an
-operator's live change of a field Redis keeps is recorded there and wins over code in every process until
-`reset` (`cluster.overrides`: the in-process rule for the whole deployment). Errors: the in-process
-engine's (`UnknownQueue`, `QueueFull`, `SlotTimeout`, `SlotCancelled`, `LeaseLost`); `StoreFault` from
+Redis keeps a queue's limit, pause, max_waiting, rate, burst, default timeout, per_gpu and placement; the
+other fields of a `QueueConfig` (stuck_after_s) are this process's own. GPU requests (`gpus`, `gpu_mem_mib`)
+fit on this host's GPUs as its publisher announces them (`cluster.hosts`); the view lists every host.
+Configuration from code or settings is published when the service starts, as a restart of an in-process
+service applies it; an operator's live change of a field Redis keeps is recorded there and wins over code in
+every process until `reset` (`cluster.overrides`: the in-process rule for the whole deployment). Errors: the
+in-process engine's (`UnknownQueue`, `QueueFull`, `SlotTimeout`, `SlotCancelled`, `LeaseLost`); `StoreFault` from
 `open()` for a Redis that is unreachable or unsafe (evicting, older than 7).
 """
 
@@ -27,13 +28,14 @@ from typing import Any
 
 from .. import __version__
 from ..errors import StoreFault, UnknownQueue
-from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from ..model import ClusterHost, DeviceInfo, InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from .hosts import read_hosts
 from .overrides import REPUBLISH_TRIES, ClusterOverrides
 from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
 
 log = logging.getLogger("slotdeck.cluster")
 
-CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s"})
+CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s", "per_gpu", "placement"})
 DETAIL_MAX = 1000  # holders and waiters shown per queue
 PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
 
@@ -41,13 +43,14 @@ PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this l
 class ClusterView:
     """One reading of the whole deployment: figures per queue, holders and waiters (at most DETAIL_MAX each)."""
 
-    __slots__ = ("instances", "leases", "redis_time", "stats", "waiters")
+    __slots__ = ("hosts", "instances", "leases", "redis_time", "stats", "waiters")
 
     def __init__(self) -> None:
         self.stats: dict[str, QueueStats] = {}
         self.leases: list[LeaseInfo] = []
         self.waiters: list[WaiterInfo] = []
         self.instances: list[InstanceInfo] = []
+        self.hosts: list[ClusterHost] = []
         self.redis_time = 0.0
 
 
@@ -70,6 +73,7 @@ class ClusterAdmission:
         self._refreshing: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self.opened = False
+        self.advertised_url: str | None = None  # the HTTP API this process serves, shown as `InstanceInfo.url`
 
     # ---------------------------------------------------------------- life cycle
 
@@ -83,8 +87,7 @@ class ClusterAdmission:
         except _NET_ERRORS as exc:
             raise StoreFault("redis unreachable", f"{_where(self.url)}: {exc}") from None
         self.opened = True
-        me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
-        await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
+        await self._announce()
         for config in self.configs.values():
             await self._publish_code(config)
         await self.refresh()
@@ -103,6 +106,22 @@ class ClusterAdmission:
                 await self.slots.client.hdel(self._instances_key, self.slots.proc_id)
             await self.slots.close()
             self.opened = False
+
+    async def _announce(self) -> None:
+        me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s, "url": self.advertised_url}
+        await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
+
+    async def advertise(self, url: str) -> None:
+        """Show `url` (the HTTP API this process serves) as this instance's `url` to the whole deployment."""
+        self.advertised_url = url
+        if self.opened:
+            await self._announce()
+
+    def host_devices(self) -> list[DeviceInfo] | None:
+        """This host's GPUs as its publisher last announced them, with the deployment's reservations; None
+        when the view has no such host."""
+        mine = next((h for h in self.view.hosts if h.host == self.slots.host_id), None)
+        return mine.devices if mine is not None else None
 
     @property
     def _instances_key(self) -> str:
@@ -147,6 +166,8 @@ class ClusterAdmission:
             rate=config.rate,
             burst=config.burst,
             timeout_s=config.timeout_s,
+            per_gpu=config.per_gpu,
+            placement=config.placement,
         )
 
     async def published(self) -> None:
@@ -183,7 +204,7 @@ class ClusterAdmission:
             await slots.set_limit(name, proposed.limit)
         if "max_waiting" in fields:
             await slots.set_max_waiting(name, proposed.max_waiting)
-        if {"rate", "burst", "timeout_s"} & fields.keys():  # published with the others: as Redis has them now
+        if {"rate", "burst", "timeout_s", "per_gpu", "placement"} & fields.keys():  # published with the others
             await self.refresh()
             admitted = {field: getattr(proposed, field) for field in fields if field in CLUSTER_FIELDS}
             await self._publish(self.config(name).model_copy(update=admitted), None)
@@ -212,10 +233,20 @@ class ClusterAdmission:
 
     @contextlib.asynccontextmanager
     async def slot(
-        self, queue: str, *, owner: str | None = None, priority: int = 0, timeout_s: float | None = None
+        self,
+        queue: str,
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
     ) -> AsyncIterator[ClusterLease]:
-        """`async with svc.slot(...)` in redis mode: a `ClusterLease` (renewed in the background; `lease.lost`)."""
-        lease = await self.acquire(queue, owner=owner, priority=priority, timeout_s=timeout_s)
+        """`async with svc.slot(...)` in redis mode: a `ClusterLease` (renewed in the background; `lease.lost`;
+        `lease.devices`, `lease.cuda_visible_devices` for GPUs of this host)."""
+        lease = await self.acquire(
+            queue, owner=owner, priority=priority, timeout_s=timeout_s, gpus=gpus, gpu_mem_mib=gpu_mem_mib
+        )
         try:
             yield lease
         finally:
@@ -230,13 +261,24 @@ class ClusterAdmission:
         timeout_s: float | None = None,
         ttl_s: float | None = None,
         on_queued: Callable[[], object] | None = None,
+        gpus: int = 0,
+        gpu_mem_mib: int = 0,
         **unsupported: Any,
     ) -> ClusterLease:
+        """A held slot (see `ClusterSlots.acquire`); with `gpus`/`gpu_mem_mib`, GPUs of this host
+        (NoFittingDevice at once when none of its published sets could ever hold them)."""
         if any(unsupported.values()):
             raise ValueError(f"not available in redis mode: {', '.join(sorted(k for k, v in unsupported.items() if v))}")
         await self.published()
         return await self.slots.acquire(
-            queue, owner=owner or "", priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, on_queued=on_queued
+            queue,
+            owner=owner or "",
+            priority=priority,
+            timeout_s=timeout_s,
+            ttl_s=ttl_s,
+            on_queued=on_queued,
+            gpus=gpus,
+            gpu_mem_mib=gpu_mem_mib,
         )
 
     # -------------------------------------------------------------------- views
@@ -260,7 +302,7 @@ class ClusterAdmission:
             local = self.configs.get(name)
             # Redis keeps the admission fields; the others (and the default timeout shown) are this process's own
             shown = local.model_dump(exclude={"name", *CLUSTER_FIELDS - {"timeout_s"}}) if local is not None else {}
-            fields = ("limit", "paused", "max_waiting", "rate", "burst")
+            fields = ("limit", "paused", "max_waiting", "rate", "burst", "per_gpu", "placement")
             config = QueueConfig.model_validate({**shown, "name": name, **{k: q[k] for k in fields}})
             owners = {h["owner"] for h in holders} | {w["owner"] for w in waiters}
             owners.discard("")
@@ -290,6 +332,9 @@ class ClusterAdmission:
                     fence=h["fence"],
                     granted_at=h["granted_at"] or h["expires_at"],
                     expires_at=h["expires_at"],
+                    devices=h["devices"],
+                    gpu_mem_mib=h["gpu_mem_mib"],
+                    host=h["host"],
                 )
                 for h in holders
             ]
@@ -301,12 +346,20 @@ class ClusterAdmission:
                     priority=w["priority"],
                     enqueued_at=w["enqueued_at"],
                     position=n,
+                    gpus=w["gpus"],
+                    gpu_mem_mib=w["gpu_mem_mib"],
                 )
                 for n, w in enumerate(waiters, start=1)
             ]
         view.instances = await self._read_instances(view.redis_time)
+        view.hosts = await read_hosts(self.slots, view.instances, view.leases, self.proc_ttl_s)
+        # hosts as admission sees them (their probes' live figures change every sample: not a new version)
+        gpu_view = [
+            (h.host, h.stale, [(d.index, d.health, d.memory_reserved_mib, d.leases) for d in h.devices]) for h in view.hosts
+        ]
         await self.overrides.read()
-        key = repr((snap["queues"], details, [(i.id, i.stale) for i in view.instances], self.overrides.records))
+        instances = [(i.id, i.stale, i.url) for i in view.instances]
+        key = repr((snap["queues"], details, instances, gpu_view, self.overrides.records))
         if key != self._last_key:
             self._last_key = key
             self.version += 1
@@ -335,6 +388,7 @@ class ClusterAdmission:
                     version=record.get("version"),
                     last_heartbeat=deadline - float(record.get("proc_ttl_s", PROC_TTL_S)),
                     stale=deadline < now,
+                    url=record.get("url"),
                 )
             )
         return instances

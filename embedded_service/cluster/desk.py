@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..engine import Lease
-from ..errors import LeaseGone, LeaseLost, NoFittingDevice, NotYours, ServerUnavailable, SlotCancelled, UnknownWaiter
+from ..errors import LeaseGone, LeaseLost, NotYours, ServerUnavailable, SlotCancelled, UnknownWaiter
 from ..model import AcquireRequest, LeaseInfo, WaiterInfo
 from ..remote import CLAIM_TTL_S, POLL_GRACE_S, REQUEST_IDS_KEPT, poll_wait
 from .slots import ClusterLease
@@ -47,10 +47,18 @@ class RemoteWaiter:
     task: asyncio.Task[ClusterLease]
     grace: asyncio.TimerHandle | None = None
     request_id: str | None = None
+    gpus: int = 0
+    gpu_mem_mib: int = 0
 
     def info(self) -> WaiterInfo:
         return WaiterInfo(
-            id=self.id, queue=self.queue, owner=self.owner, priority=self.priority, enqueued_at=self.enqueued_at
+            id=self.id,
+            queue=self.queue,
+            owner=self.owner,
+            priority=self.priority,
+            enqueued_at=self.enqueued_at,
+            gpus=self.gpus,
+            gpu_mem_mib=self.gpu_mem_mib,
         )
 
 
@@ -92,7 +100,7 @@ class ClusterDesk:
             raise ServerUnavailable("this server is draining for a restart and admits no new work; retry shortly", 5)
 
     def lease_info(self, lease: Lease) -> LeaseInfo:
-        return lease.info(time.time(), None)
+        return _info(lease, time.time())
 
     def waiter_info(self, waiter: RemoteWaiter) -> WaiterInfo:
         return waiter.info()
@@ -121,8 +129,6 @@ class ClusterDesk:
                 raise UnknownWaiter(waiter_id)
         else:
             self.check_admitting()
-            if body.gpus or body.gpu_mem_mib:
-                raise NoFittingDevice("GPU requests are not available in redis mode (GPUs per host are not shared yet)")
             owner = body.owner or who
             queued = asyncio.Event()
             task = asyncio.ensure_future(
@@ -133,9 +139,12 @@ class ClusterDesk:
                     timeout_s=body.timeout_s,
                     ttl_s=min(body.ttl_s, CLAIM_TTL_S),
                     on_queued=queued.set,
+                    gpus=body.gpus,
+                    gpu_mem_mib=body.gpu_mem_mib,
                 )
             )
             waiter = RemoteWaiter(uuid.uuid4().hex, queue, owner, body.priority, who, time.time(), task)
+            waiter.gpus, waiter.gpu_mem_mib = body.gpus or (1 if body.gpu_mem_mib else 0), body.gpu_mem_mib
             # Redis answers first (granted at once, refused, or in line), then the wait of this poll begins
             in_line = asyncio.ensure_future(queued.wait())
             try:
@@ -162,9 +171,12 @@ class ClusterDesk:
             return waiter
         self._forget(waiter)
         lease = task.result()  # raises SlotTimeout / QueueFull / SlotCancelled / UnknownQueue as Redis decided
-        return await self._answer(lease, who, body.ttl_s, body.priority, time.time() - waiter.enqueued_at)
+        waited_s = time.time() - waiter.enqueued_at
+        return await self._answer(lease, who, body.ttl_s, body.priority, waited_s, waiter.gpu_mem_mib)
 
-    async def _answer(self, lease: ClusterLease, who: str, ttl_s: float, priority: int, waited_s: float) -> Lease:
+    async def _answer(
+        self, lease: ClusterLease, who: str, ttl_s: float, priority: int, waited_s: float, gpu_mem_mib: int = 0
+    ) -> Lease:
         """Hand `lease` to its remote holder: off its claim TTL, renewed to `ttl_s` from now, its maker kept."""
         try:
             await self.slots.renew(lease, ttl_s)
@@ -173,6 +185,8 @@ class ClusterDesk:
         self.slots.detach(lease)  # its client renews and releases it, through any instance
         now = time.time()
         record = {"who": who, "q": lease.queue, "o": lease.owner, "f": lease.fence, "p": priority, "g": now, "ttl": ttl_s}
+        if lease.devices:  # a GPU lease: its host and devices, shown on every answer about it
+            record |= {"h": lease.host, "d": list(lease.devices), "gm": gpu_mem_mib}
         await self.slots.client.set(self._key(lease.lease_id), json.dumps(record), px=int(ttl_s * 2000))
         self._remember(lease.lease_id, who)
         return _lease(lease.lease_id, record, now + ttl_s, waited_s)
@@ -214,7 +228,7 @@ class ClusterDesk:
         except LeaseLost as exc:
             raise LeaseGone(lease_id, exc.reason) from None
         await self.slots.client.pexpire(self._key(lease_id), int(ttl * 2000))
-        return _lease(lease_id, record, time.time() + ttl, 0.0).info(time.time(), None)
+        return _info(_lease(lease_id, record, time.time() + ttl, 0.0), time.time())
 
     async def release(self, lease_id: str, who: str, operator: bool) -> None:
         """Give the slot back through any instance; a lease that already ended is released already."""
@@ -234,7 +248,7 @@ class ClusterDesk:
             raise LeaseGone(lease_id, "not held (expired, revoked or released)")
         await self.slots.client.delete(self._key(lease_id))
         if record is not None:
-            return _lease(lease_id, record, None, 0.0).info(time.time(), None)
+            return _info(_lease(lease_id, record, None, 0.0), time.time())
         if shown is not None:
             return shown
         return LeaseInfo(id=lease_id, queue="?", fence=0, granted_at=time.time())
@@ -287,15 +301,29 @@ class ClusterDesk:
             await asyncio.sleep(0.05)
 
 
-def _lease(lease_id: str, record: dict[str, Any], expires_at: float | None, waited_s: float) -> Lease:
-    return Lease(
+@dataclass(eq=False, slots=True)
+class HostLease(Lease):
+    """A remote lease in redis mode: an engine `Lease` with the host whose GPUs `devices` are."""
+
+    host: str | None = None
+
+
+def _info(lease: Lease, now: float) -> LeaseInfo:
+    info = lease.info(now, None)
+    host = lease.host if isinstance(lease, HostLease) else None
+    return info.model_copy(update={"host": host}) if host else info
+
+
+def _lease(lease_id: str, record: dict[str, Any], expires_at: float | None, waited_s: float) -> HostLease:
+    return HostLease(
+        host=record.get("h"),
         id=lease_id,
         queue=record["q"],
         owner=record["o"] or None,
         priority=int(record["p"]),
         fence=int(record["f"]),
-        devices=(),
-        gpu_mem_mib=0,
+        devices=tuple(record.get("d", ())),
+        gpu_mem_mib=int(record.get("gm", 0)),
         granted_at=float(record["g"]),
         waited_s=waited_s,
         ttl_s=float(record["ttl"]),

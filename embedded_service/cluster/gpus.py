@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from embedded_service.cluster.slots import _NET_ERRORS, ClusterSlots
@@ -29,10 +30,21 @@ from embedded_service.errors import SlotDeckError
 from embedded_service.model import DeviceInfo, DeviceSpec
 from embedded_service.probes.base import GpuProbe
 
+# published keys shown to operators only (admission reads i, u, t, m, s, b): DeviceInfo field per key
+SHOWN = {
+    "n": "name",
+    "p": "pci_bus_id",
+    "ut": "utilization_pct",
+    "tc": "temperature_c",
+    "r": "health_reason",
+    "o": "source",
+    "e": "error",
+}
+
 
 def figures(infos: list[DeviceInfo]) -> str:
-    """The JSON a host publishes: ``[{i, u?, t?, m?, s, b?}]`` (index, UUID, total MiB, used MiB, health,
-    memory budget MiB of a unified device); absent keys are unknown."""
+    """The JSON a host publishes: ``[{i, u?, t?, m?, s, b?, ...}]`` (index, UUID, total MiB, used MiB, health,
+    memory budget MiB of a unified device; and for operators the keys of ``SHOWN``); absent keys are unknown."""
     out = []
     for info in infos:
         dev: dict[str, Any] = {"i": info.index, "s": info.health}
@@ -41,6 +53,7 @@ def figures(infos: list[DeviceInfo]) -> str:
             ("t", info.memory_total_mib),
             ("m", info.memory_used_mib),
             ("b", info.memory_budget_mib),
+            *((k, getattr(info, name)) for k, name in SHOWN.items()),
         ):
             if value is not None:
                 dev[key] = value
@@ -54,6 +67,8 @@ class GpuPublisher:
     ``devices``: declared devices (their sizes in MiB; no probe needed); ``probe``: a blocking GPU probe run in
     a thread (its figures replace the declared ones for the same index). ``stale_after_s`` and
     ``memory_budget_mib`` are the in-process pool's (engine/devices.py). ``ttl_s`` must exceed ``period_s``.
+    ``pool``: publish this pool as it is, fed by its owner (a `SlotService`'s sampler), with ``clock`` its
+    time source (then ``devices`` and ``probe`` are not needed).
     Use ``async with GpuPublisher(slots, ...)`` or ``start()`` / ``stop()``; ``publish_once()`` returns
     whether this process is the host's publisher now.
     """
@@ -68,16 +83,21 @@ class GpuPublisher:
         ttl_s: float = 5.0,
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
         memory_budget_mib: int | None = None,
+        pool: DevicePool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < period_s < ttl_s:
             raise ValueError("period_s must be > 0 and below ttl_s")
-        if devices is None and probe is None:
-            raise ValueError("a GpuPublisher needs declared devices or a probe")
+        if devices is None and probe is None and pool is None:
+            raise ValueError("a GpuPublisher needs declared devices, a probe or a pool")
         self.slots = slots
         self.probe = probe
         self.period_s = period_s
         self.ttl_ms = int(ttl_s * 1000)
-        self.pool = DevicePool(stale_after_s=stale_after_s, memory_budget_mib=memory_budget_mib)
+        self.clock = clock
+        self.pool = (
+            pool if pool is not None else DevicePool(stale_after_s=stale_after_s, memory_budget_mib=memory_budget_mib)
+        )
         if devices:
             self.pool.configure(devices)
         self.elected = False
@@ -86,7 +106,7 @@ class GpuPublisher:
     async def _read(self) -> None:
         if self.probe is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         try:
             infos, reason = await asyncio.to_thread(self.probe.sample)
         except Exception as exc:  # a probe must never take the publisher down
@@ -99,7 +119,7 @@ class GpuPublisher:
     async def publish_once(self) -> bool:
         """Read the devices and publish them if this process holds (or wins) the host's election."""
         await self._read()
-        payload = figures(self.pool.infos(time.monotonic()))
+        payload = figures(self.pool.infos(self.clock()))
         res = await self.slots._fcall("sd_gpu_publish", self.slots.host_id, self.slots.proc_id, self.ttl_ms, payload)
         self.elected = bool(res)
         return self.elected

@@ -13,6 +13,7 @@ Keys under the prefix P (all times are Redis milliseconds):
                       timeout_ms (an acquire's wait when it names none; -1 = none)
   P:q:<n>:wait        zset waiter id -> (priority + 2^20) * 2^32 + arrival (lower first)
   P:q:<n>:wdl         zset waiter id -> deadline (waiters with a timeout only)
+  P:q:<n>:gw:<H>      zset: the queue's GPU waiters for host H, scored as in P:q:<n>:wait (H's line in the queue)
   P:q:<n>:hold        zset lease id -> expiry
   P:q:<n>:st          hash totals (granted, released, timed_out, rejected, expired, revoked, cancelled,
                       abandoned, bad_releases)
@@ -38,7 +39,10 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
   P:h:H:res           hash <index> -> MiB reserved by leases, n<index> -> leases on it
   P:h:H:pq            hash <index>:<queue> -> that queue's leases on the device (the per-GPU cap)
   P:h:H:gq            hash queue -> its GPU waiters for H (whose line heads H's pump compares)
-  P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that ever published
+  P:gpuhosts          set of hosts with GPU waiters; P:hosts: every host that published (until sd_hosts prunes it)
+  P:hb                hash host -> its newest heartbeat (ms, noted by init and tick; a process id starts with its
+                      host id); a host's field goes with its last process, or (a host that published GPUs) when
+                      sd_hosts prunes it
   P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
 """
@@ -153,12 +157,27 @@ local function drop_waiter(P, name, wid)
   redis.call('ZREM', qk(P, name, 'wdl'), wid)
   local w = redis.call('HMGET', P .. ':w:' .. wid, 'p', 'h')
   local proc = w[1]
-  if w[2] and redis.call('HINCRBY', P .. ':h:' .. w[2] .. ':gq', name, -1) <= 0 then
-    redis.call('HDEL', P .. ':h:' .. w[2] .. ':gq', name)
+  if w[2] then
+    redis.call('ZREM', qk(P, name, 'gw:' .. w[2]), wid)
+    if redis.call('HINCRBY', P .. ':h:' .. w[2] .. ':gq', name, -1) <= 0 then
+      redis.call('HDEL', P .. ':h:' .. w[2] .. ':gq', name)
+    end
   end
   redis.call('DEL', P .. ':w:' .. wid)
   if proc then redis.call('SREM', P .. ':pw:' .. proc, wid) end
   return proc
+end
+
+local function host_of(proc) return string.match(proc, '^[^:]*') end
+
+-- A process of host H left: H's heartbeat record goes with its last process, unless H published GPUs
+-- (then sd_hosts lets it go once its figures, leases and waiters are gone too).
+local function host_left(P, H)
+  if redis.call('SISMEMBER', P .. ':hosts', H) == 1 then return end
+  for _, proc in ipairs(redis.call('ZRANGE', P .. ':procs', 0, -1)) do
+    if host_of(proc) == H then return end
+  end
+  redis.call('HDEL', P .. ':hb', H)
 end
 
 -- Waiters of processes whose heartbeat stopped; returns the queues touched.
@@ -176,6 +195,7 @@ local function reclaim_procs(P, now)
     end
     redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
     redis.call('ZREM', P .. ':procs', proc)
+    host_left(P, host_of(proc))
   end
   return touched
 end
@@ -346,7 +366,9 @@ end
 
 -- GPU heads of host H's lines, across queues, in (priority, arrival) order; the first one that does not
 -- fit reserves: nothing behind it is granted until it fits. One held back by its queue's per-GPU cap, or
--- needing a device that is lost or not published, reserves nothing.
+-- needing a device that is lost or not published, reserves nothing. A queue's line is one for plain
+-- waiters (a GPU waiter at its head holds plain ones behind it, as in-process), but its GPU waiters wait
+-- only behind those of their own host (P:q:<n>:gw:<H>): another host's full GPUs hold nobody back here.
 local function pump_host(P, H, now, self_wid)
   local gq = P .. ':h:' .. H .. ':gq'
   local claim_ms = claim_ms_of(P)
@@ -356,8 +378,10 @@ local function pump_host(P, H, now, self_wid)
   for _ = 1, PUMP_MAX do
     local heads = {}
     for _, name in ipairs(redis.call('HKEYS', gq)) do
-      local head = redis.call('ZRANGE', qk(P, name, 'wait'), 0, 0, 'WITHSCORES')
-      if #head == 2 then
+      local first = redis.call('ZRANGE', qk(P, name, 'wait'), 0, 0)
+      local head = redis.call('ZRANGE', qk(P, name, 'gw:' .. H), 0, 0, 'WITHSCORES')
+      -- a plain waiter first in line goes first (pump grants it when the queue can: then so could we)
+      if #head == 2 and #first == 1 and redis.call('HEXISTS', P .. ':w:' .. first[1], 'h') == 1 then
         local w = redis.call('HMGET', P .. ':w:' .. head[1], 'h', 'g', 'gm')
         local cfgk = qk(P, name, 'cfg')
         local cfg = redis.call('HMGET', cfgk, 'limit', 'paused', 'pg', 'pl')
@@ -434,6 +458,11 @@ local function beat(P, proc, proc_ms, now)
   redis.call('ZADD', P .. ':procs', now + proc_ms, proc)
 end
 
+-- The host's newest heartbeat, noted by the heartbeat calls (init, tick), not on the acquire path
+local function beat_host(P, proc, now)
+  redis.call('HSET', P .. ':hb', host_of(proc), fmt(now))
+end
+
 -- init(P; candidate, min_fence, proc, proc_ms, claim_ms) -> {epoch, created}
 redis.register_function('sd_init', function(keys, args)
   local P = keys[1]
@@ -454,6 +483,7 @@ redis.register_function('sd_init', function(keys, args)
   end
   redis.call('HSET', P .. ':opt', 'claim_ms', args[5])
   beat(P, args[3], tonumber(args[4]), now)
+  beat_host(P, args[3], now)
   return {epoch, created}
 end)
 
@@ -557,6 +587,7 @@ redis.register_function('sd_acquire', function(keys, args)
     redis.call('HSET', P .. ':w:' .. wid, 'g', gpus, 'gm', gm, 'h', H)
     redis.call('HINCRBY', P .. ':h:' .. H .. ':gq', name, 1)
     redis.call('SADD', P .. ':gpuhosts', H)
+    redis.call('ZADD', qk(P, name, 'gw:' .. H), score, wid)
   end
   redis.call('SADD', P .. ':pw:' .. proc, wid)
   redis.call('ZADD', qk(P, name, 'wait'), score, wid)
@@ -612,6 +643,43 @@ redis.register_function{function_name = 'sd_gpu_view', flags = {'no-writes'}, ca
   end
   return cjson.encode(out)
 end}
+
+-- hosts(P; ttl_ms) -> JSON {now, hosts: {host: {hb: newest heartbeat ms or nil, alive: 0/1, devices: figures JSON,
+--   reserved: {index or 'n'..index: n}, publisher}}} for every host with a heartbeat or published GPUs.
+-- A host leaves (its records go) once no process of it is alive, its newest heartbeat is older than ttl_ms,
+-- its figures expired, and no GPU lease or waiter is on it: leases still held keep their host.
+redis.register_function('sd_hosts', function(keys, args)
+  local P = keys[1]
+  local ttl = tonumber(args[1])
+  local now = now_ms()
+  local alive = {}
+  for _, proc in ipairs(redis.call('ZRANGEBYSCORE', P .. ':procs', '(' .. fmt(now), '+inf')) do
+    alive[host_of(proc)] = true
+  end
+  local names = {}
+  for _, H in ipairs(redis.call('HKEYS', P .. ':hb')) do names[H] = true end
+  for _, H in ipairs(redis.call('SMEMBERS', P .. ':hosts')) do names[H] = true end
+  local out = {}
+  for H, _ in pairs(names) do
+    local hk = P .. ':h:' .. H
+    local hb = tonumber(redis.call('HGET', P .. ':hb', H) or '0')
+    local figs = redis.call('GET', hk .. ':figs')
+    if not alive[H] and now - hb > ttl and not figs and redis.call('HLEN', hk .. ':res') == 0
+      and redis.call('HLEN', hk .. ':gq') == 0 then
+      redis.call('DEL', hk .. ':pub', hk .. ':res', hk .. ':pq', hk .. ':gq')
+      redis.call('SREM', P .. ':hosts', H)
+      redis.call('SREM', P .. ':gpuhosts', H)
+      redis.call('HDEL', P .. ':hb', H)
+    else
+      local flat = redis.call('HGETALL', hk .. ':res')
+      local res = {}
+      for k = 1, #flat, 2 do res[flat[k]] = tonumber(flat[k + 1]) end
+      out[H] = {hb = hb, alive = alive[H] and 1 or 0, devices = figs or '[]', reserved = res,
+        publisher = redis.call('GET', hk .. ':pub') or ''}
+    end
+  end
+  return cjson.encode({now = fmt(now), hosts = out})
+end)
 
 -- cancel(P; name, wid, why) -> 1 if the waiter was still waiting (now removed), else 0.
 -- why: timed_out | cancelled
@@ -722,6 +790,7 @@ redis.register_function('sd_tick', function(keys, args)
   if not epoch_ok(P, args[1]) then return {'E'} end
   local now = now_ms()
   beat(P, args[2], tonumber(args[3]), now)
+  beat_host(P, args[2], now)
   local names = {}
   for i = 5, #args do names[args[i]] = true end
   if redis.call('SET', P .. ':tick', '1', 'PX', tonumber(args[4]), 'NX') then
@@ -760,6 +829,7 @@ redis.register_function('sd_bye', function(keys, args)
   end
   redis.call('DEL', P .. ':pw:' .. proc, P .. ':in:' .. proc)
   redis.call('ZREM', P .. ':procs', proc)
+  host_left(P, host_of(proc))
   return 1
 end)
 
@@ -768,12 +838,13 @@ redis.register_function{function_name = 'sd_snapshot', flags = {'no-writes'}, ca
   local P = keys[1]
   local out = {}
   for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
-    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting', 'rate', 'burst')
+    local cfg = redis.call('HMGET', qk(P, q, 'cfg'), 'limit', 'paused', 'max_waiting', 'rate', 'burst', 'pg', 'pl')
     local st = redis.call('HGETALL', qk(P, q, 'st'))
     local stats = {}
     for i = 1, #st, 2 do stats[st[i]] = st[i + 1] end
     out[q] = {
-      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3], rate = cfg[4], burst = cfg[5],
+      limit = cfg[1], paused = cfg[2], max_waiting = cfg[3], rate = cfg[4], burst = cfg[5], per_gpu = cfg[6],
+      placement = cfg[7],
       in_use = redis.call('ZCARD', qk(P, q, 'hold')),
       waiting = redis.call('ZCARD', qk(P, q, 'wait')),
       stats = stats,
@@ -784,7 +855,8 @@ end}
 
 -- detail(P; name, max) -> JSON {holders: [[lid, owner, fence, expiry_ms, process]] by fence,
 --   waiters: [[wid, owner, priority, enqueued_ms, process]] in grant order}, at most `max` of each
---   (a holder's last field: its grant time in ms)
+--   (a holder's further fields: its grant time in ms, and for a GPU lease its host, devices csv and MiB per GPU;
+--   a waiter's: GPUs, MiB per GPU and host of a GPU request)
 redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, callback = function(keys, args)
   local P = keys[1]
   local name = args[1]
@@ -792,18 +864,19 @@ redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, call
   local holders = {}
   local hold = redis.call('ZRANGE', qk(P, name, 'hold'), 0, -1, 'WITHSCORES')
   for i = 1, #hold, 2 do
-    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p', 't0')
+    local l = redis.call('HMGET', P .. ':l:' .. hold[i], 'o', 'f', 'p', 't0', 'h', 'd', 'gm')
     -- the fence as its string: cjson writes numbers with 14 digits, fences have 16
-    holders[#holders + 1] = {hold[i], l[1], l[2], tonumber(hold[i + 1]), l[3], tonumber(l[4])}
+    holders[#holders + 1] = {hold[i], l[1], l[2], tonumber(hold[i + 1]), l[3], tonumber(l[4]) or false,
+      l[5], l[6], tonumber(l[7]) or 0}
   end
   table.sort(holders, function(a, b) return a[3] < b[3] end)
   while #holders > max do table.remove(holders) end
   local waiters = {}
   local wait = redis.call('ZRANGE', qk(P, name, 'wait'), 0, max - 1, 'WITHSCORES')
   for i = 1, #wait, 2 do
-    local w = redis.call('HMGET', P .. ':w:' .. wait[i], 'o', 't0', 'p')
+    local w = redis.call('HMGET', P .. ':w:' .. wait[i], 'o', 't0', 'p', 'g', 'gm', 'h')
     local prio = math.floor(tonumber(wait[i + 1]) / TWO32) - PRIO_OFFSET
-    waiters[#waiters + 1] = {wait[i], w[1], prio, tonumber(w[2]), w[3]}
+    waiters[#waiters + 1] = {wait[i], w[1], prio, tonumber(w[2]), w[3], tonumber(w[4]) or 0, tonumber(w[5]) or 0, w[6]}
   end
   return cjson.encode({holders = holders, waiters = waiters})
 end}

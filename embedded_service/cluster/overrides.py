@@ -1,6 +1,7 @@
 """Operator changes vs code config in redis mode: the in-process rule (`overrides.py`) for a whole deployment.
 
-An operator's live change of a queue's admission fields (limit, paused, max_waiting, rate, burst, timeout_s;
+An operator's live change of a queue's admission fields (limit, paused, max_waiting, rate, burst, timeout_s,
+per_gpu, placement;
 HTTP PUT/PATCH/pause/resume through any instance, or `update_queue` from Python) is recorded in Redis beside
 the deployment's keys: hash ``{sd:<namespace>}:overrides``, one field per queue holding a `QueueOverrides` as
 JSON (``configured``: what code/config of the last process that published gave each field; ``overrides``:
@@ -15,8 +16,8 @@ marks. A code publish and an operator change may still cross (the publish read n
 landed first, then the code value): a publish therefore reads the marks again after it and re-publishes the
 operator's values while they differ (bounded).
 
-Not covered: the fields Redis does not keep (stuck_after_s, per_gpu, placement) are each process's own, and
-an operator's change of them stays on the instance that made it until its restart, as before. Without Redis
+Not covered: the field Redis does not keep (stuck_after_s) is each process's own, and an operator's change of
+it stays on the instance that made it until its restart, as before. Without Redis
 persistence the marks go with the rest of the deployment's data.
 """
 
@@ -32,7 +33,8 @@ from ..model import QueueConfig, QueueOverrides
 from ..overrides import OverrideBook, check_fields, field_defaults, note_operator
 from .slots import ClusterSlots
 
-ADMISSION_FIELDS = ("limit", "paused", "max_waiting", "rate", "burst", "timeout_s")  # what Redis keeps per queue
+# what Redis keeps per queue (`admission.CLUSTER_FIELDS`)
+ADMISSION_FIELDS = ("limit", "paused", "max_waiting", "rate", "burst", "timeout_s", "per_gpu", "placement")
 WATCH_TRIES = 50  # optimistic transaction retries before a change is given up (StoreFault-free: raises RuntimeError)
 REPUBLISH_TRIES = 3
 

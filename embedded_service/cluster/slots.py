@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("cluster mode needs the redis extra: pip install 'slotdeck[redis]'") from exc
 
 from embedded_service.cluster.library import LIBRARY
-from embedded_service.cluster.url import parse_cluster_url
+from embedded_service.cluster.url import check_host_id, default_host_id, parse_cluster_url
 from embedded_service.errors import (
     LeaseLost,
     NoFittingDevice,
@@ -114,8 +113,10 @@ class ClusterSlots:
     renewing; ``claim_ttl_s``: a grant pushed to a process that does not claim it returns after
     this long; ``proc_ttl_s``: a process's waiters are dropped this long after its last heartbeat.
     Raises ``RedisNotSafe`` from ``open()`` on a Redis whose ``maxmemory-policy`` is not ``noeviction``.
-    ``host_id``: this host's name for GPU admission (default: the hostname); GPU requests fit on the
-    devices its publisher (``cluster.gpus.GpuPublisher``) announces.
+    ``host_id``: this host's name for GPU admission and in the process id (default: ``SLOTDECK_HOST_ID``
+    from the environment, else the hostname; 1-200 characters without ``:`` or whitespace, else ValueError);
+    GPU requests fit on the devices its publisher (``cluster.gpus.GpuPublisher``) announces. Processes that
+    share GPUs must name the same host; different machines (or containers with their own GPUs) must not.
     """
 
     UNREACHABLE_WAIT_S = 60.0
@@ -133,7 +134,7 @@ class ClusterSlots:
         host_id: str | None = None,
     ) -> None:
         parsed = parse_cluster_url(url)
-        self.host_id = host_id or socket.gethostname()
+        self.host_id = check_host_id(host_id or default_host_id())
         self.namespace = parsed.namespace
         self._P = parsed.prefix
         self._where = parsed
@@ -144,7 +145,7 @@ class ClusterSlots:
         self._renew_s = max(0.05, lease_ttl_s / 3)
         self._block_s = 1
         self._sock_s = socket_timeout_s
-        self.proc_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.proc_id = f"{self.host_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._inbox = f"{self._P}:in:{self.proc_id}"
         self._epoch = ""
         self._max_fence = 0
@@ -602,7 +603,8 @@ class ClusterSlots:
     # ---- views ----------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
-        """``{"queues": {name: {limit, paused, max_waiting, rate, burst, in_use, waiting, marks, totals}},
+        """``{"queues": {name: {limit, paused, max_waiting, rate, burst, per_gpu, placement, in_use, waiting, marks,
+        totals}},
         "redis_time"}``.
 
         marks: ``{"in_use", "in_use_at", "waiting", "waiting_at"}`` (``*_at``: Unix seconds, Redis clock);
@@ -624,6 +626,8 @@ class ClusterSlots:
                 "max_waiting": None if maxw < 0 else maxw,
                 "rate": float(q["rate"]) if q.get("rate") else None,
                 "burst": int(q.get("burst") or 1),
+                "per_gpu": None if int(q.get("per_gpu") or -1) < 0 else int(q["per_gpu"]),
+                "placement": q.get("placement") or "spread",
                 "in_use": int(q["in_use"]),
                 "waiting": int(q["waiting"]),
                 "marks": {
@@ -651,8 +655,9 @@ class ClusterSlots:
 
     async def detail(self, queue: str, limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
         """Who holds and who waits in one queue, at most ``limit`` of each:
-        ``{"holders": [{id, owner, fence, expires_at, process, granted_at}] by fence,
-        "waiters": [{id, owner, priority, enqueued_at, process}] in grant order}`` (times: Unix seconds, Redis clock)."""
+        ``{"holders": [{id, owner, fence, expires_at, process, granted_at, host, devices, gpu_mem_mib}] by fence,
+        "waiters": [{id, owner, priority, enqueued_at, process, gpus, gpu_mem_mib, host}] in grant order}``
+        (times: Unix seconds, Redis clock; ``host`` None and ``devices`` empty for a request without GPUs)."""
         raw = json.loads(await self._fcall("sd_detail", queue, limit))
         return {
             "holders": [
@@ -662,12 +667,24 @@ class ClusterSlots:
                     "fence": int(h[2]),
                     "expires_at": h[3] / 1000,
                     "process": h[4],
-                    "granted_at": h[5] / 1000 if len(h) > 5 and h[5] is not None else None,
+                    "granted_at": h[5] / 1000 if len(h) > 5 and h[5] else None,
+                    "host": h[6] if len(h) > 6 and h[6] else None,
+                    "devices": [int(i) for i in h[7].split(",")] if len(h) > 7 and h[7] else [],
+                    "gpu_mem_mib": int(h[8]) if len(h) > 8 else 0,
                 }
                 for h in raw["holders"] or []
             ],
             "waiters": [
-                {"id": w[0], "owner": w[1], "priority": int(w[2]), "enqueued_at": w[3] / 1000, "process": w[4]}
+                {
+                    "id": w[0],
+                    "owner": w[1],
+                    "priority": int(w[2]),
+                    "enqueued_at": w[3] / 1000,
+                    "process": w[4],
+                    "gpus": int(w[5]) if len(w) > 5 else 0,
+                    "gpu_mem_mib": int(w[6]) if len(w) > 6 else 0,
+                    "host": w[7] if len(w) > 7 and w[7] else None,
+                }
                 for w in raw["waiters"] or []
             ],
         }

@@ -10,7 +10,9 @@ Forms (``namespace`` defaults to ``default``; every other query parameter goes t
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -95,3 +97,16 @@ def _sentinel_url(url: str, tls: bool, netloc: str, path: str, namespace: str, r
     if rest:
         raise ValueError(f"unsupported option for a sentinel URL: {rest[0][0]}")
     return ClusterURL(url, namespace, tuple(sentinels), service, int(db or 0), password or None, tls)
+
+
+def default_host_id() -> str:
+    """This host's id when none is given: ``SLOTDECK_HOST_ID`` from the environment, else the hostname."""
+    return os.environ.get("SLOTDECK_HOST_ID") or socket.gethostname()
+
+
+def check_host_id(host_id: str) -> str:
+    """A host id as cluster mode keys it: 1-200 characters, no ``:`` (it heads the process ids) or whitespace;
+    ValueError otherwise."""
+    if not 0 < len(host_id) <= 200 or ":" in host_id or any(c.isspace() for c in host_id):
+        raise ValueError(f"host id {host_id[:200]!r} must be 1-200 characters without ':' or whitespace")
+    return host_id

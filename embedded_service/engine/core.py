@@ -96,6 +96,7 @@ class Lease:
                 "fence": self.fence,
                 "devices": list(self.devices),
                 "gpu_mem_mib": self.gpu_mem_mib,
+                "host": None,  # in-process: the one host; redis mode names it (cluster/desk.py)
                 "granted_at": self.granted_at,
                 "waited_s": self.waited_s,
                 "expires_at": self.expires_at,

@@ -208,9 +208,10 @@ async def test_a_waiter_taken_for_dead_during_a_silence_waits_again(redis_server
     proxy = FaultProxy(redis_server.port).start()
     url = redis_server.url("reap")
     try:
-        async with ClusterSlots(url) as holder, ClusterSlots(
-            f"redis://127.0.0.1:{proxy.port}/0?namespace=reap", proc_ttl_s=1.5, socket_timeout_s=10
-        ) as far:
+        async with (
+            ClusterSlots(url) as holder,
+            ClusterSlots(f"redis://127.0.0.1:{proxy.port}/0?namespace=reap", proc_ttl_s=1.5, socket_timeout_s=10) as far,
+        ):
             await holder.configure_queue("q", limit=1)
             held = await holder.acquire("q")
             waiting = asyncio.create_task(far.acquire("q", timeout_s=60))

@@ -82,7 +82,7 @@ async def test_two_hosts_own_gpus_caps_and_memory_hold_one_publisher_each(ns_url
         view = await host_gpus(ctl)
         # nothing stays behind once the figures expired: no reservation, count, waiter index or election
         prefix = ctl._P
-        durable = {f"{prefix}:{k}" for k in ("hosts", "q:g:cfg", "q:g:st", "procs")}
+        durable = {f"{prefix}:{k}" for k in ("hosts", "hb", "q:g:cfg", "q:g:st", "procs")}  # hb: as hosts
         await wait_until(lambda: _only(ns_url, durable), 10)
     events = read_events(sorted(logs.glob("*.log")))
     ends = [e for e in events if e["e"] == "end"]

@@ -15,12 +15,13 @@ import pytest
 from redisproc import free_port
 
 
-def serve(store: str, home: Path) -> tuple[subprocess.Popen[str], httpx.Client]:
+def serve(store: str, home: Path, *flags: str, **env_extra: str) -> tuple[subprocess.Popen[str], httpx.Client]:
+    """A `slotdeck serve` on a free loopback port (more `flags` and `SLOTDECK_*` variables in `env_extra`)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
-    env |= {"SLOTDECK_HOME": str(home), "SLOTDECK_STORE": store}  # the store from the environment
+    env |= {"SLOTDECK_HOME": str(home), "SLOTDECK_STORE": store, **env_extra}  # the store from the environment
     proc = subprocess.Popen(
-        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes", "--no-auth"],
+        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes", "--no-auth", *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -31,7 +32,11 @@ def serve(store: str, home: Path) -> tuple[subprocess.Popen[str], httpx.Client]:
 
 @pytest.fixture
 def servers(ns_url: str, tmp_path: Path) -> Iterator[list[httpx.Client]]:
-    started = [serve(ns_url, tmp_path / f"home{i}") for i in range(3)]
+    yield from running([serve(ns_url, tmp_path / f"home{i}") for i in range(3)])
+
+
+def running(started: list[tuple[subprocess.Popen[str], httpx.Client]]) -> Iterator[list[httpx.Client]]:
+    """Wait until every server answers, yield their clients, then stop them (SIGTERM: a clean exit, no traceback)."""
     try:
         deadline = time.monotonic() + 30
         for proc, client in started:
