@@ -97,8 +97,9 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     @r.get("/v1/history", response_model=History, responses=problems(401, 403, 422), tags=["observe"])
     async def history(_: Viewer, seconds: Annotated[float, Query(gt=0, le=86_400)] = 600) -> History:
-        """1 Hz series per queue and device, for backfilling graphs."""
-        return svc.history(seconds)
+        """1 Hz series per queue and device, for backfilling graphs (redis mode: the deployment's, the same
+        from every instance)."""
+        return await svc.read_history(seconds)
 
     @r.get(
         "/v1/events",

@@ -202,13 +202,22 @@ class ClusterAdmission:
         timeout_s: float | None = None,
         ttl_s: float | None = None,
         on_queued: Callable[[], object] | None = None,
+        maker: str = "",
+        waiter_id: str | None = None,
         **unsupported: Any,
     ) -> ClusterLease:
         if any(unsupported.values()):
             raise ValueError(f"not available in redis mode: {', '.join(sorted(k for k, v in unsupported.items() if v))}")
         await self.published()
         return await self.slots.acquire(
-            queue, owner=owner or "", priority=priority, timeout_s=timeout_s, ttl_s=ttl_s, on_queued=on_queued
+            queue,
+            owner=owner or "",
+            priority=priority,
+            timeout_s=timeout_s,
+            ttl_s=ttl_s,
+            on_queued=on_queued,
+            maker=maker,
+            waiter_id=waiter_id,
         )
 
     # -------------------------------------------------------------------- views

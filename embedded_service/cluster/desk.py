@@ -123,6 +123,7 @@ class ClusterDesk:
                 raise NoFittingDevice("GPU requests are not available in redis mode (GPUs per host are not shared yet)")
             owner = body.owner or who
             queued = asyncio.Event()
+            waiter_id = uuid.uuid4().hex  # the same id in line in Redis: its events name the waiter its client knows
             task = asyncio.ensure_future(
                 self.admission.acquire(
                     queue,
@@ -131,9 +132,11 @@ class ClusterDesk:
                     timeout_s=body.timeout_s,
                     ttl_s=min(body.ttl_s, CLAIM_TTL_S),
                     on_queued=queued.set,
+                    maker=who,
+                    waiter_id=waiter_id,
                 )
             )
-            waiter = RemoteWaiter(uuid.uuid4().hex, queue, owner, body.priority, who, time.time(), task)
+            waiter = RemoteWaiter(waiter_id, queue, owner, body.priority, who, time.time(), task)
             # Redis answers first (granted at once, refused, or in line), then the wait of this poll begins
             in_line = asyncio.ensure_future(queued.wait())
             try:
