@@ -84,27 +84,20 @@ local function ev(P, n, x, id, name, owner, maker, ...)
     'q', name, 'o', string.sub(owner or '', 1, TEXT_MAX), 'k', string.sub(maker or '', 1, TEXT_MAX), ...)
 end
 
--- The event of a lease that ends now (or is cancelled: `timed` false, no held time); before its record goes.
-local function lease_ev(P, n, lid, now, timed)
-  local l = redis.call('HMGET', P .. ':l:' .. lid, 'q', 'o', 'k', 't0')
-  if not l[1] then return end
+-- The event of a lease (x = 'l') or a waiter (x = 'w') that ends now, read from its record before it goes;
+-- `timed`: with how long it was held or waited (ms).
+local function end_ev(P, n, x, id, now, timed)
+  local r = redis.call('HMGET', P .. ':' .. x .. ':' .. id, 'q', 'o', 'k', 't0')
+  if not r[1] then return end
   if timed then
-    ev(P, n, 'l', lid, l[1], l[2], l[3], 'ms', fmt(now - tonumber(l[4] or now)))
+    ev(P, n, x, id, r[1], r[2], r[3], 'ms', fmt(now - tonumber(r[4] or now)))
   else
-    ev(P, n, 'l', lid, l[1], l[2], l[3])
+    ev(P, n, x, id, r[1], r[2], r[3])
   end
 end
 
--- The event of a waiter that leaves the line now (`timed`: with its waited time); before its record goes.
-local function waiter_ev(P, n, wid, now, timed)
-  local w = redis.call('HMGET', P .. ':w:' .. wid, 'q', 'o', 'k', 't0')
-  if not w[1] then return end
-  if timed then
-    ev(P, n, 'w', wid, w[1], w[2], w[3], 'ms', fmt(now - tonumber(w[4] or now)))
-  else
-    ev(P, n, 'w', wid, w[1], w[2], w[3])
-  end
-end
+local function lease_ev(P, n, lid, now, timed) end_ev(P, n, 'l', lid, now, timed) end
+local function waiter_ev(P, n, wid, now, timed) end_ev(P, n, 'w', wid, now, timed) end
 
 -- Push a message to a process's inbox; returns the encoded message, or nil if that process is gone.
 local function push(P, proc, msg)

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redisproc import PrivateRedis
 from serveproc import Frame, Reader, Serve, start_all
 
 from embedded_service.cluster.url import parse_cluster_url
@@ -158,3 +159,27 @@ def test_a_client_token_sees_only_its_own_lease_events_on_any_instance(ns_url: s
     finally:
         for server in servers:
             server.cleanup()
+
+
+def test_the_event_reader_reconnects_after_redis_restarts(tmp_path: Path) -> None:
+    redis_server = PrivateRedis(tmp_path / "redis", aof=True)
+    (tmp_path / "redis").mkdir()
+    redis_server.start()
+    server = Serve(redis_server.url("restarts"), tmp_path / "home")
+    try:
+        start_all([server])
+        reader = Reader(server.url, 4)
+        give_back(server, before := take(server))
+        assert what(reader.first(2)) == [("granted", before), ("released", before)]
+        redis_server.kill9()  # its connections drop; the data stays (append-only file)
+        redis_server.start()
+        deadline = time.monotonic() + 30
+        while (answer := server.client.post("/v1/queues/default/leases", json={"wait_s": 0})).status_code != 201:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.2)
+        give_back(server, after := answer.json()["lease"]["id"])
+        assert what(reader.frames(30)[2:]) == [("granted", after), ("released", after)]
+        server.stop()
+    finally:
+        server.cleanup()
+        redis_server.stop()
