@@ -630,7 +630,7 @@ class SlotService:
     async def read_history(self, seconds: float = 600) -> History:
         """`history()` with the newest points: redis mode reads what Redis has first; in-process the same."""
         if self.cluster_history is not None:
-            await self.cluster_history.sync()
+            await self.cluster_history.refresh()  # Redis away: the last reading
         return self.history(seconds)
 
     async def sample_once(self) -> None:

@@ -234,8 +234,9 @@ class ClusterEventLog:
                         self.position = stream_key(last) or (0, 0)
                     answer: Any = await reader.xread({self.key: last}, count=PAGE, block=READ_BLOCK_MS)
                     delay = 0.05
-                except _NET_ERRORS as exc:
-                    log.debug("reading events failed (%s); reconnecting", exc)
+                except Exception as exc:  # unreachable, restarting, failing over, or a reply not expected
+                    level = logging.DEBUG if isinstance(exc, _NET_ERRORS) else logging.WARNING
+                    log.log(level, "reading events failed (%s); reconnecting", exc)
                     with contextlib.suppress(Exception):
                         await reader.connection_pool.disconnect()
                     await asyncio.sleep(delay)

@@ -92,6 +92,13 @@ class ClusterHistory:
             self.writing = False
             await slots._fcall("sd_lead", slots.proc_id, 0)
 
+    async def refresh(self) -> None:
+        """`sync`, for a reader that must answer anyway: Redis away, the mirror stays as last read (logged)."""
+        try:
+            await self.sync()
+        except _FAILURES as exc:
+            log.warning("history not read from Redis (%s); answering the last reading", exc)
+
     async def sync(self) -> None:
         """Bring the mirror up to what Redis keeps (one round trip when nothing is new)."""
         async with self._lock:
