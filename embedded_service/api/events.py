@@ -271,7 +271,8 @@ class EventBroker:
             return ev.kind in types and Audience(ev.staff, ev.clients).admits(client)
 
         try:
-            found = await self.cluster_log.after(last_event_id, wanted, self.replay_bytes)
+            # shielded: a redis-py call cancelled half-way (the client hung up) can hang its connection
+            found = await asyncio.shield(self.cluster_log.after(last_event_id, wanted, self.replay_bytes))
         except Exception as exc:  # Redis away: the live stream still comes; the client misses what it missed
             log.warning("could not read the event stream after %s: %s", last_event_id[:40], exc)
             found = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
@@ -49,15 +50,27 @@ class ClusterHistory:
         self._written: dict[str, QueueFigures] | None = None  # the figures of this writer's last point
         self._lock = asyncio.Lock()
         self._failing = False
+        self._running: set[asyncio.Task[None]] = set()  # Redis calls in flight (never cancelled half-way)
 
     @property
     def _keys(self) -> tuple[str, str, str]:
         prefix = self.admission.slots.prefix
         return f"{prefix}:hist:seq", f"{prefix}:hist:pts", f"{prefix}:hist:base"
 
+    async def _shielded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` to its end even when the caller is cancelled (a redis-py call cancelled half-way can
+        hang its connection); `resign` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        await asyncio.shield(task)
+
     async def record(self, sample: Sample) -> None:
         """Write `sample` when this instance leads (or now becomes the writer), then read the new points.
         Never raises for an unreachable Redis (logged once; the next sample tries again)."""
+        await self._shielded(self._record(sample))
+
+    async def _record(self, sample: Sample) -> None:
         try:
             await self._write(sample)
             await self.sync()
@@ -86,14 +99,19 @@ class ClusterHistory:
             self.writing = True
 
     async def resign(self) -> None:
-        """Stop writing (at close): another instance takes over at its next sample."""
+        """Stop writing (at close, after the calls in flight): another instance takes over at its next sample."""
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=10)
         slots = self.admission.slots
-        if self.writing:
-            self.writing = False
-            await slots._fcall("sd_lead", slots.proc_id, 0)
+        self.writing = False
+        self._written = None
+        await slots._fcall("sd_lead", slots.proc_id, 0)  # a no-op unless this instance leads
 
     async def refresh(self) -> None:
         """`sync`, for a reader that must answer anyway: Redis away, the mirror stays as last read (logged)."""
+        await self._shielded(self._refresh())
+
+    async def _refresh(self) -> None:
         try:
             await self.sync()
         except _FAILURES as exc:
