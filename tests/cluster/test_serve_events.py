@@ -48,7 +48,10 @@ def what(frames: list[Frame]) -> list[tuple[object, object]]:
 
 def test_lease_events_are_the_deployments_with_the_same_ids_everywhere(trio: list[Serve]) -> None:
     a, b, c = trio
+    audits = [Reader(s.url, 1, types="audit") for s in (b, c)]
     assert a.client.patch("/v1/queues/default", json={"limit": 2}).status_code == 200
+    (audit,) = audits[0].frames()  # an instance's own audit entries reach every instance too
+    assert audits[1].frames() == [audit] and audit.data["action"] == "queue.update" and STREAM_ID.match(str(audit.id))
     readers = [Reader(s.url, 4) for s in trio]
     one = take(a)
     give_back(c, one)  # acquired on a, released on c
