@@ -48,6 +48,7 @@ from .stores.ownership import StoreLock, take_ownership
 if TYPE_CHECKING:
     from .cluster.admission import ClusterAdmission
     from .cluster.desk import ClusterDesk
+    from .cluster.history import ClusterHistory
     from .cluster.hosts import HostGpus
     from .cluster.jobgate import ClusterJobGate
 
@@ -174,6 +175,11 @@ class SlotService:
         self.host_probe = host_probe
         self.sample_interval_s = sample_interval_s
         self.history_ring = HistoryRing(history_points)
+        self.cluster_history: ClusterHistory | None = None  # redis mode: the deployment's, read from Redis
+        if self.cluster is not None:
+            from .cluster.history import ClusterHistory
+
+            self.cluster_history = ClusterHistory(self.cluster, history_points)
         self.host: HostInfo | None = None
         self.gpu_probe_reason: str | None = None if gpu_probe else "no GPU probe configured"
         self.started_at: float | None = None
@@ -268,6 +274,9 @@ class SlotService:
                 await self.job_gate.close()
             if self.host_gpus is not None:
                 await self.host_gpus.stop()
+            assert self.cluster_history is not None
+            with contextlib.suppress(Exception):  # best effort: else another takes over when its lead expires
+                await self.cluster_history.resign()
             await self.cluster.close()
             await self.store.close()
             self._release_ownership()
@@ -673,7 +682,17 @@ class SlotService:
         )
 
     def history(self, seconds: float = 600) -> History:
+        """Series of the last `seconds` (1 Hz). Redis mode: the deployment's, as last read from Redis (each
+        second; `read_history` reads first), the same on every instance."""
+        if self.cluster_history is not None:
+            return self.cluster_history.ring.series(seconds, self.clock.time())
         return self.history_ring.series(seconds, self.clock.time())
+
+    async def read_history(self, seconds: float = 600) -> History:
+        """`history()` with the newest points: redis mode reads what Redis has first; in-process the same."""
+        if self.cluster_history is not None:
+            await self.cluster_history.refresh()  # Redis away: the last reading
+        return self.history(seconds)
 
     async def sample_once(self) -> None:
         """Read the probes (in a thread), feed devices to admission (redis mode: publish them), add a history point."""
@@ -694,26 +713,28 @@ class SlotService:
                 log.warning("host probe failed: %s", exc)
         if self.host_gpus is not None:
             await self.host_gpus.publish()
-        self._record_sample()
+        sample = self._sample()
+        if self.cluster_history is not None:
+            await self.cluster_history.record(sample)  # written by the elected instance, read by all
+        else:
+            self.history_ring.add(sample)
 
-    def _record_sample(self) -> None:
+    def _sample(self) -> Sample:
         engine = self.engine
         host = self.host
         if self.cluster is not None:
             queues = {name: (s.in_use, s.waiting, s.config.limit) for name, s in self.cluster.view.stats.items()}
         else:
             queues = {name: (s.in_use, s.waiting + s.backlog, s.config.limit) for name, s in engine.queues.items()}
-        self.history_ring.add(
-            Sample(
-                t=self.clock.time(),
-                queues=queues,
-                devices={
-                    str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
-                    for index, d in engine.pool.devices.items()
-                },
-                host_cpu_pct=host.cpu_pct if host else None,
-                host_memory_used_mib=host.memory_used_mib if host else None,
-            )
+        return Sample(
+            t=self.clock.time(),
+            queues=queues,
+            devices={
+                str(index): (d.info.memory_used_mib, float(d.reserved_mib), d.info.utilization_pct)
+                for index, d in engine.pool.devices.items()
+            },
+            host_cpu_pct=host.cpu_pct if host else None,
+            host_memory_used_mib=host.memory_used_mib if host else None,
         )
 
     async def _sample_forever(self) -> None:

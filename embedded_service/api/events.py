@@ -1,5 +1,9 @@
 """Server-sent events: snapshots at a fixed rate, plus lease, job and audit events with
-ids a reconnecting client sends back (Last-Event-ID) to get what it missed."""
+ids a reconnecting client sends back (Last-Event-ID) to get what it missed.
+
+In-process, events are numbered per server run (``<boot>-<n>``) and the recent ones kept in memory. In redis
+mode they are the deployment's (`cluster.events`): ids are the Redis stream's, every instance sends the same
+events with the same ids in the same order, and `Last-Event-ID` resumes on any instance, across restarts."""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..service import SlotService
 from .snapshots import SnapshotCache
 from .visibility import EVERYONE_BUT_CLIENTS, Audience, OwnerOf, masked_fields, own_snapshot, visible_ids
+
+if TYPE_CHECKING:
+    from ..cluster.events import ClusterEventLog, StreamEvent
 
 log = logging.getLogger("slotdeck.events")
 
@@ -80,8 +87,15 @@ class EventBroker:
         self._client_snapshots: dict[str, tuple[Any, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
+        self.cluster_log: ClusterEventLog | None = None  # redis mode: the deployment's stream
+        if service.cluster is not None:
+            from ..cluster.events import ClusterEventLog
+
+            self.cluster_log = ClusterEventLog(service.cluster, self._deliver)
 
     async def start(self) -> None:
+        if self.cluster_log is not None:
+            await self.cluster_log.start()
         self._tasks = [
             asyncio.create_task(self._consume(), name="slotdeck-events"),
             asyncio.create_task(self._tick(), name="slotdeck-snapshots"),
@@ -98,11 +112,18 @@ class EventBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.cluster_log is not None:
+            await self.cluster_log.close()
 
     def publish(self, event: str, data: dict[str, Any], audience: Audience = EVERYONE_BUT_CLIENTS) -> str:
         """Number an event, keep it for replay and send it to every subscriber in `audience`; returns its id.
 
-        The replay keeps at most REPLAY_EVENTS events and REPLAY_BYTES bytes (the oldest go first)."""
+        The replay keeps at most REPLAY_EVENTS events and REPLAY_BYTES bytes (the oldest go first).
+        Redis mode: the event goes to the deployment's stream (written in the background, sent to subscribers
+        as the stream gives it back, with its stream id); returns "" (the id is not known yet)."""
+        if self.cluster_log is not None:
+            self.cluster_log.append(event, data, audience.staff, audience.clients)
+            return ""
         self._seq += 1
         event_id = f"{self.boot}-{self._seq}"
         frame = sse_frame(event, json.dumps(data, default=str), event_id)
@@ -168,10 +189,24 @@ class EventBroker:
                     observe(event, fields)
                 if log.isEnabledFor(logging.INFO):
                     log.info(describe(event, fields), extra={"slotdeck": {"event": event, **fields}})
+                if self.cluster_log is not None:
+                    continue  # redis mode: the Redis functions put every lease event on the stream
                 made_by = self.owner_of(str(fields.get("lease") or fields.get("waiter") or ""))
                 self.publish("lease", {"event": event, **fields}, Audience.of(made_by))
             except Exception:
                 log.exception("could not publish event %s", event)
+
+    def _deliver(self, events: list[StreamEvent]) -> None:
+        """Redis mode: new stream entries, in stream order, to the subscribers that may receive them
+        (queued with their position, so a stream that replayed up to some entry skips what it already sent)."""
+        for ev in events:
+            audience = Audience(ev.staff, ev.clients)
+            frame: bytes | None = None
+            for queue, (types, client) in list(self._subscribers.items()):
+                if ev.kind in types and audience.admits(client):
+                    if frame is None:
+                        frame = sse_frame(ev.kind, ev.data, ev.id)
+                    self._offer(queue, (ev.key, frame))
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -223,6 +258,27 @@ class EventBroker:
             if seq > after and event in types and audience.admits(client)
         ]
 
+    async def _missed_in_stream(
+        self, last_event_id: str, types: frozenset[str], client: str | None
+    ) -> tuple[tuple[int, int], list[bytes]]:
+        """Redis mode: what the stream keeps after `last_event_id` for this subscriber (at most `replay_bytes`,
+        the newest), and the position up to which live entries are skipped (sent, or seen before)."""
+        from ..cluster.events import stream_key
+
+        assert self.cluster_log is not None
+
+        def wanted(ev: StreamEvent) -> bool:
+            return ev.kind in types and Audience(ev.staff, ev.clients).admits(client)
+
+        try:
+            # shielded: a redis-py call cancelled half-way (the client hung up) can hang its connection
+            found = await asyncio.shield(self.cluster_log.after(last_event_id, wanted, self.replay_bytes))
+        except Exception as exc:  # Redis away: the live stream still comes; the client misses what it missed
+            log.warning("could not read the event stream after %s: %s", last_event_id[:40], exc)
+            found = []
+        floor = max(stream_key(last_event_id) or (-1, -1), found[-1].key if found else (-1, -1))
+        return floor, [sse_frame(ev.kind, ev.data, ev.id) for ev in found]
+
     async def stream(
         self,
         last_event_id: str | None = None,
@@ -241,13 +297,16 @@ class EventBroker:
         at most one per that many seconds, always the newest (the ones in between are never queued); 0 (or less
         than the server's period) is every snapshot. Other events are not slowed."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
-        backlog = self._missed(last_event_id, types, client)
+        floor: tuple[int, int] = (-1, -1)  # redis mode: live entries up to here were replayed (or seen) already
+        backlog = self._missed(last_event_id, types, client) if self.cluster_log is None else []
         self._subscribers[queue] = (types, client)
         if holder is not None:
             self._holders[queue] = holder
         if snapshot_interval_s > self.period_s:
             self._paces[queue] = (snapshot_interval_s, asyncio.get_running_loop().time() + snapshot_interval_s)
         try:
+            if self.cluster_log is not None and last_event_id:  # registered first: nothing falls in between
+                floor, backlog = await self._missed_in_stream(last_event_id, types, client)
             if "snapshot" in types:
                 yield sse_frame("snapshot", self.snapshot_json(client))
             for frame in backlog:
@@ -256,6 +315,10 @@ class EventBroker:
                 item = await queue.get()
                 if item is _CLOSE:
                     return
+                if type(item) is tuple:  # redis mode: (stream position, frame)
+                    if item[0] <= floor:
+                        continue
+                    item = item[1]
                 yield item
         finally:
             self._subscribers.pop(queue, None)

@@ -97,8 +97,9 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
 
     @r.get("/v1/history", response_model=History, responses=problems(401, 403, 422), tags=["observe"])
     async def history(_: Viewer, seconds: Annotated[float, Query(gt=0, le=86_400)] = 600) -> History:
-        """1 Hz series per queue and device, for backfilling graphs."""
-        return svc.history(seconds)
+        """1 Hz series per queue and device, for backfilling graphs (redis mode: the deployment's, the same
+        from every instance)."""
+        return await svc.read_history(seconds)
 
     @r.get(
         "/v1/events",
@@ -130,7 +131,9 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Server-sent events with ids to resume from: `snapshot` (at the configured rate, or slower with
         `snapshot_interval_s`), `lease`, `job`, `prune` (finished jobs removed by retention: `{"jobs": [ids]}`)
         and `audit`. A client receives only what it may read through GET: its own jobs, leases and waiters and
-        the audit entries about them."""
+        the audit entries about them. Ids: `<run>-<n>` numbered by this server run (a reconnect to a restarted
+        server gets all that is kept); in redis mode the deployment's Redis stream ids, the same events with
+        the same ids on every instance, so `Last-Event-ID` resumes on any instance and across restarts."""
         st.check_admitting()
         wanted = frozenset(types.split(",")) if types else frozenset(EVENT_TYPES)
         stream = st.broker.stream(last_event_id or since, wanted, client_name(who), who.name, snapshot_interval_s)

@@ -263,6 +263,8 @@ class ClusterAdmission:
         on_queued: Callable[[], object] | None = None,
         gpus: int = 0,
         gpu_mem_mib: int = 0,
+        maker: str = "",
+        waiter_id: str | None = None,
         **unsupported: Any,
     ) -> ClusterLease:
         """A held slot (see `ClusterSlots.acquire`); with `gpus`/`gpu_mem_mib`, GPUs of this host
@@ -279,6 +281,8 @@ class ClusterAdmission:
             on_queued=on_queued,
             gpus=gpus,
             gpu_mem_mib=gpu_mem_mib,
+            maker=maker,
+            waiter_id=waiter_id,
         )
 
     # -------------------------------------------------------------------- views

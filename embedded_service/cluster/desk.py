@@ -131,6 +131,7 @@ class ClusterDesk:
             self.check_admitting()
             owner = body.owner or who
             queued = asyncio.Event()
+            waiter_id = uuid.uuid4().hex  # the same id in line in Redis: its events name the waiter its client knows
             task = asyncio.ensure_future(
                 self.admission.acquire(
                     queue,
@@ -141,9 +142,11 @@ class ClusterDesk:
                     on_queued=queued.set,
                     gpus=body.gpus,
                     gpu_mem_mib=body.gpu_mem_mib,
+                    maker=who,
+                    waiter_id=waiter_id,
                 )
             )
-            waiter = RemoteWaiter(uuid.uuid4().hex, queue, owner, body.priority, who, time.time(), task)
+            waiter = RemoteWaiter(waiter_id, queue, owner, body.priority, who, time.time(), task)
             waiter.gpus, waiter.gpu_mem_mib = body.gpus or (1 if body.gpu_mem_mib else 0), body.gpu_mem_mib
             # Redis answers first (granted at once, refused, or in line), then the wait of this poll begins
             in_line = asyncio.ensure_future(queued.wait())

@@ -45,6 +45,17 @@ GPUs (per host id H; see cluster/gpus.py for the publisher):
                       sd_hosts prunes it
   P:q:<n>:cfg also holds pg (per-GPU cap, -1 none) and pl (placement: spread | pack)
   P:seq P:fence       counters (arrival, fence); P:epoch (created once); P:opt (claim_ms); P:tick (gate)
+  P:events            stream, capped at about EVENTS_MAX entries: one per lease event of the deployment, written
+                      by the function that made it (so each appears once, in the order Redis ran them); fields
+                      e = 'lease', n (granted | released | expired | revoked | timed_out | cancelled | waiting |
+                      rejected), x ('l' a lease, 'w' a waiter, '' neither), i (its id), q, o (owner), k (the token
+                      name that made it, '' none), and where the event has them ms (waited or held, ms), f (fence),
+                      p (priority), wn (waiting). Python entries beside them (jobs, audit): cluster/events.py.
+  P:w:<wid> and P:l:<lid> also hold k (that token name).
+  P:hist:lead         the history writer's process id (an election, PX); P:hist:seq its point counter;
+  P:hist:pts          list of history points (JSON {n, t, c: changed queues, f: 1 for a full point, ...}), at most
+                      the writer's max_points; P:hist:base hash queue -> JSON [in_use, waiting, limit] before the
+                      oldest point (cluster/history.py)
 """
 
 from __future__ import annotations
@@ -57,6 +68,8 @@ local PUMP_MAX = 64
 local RECLAIM_MAX = 64
 local PRIO_OFFSET = 1048576
 local TWO32 = 4294967296
+local EVENTS_MAX = 10000
+local TEXT_MAX = 1024  -- owner and token names are cut to this many bytes in events (entries stay bounded)
 
 local function now_us()
   local t = redis.call('TIME')
@@ -68,6 +81,27 @@ local function now_ms() return math.floor(now_us() / 1000) end
 local function qk(P, name, part) return P .. ':q:' .. name .. ':' .. part end
 
 local function fmt(n) return string.format('%.0f', n) end
+
+-- One lease event on the deployment's stream (see P:events above); `...`: extra field/value pairs.
+local function ev(P, n, x, id, name, owner, maker, ...)
+  redis.call('XADD', P .. ':events', 'MAXLEN', '~', EVENTS_MAX, '*', 'e', 'lease', 'n', n, 'x', x, 'i', id,
+    'q', name, 'o', string.sub(owner or '', 1, TEXT_MAX), 'k', string.sub(maker or '', 1, TEXT_MAX), ...)
+end
+
+-- The event of a lease (x = 'l') or a waiter (x = 'w') that ends now, read from its record before it goes;
+-- `timed`: with how long it was held or waited (ms).
+local function end_ev(P, n, x, id, now, timed)
+  local r = redis.call('HMGET', P .. ':' .. x .. ':' .. id, 'q', 'o', 'k', 't0')
+  if not r[1] then return end
+  if timed then
+    ev(P, n, x, id, r[1], r[2], r[3], 'ms', fmt(now - tonumber(r[4] or now)))
+  else
+    ev(P, n, x, id, r[1], r[2], r[3])
+  end
+end
+
+local function lease_ev(P, n, lid, now, timed) end_ev(P, n, 'l', lid, now, timed) end
+local function waiter_ev(P, n, wid, now, timed) end_ev(P, n, 'w', wid, now, timed) end
 
 -- Push a message to a process's inbox; returns the encoded message, or nil if that process is gone.
 local function push(P, proc, msg)
@@ -188,6 +222,7 @@ local function reclaim_procs(P, now)
     for _, wid in ipairs(redis.call('SMEMBERS', P .. ':pw:' .. proc)) do
       local name = redis.call('HGET', P .. ':w:' .. wid, 'q')
       if name then
+        waiter_ev(P, 'cancelled', wid, now, false)
         drop_waiter(P, name, wid)
         bump(P, name, 'abandoned')
         touched[name] = true
@@ -206,6 +241,7 @@ local function reclaim_queue(P, name, now)
     if not claimed_late(P, name, lid, now) then
       redis.call('ZREM', hold, lid)
       local wid = redis.call('HGET', P .. ':l:' .. lid, 'w')
+      lease_ev(P, 'expired', lid, now, true)
       local proc = drop_lease(P, lid)
       bump(P, name, 'expired')
       -- w: a waiter whose grant message was lost on the way (a reply cut by a reset) waits again
@@ -213,6 +249,7 @@ local function reclaim_queue(P, name, now)
     end
   end
   for _, wid in ipairs(redis.call('ZRANGEBYSCORE', qk(P, name, 'wdl'), '-inf', now, 'LIMIT', 0, RECLAIM_MAX)) do
+    waiter_ev(P, 'timed_out', wid, now, true)
     local proc = drop_waiter(P, name, wid)
     bump(P, name, 'timed_out')
     push(P, proc, {t = 't', w = wid})
@@ -220,13 +257,15 @@ local function reclaim_queue(P, name, now)
 end
 
 -- Record a grant: a holder expiring at `expiry`, its fence from the counter that never repeats.
-local function new_lease(P, name, now, wid, owner, proc, expiry, lease_ms)
+-- `maker`: the token name that asked ('' none); `waited_ms`: how long it waited in line.
+local function new_lease(P, name, now, wid, owner, proc, expiry, lease_ms, maker, waited_ms)
   local fence = redis.call('INCR', P .. ':fence')
   local lid = 'L' .. fmt(fence)
   redis.call('HSET', P .. ':l:' .. lid, 'q', name, 'o', owner or '', 'p', proc or '',
-    'f', fmt(fence), 't0', fmt(now), 'w', wid, 'lm', fmt(lease_ms))
+    'f', fmt(fence), 't0', fmt(now), 'w', wid, 'lm', fmt(lease_ms), 'k', maker or '')
   redis.call('ZADD', qk(P, name, 'hold'), expiry, lid)
   bump(P, name, 'granted')
+  ev(P, 'granted', 'l', lid, name, owner, maker, 'ms', fmt(waited_ms), 'f', fmt(fence))
   return lid, fence
 end
 
@@ -235,13 +274,13 @@ end
 -- instead of pushed, with its full TTL; others start with the claim TTL (see "Claims" above), or their
 -- explicit TTL (the holder renews it itself).
 local function grant_waiter(P, name, now, wid, self_wid, claim_ms, gpu)
-  local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p', 'lm', 'x')
+  local w = redis.call('HMGET', P .. ':w:' .. wid, 'o', 'p', 'lm', 'x', 'k', 't0')
   drop_waiter(P, name, wid)
   local lease_ms = tonumber(w[3])
   local by_claim = wid ~= self_wid and w[4] ~= '1'
   local expiry = now + lease_ms
   if by_claim then expiry = now + math.min(claim_ms, lease_ms) end
-  local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms)
+  local lid, fence = new_lease(P, name, now, wid, w[1], w[2], expiry, lease_ms, w[5], now - tonumber(w[6] or now))
   redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
   local msg = {t = 'g', w = wid, l = lid, f = fmt(fence), e = fmt(expiry)}
   if gpu then
@@ -517,9 +556,10 @@ redis.register_function('sd_set', function(keys, args)
 end)
 
 -- acquire(P; epoch, proc, proc_ms, name, wid, owner, priority, timeout_ms(-1 none, -2 the queue's), lease_ms,
---   explicit(0/1) [, gpus, gpu_mem_mib, host])
+--   explicit(0/1) [, gpus, gpu_mem_mib, host [, maker]])
 --   explicit = 1: the lease's TTL is the caller's to renew (no claim TTL, no background renewal)
 --   gpus > 0: the lease needs that many of `host`'s published GPUs with gpu_mem_mib MiB free on each
+--   maker: the token name that asked (for who may see its events; '' none)
 --   -> {'G', lid, fence, expiry, devices csv, uuids csv} | {'W'} | {'F', waiting} | {'U'} | {'E'}
 --      | {'N', why} (no set of that host's devices could ever hold it)
 redis.register_function('sd_acquire', function(keys, args)
@@ -548,6 +588,7 @@ redis.register_function('sd_acquire', function(keys, args)
   local cfgk = qk(P, name, 'cfg')
   if redis.call('EXISTS', cfgk) == 0 then return {'U'} end
   local gpus, gm, H = tonumber(args[11] or '0'), tonumber(args[12] or '0'), args[13]
+  local maker = args[14] or ''
   if gpus > 0 then
     local devs = host_devices(P, H)
     local usable = usable_count(devs, 0)
@@ -570,11 +611,12 @@ redis.register_function('sd_acquire', function(keys, args)
   local maxw = tonumber(cfg[3] or '-1')
   if not can_now and maxw >= 0 and waiting >= maxw then
     bump(P, name, 'rejected')
+    ev(P, 'rejected', '', '', name, args[6], maker, 'wn', waiting)
     return {'F', waiting}
   end
   if can_now then  -- nobody waits and a slot is free: grant without queueing
     local expiry = now + lease_ms
-    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry, lease_ms)
+    local lid, fence = new_lease(P, name, now, wid, args[6], proc, expiry, lease_ms, maker, 0)
     redis.call('SET', P .. ':g:' .. wid, lid)  -- a retried acquire gets this grant again
     marks(P, name, now)
     return {'G', lid, fence, expiry}
@@ -582,7 +624,7 @@ redis.register_function('sd_acquire', function(keys, args)
   local seq = redis.call('INCR', P .. ':seq') % TWO32
   local score = (tonumber(args[7]) + PRIO_OFFSET) * TWO32 + seq
   redis.call('HSET', P .. ':w:' .. wid, 'q', name, 'o', args[6], 'p', proc, 't0', fmt(now),
-    'lm', args[9], 'x', args[10])
+    'lm', args[9], 'x', args[10], 'k', maker)
   if gpus > 0 then
     redis.call('HSET', P .. ':w:' .. wid, 'g', gpus, 'gm', gm, 'h', H)
     redis.call('HINCRBY', P .. ':h:' .. H .. ':gq', name, 1)
@@ -595,6 +637,7 @@ redis.register_function('sd_acquire', function(keys, args)
   if timeout == -2 then timeout = tonumber(redis.call('HGET', cfgk, 'timeout_ms') or '-1') end
   if timeout >= 0 then redis.call('ZADD', qk(P, name, 'wdl'), now + timeout, wid) end
   marks(P, name, now)  -- the line's depth with this waiter in it, as the engine notes it
+  ev(P, 'waiting', 'w', wid, name, args[6], maker, 'p', args[7])
   local mine = pump(P, name, now, wid)
   if gpus > 0 then
     mine = pump_host(P, H, now, wid) or mine
@@ -691,6 +734,7 @@ redis.register_function('sd_cancel', function(keys, args)
     settle(P, name, now)
     return 0
   end
+  waiter_ev(P, args[3], wid, now, args[3] == 'timed_out')
   drop_waiter(P, name, wid)
   bump(P, name, args[3])
   settle(P, name, now)
@@ -737,6 +781,7 @@ redis.register_function('sd_release', function(keys, args)
     return 0
   end
   local gone = redis.call('ZREM', qk(P, name, 'hold'), lid)
+  if gone == 1 then lease_ev(P, 'released', lid, now, true) end
   drop_lease(P, lid)
   if gone == 1 then bump(P, name, 'released') end
   settle(P, name, now)
@@ -748,6 +793,7 @@ local function take_lease(P, lid, reason, now)
   local l = redis.call('HMGET', P .. ':l:' .. lid, 'q', 'p')
   if not l[1] then return false end
   redis.call('ZREM', qk(P, l[1], 'hold'), lid)
+  lease_ev(P, 'revoked', lid, now, true)
   drop_lease(P, lid)
   bump(P, l[1], 'revoked')
   push(P, l[2], {t = 'x', l = lid, r = reason})
@@ -769,6 +815,7 @@ redis.register_function('sd_cancel_item', function(keys, args)
   local now = now_ms()
   local name = redis.call('HGET', P .. ':w:' .. id, 'q')
   if name then
+    waiter_ev(P, 'cancelled', id, now, false)
     local proc = drop_waiter(P, name, id)
     bump(P, name, 'cancelled')
     push(P, proc, {t = 'c', w = id})
@@ -778,6 +825,7 @@ redis.register_function('sd_cancel_item', function(keys, args)
   name = redis.call('HGET', P .. ':l:' .. id, 'q')
   if not name then return 0 end
   bump(P, name, 'cancelled')
+  lease_ev(P, 'cancelled', id, now, false)
   take_lease(P, id, 'cancelled', now)
   return 1
 end)
@@ -822,6 +870,7 @@ redis.register_function('sd_bye', function(keys, args)
   for _, wid in ipairs(redis.call('SMEMBERS', P .. ':pw:' .. proc)) do
     local name = redis.call('HGET', P .. ':w:' .. wid, 'q')
     if name then
+      waiter_ev(P, 'cancelled', wid, now, false)
       drop_waiter(P, name, wid)
       bump(P, name, 'cancelled')
       settle(P, name, now)
@@ -880,4 +929,45 @@ redis.register_function{function_name = 'sd_detail', flags = {'no-writes'}, call
   end
   return cjson.encode({holders = holders, waiters = waiters})
 end}
+
+-- lead(P; proc, ttl_ms) -> 2 if `proc` became the history writer now, 1 if it still is (renewed), 0 if another is
+-- (or, with ttl_ms 0, `proc` resigns: another takes over at once)
+redis.register_function('sd_lead', function(keys, args)
+  local k = keys[1] .. ':hist:lead'
+  local cur = redis.call('GET', k)
+  if args[2] == '0' then
+    if cur == args[1] then redis.call('DEL', k) end
+    return 0
+  end
+  if cur == args[1] then
+    redis.call('PEXPIRE', k, tonumber(args[2]))
+    return 1
+  end
+  if cur then return 0 end
+  redis.call('SET', k, args[1], 'PX', tonumber(args[2]))
+  return 2
+end)
+
+-- hist_add(P; proc, max_points, point JSON object without n and t) -> the point's number, or 0 when `proc`
+-- is not the writer (any more). The point gets n (P:hist:seq) and t (Redis time, s); the oldest points beyond
+-- max_points are folded into P:hist:base (a full point, f = 1, replaces it).
+redis.register_function('sd_hist_add', function(keys, args)
+  local P = keys[1]
+  if redis.call('GET', P .. ':hist:lead') ~= args[1] then return 0 end
+  local n = redis.call('INCR', P .. ':hist:seq')
+  local t = redis.call('TIME')
+  local stamp = '{"n":' .. n .. ',"t":' .. t[1] .. '.' .. string.format('%06d', tonumber(t[2])) .. ','
+  local pts = P .. ':hist:pts'
+  local base = P .. ':hist:base'
+  redis.call('RPUSH', pts, stamp .. string.sub(args[3], 2))
+  local over = redis.call('LLEN', pts) - tonumber(args[2])
+  for _ = 1, over do
+    local old = cjson.decode(redis.call('LPOP', pts))
+    if old.f == 1 then redis.call('DEL', base) end
+    for name, v in pairs(old.c or {}) do
+      if v == cjson.null then redis.call('HDEL', base, name) else redis.call('HSET', base, name, cjson.encode(v)) end
+    end
+  end
+  return n
+end)
 """

@@ -392,6 +392,8 @@ class ClusterSlots:
         gpu_mem_mib: int = 0,
         host: str | None = None,
         on_queued: Callable[[], object] | None = None,
+        maker: str = "",
+        waiter_id: str | None = None,
     ) -> ClusterLease:
         """Wait for a slot; lower ``priority`` first, then arrival order.
 
@@ -405,6 +407,8 @@ class ClusterSlots:
         holder that renews itself, like a remote lease); None: this process renews it in the
         background and it expires ``lease_ttl_s`` after the process stops.
         ``on_queued``: called once Redis has this acquire in line (not called for a grant at once).
+        ``maker``: the API token name that asked (its lease events on the stream reach that client);
+        ``waiter_id``: the id its waiter gets in line (default: a new one), e.g. the one an HTTP client was given.
         Raises UnknownQueue, QueueFull (``max_waiting`` reached), SlotTimeout (``timeout_s`` passed),
         SlotCancelled (an operator cancelled this waiter).
         """
@@ -417,12 +421,14 @@ class ClusterSlots:
         if gpu_mem_mib and not gpus:
             gpus = 1
         gpu_host = host or self.host_id
-        gpu_args = (gpus, gpu_mem_mib, gpu_host) if gpus else ()
+        gpu_args: tuple[Any, ...] = (gpus, gpu_mem_mib, gpu_host) if gpus or maker else ()
+        if maker:
+            gpu_args += (maker,)
         lease_ms = self._lease_ms if ttl_s is None else int(ttl_s * 1000)
         t0 = time.monotonic()
         # Redis unreachable (restarting, failing over): keep trying within the wait allowed
         retry_until = t0 + (timeout_s if timeout_s is not None else self.UNREACHABLE_WAIT_S)
-        wid = uuid.uuid4().hex
+        wid = waiter_id or uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         while True:
             fut: asyncio.Future[dict[str, Any]] = loop.create_future()

@@ -54,17 +54,41 @@ class HistoryRing:
 
     def add(self, sample: Sample) -> None:
         """Add a sample of every queue's figures now (only the changes are kept)."""
+        changed = self.changes(sample.queues)
+        self.add_changes(sample.t, changed, sample.devices, sample.host_cpu_pct, sample.host_memory_used_mib)
+
+    def changes(self, queues: dict[str, QueueFigures]) -> dict[str, QueueFigures | None]:
+        """What differs between `queues` (every queue's figures) and the newest point: None for a queue gone."""
+        return changes_between(self._last, queues)
+
+    @property
+    def last(self) -> dict[str, QueueFigures]:
+        """Every queue's figures at the newest point (do not change it)."""
+        return self._last
+
+    def rebase(self, base: dict[str, QueueFigures]) -> None:
+        """Drop every point; `base` is every queue's figures before the next one added."""
+        self._points.clear()
+        self._base = dict(base)
+        self._last = dict(base)
+        self.entries = 0
+
+    def add_changes(
+        self,
+        t: float,
+        changed: dict[str, QueueFigures | None],
+        devices: dict[str, tuple[float | None, float, float | None]],
+        host_cpu_pct: float | None,
+        host_memory_used_mib: float | None,
+    ) -> None:
+        """Add a point given as the queues whose figures changed since the newest one (None: gone)."""
         last = self._last
-        queues = sample.queues
-        changed: dict[str, QueueFigures | None] = {name: v for name, v in queues.items() if last.get(name) != v}
-        if len(last) + len(changed) > len(queues):  # some queue may be gone
-            changed.update({name: None for name in last if name not in queues})
         for name, figures in changed.items():
             if figures is None:
-                del last[name]
+                last.pop(name, None)
             else:
                 last[name] = figures
-        self._points.append(_Point(sample.t, changed, sample.devices, sample.host_cpu_pct, sample.host_memory_used_mib))
+        self._points.append(_Point(t, changed, devices, host_cpu_pct, host_memory_used_mib))
         self.entries += len(changed)
         while len(self._points) > self.points or (self.entries > self.budget and len(self._points) > 1):
             oldest = self._points.popleft()
@@ -108,6 +132,14 @@ class HistoryRing:
             host_cpu_pct=[s.host_cpu_pct for s in picked],
             host_memory_used_mib=[s.host_memory_used_mib for s in picked],
         )
+
+
+def changes_between(last: dict[str, QueueFigures], queues: dict[str, QueueFigures]) -> dict[str, QueueFigures | None]:
+    """The queues of `queues` whose figures differ from `last`, and None for each queue of `last` gone."""
+    changed: dict[str, QueueFigures | None] = {name: v for name, v in queues.items() if last.get(name) != v}
+    if len(last) + len(changed) > len(queues):  # some queue may be gone
+        changed.update({name: None for name in last if name not in queues})
+    return changed
 
 
 def _apply(state: dict[str, QueueFigures], changed: dict[str, QueueFigures | None]) -> None:

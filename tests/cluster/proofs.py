@@ -17,7 +17,21 @@ import redis.asyncio as aredis
 
 from embedded_service.cluster.url import parse_cluster_url
 
-ALLOWED = ("queues", "q:q:cfg", "q:q:st", "seq", "fence", "epoch", "opt", "tick")
+# the deployment's durable keys: config, totals, counters, and the capped event stream and history (bounded)
+ALLOWED = (
+    "queues",
+    "q:q:cfg",
+    "q:q:st",
+    "seq",
+    "fence",
+    "epoch",
+    "opt",
+    "tick",
+    "events",
+    "hist:seq",
+    "hist:pts",
+    "hist:base",
+)
 
 
 def read_events(paths: list[Path]) -> list[dict[str, Any]]:

@@ -202,6 +202,7 @@ async def test_nothing_left_after_close(slots: ClusterSlots, ns_url: str) -> Non
         f"{p}:epoch",
         f"{p}:opt",
         f"{p}:tick",
+        f"{p}:events",  # the capped event stream
     }
 
 
