@@ -28,6 +28,7 @@ from typing import Any
 from .. import __version__
 from ..errors import StoreFault, UnknownQueue
 from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from ..stores.faults import StoreHealth
 from .overrides import REPUBLISH_TRIES, ClusterOverrides
 from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
 
@@ -35,6 +36,7 @@ log = logging.getLogger("slotdeck.cluster")
 
 CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s"})
 DETAIL_MAX = 1000  # holders and waiters shown per queue
+UNREACHABLE = "redis unreachable"  # the store fault of a Redis that does not answer
 PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
 
 
@@ -64,6 +66,7 @@ class ClusterAdmission:
         self._code_paused: set[str] = set()  # queues whose `paused` code set explicitly (else Redis keeps its own)
         self.overrides = ClusterOverrides(self.slots)  # the deployment's operator changes, which win over code
         self.view = ClusterView()
+        self.health = StoreHealth()  # whether the last reading of Redis went through (`/v1/health` shows it)
         self.version = 0
         self._last_key: str | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -81,7 +84,7 @@ class ClusterAdmission:
         except RedisNotSafe as exc:
             raise StoreFault("redis not safe", str(exc)) from None
         except _NET_ERRORS as exc:
-            raise StoreFault("redis unreachable", f"{_where(self.url)}: {exc}") from None
+            raise StoreFault(UNREACHABLE, f"{_where(self.url)}: {exc}") from None
         self.opened = True
         me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
         await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
@@ -242,11 +245,20 @@ class ClusterAdmission:
     # -------------------------------------------------------------------- views
 
     async def refresh(self) -> None:
-        """Read the cluster view now (a refresh already running is shared)."""
+        """Read the cluster view now (a refresh already running is shared). StoreFault ("redis unreachable")
+        when Redis does not answer: counted and logged once per spell by `health`, the last view stays."""
         running = self._refreshing
         if running is None or running.done():
-            running = self._refreshing = asyncio.ensure_future(self._read())
+            running = self._refreshing = asyncio.ensure_future(self._checked_read())
         await asyncio.shield(running)
+
+    async def _checked_read(self) -> None:
+        try:
+            await self._read()
+        except _NET_ERRORS as exc:
+            self.health.failed(UNREACHABLE, exc, "read")
+            raise StoreFault(UNREACHABLE, f"{_where(self.url)}: {exc}") from None
+        self.health.ok()
 
     async def _read(self) -> None:
         snap = await self.slots.snapshot()
@@ -344,7 +356,9 @@ class ClusterAdmission:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self.refresh()
-            except Exception as exc:  # Redis away for a moment: the last view stays until it answers again
+            except StoreFault:  # Redis away: `health` logged it once; the last view stays until it answers again
+                pass
+            except Exception as exc:
                 log.warning("reading the cluster view failed: %s", exc)
 
 
