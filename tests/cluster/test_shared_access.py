@@ -3,11 +3,13 @@ so a token made through one server works on all, a deleted one stops on all, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,3 +105,41 @@ def test_token_commands_on_the_redis_store_reach_every_server(two_servers: Serve
     for client in (a, b):
         who = client.get("/v1/whoami", headers=bearer(token))
         assert who.status_code == 200 and who.json()["role"] == "operator", who.text
+
+
+def open_stream(client: httpx.Client, path: str, token: str) -> tuple[threading.Thread, list[str]]:
+    """Read `path` as a stream on a thread until it ends (or 30 s pass); the lines it got, then "<end>"."""
+    got: list[str] = []
+
+    def read() -> None:
+        timeout = httpx.Timeout(30, read=30)
+        with client.stream("GET", path, headers=bearer(token), timeout=timeout) as answer:
+            got.append(f"<{answer.status_code}>")
+            with contextlib.suppress(httpx.ReadTimeout):
+                for line in answer.iter_lines():
+                    got.append(line)
+        got.append("<end>")
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    wait_for(lambda: len(got) > 1, f"{path} to start streaming", 10)
+    return thread, got
+
+
+def test_a_token_deleted_or_replaced_through_one_server_ends_its_streams_on_every_server(two_servers: Servers) -> None:
+    (a, a_admin), (b, b_admin) = two_servers
+    for name, change in (("watcher", "delete"), ("watcher2", "replace")):
+        made = a.post("/v1/tokens", json={"name": name, "role": "viewer"}, headers=bearer(a_admin))
+        assert made.status_code in (200, 201), made.text
+        viewer = made.json()["token"]
+        sse, sse_got = open_stream(b, "/v1/events?types=audit", viewer)  # on b, the other server
+        if change == "delete":
+            assert a.delete(f"/v1/tokens/{name}", headers=bearer(a_admin)).status_code == 204
+        else:
+            body = {"name": name, "role": "viewer", "replace": True}
+            assert a.post("/v1/tokens", json=body, headers=bearer(a_admin)).status_code in (200, 201)
+        wait_for(lambda g=sse_got: g[-1] == "<end>", f"b's stream of the {change}d token to end", 10)  # type: ignore[misc]
+        sse.join(5)
+        # and it was sent nothing after the change: the audit of a change made after it is not in it
+        assert b.patch("/v1/queues/default", json={"limit": 3}, headers=bearer(b_admin)).status_code == 200
+        assert not any('"queue.update"' in line for line in sse_got), sse_got
