@@ -30,7 +30,8 @@ from ..errors import StoreFault, UnknownQueue
 from ..model import InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
 from ..stores.faults import StoreHealth
 from .overrides import REPUBLISH_TRIES, ClusterOverrides
-from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
+from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe, ResponseError
+from .url import where
 
 log = logging.getLogger("slotdeck.cluster")
 
@@ -84,7 +85,9 @@ class ClusterAdmission:
         except RedisNotSafe as exc:
             raise StoreFault("redis not safe", str(exc)) from None
         except _NET_ERRORS as exc:
-            raise StoreFault(UNREACHABLE, f"{_where(self.url)}: {exc}") from None
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: {exc}") from None
+        except ResponseError as exc:  # e.g. a database number this Redis does not have, or no Sentinel there
+            raise StoreFault("redis refused", f"{where(self.url)}: {exc}") from None
         self.opened = True
         me = {"version": __version__, "proc_ttl_s": self.proc_ttl_s}
         await self.slots.client.hset(self._instances_key, self.slots.proc_id, json.dumps(me))
@@ -257,7 +260,7 @@ class ClusterAdmission:
             await self._read()
         except _NET_ERRORS as exc:
             self.health.failed(UNREACHABLE, exc, "read")
-            raise StoreFault(UNREACHABLE, f"{_where(self.url)}: {exc}") from None
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: {exc}") from None
         self.health.ok()
 
     async def _read(self) -> None:
@@ -360,12 +363,3 @@ class ClusterAdmission:
                 pass
             except Exception as exc:
                 log.warning("reading the cluster view failed: %s", exc)
-
-
-def _where(url: str) -> str:
-    """The Redis URL without password or namespace, for an error message."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}"
