@@ -15,14 +15,18 @@ import pytest
 from redisproc import free_port
 
 
-def serve(store: str, home: Path, auth: bool = False) -> tuple[subprocess.Popen[str], httpx.Client]:
-    """A `slotdeck serve` on `store` with its data directory at `home` (auth on: its local token in local.json)."""
+def serve(
+    store: str, home: Path, auth: bool = False, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], httpx.Client]:
+    """A `slotdeck serve` on `store` with its data directory at `home` (auth on: its local token in local.json),
+    `extra` options after the others."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
     env |= {"SLOTDECK_HOME": str(home), "SLOTDECK_STORE": store}  # the store from the environment
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes"]
-        + ([] if auth else ["--no-auth"]),
+        + ([] if auth else ["--no-auth"])
+        + list(extra),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
