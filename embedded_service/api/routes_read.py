@@ -20,6 +20,8 @@ from .problems import problems
 from .state import ApiState
 from .visibility import client_name
 
+PROBE_WAIT_S = 2.0  # /health waits at most this long for Redis (redis mode): a probe must answer, not hang
+
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -195,7 +197,7 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Slots of one queue (default `default`) in the legacy shape; needs no token, like a load balancer's probe.
         Redis mode: while Redis does not answer, the last figures read with `status: store_failing`."""
         with contextlib.suppress(StoreFault):  # counted by the cluster's health, shown below
-            await svc.refresh()
+            await svc.refresh(wait_s=PROBE_WAIT_S)
         s = stats(queue)
         fault = store_fault()
         return CompatHealth(

@@ -247,13 +247,26 @@ class ClusterAdmission:
 
     # -------------------------------------------------------------------- views
 
-    async def refresh(self) -> None:
+    async def refresh(self, wait_s: float | None = None) -> None:
         """Read the cluster view now (a refresh already running is shared). StoreFault ("redis unreachable")
-        when Redis does not answer: counted and logged once per spell by `health`, the last view stays."""
+        when Redis does not answer: counted and logged once per spell by `health`, the last view stays.
+
+        `wait_s` (seconds; for probes that must answer): return at once while Redis is known not to answer,
+        and wait at most this long for the reading (a stuck Redis, its calls retried, takes half a minute);
+        no answer by then counts as a failure (StoreFault), and the reading goes on in the background."""
+        if wait_s is not None and self.health.failing is not None:
+            return  # the background refresher finds out when Redis answers again
         running = self._refreshing
         if running is None or running.done():
             running = self._refreshing = asyncio.ensure_future(self._checked_read())
-        await asyncio.shield(running)
+        if wait_s is None:
+            await asyncio.shield(running)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(running), wait_s)
+        except TimeoutError:
+            self.health.failed(UNREACHABLE, TimeoutError(f"no answer within {wait_s:g} s"), "read")
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: no answer within {wait_s:g} s") from None
 
     async def _checked_read(self) -> None:
         try:

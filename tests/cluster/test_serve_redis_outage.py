@@ -5,6 +5,7 @@ Redis answers."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -70,4 +71,30 @@ def test_a_server_whose_redis_is_killed_says_so_and_recovers(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        redis.stop()
+
+
+def test_a_paused_redis_does_not_hang_the_load_balancer_probe(tmp_path: Path) -> None:
+    """SIGSTOP: Redis accepts connections but never answers. `/health` (a load balancer's probe) must still
+    answer well inside a probe's timeout (10 s here; a stuck read retried would take 30 s) and say why."""
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    proc, client = serve(redis.url("paused"), tmp_path / "home")
+    assert redis.proc is not None
+    try:
+        eventually("the server to start", lambda: proc.poll() is not None or health(client))
+        assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                compat = client.get("/health", timeout=10)
+                assert compat.status_code == 200, compat.text
+            assert compat.json()["status"] == "store_failing", compat.text
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        eventually("/health to be healthy again", lambda: client.get("/health").json()["status"] == "healthy")
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait(10)
         redis.stop()
