@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import Role, TokenInfo
-from .auth import Principal, create_token
+from .auth import Principal, create_new_token
 from .deps import ItemId, Need
 from .problems import ApiProblem, problems
 from .state import ApiState
@@ -51,14 +51,17 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     @r.post("/v1/tokens", response_model=NewToken, status_code=201, responses=problems(401, 403, 409, 422), tags=["tokens"])
     async def new_token(body: TokenCreate, who: Admin) -> NewToken:
         """Create the token called `name` (or replace it, with `replace`); the answer is the only time it is shown."""
+        exists = ApiProblem(
+            409, "Token exists", f"a token named {body.name!r} exists; replace it explicitly", code="token_exists"
+        )
         before = next((t for t in await store.list_tokens() if t.name == body.name), None)
         if before is not None and not body.replace:
-            raise ApiProblem(
-                409, "Token exists", f"a token named {body.name!r} exists; replace it explicitly", code="token_exists"
-            )
+            raise exists
         if before is not None:
             check_self(body.name, who, body.confirm_self, "replacing")
-        token = await create_token(store, body.name, body.role)
+        token = await create_new_token(store, body.name, body.role, replace=body.replace)
+        if token is None:  # made meanwhile by another request (through this server or another)
+            raise exists
         st.auth.forget()
         st.broker.end_streams_of(body.name)  # a replaced token's open event streams end with it
         stored = next(t for t in await store.list_tokens() if t.name == body.name)

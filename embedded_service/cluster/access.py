@@ -35,6 +35,7 @@ AUDIT_KEPT = 100_000  # audit entries kept; the oldest go first
 
 _SAVE_TOKEN = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and ARGV[4] ~= '1' then return 0 end
 if old then redis.call('HDEL', KEYS[2], cjson.decode(old)['token_hash']) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
@@ -112,9 +113,10 @@ class SharedAccess:
 
     # ------------------------------------------------------------------ tokens
 
-    async def save_token(self, token: StoredToken) -> None:
+    async def save_token(self, token: StoredToken, replace: bool = True) -> bool:
         keys = (self._tokens, self._by_hash)
-        await cast(Any, self.redis.eval(_SAVE_TOKEN, 2, *keys, token.name, token.model_dump_json(), token.token_hash))
+        args = (token.name, token.model_dump_json(), token.token_hash, "1" if replace else "0")
+        return bool(await cast(Any, self.redis.eval(_SAVE_TOKEN, 2, *keys, *args)))
 
     async def find_token(self, token_hash: str) -> StoredToken | None:
         name = await cast(Any, self.redis.hget(self._by_hash, token_hash))

@@ -143,3 +143,23 @@ def test_a_token_deleted_or_replaced_through_one_server_ends_its_streams_on_ever
         # and it was sent nothing after the change: the audit of a change made after it is not in it
         assert b.patch("/v1/queues/default", json={"limit": 3}, headers=bearer(b_admin)).status_code == 200
         assert not any('"queue.update"' in line for line in sse_got), sse_got
+
+
+def test_one_name_created_at_once_through_both_servers_is_made_once(two_servers: Servers) -> None:
+    """Without `replace`, a name is made by one request only: every other gets 409, none a token that was
+    silently replaced before it was ever used."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int, name: str) -> httpx.Response:
+        client, admin = two_servers[i % 2]
+        return client.post("/v1/tokens", json={"name": name, "role": "viewer"}, headers=bearer(admin))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for round_ in range(6):
+            name = f"race{round_}"
+            answers = list(pool.map(lambda i, n=name: create(i, n), range(8)))  # type: ignore[misc]
+            made = [a for a in answers if a.status_code == 201]
+            assert len(made) == 1, [(a.status_code, a.text) for a in answers]
+            assert all(a.status_code == 409 for a in answers if a not in made), [a.text for a in answers]
+            a, _ = two_servers[0]
+            assert a.get("/v1/whoami", headers=bearer(made[0].json()["token"])).status_code == 200
