@@ -163,3 +163,24 @@ def test_one_name_created_at_once_through_both_servers_is_made_once(two_servers:
             assert all(a.status_code == 409 for a in answers if a not in made), [a.text for a in answers]
             a, _ = two_servers[0]
             assert a.get("/v1/whoami", headers=bearer(made[0].json()["token"])).status_code == 200
+
+
+def test_a_no_auth_server_does_not_mint_tokens_for_the_whole_deployment(
+    two_servers: Servers, ns_url: str, tmp_path: Path
+) -> None:
+    """`serve --no-auth` lets every local user of its machine in as admin, of that server. On the deployment's
+    shared token table it would mint admin tokens good on every auth-on server: it must not change it."""
+    (a, a_admin), _ = two_servers
+    proc, open_server = serve(ns_url, tmp_path / "noauth")
+    try:
+        wait_for(lambda: proc.poll() is not None or healthy(open_server), "the --no-auth server to start")
+        assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+        made = open_server.post("/v1/tokens", json={"name": "sneaky", "role": "admin"})
+        assert made.status_code == 403, made.text
+        assert open_server.delete("/v1/tokens/x").status_code == 403
+        names = {t["name"] for t in a.get("/v1/tokens", headers=bearer(a_admin)).json()}
+        assert "sneaky" not in names
+    finally:
+        open_server.close()
+        proc.kill()
+        proc.wait(10)
