@@ -393,15 +393,17 @@ def _check_store_url(url: str) -> None:
 
 def _check_job_store(settings: Any) -> None:
     """ConfigError (exit 2) for --job-store / --cluster-lease-ttl-s without a redis:// store, or a job store that
-    is itself redis://."""
-    redis_mode = settings.resolved_store().startswith(("redis://", "rediss://"))
+    is itself redis:// (any redis-mode URL, redis+sentinel:// too)."""
+    from .cluster.url import is_cluster_url
+
+    redis_mode = is_cluster_url(settings.resolved_store())
     if not redis_mode:
         if settings.job_store is not None or settings.cluster_lease_ttl_s is not None:
             raise ConfigError("--job-store and --cluster-lease-ttl-s need --store redis://... (else the store keeps jobs)")
         return
     if settings.job_store is None:
         return
-    if settings.job_store.startswith(("redis://", "rediss://")):
+    if is_cluster_url(settings.job_store):
         raise ConfigError("--job-store takes a store this server owns (sqlite:///PATH), not redis://")
     _store(settings.job_store)
 

@@ -450,11 +450,13 @@ class SlotService:
             raise UnknownQueue(name)
         return QueueStats(config=config, in_use=0, waiting=0, owners=0, marks=Marks(), totals=Totals())
 
-    async def refresh(self) -> None:
-        """Redis mode: read the deployment's figures now (views show the last reading, taken every 0.5 s).
-        In-process the views are always current: nothing to do."""
+    async def refresh(self, wait_s: float | None = None) -> None:
+        """Redis mode: read the deployment's figures now (views show the last reading, taken every 0.5 s);
+        `StoreFault` when Redis does not answer. `wait_s` (seconds): wait at most this long, and not at all
+        while Redis is known not to answer (see `ClusterAdmission.refresh`). In-process the views are always
+        current: nothing to do."""
         if self.cluster is not None:
-            await self.cluster.refresh()
+            await self.cluster.refresh(wait_s)
 
     def _not_in_redis_mode(self, what: str) -> None:
         if self.cluster is not None:

@@ -78,12 +78,14 @@ async def _audit(store: Store, action: str, name: str, before: Any, after: Any) 
 
 async def create_in_store(store: Store, name: str, role: str, replace: bool) -> str | None:
     """The new token, or None when the name exists and `replace` is False."""
-    from .api.auth import create_token
+    from .api.auth import create_new_token
 
     before = next((t for t in await store.list_tokens() if t.name == name), None)
     if before is not None and not replace:
         return None
-    token = await create_token(store, name, role)
+    token = await create_new_token(store, name, role, replace)
+    if token is None:  # made meanwhile (another CLI, or a server on the same Redis)
+        return None
     action, old = ("token.replace", {"role": before.role.value}) if before else ("token.create", None)
     await _audit(store, action, name, old, {"role": role})
     return token

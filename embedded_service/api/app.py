@@ -87,6 +87,8 @@ def router(
         if owned:
             await svc.start()
         await state.broker.start()
+        if state.token_watch is not None:
+            state.token_watch.start()
         try:
             yield
         finally:

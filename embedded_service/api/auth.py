@@ -37,9 +37,17 @@ def new_token() -> str:
 
 async def create_token(store: Store, name: str, role: Role | str) -> str:
     """Store a new token's hash under `name` (replacing one of that name) and return the plain token."""
-    token = new_token()
-    await store.save_token(StoredToken(name=name, role=Role(role), created_at=time.time(), token_hash=hash_token(token)))
+    token = await create_new_token(store, name, role, replace=True)
+    assert token is not None  # replace=True always stores
     return token
+
+
+async def create_new_token(store: Store, name: str, role: Role | str, replace: bool) -> str | None:
+    """Store a new token's hash under `name` and return the plain token; None (nothing stored) when a token of
+    that name exists and `replace` is False (one step in the store: concurrent creators cannot both win)."""
+    token = new_token()
+    stored = StoredToken(name=name, role=Role(role), created_at=time.time(), token_hash=hash_token(token))
+    return token if await store.save_token(stored, replace=replace) else None
 
 
 @dataclass(frozen=True, slots=True)

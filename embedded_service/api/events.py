@@ -325,6 +325,10 @@ class EventBroker:
             self._holders.pop(queue, None)
             self._paces.pop(queue, None)
 
+    def holders(self) -> set[str]:
+        """The token names of the open streams (those opened with a `holder`)."""
+        return set(self._holders.values())
+
     def token_revision(self, holder: str) -> int:
         """A number that changes when the token named `holder` is revoked or replaced (other streams watch it)."""
         return self._revisions.get(holder, 0)

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..error_table import row_for
-from ..errors import ServerUnavailable, SlotDeckError
+from ..errors import ServerUnavailable, SlotDeckError, StoreFault
+from ..stores.faults import as_fault
 
 log = logging.getLogger("slotdeck.api")
 
@@ -124,6 +125,9 @@ def problem_for(exc: BaseException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
         title = titles.get(exc.status_code, "Request failed")
         return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)
+    fault = as_fault(exc)  # a store that failed under the route (redis mode: Redis not answering)
+    if isinstance(fault, StoreFault):
+        return slotdeck_error_response(fault)
     log.error("unexpected error serving a request", exc_info=exc)
     return problem_response(500, "Internal error", "the server failed to handle this request; see its log")
 

@@ -1,5 +1,6 @@
 """Read-only routes: health, snapshot, history, events, metrics, audit and the compatibility views."""
 
+import contextlib
 import platform
 from typing import Annotated
 
@@ -8,8 +9,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import UnknownJob
+from ..errors import StoreFault, UnknownJob
 from ..model import AuditEntry, Health, History, QueueStats, Role, Snapshot
+from ..stores.faults import StoreHealth
 from .auth import Principal
 from .deps import Need, redact_url
 from .events import EVENT_TYPES, SNAPSHOT_INTERVAL_MAX_S
@@ -17,6 +19,8 @@ from .lean import lean
 from .problems import problems
 from .state import ApiState
 from .visibility import client_name
+
+PROBE_WAIT_S = 2.0  # /health waits at most this long for Redis (redis mode): a probe must answer, not hang
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -62,16 +66,23 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """One queue's figures, built for it alone (not a whole snapshot of every queue)."""
         return svc.queue_stats(queue)
 
+    def store_health() -> StoreHealth | None:
+        """The health to show: Redis' while it does not answer (redis mode), else the store's (None: it cannot fail)."""
+        health: StoreHealth | None = getattr(svc.store, "health", None)  # stores that can fail keep a StoreHealth
+        if svc.cluster is not None and (health is None or health.failing is None) and svc.cluster.health.failing:
+            return svc.cluster.health
+        return health
+
     def store_fault() -> str | None:
-        """Why the store refuses writes now (None: it does not, or cannot fail)."""
-        health = getattr(svc.store, "health", None)  # stores that can fail keep a StoreHealth
+        """Why the store (or, in redis mode, Redis) fails now (None: it does not, or cannot fail)."""
+        health = store_health()
         return health.failing if health is not None else None
 
     @r.get("/v1/health", response_model=Health, tags=["observe"])
     async def health() -> Health:
         """Liveness and versions; needs no token."""
         started = svc.started_at or svc.clock.time()
-        health = getattr(svc.store, "health", None)
+        health = store_health()
         fault = store_fault()
         return Health(
             status="draining" if st.draining else "store_failing" if fault else "ok",
@@ -186,8 +197,10 @@ def add_read_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         tags=["compatibility"],
     )
     async def compat_health(queue: Annotated[str, Query(max_length=64)] = "default") -> CompatHealth:
-        """Slots of one queue (default `default`) in the legacy shape; needs no token, like a load balancer's probe."""
-        await svc.refresh()
+        """Slots of one queue (default `default`) in the legacy shape; needs no token, like a load balancer's probe.
+        Redis mode: while Redis does not answer, the last figures read with `status: store_failing`."""
+        with contextlib.suppress(StoreFault):  # counted by the cluster's health, shown below
+            await svc.refresh(wait_s=PROBE_WAIT_S)
         s = stats(queue)
         fault = store_fault()
         return CompatHealth(

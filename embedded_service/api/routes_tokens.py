@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import Role, TokenInfo
-from .auth import Principal, create_token
+from .auth import Principal, create_new_token
 from .deps import ItemId, Need
 from .problems import ApiProblem, problems
 from .state import ApiState
@@ -39,6 +39,18 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         """Names and roles of the tokens (never the tokens or their hashes)."""
         return [TokenInfo(name=t.name, role=t.role, created_at=t.created_at) for t in await store.list_tokens()]
 
+    def check_shared() -> None:
+        """Redis mode without tokens (`--no-auth`): the token table is the deployment's, and a token made here
+        would let whoever reaches this server in on every server (403; read the names, change them elsewhere)."""
+        if not st.settings.auth and st.service.cluster is not None:
+            raise ApiProblem(
+                403,
+                "Not allowed",
+                "this server runs without tokens (--no-auth): it does not change the tokens every server of the "
+                "redis-mode deployment shares; use a server with tokens or slotdeck token ... --store redis://...",
+                code="forbidden",
+            )
+
     def check_self(name: str, who: Principal, confirmed: bool, what: str) -> None:
         if name == who.name and not confirmed:
             raise ApiProblem(
@@ -51,14 +63,18 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
     @r.post("/v1/tokens", response_model=NewToken, status_code=201, responses=problems(401, 403, 409, 422), tags=["tokens"])
     async def new_token(body: TokenCreate, who: Admin) -> NewToken:
         """Create the token called `name` (or replace it, with `replace`); the answer is the only time it is shown."""
+        check_shared()
+        exists = ApiProblem(
+            409, "Token exists", f"a token named {body.name!r} exists; replace it explicitly", code="token_exists"
+        )
         before = next((t for t in await store.list_tokens() if t.name == body.name), None)
         if before is not None and not body.replace:
-            raise ApiProblem(
-                409, "Token exists", f"a token named {body.name!r} exists; replace it explicitly", code="token_exists"
-            )
+            raise exists
         if before is not None:
             check_self(body.name, who, body.confirm_self, "replacing")
-        token = await create_token(store, body.name, body.role)
+        token = await create_new_token(store, body.name, body.role, replace=body.replace)
+        if token is None:  # made meanwhile by another request (through this server or another)
+            raise exists
         st.auth.forget()
         st.broker.end_streams_of(body.name)  # a replaced token's open event streams end with it
         stored = next(t for t in await store.list_tokens() if t.name == body.name)
@@ -79,6 +95,7 @@ def add_token_routes(r: APIRouter, st: ApiState, need: Need) -> None:
         confirm_self: Annotated[bool, Query(description="Needed to revoke the token making this request.")] = False,
     ) -> Response:
         """Revoke a token at once."""
+        check_shared()
         check_self(name, who, confirm_self, "revoking")
         if not await store.delete_token(name):
             raise ApiProblem(404, "Unknown token", f"no token named {name!r}", code="unknown_token")

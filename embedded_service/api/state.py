@@ -17,6 +17,7 @@ from .events import EventBroker
 from .guard import DEFAULT_MAX_BODY_BYTES
 from .metrics import Metrics
 from .snapshots import SnapshotCache
+from .tokenwatch import TokenWatch
 from .visibility import Audience
 
 log = logging.getLogger("slotdeck.api")
@@ -48,6 +49,9 @@ class ApiState:
             observers=[self.metrics.observe],
             owner_of=lambda item_id: service.remote.holders.get(item_id),
         )
+        # redis mode: tokens are shared, so a change through another server must end this one's streams too
+        shared = settings.auth and service.cluster is not None
+        self.token_watch = TokenWatch(service.store, self.broker, self.auth) if shared else None
 
     # ---------------------------------------------------------------- audit
 
@@ -78,6 +82,8 @@ class ApiState:
         if self.broker.closed:
             return
         first = self.service.remote.stop_admitting()  # False: another app mounted on this service began it
+        if self.token_watch is not None:
+            await self.token_watch.stop()
         await self.broker.close()
         if first:
             await self.service.remote.wind_down(self.settings.grace_s if grace_s is None else grace_s)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, cast
 
+from ..errors import StoreFault
 from ..model import AuditEntry, StoredToken
-from .url import parse_cluster_url
+from .url import parse_cluster_url, where
 
 if TYPE_CHECKING:
     import redis.asyncio as aredis
@@ -34,6 +35,7 @@ AUDIT_KEPT = 100_000  # audit entries kept; the oldest go first
 
 _SAVE_TOKEN = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and ARGV[4] ~= '1' then return 0 end
 if old then redis.call('HDEL', KEYS[2], cjson.decode(old)['token_hash']) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
@@ -65,6 +67,7 @@ class SharedAccess:
 
     def __init__(self, url: str, local: Store, socket_timeout_s: float = 5.0) -> None:
         self.local = local
+        self._url = url
         self._where = parse_cluster_url(url)
         self._timeout_s = socket_timeout_s
         prefix = self._where.prefix
@@ -80,9 +83,21 @@ class SharedAccess:
         return self.local.url
 
     async def open(self) -> None:
+        """Open the wrapped store and check Redis answers: StoreFault (one line, no password) when it does not
+        ("redis unreachable") or refuses the URL's database or Sentinel ("redis refused")."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import ResponseError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         await self.local.open()
         timeout = self._timeout_s
         self._redis = self._where.connect(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            await self._redis.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            await self.close()
+            cause = "redis refused" if isinstance(exc, ResponseError) else "redis unreachable"
+            raise StoreFault(cause, f"{where(self._url)}: {exc}") from None
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -98,9 +113,10 @@ class SharedAccess:
 
     # ------------------------------------------------------------------ tokens
 
-    async def save_token(self, token: StoredToken) -> None:
+    async def save_token(self, token: StoredToken, replace: bool = True) -> bool:
         keys = (self._tokens, self._by_hash)
-        await cast(Any, self.redis.eval(_SAVE_TOKEN, 2, *keys, token.name, token.model_dump_json(), token.token_hash))
+        args = (token.name, token.model_dump_json(), token.token_hash, "1" if replace else "0")
+        return bool(await cast(Any, self.redis.eval(_SAVE_TOKEN, 2, *keys, *args)))
 
     async def find_token(self, token_hash: str) -> StoredToken | None:
         name = await cast(Any, self.redis.hget(self._by_hash, token_hash))

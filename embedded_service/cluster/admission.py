@@ -29,14 +29,17 @@ from typing import Any
 from .. import __version__
 from ..errors import StoreFault, UnknownQueue
 from ..model import ClusterHost, DeviceInfo, InstanceInfo, LeaseInfo, Marks, QueueConfig, QueueStats, Totals, WaiterInfo
+from ..stores.faults import StoreHealth
 from .hosts import read_hosts
 from .overrides import REPUBLISH_TRIES, ClusterOverrides
-from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe
+from .slots import _NET_ERRORS, ClusterLease, ClusterSlots, RedisNotSafe, ResponseError
+from .url import where
 
 log = logging.getLogger("slotdeck.cluster")
 
 CLUSTER_FIELDS = frozenset({"limit", "paused", "max_waiting", "rate", "burst", "timeout_s", "per_gpu", "placement"})
 DETAIL_MAX = 1000  # holders and waiters shown per queue
+UNREACHABLE = "redis unreachable"  # the store fault of a Redis that does not answer
 PROC_TTL_S = 10.0  # ClusterSlots' default: a process without a heartbeat this long is stale
 
 
@@ -67,6 +70,7 @@ class ClusterAdmission:
         self._code_paused: set[str] = set()  # queues whose `paused` code set explicitly (else Redis keeps its own)
         self.overrides = ClusterOverrides(self.slots)  # the deployment's operator changes, which win over code
         self.view = ClusterView()
+        self.health = StoreHealth()  # whether the last reading of Redis went through (`/v1/health` shows it)
         self.version = 0
         self._last_key: str | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -85,7 +89,9 @@ class ClusterAdmission:
         except RedisNotSafe as exc:
             raise StoreFault("redis not safe", str(exc)) from None
         except _NET_ERRORS as exc:
-            raise StoreFault("redis unreachable", f"{_where(self.url)}: {exc}") from None
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: {exc}") from None
+        except ResponseError as exc:  # e.g. a database number this Redis does not have, or no Sentinel there
+            raise StoreFault("redis refused", f"{where(self.url)}: {exc}") from None
         self.opened = True
         await self._announce()
         for config in self.configs.values():
@@ -287,12 +293,34 @@ class ClusterAdmission:
 
     # -------------------------------------------------------------------- views
 
-    async def refresh(self) -> None:
-        """Read the cluster view now (a refresh already running is shared)."""
+    async def refresh(self, wait_s: float | None = None) -> None:
+        """Read the cluster view now (a refresh already running is shared). StoreFault ("redis unreachable")
+        when Redis does not answer: counted and logged once per spell by `health`, the last view stays.
+
+        `wait_s` (seconds; for probes that must answer): return at once while Redis is known not to answer,
+        and wait at most this long for the reading (a stuck Redis, its calls retried, takes half a minute);
+        no answer by then counts as a failure (StoreFault), and the reading goes on in the background."""
+        if wait_s is not None and self.health.failing is not None:
+            return  # the background refresher finds out when Redis answers again
         running = self._refreshing
         if running is None or running.done():
-            running = self._refreshing = asyncio.ensure_future(self._read())
-        await asyncio.shield(running)
+            running = self._refreshing = asyncio.ensure_future(self._checked_read())
+        if wait_s is None:
+            await asyncio.shield(running)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(running), wait_s)
+        except TimeoutError:
+            self.health.failed(UNREACHABLE, TimeoutError(f"no answer within {wait_s:g} s"), "read")
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: no answer within {wait_s:g} s") from None
+
+    async def _checked_read(self) -> None:
+        try:
+            await self._read()
+        except _NET_ERRORS as exc:
+            self.health.failed(UNREACHABLE, exc, "read")
+            raise StoreFault(UNREACHABLE, f"{where(self.url)}: {exc}") from None
+        self.health.ok()
 
     async def _read(self) -> None:
         snap = await self.slots.snapshot()
@@ -402,14 +430,7 @@ class ClusterAdmission:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self.refresh()
-            except Exception as exc:  # Redis away for a moment: the last view stays until it answers again
+            except StoreFault:  # Redis away: `health` logged it once; the last view stays until it answers again
+                pass
+            except Exception as exc:
                 log.warning("reading the cluster view failed: %s", exc)
-
-
-def _where(url: str) -> str:
-    """The Redis URL without password or namespace, for an error message."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}"

@@ -76,7 +76,12 @@ def parse_cluster_url(url: str) -> ClusterURL:
     if not _NAMESPACE.match(namespace):
         raise ValueError("namespace must be 1-64 characters of letters, digits, '_', '.', '-'")
     if not parts.scheme.endswith("+sentinel"):
-        return ClusterURL(urlunsplit(parts._replace(query=urlencode(rest))), namespace)
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database {db!r} must be a number")
+        redis_url = urlunsplit(parts._replace(query=urlencode(rest)))
+        _check_options(redis_url)
+        return ClusterURL(redis_url, namespace)
     return _sentinel_url(url, parts.scheme.startswith("rediss"), parts.netloc, parts.path, namespace, rest)
 
 
@@ -110,3 +115,25 @@ def check_host_id(host_id: str) -> str:
     if not 0 < len(host_id) <= 200 or ":" in host_id or any(c.isspace() for c in host_id):
         raise ValueError(f"host id {host_id[:200]!r} must be 1-200 characters without ':' or whitespace")
     return host_id
+def _check_options(redis_url: str) -> None:
+    """Build (without connecting) the connection redis-py would make of `redis_url`: ValueError (one line, no
+    password) for an option it does not know or a value it cannot read. Skipped without the redis extra."""
+    try:
+        from redis.asyncio.connection import ConnectionPool
+    except ImportError:
+        return
+    try:
+        pool = ConnectionPool.from_url(redis_url)
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'foo'"
+        name = str(exc).rpartition(" ")[2]
+        raise ValueError(f"unsupported option in the URL: {name}") from None
+    except ValueError as exc:  # "Invalid value for 'socket_timeout' in connection URL."
+        raise ValueError(str(exc).rstrip(".")) from None
+
+
+def where(url: str) -> str:
+    """The Redis URL without password or namespace, for an error message."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}"

@@ -3,7 +3,7 @@
 A full disk, a read-only file system or a corrupt database file make every
 write fail the same way for as long as they last. `classify` turns SQLite's
 error into a short cause ("disk full", "read-only", "corrupt", "I/O error",
-"locked", "unavailable"); `StoreHealth` logs the first failure of each cause
+"locked", "unavailable"; in redis mode "redis unreachable"); `StoreHealth` logs the first failure of each cause
 once (one line, no traceback), counts the rest, and logs once more when writes
 succeed again. `/v1/health` and the 503 problems show what it knows.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ def classify(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, OSError):
         return _ERRNO_CAUSES.get(exc.errno or 0)
+    redis_errors = sys.modules.get("redis.exceptions")  # redis mode: loaded only when the redis extra is used
+    if redis_errors is not None and isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return "redis unreachable"
     return None
 
 

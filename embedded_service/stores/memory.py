@@ -154,8 +154,11 @@ class MemoryStore(MemoryRestartMixin):
         entries = [e for e in reversed(self._audit) if before_id is None or e.id < before_id]
         return entries[:limit]
 
-    async def save_token(self, token: StoredToken) -> None:
+    async def save_token(self, token: StoredToken, replace: bool = True) -> bool:
+        if not replace and token.name in self._tokens:
+            return False
         self._tokens[token.name] = token.model_copy()
+        return True
 
     async def find_token(self, token_hash: str) -> StoredToken | None:
         return next((t for t in self._tokens.values() if t.token_hash == token_hash), None)

@@ -335,13 +335,11 @@ class SqliteStore(SqliteRestartMixin):
 
     # ---------------------------------------------------------------- tokens
 
-    async def save_token(self, token: StoredToken) -> None:
+    async def save_token(self, token: StoredToken, replace: bool = True) -> bool:
         row = (token.name, token.token_hash, token.role.value, token.created_at)
-        await self._write(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?)", row
-            )
-        )
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"  # the name is the primary key
+        sql = f"{verb} INTO tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?)"
+        return bool(await self._write(lambda c: c.execute(sql, row).rowcount))
 
     async def find_token(self, token_hash: str) -> StoredToken | None:
         rows = await self._read("SELECT name, token_hash, role, created_at FROM tokens WHERE token_hash = ?", (token_hash,))

@@ -11,9 +11,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from redisproc import PrivateRedis, PrivateSentinel
+from test_serve_redis import serve
 
 from embedded_service import SlotService
 from embedded_service.api.deps import redact_url
@@ -105,3 +107,34 @@ def test_a_sentinel_url_is_checked_in_one_line_and_its_password_never_shown(tmp_
     assert redact_url("redis+sentinel://:s3cret@127.0.0.1:26379,127.0.0.1:26380/m/0") == (
         "redis+sentinel://:***@127.0.0.1:26379,127.0.0.1:26380/m/0"
     )
+
+
+def test_serve_on_a_sentinel_url_runs_jobs_from_its_job_store(
+    trio: tuple[PrivateRedis, PrivateRedis, PrivateSentinel], tmp_path: Path
+) -> None:
+    _master, _replica, sentinel = trio
+    proc, client = serve(
+        sentinel.url("s" + uuid.uuid4().hex[:8]),
+        tmp_path / "home",
+        extra=("--job-store", f"sqlite:///{tmp_path / 'jobs.db'}"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "server did not start"
+            try:
+                if client.get("/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        made = client.post("/v1/jobs", json={"queue": "default", "argv": [sys.executable, "-c", "print('ran')"]})
+        assert made.status_code == 201, made.text
+        job_id = made.json()["id"]
+        while (state := client.get(f"/v1/jobs/{job_id}").json()["state"]) != "succeeded":
+            assert state in ("queued", "running") and time.monotonic() < deadline, state
+            time.sleep(0.1)
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait(10)

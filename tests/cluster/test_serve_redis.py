@@ -15,13 +15,17 @@ import pytest
 from redisproc import free_port
 
 
-def serve(store: str, home: Path, *flags: str, **env_extra: str) -> tuple[subprocess.Popen[str], httpx.Client]:
-    """A `slotdeck serve` on a free loopback port (more `flags` and `SLOTDECK_*` variables in `env_extra`)."""
+def serve(
+    store: str, home: Path, *flags: str, auth: bool = False, **env_extra: str
+) -> tuple[subprocess.Popen[str], httpx.Client]:
+    """A `slotdeck serve` on a free loopback port (more `flags` and `SLOTDECK_*` variables in `env_extra`; with
+    `auth` its local token is in local.json)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
     env |= {"SLOTDECK_HOME": str(home), "SLOTDECK_STORE": store, **env_extra}  # the store from the environment
     proc = subprocess.Popen(
-        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes", "--no-auth", *flags],
+        [sys.executable, "-m", "embedded_service.cli", "serve", "--port", str(port), "--no-probes", *flags]
+        + ([] if auth else ["--no-auth"]),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

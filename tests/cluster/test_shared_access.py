@@ -3,6 +3,8 @@ so a token made through one server works on all, a deleted one stops on all, and
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +66,89 @@ def test_token_commands_on_the_redis_store_reach_every_server(two_servers: Serve
     for client in (a, b):
         who = client.get("/v1/whoami", headers=bearer(token))
         assert who.status_code == 200 and who.json()["role"] == "operator", who.text
+
+
+def open_stream(client: httpx.Client, path: str, token: str) -> tuple[threading.Thread, list[str]]:
+    """Read `path` as a stream on a thread until it ends (or 30 s pass); the lines it got, then "<end>"."""
+    got: list[str] = []
+
+    def read() -> None:
+        timeout = httpx.Timeout(30, read=30)
+        with client.stream("GET", path, headers=bearer(token), timeout=timeout) as answer:
+            got.append(f"<{answer.status_code}>")
+            with contextlib.suppress(httpx.ReadTimeout):
+                for line in answer.iter_lines():
+                    got.append(line)
+        got.append("<end>")
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    wait_until(f"{path} to start streaming", lambda: len(got) > 1, 10)
+    return thread, got
+
+
+def test_a_token_deleted_or_replaced_through_one_server_ends_its_streams_on_every_server(two_servers: Servers) -> None:
+    (a, a_admin), (b, b_admin) = two_servers
+    for name, change in (("watcher", "delete"), ("watcher2", "replace")):
+        made = a.post("/v1/tokens", json={"name": name, "role": "viewer"}, headers=bearer(a_admin))
+        assert made.status_code in (200, 201), made.text
+        viewer = made.json()["token"]
+        sse, sse_got = open_stream(b, "/v1/events?types=audit", viewer)  # on b, the other server
+        if change == "delete":
+            assert a.delete(f"/v1/tokens/{name}", headers=bearer(a_admin)).status_code == 204
+        else:
+            body = {"name": name, "role": "viewer", "replace": True}
+            assert a.post("/v1/tokens", json=body, headers=bearer(a_admin)).status_code in (200, 201)
+        wait_until(f"b's stream of the {change}d token to end", lambda g=sse_got: g[-1] == "<end>", 10)  # type: ignore[misc]
+        sse.join(5)
+        # and it was sent nothing after the change: the audit of a change made after it is not in it
+        assert b.patch("/v1/queues/default", json={"limit": 3}, headers=bearer(b_admin)).status_code == 200
+        assert not any('"queue.update"' in line for line in sse_got), sse_got
+
+
+def test_one_name_created_at_once_through_both_servers_is_made_once(two_servers: Servers) -> None:
+    """Without `replace`, a name is made by one request only: every other gets 409, none a token that was
+    silently replaced before it was ever used."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int, name: str) -> httpx.Response:
+        client, admin = two_servers[i % 2]
+        return client.post("/v1/tokens", json={"name": name, "role": "viewer"}, headers=bearer(admin))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for round_ in range(6):
+            name = f"race{round_}"
+            answers = list(pool.map(lambda i, n=name: create(i, n), range(8)))  # type: ignore[misc]
+            made = [a for a in answers if a.status_code == 201]
+            assert len(made) == 1, [(a.status_code, a.text) for a in answers]
+            assert all(a.status_code == 409 for a in answers if a not in made), [a.text for a in answers]
+            a, _ = two_servers[0]
+            assert a.get("/v1/whoami", headers=bearer(made[0].json()["token"])).status_code == 200
+
+
+def test_a_no_auth_server_does_not_mint_tokens_for_the_whole_deployment(
+    two_servers: Servers, ns_url: str, tmp_path: Path
+) -> None:
+    """`serve --no-auth` lets every local user of its machine in as admin, of that server. On the deployment's
+    shared token table it would mint admin tokens good on every auth-on server: it must not change it."""
+    (a, a_admin), _ = two_servers
+    server = Serve(home_env(tmp_path / "noauth", SLOTDECK_STORE=ns_url), "--no-auth")
+    try:
+        open_server = httpx.Client(base_url=wait_until("the --no-auth server", lambda: _served_url(server)), timeout=30)
+        made = open_server.post("/v1/tokens", json={"name": "sneaky", "role": "admin"})
+        assert made.status_code == 403, made.text
+        assert open_server.delete("/v1/tokens/x").status_code == 403
+        names = {t["name"] for t in a.get("/v1/tokens", headers=bearer(a_admin)).json()}
+        assert "sneaky" not in names
+        open_server.close()
+    finally:
+        server.kill()
+
+
+def _served_url(server: Serve) -> str | None:
+    """The URL a `--no-auth` server logs once it serves (it writes no local.json)."""
+    assert server.proc.poll() is None, server.output()
+    for line in server.output().splitlines():
+        if "serving http://" in line:
+            return "http://" + line.split("serving http://")[1].split()[0]
+    return None

@@ -170,6 +170,16 @@ async def test_tokens_are_found_by_hash_listed_and_deleted(store: Store) -> None
     assert await store.find_token("h-ops") is None
 
 
+async def test_a_token_name_is_taken_once_without_replace(store: Store) -> None:
+    first = StoredToken(name="ci", role=Role.viewer, created_at=1.0, token_hash="h-first")
+    second = StoredToken(name="ci", role=Role.admin, created_at=2.0, token_hash="h-second")
+    assert await store.save_token(first, replace=False) is True
+    assert await store.save_token(second, replace=False) is False  # the first stays, untouched
+    assert await store.find_token("h-first") == first and await store.find_token("h-second") is None
+    assert await store.save_token(second) is True  # replace (the default) replaces
+    assert await store.find_token("h-second") == second and await store.find_token("h-first") is None
+
+
 async def test_everything_survives_a_restart(store: Store, reopen: Reopen) -> None:
     await store.save_queue(QueueConfig(name="gpu", limit=2, per_gpu=1))
     await store.save_queue_state({"gpu": (Marks(in_use=2, in_use_at=5.0), Totals(granted=9))})
