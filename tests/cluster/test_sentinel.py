@@ -116,7 +116,8 @@ def test_serve_on_a_sentinel_url_runs_jobs_from_its_job_store(
     proc, client = serve(
         sentinel.url("s" + uuid.uuid4().hex[:8]),
         tmp_path / "home",
-        extra=("--job-store", f"sqlite:///{tmp_path / 'jobs.db'}"),
+        "--job-store",
+        f"sqlite:///{tmp_path / 'jobs.db'}",
     )
     try:
         deadline = time.monotonic() + 60
