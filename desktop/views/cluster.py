@@ -36,7 +36,7 @@ from .keeping_table import KeepingTable
 
 SINGLE_SERVER = "A single server, not a cluster: it has no other instances or hosts to show."
 MAX_SHOWN_ROWS = 8  # a table grows with its rows up to this many, then scrolls
-GPU_HEADERS = ("GPU", "Name", "Memory used", "Reserved", "Utilisation", "Health")
+GPU_HEADERS = ("GPU", "Name", "Memory used", "Reserved", "Leases", "Utilisation", "Health")
 
 
 def _table(model: HostsModel | InstancesModel) -> KeepingTable:
@@ -65,13 +65,17 @@ def _fit_rows(table: KeepingTable) -> None:
 
 
 def gpu_columns(d: DeviceInfo) -> list[str]:
-    """One GPU's cells in the by-host list."""
+    """One GPU's cells in the by-host list: index, name, memory used (of its total), memory promised to leases,
+    how many leases are placed on it, utilisation and health ("unknown" / "—" for figures not read, e.g. a GPU
+    declared in the configuration on a host without NVML)."""
     if d.memory_total_mib is None:
         used = "unknown" if d.memory_used_mib is None else gib(d.memory_used_mib)
     else:
-        used = f"{'?' if d.memory_used_mib is None else f'{d.memory_used_mib / 1024:.1f}'} of {gib(d.memory_total_mib)}"
+        figure = "unknown" if d.memory_used_mib is None else f"{d.memory_used_mib / 1024:.1f}"
+        used = f"{figure} of {gib(d.memory_total_mib)}"
     util = "—" if d.utilization_pct is None else f"{d.utilization_pct:.0f} %"
-    return [f"GPU {d.index}", d.name, used, gib(d.memory_reserved_mib), util, health_text(d) or "ok"]
+    leases = str(len(d.leases)) if d.leases else ""
+    return [f"GPU {d.index}", d.name, used, gib(d.memory_reserved_mib), leases, util, health_text(d) or "ok"]
 
 
 class ClusterView(QWidget):

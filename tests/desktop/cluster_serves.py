@@ -17,17 +17,18 @@ from redisproc import free_port
 
 
 class Serve:
-    """One `slotdeck serve` on a free loopback port, no tokens, no probes, its data dir under `home`."""
+    """One `slotdeck serve` on a free loopback port, no tokens, no probes, its data dir under `home`; `env`
+    is added to its environment (e.g. `SLOTDECK_HOST_ID`; the caller's `SLOTDECK_*` are not passed)."""
 
-    def __init__(self, store: str, home: Path, *extra: str) -> None:
+    def __init__(self, store: str, home: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
         argv = ["serve", "--store", store, "--port", str(self.port), "--data-dir", str(home), "--no-auth", "--no-probes"]
         self.log = (home.parent / f"serve-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "embedded_service.cli", *argv, *extra],
-            env=env,
+            env={**inherited, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
