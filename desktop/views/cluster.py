@@ -108,6 +108,7 @@ class ClusterView(QWidget):
         self.gpus.setMinimumHeight(120)
         self.gpus.setStyleSheet("QTreeView::item { padding: 3px 2px; }")  # rows as tall as the tables' above
         self._gpu_rows: list[tuple[str, bool, list[list[str]]]] = []
+        self._last_published: dict[str, list[list[str]]] = {}  # host -> its GPUs' cells when it last listed them
         self.no_gpus = QLabel("No GPUs published by any host.")
 
         self.hosts_box = self._box("Hosts", self.hosts_table)
@@ -156,8 +157,7 @@ class ClusterView(QWidget):
 
     def _show_gpus(self, snap: Snapshot) -> None:
         """Rebuild the by-host list only when what it shows changed (no flicker at 10 snapshots a second)."""
-        stale = {row.id for row in host_rows(snap) if row.stale}
-        rows = [(host, host in stale, [gpu_columns(d) for d in devices]) for host, devices in gpus_by_host(snap)]
+        rows = self._gpu_rows_of(snap)
         self.gpus.setVisible(bool(rows))
         self.no_gpus.setVisible(not rows)
         self._layout.setStretchFactor(self.gpus_box, 1 if rows else 0)
@@ -181,6 +181,17 @@ class ClusterView(QWidget):
                     for column in range(len(GPU_HEADERS)):
                         if item is not None:
                             item.setBackground(column, STALE_BRUSH)
+
+    def _gpu_rows_of(self, snap: Snapshot) -> list[tuple[str, bool, list[list[str]]]]:
+        """(host, stale, its GPUs' cells) per host. A stale host whose GPUs the deployment no longer lists keeps
+        the ones it last published (marked stale), so that a host going quiet does not look like a host with no
+        GPUs; a host the deployment stops listing at all is dropped."""
+        hosts = {row.id: row.stale for row in host_rows(snap)}
+        listed = {host: [gpu_columns(d) for d in devices] for host, devices in gpus_by_host(snap)}
+        self._last_published = {h: cells for h, cells in self._last_published.items() if h in hosts}
+        self._last_published.update(listed)
+        kept = {h: cells for h, cells in self._last_published.items() if h not in listed and hosts[h]}
+        return [(host, hosts.get(host, False), cells) for host, cells in sorted({**listed, **kept}.items())]
 
     def gpu_groups(self) -> list[tuple[str, list[str]]]:
         """What the GPU list shows: (host, its GPUs' first cells), in order (for tests and scripted checks)."""

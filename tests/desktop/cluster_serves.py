@@ -15,6 +15,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
 from redisproc import free_port
 
+DECLARED_GIB = 16  # the size of each GPU `declare_gpus` declares
+
 
 class Serve:
     """One `slotdeck serve` on a free loopback port, no tokens, no probes, its data dir under `home`; `env`
@@ -75,3 +77,15 @@ def start_serves(store: str, root: Path, count: int, *extra: str) -> list[Serve]
             serve.stop()
         raise
     return serves
+
+
+def declare_gpus(home: Path, count: int = 2) -> Path:
+    """A serve config declaring `count` GPUs of DECLARED_GIB each (no NVML needed); returns its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    tables = "".join(
+        f'[[server.devices]]\nindex = {i}\nname = "Test GPU {i}"\nmemory_total_mib = {DECLARED_GIB * 1024}\n'
+        for i in range(count)
+    )
+    config = home / "slotdeck.toml"
+    config.write_text("[server]\n" + tables)
+    return config

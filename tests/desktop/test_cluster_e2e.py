@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_serves import Serve, start_serves
+from cluster_serves import DECLARED_GIB, Serve, declare_gpus, start_serves
 from desktop_harness import QtLoop
 from keyring.backends import fail
 from PySide6.QtCore import QSettings
@@ -22,8 +22,6 @@ from desktop.page import TABS
 from desktop.settings import AppSettings
 from desktop.views.cluster import GPU_HEADERS
 from desktop.window import MainWindow
-
-DECLARED_GIB = 16  # each declared GPU's size
 
 
 @pytest.fixture
@@ -63,6 +61,10 @@ def test_given_one_url_the_dashboard_learns_the_others_and_fails_over_to_one_it_
             timeout=60,
             what="live again, through the learnt URL of B",
         )
+        # the "Lost connection" alert of the failover does not stand over the working connection
+        qloop.until(lambda: window.statusBar().currentMessage() != "", timeout=10, what="a status line")
+        assert window.statusBar().currentMessage() == f"deploy: connected again via {b.url}"
+        assert [a.title for a in window.notifier.history] == ["Lost connection to deploy"], "the loss is on record"
         httpx.patch(f"{b.url}/v1/queues/default", json={"limit": 9}, timeout=10).raise_for_status()
         qloop.until(lambda: limit_of(conn) == 9, timeout=30, what="a limit set through B, live on the dashboard")
         page.show_tab(TABS.index("Cluster"))
@@ -79,18 +81,6 @@ def test_given_one_url_the_dashboard_learns_the_others_and_fails_over_to_one_it_
     finally:
         a.stop()
         b.stop()
-
-
-def declare_gpus(home: Path, count: int = 2) -> Path:
-    """A serve config declaring `count` GPUs of DECLARED_GIB each (no NVML needed); returns its path."""
-    home.mkdir(parents=True, exist_ok=True)
-    tables = "".join(
-        f'[[server.devices]]\nindex = {i}\nname = "Test GPU {i}"\nmemory_total_mib = {DECLARED_GIB * 1024}\n'
-        for i in range(count)
-    )
-    config = home / "slotdeck.toml"
-    config.write_text("[server]\n" + tables)
-    return config
 
 
 def gpu_rows(view) -> dict[tuple[str, str], dict[str, str]]:  # type: ignore[no-untyped-def]
