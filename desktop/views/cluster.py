@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHeaderView,
     QLabel,
+    QLayout,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -105,7 +106,7 @@ class ClusterView(QWidget):
         self.gpus.setRootIsDecorated(True)
         self.gpus.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.gpus.header().setStretchLastSection(True)
-        self.gpus.setMinimumHeight(120)
+        self.gpus.setUniformRowHeights(True)
         self.gpus.setStyleSheet("QTreeView::item { padding: 3px 2px; }")  # rows as tall as the tables' above
         self._gpu_rows: list[tuple[str, bool, list[list[str]]]] = []
         self._last_published: dict[str, list[list[str]]] = {}  # host -> its GPUs' cells when it last listed them
@@ -114,6 +115,8 @@ class ClusterView(QWidget):
         self.hosts_box = self._box("Hosts", self.hosts_table)
         self.instances_box = self._box("Instances", self.instances_table)
         self.gpus_box = self._box("GPUs by host", self.no_gpus, self.gpus)
+        # the box is no taller than its list (`_fit_gpus`): the room below stays the page's, not an empty frame
+        self.gpus_box.layout().setSizeConstraint(QLayout.SizeConstraint.SetMinAndMaxSize)
         self._layout = layout = QVBoxLayout(self)
         layout.addWidget(self.single)
         layout.addWidget(self.totals)
@@ -121,7 +124,7 @@ class ClusterView(QWidget):
         layout.addWidget(self.hosts_box)
         layout.addWidget(self.instances_box)
         layout.addWidget(self.gpus_box)
-        layout.addStretch(1)  # the room below, unless GPUs are listed (then their list takes it)
+        layout.addStretch(1)  # the room below: GPUs take it up to as many as there are
         self._show_cluster(False)
 
     @staticmethod
@@ -161,26 +164,41 @@ class ClusterView(QWidget):
         self.gpus.setVisible(bool(rows))
         self.no_gpus.setVisible(not rows)
         self._layout.setStretchFactor(self.gpus_box, 1 if rows else 0)
-        self._layout.setStretch(self._layout.count() - 1, 0 if rows else 1)
         if rows == self._gpu_rows:
             return
         self._gpu_rows = rows
         self.gpus.clear()
         for host, host_stale, devices in rows:
             count = f"{len(devices)} GPU{'' if len(devices) == 1 else 's'}"
-            top = QTreeWidgetItem([host, count + (" · host stale: its last published figures" if host_stale else "")])
+            # one line across the row: a long label must not widen the GPU columns below it
+            top = QTreeWidgetItem(
+                [f"{host} · {count}" + (" · host stale: its last published figures" if host_stale else "")]
+            )
+            top.setData(0, Qt.ItemDataRole.UserRole, host)
             font = top.font(0)
             font.setBold(True)
             top.setFont(0, font)
             for cells in devices:
                 top.addChild(QTreeWidgetItem(cells))
             self.gpus.addTopLevelItem(top)
+            top.setFirstColumnSpanned(True)
             top.setExpanded(True)
             if host_stale:
                 for item in (top, *(top.child(i) for i in range(top.childCount()))):
                     for column in range(len(GPU_HEADERS)):
                         if item is not None:
                             item.setBackground(column, STALE_BRUSH)
+        self._fit_gpus()
+
+    def _fit_gpus(self) -> None:
+        """At most as tall as its rows (the room below stays the page's, not an empty list); with less room it
+        shrinks to MAX_SHOWN_ROWS rows and scrolls."""
+        tree = self.gpus
+        lines = sum(1 + (tree.topLevelItem(i).childCount()) for i in range(tree.topLevelItemCount()))  # type: ignore[union-attr]
+        row_h = max(1, tree.sizeHintForRow(0))
+        chrome = tree.header().sizeHint().height() + 2 * tree.frameWidth() + tree.horizontalScrollBar().sizeHint().height()
+        tree.setMinimumHeight(chrome + min(lines, MAX_SHOWN_ROWS) * row_h)
+        tree.setMaximumHeight(chrome + lines * row_h)
 
     def _gpu_rows_of(self, snap: Snapshot) -> list[tuple[str, bool, list[list[str]]]]:
         """(host, stale, its GPUs' cells) per host. A stale host whose GPUs the deployment no longer lists keeps
@@ -200,5 +218,7 @@ class ClusterView(QWidget):
             top = self.gpus.topLevelItem(i)
             if top is not None:
                 children = (top.child(j) for j in range(top.childCount()))
-                groups.append((top.text(0), [child.text(0) for child in children if child is not None]))
+                groups.append(
+                    (top.data(0, Qt.ItemDataRole.UserRole), [child.text(0) for child in children if child is not None])
+                )
         return groups
