@@ -115,8 +115,9 @@ class ClusterView(QWidget):
         self.hosts_box = self._box("Hosts", self.hosts_table)
         self.instances_box = self._box("Instances", self.instances_table)
         self.gpus_box = self._box("GPUs by host", self.no_gpus, self.gpus)
-        # the box is no taller than its list (`_fit_gpus`): the room below stays the page's, not an empty frame
-        self.gpus_box.layout().setSizeConstraint(QLayout.SizeConstraint.SetMinAndMaxSize)
+        box_layout = self.gpus_box.layout()
+        if box_layout is not None:  # the box is no taller than its list (`_fit_gpus`), not an empty frame
+            box_layout.setSizeConstraint(QLayout.SizeConstraint.SetMinAndMaxSize)
         self._layout = layout = QVBoxLayout(self)
         layout.addWidget(self.single)
         layout.addWidget(self.totals)
@@ -140,9 +141,10 @@ class ClusterView(QWidget):
         for widget in (self.totals, self.on, self.hosts_box, self.instances_box, self.gpus_box):
             widget.setVisible(cluster)
 
-    def set_current_url(self, url: str) -> None:
-        """The instance URL this dashboard reads from now (marked "connected" in the instances)."""
-        self.instances_model.set_current_url(url)
+    def set_current_url(self, url: str, not_answering: frozenset[str] = frozenset()) -> None:
+        """The instance URL this dashboard reads from now (marked "connected" in the instances), and the ids of
+        instances its connection failed on (marked "did not answer this dashboard" while listed as live)."""
+        self.instances_model.set_current_url(url, not_answering)
         self.on.setText(f"Reading from {url}")
 
     def apply_snapshot(self, snap: Snapshot) -> None:
@@ -194,7 +196,8 @@ class ClusterView(QWidget):
         """At most as tall as its rows (the room below stays the page's, not an empty list); with less room it
         shrinks to MAX_SHOWN_ROWS rows and scrolls."""
         tree = self.gpus
-        lines = sum(1 + (tree.topLevelItem(i).childCount()) for i in range(tree.topLevelItemCount()))  # type: ignore[union-attr]
+        tops = (tree.topLevelItem(i) for i in range(tree.topLevelItemCount()))
+        lines = sum(1 + top.childCount() for top in tops if top is not None)
         row_h = max(1, tree.sizeHintForRow(0))
         chrome = tree.header().sizeHint().height() + 2 * tree.frameWidth() + tree.horizontalScrollBar().sizeHint().height()
         tree.setMinimumHeight(chrome + min(lines, MAX_SHOWN_ROWS) * row_h)

@@ -14,7 +14,7 @@ import pytest
 from cluster_serves import DECLARED_GIB, Serve, declare_gpus, start_serves
 from desktop_harness import QtLoop
 from keyring.backends import fail
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 
 from desktop.connection import Connection, ConnectionSpec, LinkState
 from desktop.credentials import TokenVault
@@ -78,6 +78,12 @@ def test_given_one_url_the_dashboard_learns_the_others_and_fails_over_to_one_it_
         connected = [r for r in range(inst.rowCount()) if inst.index(r, inst.STATE).data() == "live · connected"]
         assert [inst.index(r, inst.URL).data() for r in connected] == [b.url]
         assert cluster.on.text() == f"Reading from {b.url}"
+        # the deployment lists the killed A as live until its liveness TTL (30 s) runs out; the page says that
+        # it did not answer here (A's row may already read stale or gone on a slow machine)
+        [a_state] = [
+            inst.index(r, inst.STATE).data() for r in range(inst.rowCount()) if inst.index(r, inst.URL).data() == a.url
+        ]
+        assert a_state == "live · did not answer this dashboard" or a_state.startswith(("stale", "gone")), a_state
     finally:
         a.stop()
         b.stop()
@@ -88,9 +94,10 @@ def gpu_rows(view) -> dict[tuple[str, str], dict[str, str]]:  # type: ignore[no-
     rows = {}
     for i in range(view.gpus.topLevelItemCount()):
         top = view.gpus.topLevelItem(i)
+        host = top.data(0, Qt.ItemDataRole.UserRole)
         for j in range(top.childCount()):
             child = top.child(j)
-            rows[(top.text(0), child.text(0))] = {h: child.text(c) for c, h in enumerate(GPU_HEADERS)}
+            rows[(host, child.text(0))] = {h: child.text(c) for c, h in enumerate(GPU_HEADERS)}
     return rows
 
 
