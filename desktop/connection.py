@@ -139,6 +139,9 @@ class Connection(QObject):
         self.last_snapshot: Snapshot | None = None
         self.role = ""  # from GET /v1/whoami; "" until known (or from a server without the route)
         self.token_name = ""
+        # a cluster's instances this connection failed on (id -> its URL), from the last snapshot before the failure;
+        # the deployment may list them as live until their liveness TTL runs out. Cleared when that URL answers again.
+        self.not_answering: dict[str, str] = {}
         self._last_seen: float | None = None
         self._last_event_id: str | None = None
         self._client: AsyncClient | None = None
@@ -219,6 +222,13 @@ class Connection(QObject):
         self.instance_changed.emit(url)
         return True
 
+    def _note_not_answering(self, url: str) -> None:
+        """Remember the instances the last snapshot lists at `url` (by id: a process restarted there is new)."""
+        snap = self.last_snapshot
+        for instance in snap.instances if snap is not None else ():
+            if instance.url and instance.url.rstrip("/") == url.rstrip("/"):
+                self.not_answering[instance.id] = url
+
     async def close(self) -> None:
         self._closing = True
         self._stale_timer.stop()
@@ -288,6 +298,7 @@ class Connection(QObject):
             misses = 0 if was_live else misses + 1
             if misses and len(self.urls) > 1:
                 failed = self.current_url
+                self._note_not_answering(failed)
                 if not await self._move_on():
                     return
                 if misses % len(self.urls):  # another instance not yet tried in this round: at once
@@ -364,6 +375,7 @@ class Connection(QObject):
             self._last_seen = self._clock()
             if self.state is not LinkState.live:
                 self._live_since = self._clock()
+                self.not_answering = {i: u for i, u in self.not_answering.items() if u != self.current_url}
             on = f" via {self.current_url}" if len(self.urls) > 1 else ""
             self._set_state(LinkState.live, f"live{on}, {len(snap.queues)} queues")
             self._learn_urls(snap)

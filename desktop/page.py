@@ -138,7 +138,7 @@ class ConnectionPage(QWidget):
         urls = self.conn.urls.all
         self.url.setText(url if len(urls) < 2 else f"{url}  (instance {urls.index(url) + 1} of {len(urls)} URLs)")
         self.url.setToolTip("Instance URLs, tried in this order:\n" + "\n".join(urls) if len(urls) > 1 else "")
-        self.cluster.set_current_url(url)
+        self.cluster.set_current_url(url, frozenset(self.conn.not_answering))
 
     def _show_state(self, state: str, detail: str) -> None:
         self.link.setText(f"● {state}")

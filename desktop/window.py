@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from embedded_service import __version__
 
-from .connection import Connection, ConnectionSpec
+from .connection import Connection, ConnectionSpec, LinkState
 from .credentials import TokenVault
 from .local import LocalService
 from .notify import Notifier
@@ -253,6 +253,7 @@ class MainWindow(QMainWindow):
         conn.action_done.connect(lambda what: self.statusBar().showMessage(f"{spec.name}: done: {what}", 8000))
         conn.action_failed.connect(lambda what, why: self._action_failed(spec.name, what, why))
         conn.state_changed.connect(lambda *_: self.fleet.model.refresh())
+        conn.state_changed.connect(lambda state, _detail: self._back_online(conn, state))
         conn.urls_learnt.connect(lambda _urls: self._save_remotes())
         conn.stale_after_s = self.settings.stale_after_s()
         self.notifier.watch(conn)
@@ -262,6 +263,14 @@ class MainWindow(QMainWindow):
         self.show_server(chosen)
         conn.start()
         return page
+
+    def _back_online(self, conn: Connection, state: str) -> None:
+        """Live again (a cluster's failover takes about a second): the "Lost connection" line goes, saying where
+        the connection is now, instead of standing for its full 15 s over a working connection."""
+        if state == LinkState.live.value and self.statusBar().currentMessage().startswith(
+            f"Lost connection to {conn.name}:"
+        ):
+            self.statusBar().showMessage(f"{conn.name}: connected again via {conn.current_url}", 8000)
 
     def _action_failed(self, server: str, what: str, why: str) -> None:
         self.statusBar().showMessage(f"{server}: could not {what}: {why}", 15000)

@@ -173,6 +173,7 @@ class InstancesModel(ByIdTable[InstanceInfo]):
         super().__init__(clock=lambda: self._at, parent=parent)
         self._at = 0.0
         self.current_url: str | None = None
+        self.not_answering: frozenset[str] = frozenset()  # ids this dashboard's connection failed on
         self._gone: dict[str, float] = {}  # id -> snapshot time it was first missing
 
     def apply_snapshot(self, snap: Snapshot) -> None:
@@ -187,8 +188,12 @@ class InstancesModel(ByIdTable[InstanceInfo]):
         if self._rows:  # ages move on with each snapshot
             self.dataChanged.emit(self.index(0, self.HEARTBEAT), self.index(len(self._rows) - 1, self.HEARTBEAT))
 
-    def set_current_url(self, url: str | None) -> None:
+    def set_current_url(self, url: str | None, not_answering: frozenset[str] = frozenset()) -> None:
+        """The URL this dashboard reads from (that row is "connected"), and the ids of instances it failed on
+        (a live one of those reads "did not answer this dashboard": the deployment lists a killed process as
+        live until its liveness TTL runs out)."""
         self.current_url = url
+        self.not_answering = not_answering
         if self._rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(self.headers) - 1))
 
@@ -199,6 +204,8 @@ class InstancesModel(ByIdTable[InstanceInfo]):
             if item.id in self._gone:
                 return f"gone (no longer listed for {format_duration(now - self._gone[item.id])})"
             here = " · connected" if _same_url(item.url, self.current_url) else ""
+            if not item.stale and not here and item.id in self.not_answering:
+                here = " · did not answer this dashboard"
             return ("stale" if item.stale else "live") + here
         return super()._display(item, column, now)
 

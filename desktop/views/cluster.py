@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHeaderView,
     QLabel,
+    QLayout,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -36,7 +37,7 @@ from .keeping_table import KeepingTable
 
 SINGLE_SERVER = "A single server, not a cluster: it has no other instances or hosts to show."
 MAX_SHOWN_ROWS = 8  # a table grows with its rows up to this many, then scrolls
-GPU_HEADERS = ("GPU", "Name", "Memory used", "Reserved", "Utilisation", "Health")
+GPU_HEADERS = ("GPU", "Name", "Memory used", "Reserved", "Leases", "Utilisation", "Health")
 
 
 def _table(model: HostsModel | InstancesModel) -> KeepingTable:
@@ -65,13 +66,17 @@ def _fit_rows(table: KeepingTable) -> None:
 
 
 def gpu_columns(d: DeviceInfo) -> list[str]:
-    """One GPU's cells in the by-host list."""
+    """One GPU's cells in the by-host list: index, name, memory used (of its total), memory promised to leases,
+    how many leases are placed on it, utilisation and health ("unknown" / "—" for figures not read, e.g. a GPU
+    declared in the configuration on a host without NVML)."""
     if d.memory_total_mib is None:
         used = "unknown" if d.memory_used_mib is None else gib(d.memory_used_mib)
     else:
-        used = f"{'?' if d.memory_used_mib is None else f'{d.memory_used_mib / 1024:.1f}'} of {gib(d.memory_total_mib)}"
+        figure = "unknown" if d.memory_used_mib is None else f"{d.memory_used_mib / 1024:.1f}"
+        used = f"{figure} of {gib(d.memory_total_mib)}"
     util = "—" if d.utilization_pct is None else f"{d.utilization_pct:.0f} %"
-    return [f"GPU {d.index}", d.name, used, gib(d.memory_reserved_mib), util, health_text(d) or "ok"]
+    leases = str(len(d.leases)) if d.leases else ""
+    return [f"GPU {d.index}", d.name, used, gib(d.memory_reserved_mib), leases, util, health_text(d) or "ok"]
 
 
 class ClusterView(QWidget):
@@ -101,14 +106,18 @@ class ClusterView(QWidget):
         self.gpus.setRootIsDecorated(True)
         self.gpus.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.gpus.header().setStretchLastSection(True)
-        self.gpus.setMinimumHeight(120)
+        self.gpus.setUniformRowHeights(True)
         self.gpus.setStyleSheet("QTreeView::item { padding: 3px 2px; }")  # rows as tall as the tables' above
         self._gpu_rows: list[tuple[str, bool, list[list[str]]]] = []
+        self._last_published: dict[str, list[list[str]]] = {}  # host -> its GPUs' cells when it last listed them
         self.no_gpus = QLabel("No GPUs published by any host.")
 
         self.hosts_box = self._box("Hosts", self.hosts_table)
         self.instances_box = self._box("Instances", self.instances_table)
         self.gpus_box = self._box("GPUs by host", self.no_gpus, self.gpus)
+        box_layout = self.gpus_box.layout()
+        if box_layout is not None:  # the box is no taller than its list (`_fit_gpus`), not an empty frame
+            box_layout.setSizeConstraint(QLayout.SizeConstraint.SetMinAndMaxSize)
         self._layout = layout = QVBoxLayout(self)
         layout.addWidget(self.single)
         layout.addWidget(self.totals)
@@ -116,7 +125,7 @@ class ClusterView(QWidget):
         layout.addWidget(self.hosts_box)
         layout.addWidget(self.instances_box)
         layout.addWidget(self.gpus_box)
-        layout.addStretch(1)  # the room below, unless GPUs are listed (then their list takes it)
+        layout.addStretch(1)  # the room below: GPUs take it up to as many as there are
         self._show_cluster(False)
 
     @staticmethod
@@ -132,9 +141,10 @@ class ClusterView(QWidget):
         for widget in (self.totals, self.on, self.hosts_box, self.instances_box, self.gpus_box):
             widget.setVisible(cluster)
 
-    def set_current_url(self, url: str) -> None:
-        """The instance URL this dashboard reads from now (marked "connected" in the instances)."""
-        self.instances_model.set_current_url(url)
+    def set_current_url(self, url: str, not_answering: frozenset[str] = frozenset()) -> None:
+        """The instance URL this dashboard reads from now (marked "connected" in the instances), and the ids of
+        instances its connection failed on (marked "did not answer this dashboard" while listed as live)."""
+        self.instances_model.set_current_url(url, not_answering)
         self.on.setText(f"Reading from {url}")
 
     def apply_snapshot(self, snap: Snapshot) -> None:
@@ -152,31 +162,57 @@ class ClusterView(QWidget):
 
     def _show_gpus(self, snap: Snapshot) -> None:
         """Rebuild the by-host list only when what it shows changed (no flicker at 10 snapshots a second)."""
-        stale = {row.id for row in host_rows(snap) if row.stale}
-        rows = [(host, host in stale, [gpu_columns(d) for d in devices]) for host, devices in gpus_by_host(snap)]
+        rows = self._gpu_rows_of(snap)
         self.gpus.setVisible(bool(rows))
         self.no_gpus.setVisible(not rows)
         self._layout.setStretchFactor(self.gpus_box, 1 if rows else 0)
-        self._layout.setStretch(self._layout.count() - 1, 0 if rows else 1)
         if rows == self._gpu_rows:
             return
         self._gpu_rows = rows
         self.gpus.clear()
         for host, host_stale, devices in rows:
             count = f"{len(devices)} GPU{'' if len(devices) == 1 else 's'}"
-            top = QTreeWidgetItem([host, count + (" · host stale: its last published figures" if host_stale else "")])
+            # one line across the row: a long label must not widen the GPU columns below it
+            top = QTreeWidgetItem(
+                [f"{host} · {count}" + (" · host stale: its last published figures" if host_stale else "")]
+            )
+            top.setData(0, Qt.ItemDataRole.UserRole, host)
             font = top.font(0)
             font.setBold(True)
             top.setFont(0, font)
             for cells in devices:
                 top.addChild(QTreeWidgetItem(cells))
             self.gpus.addTopLevelItem(top)
+            top.setFirstColumnSpanned(True)
             top.setExpanded(True)
             if host_stale:
                 for item in (top, *(top.child(i) for i in range(top.childCount()))):
                     for column in range(len(GPU_HEADERS)):
                         if item is not None:
                             item.setBackground(column, STALE_BRUSH)
+        self._fit_gpus()
+
+    def _fit_gpus(self) -> None:
+        """At most as tall as its rows (the room below stays the page's, not an empty list); with less room it
+        shrinks to MAX_SHOWN_ROWS rows and scrolls."""
+        tree = self.gpus
+        tops = (tree.topLevelItem(i) for i in range(tree.topLevelItemCount()))
+        lines = sum(1 + top.childCount() for top in tops if top is not None)
+        row_h = max(1, tree.sizeHintForRow(0))
+        chrome = tree.header().sizeHint().height() + 2 * tree.frameWidth() + tree.horizontalScrollBar().sizeHint().height()
+        tree.setMinimumHeight(chrome + min(lines, MAX_SHOWN_ROWS) * row_h)
+        tree.setMaximumHeight(chrome + lines * row_h)
+
+    def _gpu_rows_of(self, snap: Snapshot) -> list[tuple[str, bool, list[list[str]]]]:
+        """(host, stale, its GPUs' cells) per host. A stale host whose GPUs the deployment no longer lists keeps
+        the ones it last published (marked stale), so that a host going quiet does not look like a host with no
+        GPUs; a host the deployment stops listing at all is dropped."""
+        hosts = {row.id: row.stale for row in host_rows(snap)}
+        listed = {host: [gpu_columns(d) for d in devices] for host, devices in gpus_by_host(snap)}
+        self._last_published = {h: cells for h, cells in self._last_published.items() if h in hosts}
+        self._last_published.update(listed)
+        kept = {h: cells for h, cells in self._last_published.items() if h not in listed and hosts[h]}
+        return [(host, hosts.get(host, False), cells) for host, cells in sorted({**listed, **kept}.items())]
 
     def gpu_groups(self) -> list[tuple[str, list[str]]]:
         """What the GPU list shows: (host, its GPUs' first cells), in order (for tests and scripted checks)."""
@@ -185,5 +221,7 @@ class ClusterView(QWidget):
             top = self.gpus.topLevelItem(i)
             if top is not None:
                 children = (top.child(j) for j in range(top.childCount()))
-                groups.append((top.text(0), [child.text(0) for child in children if child is not None]))
+                groups.append(
+                    (top.data(0, Qt.ItemDataRole.UserRole), [child.text(0) for child in children if child is not None])
+                )
         return groups

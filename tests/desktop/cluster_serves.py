@@ -15,19 +15,22 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
 from redisproc import free_port
 
+DECLARED_GIB = 16  # the size of each GPU `declare_gpus` declares
+
 
 class Serve:
-    """One `slotdeck serve` on a free loopback port, no tokens, no probes, its data dir under `home`."""
+    """One `slotdeck serve` on a free loopback port, no tokens, no probes, its data dir under `home`; `env`
+    is added to its environment (e.g. `SLOTDECK_HOST_ID`; the caller's `SLOTDECK_*` are not passed)."""
 
-    def __init__(self, store: str, home: Path, *extra: str) -> None:
+    def __init__(self, store: str, home: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLOTDECK_", "MAX_CONCURRENT"))}
         argv = ["serve", "--store", store, "--port", str(self.port), "--data-dir", str(home), "--no-auth", "--no-probes"]
         self.log = (home.parent / f"serve-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "embedded_service.cli", *argv, *extra],
-            env=env,
+            env={**inherited, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -74,3 +77,15 @@ def start_serves(store: str, root: Path, count: int, *extra: str) -> list[Serve]
             serve.stop()
         raise
     return serves
+
+
+def declare_gpus(home: Path, count: int = 2) -> Path:
+    """A serve config declaring `count` GPUs of DECLARED_GIB each (no NVML needed); returns its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    tables = "".join(
+        f'[[server.devices]]\nindex = {i}\nname = "Test GPU {i}"\nmemory_total_mib = {DECLARED_GIB * 1024}\n'
+        for i in range(count)
+    )
+    config = home / "slotdeck.toml"
+    config.write_text("[server]\n" + tables)
+    return config

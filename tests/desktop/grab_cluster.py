@@ -1,8 +1,10 @@
 """Screenshots of the Cluster page of the real dashboard watching a real 3-instance deployment.
 
 Usage: python grab_cluster.py OUT_DIR [WIDTHxHEIGHT]   (run on an X display, e.g. Xvfb; needs redis-server)
-Starts a private redis-server and three `slotdeck serve --store redis://...` on it, the dashboard with one
-connection listing the three URLs, takes a few slots, then saves `cluster-light.png`; kills the third
+Starts a private redis-server and three `slotdeck serve --store redis://...` on it across two hosts
+(`SLOTDECK_HOST_ID` gpu-a: two instances, gpu-b: one; each host declares two GPUs in its config), the
+dashboard with one connection given only the first URL (it learns the others), takes a few slots and GPU
+leases on both hosts, then saves `cluster-light.png` and `cluster-dark.png`; kills the third
 instance (kill -9), waits until the deployment marks it stale, saves `cluster-stale-light.png` (and
 `cluster-stale-dark.png`); kills the
 first (the one in use), waits for the failover, saves `cluster-failover-light.png`; switches the theme and
@@ -20,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from cluster_serves import Serve, start_serves
+from cluster_serves import Serve, declare_gpus
 from redisproc import PrivateRedis
 
 from desktop.app import build
@@ -44,17 +46,30 @@ async def scenario(window, serves: list[Serve], out: Path, size: tuple[int, int]
     async with httpx.AsyncClient(base_url=serves[1].url, timeout=10) as http:
         await http.put("/v1/queues/inference", json={"limit": 6})
         await http.patch("/v1/queues/default", json={"limit": 4})
-        for queue, n in (("default", 3), ("inference", 2)):
+        for queue, n in (("default", 1), ("inference", 2)):
             for _ in range(n):
                 await http.post(f"/v1/queues/{queue}/leases", json={"ttl_s": 600, "wait_s": 0, "owner": "grab"})
+    for serve, gpu_mem in ((serves[0], 8192), (serves[1], 2048), (serves[2], 12288)):  # GPU leases on both hosts
+        body = {"ttl_s": 600, "wait_s": 0, "owner": "grab-gpu", "gpus": 1, "gpu_mem_mib": gpu_mem}
+        async with httpx.AsyncClient(base_url=serve.url, timeout=10) as http:
+            (await http.post("/v1/queues/default/leases", json=body)).raise_for_status()
     page.show_tab(TABS.index("Cluster"))
     await until(lambda: conn.last_snapshot is not None and len(conn.last_snapshot.instances) == 3, 60, "3 instances")
+    await until(lambda: len(conn.urls) == 3, 60, "the other two URLs, learnt")
     await asyncio.sleep(3)
     window.grab().save(str(out / "cluster-light.png"))
+    window.toggle_theme()
+    await asyncio.sleep(1)
+    window.grab().save(str(out / "cluster-dark.png"))
+    window.toggle_theme()
+    await asyncio.sleep(0.5)
 
     serves[2].kill9()
-    await until(lambda: any(i.stale for i in conn.last_snapshot.instances), 60, "a stale instance")
-    await asyncio.sleep(0.05)  # the deployment forgets a stale process soon after: grab it now
+    inst = page.cluster.instances_model
+    states = lambda: [str(inst.index(r, inst.STATE).data()) for r in range(inst.rowCount())]  # noqa: E731
+    # the deployment forgets a dead process soon after marking it stale; the page keeps it a while as "gone"
+    await until(lambda: any(s.startswith(("stale", "gone")) for s in states()), 90, "a stale or gone instance")
+    await asyncio.sleep(0.3)
     window.grab().save(str(out / "cluster-stale-light.png"))
     window.toggle_theme()
     await asyncio.sleep(0.3)
@@ -89,9 +104,15 @@ def main() -> int:
         serves: list[Serve] = []
         try:
             # 10 snapshots a second: a killed process shows as stale only briefly before the deployment forgets it
-            serves = start_serves(redis.url("grab" + uuid.uuid4().hex[:6]), Path(tmp), 3, "--snapshot-hz", "10")
+            store = redis.url("grab" + uuid.uuid4().hex[:6])
+            for i, host in enumerate(("gpu-a", "gpu-a", "gpu-b")):
+                home = Path(tmp) / f"home{i}"
+                extra = ("--snapshot-hz", "10", "--config", str(declare_gpus(home)))
+                serves.append(Serve(store, home, *extra, env={"SLOTDECK_HOST_ID": host}))
+            for serve in serves:
+                serve.wait_ready()
             _, loop, window = build(["--no-local", "--theme", "light"])
-            spec = ConnectionSpec("gpu-cluster", serves[0].url, extra_urls=tuple(s.url for s in serves[1:]), remember=False)
+            spec = ConnectionSpec("gpu-cluster", serves[0].url, remember=False)  # the others are learnt
             window.add_connection(spec, None)
             with loop:
                 loop.run_until_complete(scenario(window, serves, out, (width, height)))

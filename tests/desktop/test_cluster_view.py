@@ -75,7 +75,7 @@ def test_hosts_instances_stale_marks_and_gpus_by_host(qtbot) -> None:  # type: i
 
     assert view.gpu_groups() == [("a", ["GPU 0", "GPU 1"]), ("b", ["GPU 0"])]
     a_gpus, b_gpus = view.gpus.topLevelItem(0), view.gpus.topLevelItem(1)
-    assert a_gpus.text(1) == "2 GPUs" and b_gpus.text(1) == "1 GPU · host stale: its last published figures"
+    assert a_gpus.text(0) == "a · 2 GPUs" and b_gpus.text(0) == "b · 1 GPU · host stale: its last published figures"
     assert b_gpus.child(0).background(0) == STALE_BRUSH and a_gpus.child(0).background(0) != STALE_BRUSH
     assert view.totals.text() == (
         "2 hosts, 1 stale · 3 instances, 1 stale · 5 / 6 slots in use · 5 waiting in 2 queues (1 paused) · 3 GPUs"
@@ -139,3 +139,24 @@ def test_a_single_server_says_so_and_its_fleet_row_is_not_a_cluster(qtbot) -> No
     assert fleet_row(conn, 0)[0] == "box · cluster: 3 instances, 1 stale"
     view.apply_snapshot(cluster_snapshot())
     assert not view.single.isVisible() and view.instances_box.isVisible()
+
+
+def test_a_stale_host_whose_gpus_are_no_longer_listed_keeps_its_last_published_ones_marked(qtbot) -> None:  # type: ignore[no-untyped-def]
+    view = ClusterView()
+    qtbot.addWidget(view)
+    view.apply_snapshot(cluster_snapshot(b_stale=False))
+    assert view.gpu_groups() == [("a", ["GPU 0", "GPU 1"]), ("b", ["GPU 0"])]
+
+    quiet = cluster_snapshot(b_stale=True)
+    quiet.hosts[0].devices = []  # the deployment drops a stale host's GPUs
+    view.apply_snapshot(quiet)
+    assert view.gpu_groups() == [("a", ["GPU 0", "GPU 1"]), ("b", ["GPU 0"])]
+    b_gpus = view.gpus.topLevelItem(1)
+    assert b_gpus.text(0) == "b · 1 GPU · host stale: its last published figures"
+    assert b_gpus.child(0).background(0) == STALE_BRUSH
+
+    gone = cluster_snapshot(b_stale=True)
+    gone.hosts = gone.hosts[1:]
+    gone.instances = [i for i in gone.instances if i.host != "b"]
+    view.apply_snapshot(gone)
+    assert view.gpu_groups() == [("a", ["GPU 0", "GPU 1"])], "a host no longer listed takes its GPUs with it"
