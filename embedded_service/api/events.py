@@ -272,11 +272,13 @@ class EventBroker:
 
         try:
             # shielded: a redis-py call cancelled half-way (the client hung up) can hang its connection
-            found = await asyncio.shield(self.cluster_log.after(last_event_id, wanted, self.replay_bytes))
+            resume = await asyncio.shield(self.cluster_log.resume_point(last_event_id))
+            found = await asyncio.shield(self.cluster_log.after(resume, wanted, self.replay_bytes))
         except Exception as exc:  # Redis away: the live stream still comes; the client misses what it missed
             log.warning("could not read the event stream after %s: %s", last_event_id[:40], exc)
-            found = []
-        floor = max(stream_key(last_event_id) or (-1, -1), found[-1].key if found else (-1, -1))
+            resume, found = None, []
+        # an id past the stream's end is no floor: it would skip every live entry (a silent stream)
+        floor = max(stream_key(resume or "") or (-1, -1), found[-1].key if found else (-1, -1))
         return floor, [sse_frame(ev.kind, ev.data, ev.id) for ev in found]
 
     async def stream(

@@ -189,10 +189,20 @@ class ClusterEventLog:
 
     # ------------------------------------------------------------------ reading
 
-    async def after(self, event_id: str, wanted: Callable[[StreamEvent], bool], max_bytes: int) -> list[StreamEvent]:
-        """The kept entries after `event_id` that `wanted` accepts, oldest first, at most `max_bytes` of data
-        (the newest ones); an id that is not a stream id (another server's, garbage) gives all that is kept."""
-        start = f"({event_id}" if stream_key(event_id) is not None else "-"
+    async def resume_point(self, event_id: str) -> str | None:
+        """Where a client that last saw `event_id` resumes: that id when it is a stream id no newer than the
+        stream's newest entry, else None (garbage, another server's id, or one past the stream's end: made up,
+        or kept from a Redis that lost its data): all that is kept."""
+        key = stream_key(event_id)
+        if key is None:
+            return None
+        newest = stream_key(await self._tail(self.admission.slots.client))
+        return event_id if newest is not None and key <= newest else None
+
+    async def after(self, event_id: str | None, wanted: Callable[[StreamEvent], bool], max_bytes: int) -> list[StreamEvent]:
+        """The kept entries after the stream id `event_id` (None: all kept) that `wanted` accepts, oldest first, at
+        most `max_bytes` of data (the newest ones)."""
+        start = f"({event_id}" if event_id is not None else "-"
         found: deque[StreamEvent] = deque()
         size = 0
         client = self.admission.slots.client
