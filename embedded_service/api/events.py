@@ -272,8 +272,7 @@ class EventBroker:
 
         try:
             # shielded: a redis-py call cancelled half-way (the client hung up) can hang its connection
-            resume = await asyncio.shield(self.cluster_log.resume_point(last_event_id))
-            found = await asyncio.shield(self.cluster_log.after(resume, wanted, self.replay_bytes))
+            resume, found = await asyncio.shield(self.cluster_log.replay(last_event_id, wanted, self.replay_bytes))
         except Exception as exc:  # Redis away: the live stream still comes; the client misses what it missed
             log.warning("could not read the event stream after %s: %s", last_event_id[:40], exc)
             resume, found = None, []

@@ -189,6 +189,23 @@ class ClusterEventLog:
 
     # ------------------------------------------------------------------ reading
 
+    async def replay(
+        self, event_id: str, wanted: Callable[[StreamEvent], bool], max_bytes: int
+    ) -> tuple[str | None, list[StreamEvent]]:
+        """`resume_point(event_id)` and the entries `after` it: read twice at most, as a pooled connection that died
+        while idle (Redis restarted, a proxy dropped it) fails its first command; reading is safe to repeat.
+        Raises what the second try raised."""
+        try:
+            return await self._replay_once(event_id, wanted, max_bytes)
+        except _NET_ERRORS:
+            return await self._replay_once(event_id, wanted, max_bytes)
+
+    async def _replay_once(
+        self, event_id: str, wanted: Callable[[StreamEvent], bool], max_bytes: int
+    ) -> tuple[str | None, list[StreamEvent]]:
+        resume = await self.resume_point(event_id)
+        return resume, await self.after(resume, wanted, max_bytes)
+
     async def resume_point(self, event_id: str) -> str | None:
         """Where a client that last saw `event_id` resumes: that id when it is a stream id no newer than the
         stream's newest entry, else None (garbage, another server's id, or one past the stream's end: made up,
