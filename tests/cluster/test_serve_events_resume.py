@@ -1,4 +1,4 @@
-"""Redis mode: resuming `/v1/events` with `Last-Event-ID` from the future, from garbage, or from a Redis that lost its data."""
+"""Redis mode: `/v1/events` resumed with a `Last-Event-ID` from the future, garbage, or a Redis that lost its data."""
 
 from __future__ import annotations
 
