@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,6 +124,10 @@ class Settings(BaseModel):
         return self.store or f"sqlite:///{self.resolved_data_dir() / 'slotdeck.db'}"
 
 
+# host[:port]: a name or IPv4 address, or a bracketed IPv6 one; nothing a browser and urllib would read apart
+_URL_HOST = re.compile(r"^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]+)?$")
+
+
 def check_advertise_url(url: str) -> None:
     """An advertised API URL is http(s)://host[:port][/path], without credentials, query or fragment."""
     from urllib.parse import urlsplit
@@ -140,7 +145,8 @@ def check_advertise_url(url: str) -> None:
         or parts.username is not None
         or parts.query
         or parts.fragment
-        or any(c.isspace() for c in url)
+        or any(c.isspace() or not c.isprintable() for c in url)
+        or not _URL_HOST.match(parts.netloc)
     ):
         raise PydanticCustomError(
             "advertise_url", "must be http(s)://host[:port][/path] without credentials, query or spaces"

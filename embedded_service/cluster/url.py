@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -110,11 +111,17 @@ def default_host_id() -> str:
 
 
 def check_host_id(host_id: str) -> str:
-    """A host id as cluster mode keys it: 1-200 characters, no ``:`` (it heads the process ids) or whitespace;
-    ValueError otherwise."""
-    if not 0 < len(host_id) <= 200 or ":" in host_id or any(c.isspace() for c in host_id):
-        raise ValueError(f"host id {host_id[:200]!r} must be 1-200 characters without ':' or whitespace")
+    """A host id as cluster mode keys it: 1-200 printable characters (no control or invisible ones: it is shown in
+    tables and logs), no ``:`` (it heads the process ids) or whitespace; ValueError otherwise."""
+    if (
+        not 0 < len(host_id) <= 200
+        or ":" in host_id
+        or any(c.isspace() or not c.isprintable() or unicodedata.category(c) == "Cf" for c in host_id)
+    ):
+        raise ValueError(f"host id {host_id[:200]!r} must be 1-200 printable characters without ':', whitespace or control")
     return host_id
+
+
 def _check_options(redis_url: str) -> None:
     """Build (without connecting) the connection redis-py would make of `redis_url`: ValueError (one line, no
     password) for an option it does not know or a value it cannot read. Skipped without the redis extra."""

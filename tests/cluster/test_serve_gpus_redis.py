@@ -17,7 +17,16 @@ from test_serve_redis import lease, running, serve
 
 DEVICES = ("--device", "0:1000:A", "--device", "1:1000:B", "--default-limit", "10")
 ADVERTISED = "https://gpu-alpha.example:9443/slotdeck"
-BAD_URLS = ("ftp://x.example", "http://user:pw@x.example", "http://x.example/?a=1", "not a url", "http://x.example:0")
+BAD_URLS = (
+    "ftp://x.example",
+    "http://user:pw@x.example",
+    "http://x.example/?a=1",
+    "not a url",
+    "http://x.example:0",
+    "http://x.example\\@evil.example/",  # a browser's host is x.example, urllib's evil.example
+    "http://x<script>.example/",
+    "http://x.example/\x1b[2J",  # terminal control in `slotdeck status` and logs
+)
 
 
 @pytest.fixture
@@ -92,6 +101,8 @@ def test_http_gpu_leases_fit_on_their_servers_host(gpu_servers: list[httpx.Clien
         *((["--advertise-url", url], "alpha", "advertise_url") for url in BAD_URLS),
         ([], "gpu:1", "SLOTDECK_HOST_ID"),
         ([], "gpu node", "SLOTDECK_HOST_ID"),
+        ([], "gpu\x1b[2Jnode", "SLOTDECK_HOST_ID"),
+        ([], "gpu\u200bnode", "SLOTDECK_HOST_ID"),  # invisible: two hosts that look alike
     ],
 )
 def test_a_bad_advertise_url_or_host_id_is_one_clear_line(
