@@ -19,7 +19,8 @@ cat >"$out/allow.toml" <<EOF
 prefix = ["$PY", "$here/render_report.py"]
 tokens = ["report-submitter"]
 EOF
-slotdeck serve --port 0 --no-probes --command-allowlist "$out/allow.toml" >"$out/server.log" 2>&1 &
+# not through the `slotdeck` function: `$!` must be the server itself, so the trap's kill stops it
+"$PY" -m embedded_service.cli serve --port 0 --no-probes --command-allowlist "$out/allow.toml" >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 300); do [ -s "$SLOTDECK_HOME/local.json" ] && break; sleep 0.1; done

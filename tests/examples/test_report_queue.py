@@ -3,6 +3,7 @@ ops check with the monitoring exit codes against a real server."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from embedded_service.api.embedded import EmbeddedServer
@@ -35,6 +37,10 @@ def test_run_sh_renders_every_report_and_the_check_follows_the_queue(tmp_path: P
         assert data.startswith(b"%PDF-1.4\n") and data.endswith(b"%%EOF\n") and b"Quarterly report" in data
     log = (tmp_path / "server.log").read_text()
     assert "sdk_" not in log  # tokens never reach the server's log
+    served_by = json.loads((tmp_path / "slotdeck-home" / "local.json").read_text()).get("pid")
+    if served_by is not None and psutil.pid_exists(served_by):
+        psutil.Process(served_by).kill()  # not left behind for the rest of the run
+        raise AssertionError("run.sh left its server running")
 
 
 @pytest.fixture
