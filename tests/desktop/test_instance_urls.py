@@ -43,7 +43,7 @@ def test_reported_urls_put_live_instances_first_and_refuse_plain_http_to_other_m
         queues=[],
         instances=[
             inst(1, "http://127.0.0.1:7001", stale=True),
-            inst(2, "http://10.0.0.5:7002"),  # the token would cross the network in clear
+            inst(2, "http://gpu-9.example.org:7002"),  # the token would cross the network in clear
             inst(3, "https://gpu-2.example.org:7003/"),
             inst(4, None),
         ],
@@ -69,8 +69,8 @@ def test_the_server_dialog_takes_other_instance_urls_and_checks_each(qtbot) -> N
     qtbot.addWidget(dialog)
     dialog.name.setText("deploy")
     dialog.url.setText("http://127.0.0.1:7001")
-    dialog.extra_urls.setText("http://127.0.0.1:7002, http://10.0.0.5:7003")
-    assert (dialog.problem() or "").startswith("Other instance http://10.0.0.5:7003: use https://")
+    dialog.extra_urls.setText("http://127.0.0.1:7002, http://gpu-9.example.org:7003")
+    assert (dialog.problem() or "").startswith("Other instance http://gpu-9.example.org:7003: use https://")
     dialog.extra_urls.setText("http://127.0.0.1:7002 http://127.0.0.1:7001/ https://gpu-3.example.org")
     assert dialog.problem() is None
     assert dialog.spec().extra_urls == ("http://127.0.0.1:7002", "https://gpu-3.example.org")
