@@ -238,21 +238,10 @@ class ClusterAdmission:
     # -------------------------------------------------------------------- slots
 
     @contextlib.asynccontextmanager
-    async def slot(
-        self,
-        queue: str,
-        *,
-        owner: str | None = None,
-        priority: int = 0,
-        timeout_s: float | None = None,
-        gpus: int = 0,
-        gpu_mem_mib: int = 0,
-    ) -> AsyncIterator[ClusterLease]:
-        """`async with svc.slot(...)` in redis mode: a `ClusterLease` (renewed in the background; `lease.lost`;
-        `lease.devices`, `lease.cuda_visible_devices` for GPUs of this host)."""
-        lease = await self.acquire(
-            queue, owner=owner, priority=priority, timeout_s=timeout_s, gpus=gpus, gpu_mem_mib=gpu_mem_mib
-        )
+    async def slot(self, queue: str, **options: Any) -> AsyncIterator[ClusterLease]:
+        """`async with svc.slot(...)` in redis mode (`options` as for `acquire`): a `ClusterLease` (renewed in the
+        background; `lease.lost`; `lease.devices`, `lease.cuda_visible_devices` for GPUs of this host)."""
+        lease = await self.acquire(queue, **options)
         try:
             yield lease
         finally:

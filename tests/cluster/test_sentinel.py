@@ -11,11 +11,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from redisproc import PrivateRedis, PrivateSentinel
-from test_serve_redis import serve
+from test_serve_redis import serve, wait_healthy
 
 from embedded_service import SlotService
 from embedded_service.api.deps import redact_url
@@ -120,15 +119,8 @@ def test_serve_on_a_sentinel_url_runs_jobs_from_its_job_store(
         f"sqlite:///{tmp_path / 'jobs.db'}",
     )
     try:
+        wait_healthy([(proc, client)], 60)
         deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "server did not start"
-            try:
-                if client.get("/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         made = client.post("/v1/jobs", json={"queue": "default", "argv": [sys.executable, "-c", "print('ran')"]})
         assert made.status_code == 201, made.text
         job_id = made.json()["id"]

@@ -39,19 +39,24 @@ def servers(ns_url: str, tmp_path: Path) -> Iterator[list[httpx.Client]]:
     yield from running([serve(ns_url, tmp_path / f"home{i}") for i in range(3)])
 
 
+def wait_healthy(started: list[tuple[subprocess.Popen[str], httpx.Client]], timeout_s: float = 30) -> None:
+    """Until every server answers /v1/health (a server that exits fails with its output)."""
+    deadline = time.monotonic() + timeout_s
+    for proc, client in started:
+        while True:
+            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "server did not start"
+            try:
+                if client.get("/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+
 def running(started: list[tuple[subprocess.Popen[str], httpx.Client]]) -> Iterator[list[httpx.Client]]:
     """Wait until every server answers, yield their clients, then stop them (SIGTERM: a clean exit, no traceback)."""
     try:
-        deadline = time.monotonic() + 30
-        for proc, client in started:
-            while True:
-                assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "server did not start"
-                try:
-                    if client.get("/v1/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+        wait_healthy(started)
         yield [client for _, client in started]
         for proc, _ in started:
             proc.send_signal(signal.SIGTERM)
